@@ -1,0 +1,72 @@
+"""Server address lists: parse, shuffle, and rotate with jittered backoff."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from felix_client.errors import ConfigError
+
+DEFAULT_PORT = 5473
+
+
+def parse_addresses(addresses: str | Sequence[str]) -> list[tuple[str, int]]:
+    """'h:p,h:p' or a sequence of 'h:p' -> [(host, port)].  Raises ConfigError."""
+    items = addresses.split(",") if isinstance(addresses, str) else list(addresses)
+    out: list[tuple[str, int]] = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port_s = rest.lstrip(":")
+        elif item.count(":") == 1:
+            host, _, port_s = item.partition(":")
+        else:
+            host, port_s = item, ""
+        try:
+            port = int(port_s) if port_s else DEFAULT_PORT
+        except ValueError:
+            raise ConfigError(f"bad server address {item!r}") from None
+        if not host or not 0 < port < 65536:
+            raise ConfigError(f"bad server address {item!r}")
+        out.append((host, port))
+    if not out:
+        raise ConfigError("no server addresses given")
+    return out
+
+
+class Backoff:
+    """Exponential backoff with full jitter, so a fleet that lost its server
+    does not come back in lockstep."""
+
+    def __init__(self, initial: float = 0.1, maximum: float = 10.0,
+                 rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._rng = rng or random.Random()
+        self._next = initial
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+    def delay(self) -> float:
+        d = self._rng.uniform(0, self._next)
+        self._next = min(self._next * 2, self.maximum)
+        return d
+
+
+class AddressRotation:
+    """Yields addresses in a per-client shuffled order, round and round."""
+
+    def __init__(self, addresses: list[tuple[str, int]], rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+        self._addresses = list(addresses)
+        self._rng.shuffle(self._addresses)
+        self._i = 0
+
+    def next(self) -> tuple[str, int]:
+        addr = self._addresses[self._i % len(self._addresses)]
+        self._i += 1
+        return addr

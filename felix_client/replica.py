@@ -1,0 +1,116 @@
+"""The agent's local replica of the synced state, with its running digest.
+
+Pure: no I/O.  Every mutating method returns the list of changes it made,
+`(key, value)` for a put and `(key, None)` for a delete, so the agent can
+apply exactly those and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from felix_client.errors import BadValue, DigestMismatch
+from snapshot import RunningDigest, entry_hash_canonical
+
+Change = tuple[str, Any | None]
+
+
+class Replica:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self._hashes: dict[str, int] = {}
+        self._digest = RunningDigest()
+        self.revision = 0
+        self._staging: dict[str, bytes] | None = None
+
+    @property
+    def digest(self) -> str:
+        return self._digest.hex()
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        return self.values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    # -- full snapshot: mark and sweep ---------------------------------------
+
+    def begin_snapshot(self) -> None:
+        self._staging = {}
+
+    def add_chunk(self, entries: Iterable[tuple[str, bytes]]) -> None:
+        if self._staging is None:
+            self._staging = {}
+        self._staging.update(entries)
+
+    def end_snapshot(self, revision: int, digest: str) -> list[Change]:
+        """Make the state equal to the snapshot: put what is new or changed,
+        delete every key the snapshot lacked.  Raises DigestMismatch."""
+        staging = self._staging or {}
+        self._staging = None
+        changes: list[Change] = []
+        for key in [k for k in self.values if k not in staging]:
+            changes.append(self._delete(key))
+        for key, raw in staging.items():
+            h = entry_hash_canonical(key, raw)
+            if self._hashes.get(key) != h:
+                changes.append(self._put(key, raw, h))
+        self.revision = revision
+        self.verify(digest)
+        return changes
+
+    # -- streaming -------------------------------------------------------------
+
+    def apply_delta(self, revision: int, updates: Iterable[tuple[str, bytes | None]],
+                    digest: str) -> list[Change]:
+        changes: list[Change] = []
+        for key, raw in updates:
+            if raw is None:
+                if key in self.values:
+                    changes.append(self._delete(key))
+            else:
+                h = entry_hash_canonical(key, raw)
+                if self._hashes.get(key) != h:
+                    changes.append(self._put(key, raw, h))
+        self.revision = revision
+        self.verify(digest)
+        return changes
+
+    def apply_progress(self, revision: int, digest: str) -> None:
+        self.revision = revision
+        self.verify(digest)
+
+    def verify(self, digest: str) -> None:
+        ours = self._digest.hex()
+        if ours != digest:
+            raise DigestMismatch(self.revision, ours, digest)
+
+    def forget_revision(self) -> None:
+        """Keep the values but ask for a full snapshot next time."""
+        self.revision = 0
+
+    # -- internals -----------------------------------------------------------
+
+    def _put(self, key: str, raw: bytes, h: int) -> Change:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadValue(f"value of {key!r} is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise BadValue(f"value of {key!r} is not a JSON object")
+        old = self._hashes.get(key)
+        if old is not None:
+            self._digest.remove(old)
+        self._digest.add(h)
+        self._hashes[key] = h
+        self.values[key] = value
+        return key, value
+
+    def _delete(self, key: str) -> Change:
+        self._digest.remove(self._hashes.pop(key))
+        del self.values[key]
+        return key, None

@@ -1,0 +1,213 @@
+"""SnapshotCache: the server's versioned state and its bounded delta history.
+
+Pure data structure: no I/O, no event loop.  The syncer calls `apply` with the
+updates of one datastore batch; connections remember the `seq` they have
+reached and call `batches_after(seq)` to get what they missed, so there are no
+per-client queues: every client walks the same shared chain.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import immutables
+
+from snapshot.digest import MODULUS, entry_hash_canonical, format_digest
+from snapshot.errors import HistoryUnavailable, RevisionRegression
+from snapshot.state import DeltaBatch, Entry, Snapshot, Update
+
+BatchEncoder = Callable[[DeltaBatch], bytes]
+SnapshotEncoder = Callable[[Snapshot, bool], list[bytes]]
+
+
+@dataclass(slots=True)
+class CacheStats:
+    batches: int = 0
+    updates_applied: int = 0
+    updates_suppressed: int = 0
+    history_trimmed: int = 0
+    snapshots_encoded: int = 0
+    snapshots_reused: int = 0
+
+
+class SnapshotCache:
+    """Holds the current Snapshot and the DeltaBatches after older ones.
+
+    The caller must feed revisions in non-decreasing order.  `encode_batch`
+    turns a batch into its wire frame exactly once; `encode_snapshot` turns a
+    snapshot into its list of frames, memoised per snapshot so that every
+    client connecting while it is current shares one encoding.
+    """
+
+    def __init__(
+        self,
+        *,
+        encode_batch: BatchEncoder | None = None,
+        encode_snapshot: SnapshotEncoder | None = None,
+        max_history_batches: int = 10_000,
+        max_history_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._encode_batch = encode_batch
+        self._encode_snapshot = encode_snapshot
+        self._max_batches = max_history_batches
+        self._max_bytes = max_history_bytes
+        self._current = Snapshot(revision=0, seq=0, entries=immutables.Map(), digest=0)
+        self._history: deque[DeltaBatch] = deque()
+        self._history_bytes = 0
+        # (snapshot, compressed?) -> frames; only the current snapshot is kept.
+        self._encoded: dict[bool, tuple[Snapshot, list[bytes]]] = {}
+        self.stats = CacheStats()
+
+    # -- reading ---------------------------------------------------------
+
+    @property
+    def current(self) -> Snapshot:
+        return self._current
+
+    @property
+    def revision(self) -> int:
+        return self._current.revision
+
+    @property
+    def seq(self) -> int:
+        return self._current.seq
+
+    @property
+    def digest_hex(self) -> str:
+        return format_digest(self._current.digest)
+
+    @property
+    def oldest_seq(self) -> int:
+        """The lowest `seq` from which `batches_after` still answers."""
+        if self._history:
+            return self._history[0].seq - 1
+        return self._current.seq
+
+    def batches_after(self, seq: int) -> Sequence[DeltaBatch]:
+        """Every batch with a sequence number above `seq`, oldest first.
+
+        Raises HistoryUnavailable if some of them have been trimmed: the
+        caller must then fall back to a full snapshot.
+        """
+        if seq >= self._current.seq:
+            return ()
+        if seq < self.oldest_seq:
+            raise HistoryUnavailable(f"seq {seq} is older than the history ({self.oldest_seq})")
+        start = seq - self._history[0].seq + 1
+        return [self._history[i] for i in range(start, len(self._history))]
+
+    def snapshot_frames(self, *, compressed: bool) -> tuple[Snapshot, list[bytes]]:
+        """The current snapshot and its encoded frames.  Encoded once per
+        snapshot and variant: every client that connects while it is current
+        shares the same bytes (a reconnect storm encodes it once)."""
+        if self._encode_snapshot is None:
+            raise RuntimeError("SnapshotCache was built without encode_snapshot")
+        snap = self._current
+        memo = self._encoded.get(compressed)
+        if memo is not None and memo[0] is snap:
+            self.stats.snapshots_reused += 1
+            return memo
+        memo = (snap, self._encode_snapshot(snap, compressed))
+        # Drop encodings of older snapshots so their bytes can be freed.
+        self._encoded = {k: v for k, v in self._encoded.items() if v[0] is snap}
+        self._encoded[compressed] = memo
+        self.stats.snapshots_encoded += 1
+        return memo
+
+    # -- writing ---------------------------------------------------------
+
+    def load(self, items: Iterable[tuple[str, bytes]], revision: int) -> None:
+        """Replace the whole state (initial list).  Clears history: nobody can
+        have seen a revision before the first load."""
+        entries: dict[str, Entry] = {}
+        digest = 0
+        for key, value in items:
+            h = entry_hash_canonical(key, value)
+            old = entries.get(key)
+            if old is not None:
+                digest -= old.hash
+            entries[key] = Entry(value, h)
+            digest += h
+        self._current = Snapshot(
+            revision=revision,
+            seq=self._current.seq + 1,
+            entries=immutables.Map(entries),
+            digest=digest % MODULUS,
+        )
+        self._history.clear()
+        self._history_bytes = 0
+
+    def apply(self, updates: Iterable[Update], revision: int) -> DeltaBatch | None:
+        """Apply one batch of updates at `revision`.
+
+        Updates that change nothing (same value, or delete of an absent key)
+        are suppressed and counted.  Returns the new batch, or None if nothing
+        changed and the revision did not move either.
+        """
+        cur = self._current
+        if revision < cur.revision:
+            raise RevisionRegression(f"revision {revision} < current {cur.revision}")
+        effective: dict[str, bytes | None] = {}
+        digest = cur.digest
+        with cur.entries.mutate() as m:
+            for key, value in updates:
+                old = m.get(key)
+                if value is None:
+                    if old is None:
+                        self.stats.updates_suppressed += 1
+                        continue
+                    del m[key]
+                    digest -= old.hash
+                else:
+                    if old is not None and old.value == value:
+                        self.stats.updates_suppressed += 1
+                        continue
+                    h = entry_hash_canonical(key, value)
+                    m[key] = Entry(value, h)
+                    if old is not None:
+                        digest -= old.hash
+                    digest += h
+                effective[key] = value
+            entries = m.finish()
+        if not effective and revision == cur.revision:
+            return None
+        self.stats.updates_applied += len(effective)
+        return self._append(tuple(effective.items()), revision, entries, digest % MODULUS)
+
+    def advance(self, revision: int) -> DeltaBatch | None:
+        """Move the revision forward with no change (a progress batch)."""
+        return self.apply((), revision)
+
+    def _append(
+        self,
+        updates: tuple[Update, ...],
+        revision: int,
+        entries: immutables.Map[str, Entry],
+        digest: int,
+    ) -> DeltaBatch:
+        cur = self._current
+        batch = DeltaBatch(
+            seq=cur.seq + 1,
+            prev_revision=cur.revision,
+            revision=revision,
+            updates=updates,
+            digest=digest,
+        )
+        if self._encode_batch is not None:
+            batch.frame = self._encode_batch(batch)
+        self._current = Snapshot(revision=revision, seq=batch.seq, entries=entries, digest=digest)
+        self._history.append(batch)
+        self._history_bytes += len(batch.frame) + 64 * len(updates)
+        self.stats.batches += 1
+        self._trim()
+        return batch
+
+    def _trim(self) -> None:
+        while self._history and (
+            len(self._history) > self._max_batches or self._history_bytes > self._max_bytes
+        ):
+            old = self._history.popleft()
+            self._history_bytes -= len(old.frame) + 64 * len(old.updates)
+            self.stats.history_trimmed += 1

@@ -1,0 +1,5 @@
+import sys
+
+from typha.cli import main
+
+sys.exit(main())

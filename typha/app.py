@@ -1,0 +1,108 @@
+"""Wiring of one server process: cache + syncer + agent server + HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from snapshot import SnapshotCache
+from typha.config import ServeConfig
+from typha.encoding import FrameEncoder
+from typha.etcd_client import EtcdConnection
+from typha.http import build_http_app
+from typha.metrics import TyphaCollector
+from typha.protocol import Limits
+from typha.server import AgentServer
+from typha.syncer import Syncer
+
+log = logging.getLogger(__name__)
+
+
+class TyphaApp:
+    """Create inside a running event loop, then `await start()`; `await stop()`
+    releases every socket and task."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        encoder = FrameEncoder(max_frame=config.max_frame_bytes)
+        self.cache = SnapshotCache(encode_batch=encoder.batch, encode_snapshot=encoder.snapshot)
+        self.server: AgentServer | None = None
+        self.syncer = Syncer(
+            lambda: EtcdConnection(config.etcd_endpoints), config.prefix, self.cache,
+            self._on_change, page_size=config.list_page_size,
+        )
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(TyphaCollector(self))
+        self._sync_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.agent_port = 0
+        self.http_port = 0
+
+    def _on_change(self) -> None:
+        if self.server is not None:
+            self.server.notify()
+
+    def ready(self) -> bool:
+        return self.syncer.in_sync
+
+    def status(self) -> dict[str, Any]:
+        server = self.server
+        return {
+            "in_sync": self.syncer.in_sync,
+            "revision": self.cache.revision,
+            "keys": len(self.cache.current),
+            "digest": self.cache.digest_hex,
+            "connections": len(server.connections) if server else 0,
+            "server_id": self.config.server_id,
+            "etcd_errors": self.syncer.stats.errors,
+            "invalid_values": sum(self.syncer.stats.invalid.values()),
+        }
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.server = AgentServer(
+            self.cache,
+            server_id=cfg.server_id,
+            ready=lambda: self.syncer.listed,
+            limits=Limits(
+                max_frame=cfg.max_frame_bytes, handshake_timeout=cfg.handshake_timeout,
+                idle_timeout=cfg.idle_timeout, ping_interval=cfg.ping_interval,
+            ),
+            max_connections=cfg.max_connections,
+            max_buffer_bytes=cfg.max_client_buffer_bytes,
+        )
+        self._runner = web.AppRunner(build_http_app(self), access_log=None)
+        await self._runner.setup()
+        sock = bind_socket(cfg.http_listen.host, cfg.http_listen.port)
+        self.http_port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
+        self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port)
+        self._sync_task = asyncio.create_task(self.syncer.run(), name="syncer")
+        log.info("typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
+                 cfg.server_id, cfg.listen.host, self.agent_port, cfg.http_listen.host,
+                 self.http_port, ",".join(cfg.etcd_endpoints), cfg.prefix)
+
+    async def stop(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        if self.server is not None:
+            await self.server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (we bind it ourselves to learn the port when 0)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock

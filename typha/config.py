@@ -1,0 +1,134 @@
+"""`typha serve` configuration: every flag is also an env var TYPHA_<FLAG>.
+
+Precedence: command-line flag, then environment, then default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from typha.errors import ConfigError
+
+DEFAULT_AGENT_PORT = 5473
+DEFAULT_HTTP_PORT = 9098
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> HostPort:
+    """Parse H:P, [v6]:P, or H alone when a default port is given."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_s = rest[1:] if rest.startswith(":") else ""
+        if not sep:
+            raise ConfigError(f"bad address {text!r}: missing ']'")
+    elif text.count(":") == 1:
+        host, _, port_s = text.partition(":")
+    else:
+        host, port_s = text, ""
+    if not port_s:
+        if default_port is None:
+            raise ConfigError(f"bad address {text!r}: expected HOST:PORT")
+        return HostPort(host or "0.0.0.0", default_port)
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"bad address {text!r}: port {port_s!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"bad address {text!r}: port out of range")
+    return HostPort(host or "0.0.0.0", port)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    etcd_endpoints: tuple[str, ...]
+    prefix: str = "/calico/"
+    listen: HostPort = HostPort("0.0.0.0", DEFAULT_AGENT_PORT)
+    http_listen: HostPort = HostPort("0.0.0.0", DEFAULT_HTTP_PORT)
+    server_id: str = ""
+    list_page_size: int = 1000
+    max_frame_bytes: int = 16 * 1024 * 1024
+    max_connections: int = 20_000
+    max_client_buffer_bytes: int = 8 * 1024 * 1024
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    ping_interval: float = 10.0
+    log_level: str = "INFO"
+
+
+def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str | None:
+    return env.get("TYPHA_" + flag.upper().replace("-", "_"), default)
+
+
+def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    def add(flag: str, default: str | None, help_: str) -> None:
+        p.add_argument(f"--{flag}", default=_env_default(env, flag, default),
+                       help=f"{help_} [env TYPHA_{flag.upper().replace('-', '_')}]")
+
+    add("etcd-endpoints", None, "etcd endpoints, H:P[,H:P...] (required)")
+    add("prefix", "/calico/", "datastore prefix to serve")
+    add("listen", f"0.0.0.0:{DEFAULT_AGENT_PORT}", "agent port address H:P")
+    add("http-listen", f"0.0.0.0:{DEFAULT_HTTP_PORT}", "health/metrics/status address H:P")
+    add("server-id", "", "name reported to agents (default: hostname-pid)")
+    add("list-page-size", "1000", "keys per page when listing etcd")
+    add("max-frame-bytes", str(16 * 1024 * 1024), "largest frame accepted or sent")
+    add("max-connections", "20000", "agent connections beyond this are refused")
+    add("max-client-buffer-bytes", str(8 * 1024 * 1024),
+        "an agent whose unsent bytes exceed this is disconnected (slow client)")
+    add("handshake-timeout", "10", "seconds an agent has to send its hello")
+    add("idle-timeout", "60", "seconds of silence before a connection is dropped")
+    add("ping-interval", "10", "seconds of silence before a ping is sent")
+    add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+
+
+def _num(ns: argparse.Namespace, name: str, typ: type[int] | type[float], minimum: float) -> float:
+    raw = getattr(ns, name.replace("-", "_"))
+    try:
+        val = typ(raw)
+    except ValueError:
+        raise ConfigError(f"--{name}: {raw!r} is not a number") from None
+    if val < minimum:
+        raise ConfigError(f"--{name}: must be at least {minimum}")
+    return val
+
+
+def serve_config(ns: argparse.Namespace) -> ServeConfig:
+    if not ns.etcd_endpoints:
+        raise ConfigError("--etcd-endpoints (or TYPHA_ETCD_ENDPOINTS) is required")
+    endpoints = tuple(str(parse_hostport(e, 2379)) for e in ns.etcd_endpoints.split(",") if e.strip())
+    prefix = ns.prefix if ns.prefix.endswith("/") else ns.prefix + "/"
+    level = ns.log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
+    return ServeConfig(
+        etcd_endpoints=endpoints,
+        prefix=prefix,
+        listen=parse_hostport(ns.listen, DEFAULT_AGENT_PORT),
+        http_listen=parse_hostport(ns.http_listen, DEFAULT_HTTP_PORT),
+        server_id=ns.server_id or f"{os.uname().nodename}-{os.getpid()}",
+        list_page_size=int(_num(ns, "list-page-size", int, 1)),
+        max_frame_bytes=int(_num(ns, "max-frame-bytes", int, 4096)),
+        max_connections=int(_num(ns, "max-connections", int, 1)),
+        max_client_buffer_bytes=int(_num(ns, "max-client-buffer-bytes", int, 65536)),
+        handshake_timeout=_num(ns, "handshake-timeout", float, 0.1),
+        idle_timeout=_num(ns, "idle-timeout", float, 0.1),
+        ping_interval=_num(ns, "ping-interval", float, 0.05),
+        log_level=level,
+    )
+
+
+def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
+    p = argparse.ArgumentParser(prog="typha serve")
+    add_serve_arguments(p, os.environ if env is None else env)
+    return serve_config(p.parse_args(list(argv)))

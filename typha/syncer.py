@@ -1,0 +1,198 @@
+"""The datastore syncer: one paged list, then one watch, feeding the cache.
+
+It tracks the revision itself (the cache's revision is the last one applied)
+and after any break re-watches from that revision + 1.  If etcd has compacted
+past it, it lists again and turns the difference into ordinary updates, so
+agents see deltas rather than a reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from snapshot import SnapshotCache, Update
+from typha.errors import DatastoreError
+from typha.etcd_client import EtcdConnection, WatchEvent
+from typha.ratelimit import RateLimitedLog
+from typha.validation import InvalidValue, validate
+
+log = logging.getLogger(__name__)
+
+
+class Compacted(Exception):
+    """The watch start revision has been compacted away: list again."""
+
+
+@dataclass(slots=True)
+class SyncerStats:
+    lists: int = 0
+    pages: int = 0
+    watches: int = 0
+    watch_events: int = 0
+    progress_notifies: int = 0
+    compactions: int = 0
+    errors: int = 0
+    resync_updates: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+
+
+class Syncer:
+    """Keeps `cache` equal to the valid part of etcd under `prefix`.
+
+    `on_change` is called (synchronously) after every batch the cache
+    accepted, so the server can fan it out.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], EtcdConnection],
+        prefix: str,
+        cache: SnapshotCache,
+        on_change: Callable[[], None],
+        *,
+        page_size: int = 1000,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self._connect = connect
+        self._prefix = prefix
+        self._cache = cache
+        self._on_change = on_change
+        self._page_size = page_size
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self.in_sync = False
+        self.listed = False
+        self.stats = SyncerStats()
+        self._rl = RateLimitedLog(log)
+
+    async def run(self) -> None:
+        """Run until cancelled.  Never raises for datastore trouble."""
+        backoff = self._backoff_initial
+        need_list = True
+        while True:
+            conn = self._connect()
+            try:
+                if need_list:
+                    await self._list(conn)
+                    need_list = False
+                backoff = self._backoff_initial
+                await self._watch(conn)
+            except Compacted:
+                self.stats.compactions += 1
+                log.warning("watch revision %d compacted; listing again", self._cache.revision + 1)
+                need_list = True
+            except DatastoreError as exc:
+                self.stats.errors += 1
+                self.in_sync = False
+                delay = random.uniform(backoff / 2, backoff)
+                self._rl.log(logging.WARNING, "etcd", "etcd trouble (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, self._backoff_max)
+            finally:
+                await conn.close()
+
+    # -- list --------------------------------------------------------------
+
+    async def _list(self, conn: EtcdConnection) -> None:
+        revision, items, pages = await conn.list_prefix(self._prefix, page_size=self._page_size)
+        self.stats.lists += 1
+        self.stats.pages += pages
+        valid: dict[str, bytes] = {}
+        for kv in items:
+            result = self._validated(kv.key, kv.value)
+            if result is not None:
+                valid[result[0]] = result[1]
+        if not self.listed:
+            self._cache.load(valid.items(), revision)
+            self.listed = True
+        else:
+            self._resync(valid, revision)
+        self._on_change()
+
+    def _resync(self, valid: dict[str, bytes], revision: int) -> None:
+        """Turn a fresh list into updates against what the cache holds."""
+        if revision < self._cache.revision:
+            raise DatastoreError(
+                f"etcd revision went backwards ({revision} < {self._cache.revision}); "
+                "was it restored from a backup?"
+            )
+        updates: list[Update] = []
+        current = self._cache.current.entries
+        for key, entry in current.items():
+            if key not in valid:
+                updates.append((key, None))
+        for key, value in valid.items():
+            old = current.get(key)
+            if old is None or old.value != value:
+                updates.append((key, value))
+        self.stats.resync_updates += len(updates)
+        self._cache.apply(updates, revision)
+
+    # -- watch -------------------------------------------------------------
+
+    async def _watch(self, conn: EtcdConnection) -> None:
+        self.stats.watches += 1
+        async for wb in conn.watch(self._prefix, self._cache.revision + 1):
+            if wb.compact_revision:
+                raise Compacted()
+            if wb.canceled:
+                raise DatastoreError(f"watch canceled: {wb.cancel_reason}")
+            if wb.created:
+                self.in_sync = True
+                log.info("watching %s from revision %d", self._prefix, self._cache.revision + 1)
+                continue
+            if wb.events:
+                self.stats.watch_events += len(wb.events)
+                batch = self._cache.apply(
+                    self._updates(wb.events), max(ev.mod_revision for ev in wb.events)
+                )
+            elif wb.header_revision > self._cache.revision:
+                self.stats.progress_notifies += 1
+                batch = self._cache.advance(wb.header_revision)
+            else:
+                continue
+            if batch is not None:
+                self._on_change()
+
+    def _updates(self, events: Iterable[WatchEvent]) -> list[Update]:
+        out: list[Update] = []
+        for ev in events:
+            if ev.deleted:
+                try:
+                    out.append((ev.key.decode(), None))
+                except UnicodeDecodeError:
+                    continue  # never admitted, so nothing to delete
+                continue
+            result = self._validated(ev.key, ev.value)
+            if result is None:
+                # Invalid now: absent from the state (a delete if it was there).
+                try:
+                    out.append((ev.key.decode(), None))
+                except UnicodeDecodeError:
+                    pass
+            else:
+                out.append(result)
+        return out
+
+    def _validated(self, raw_key: bytes, raw_value: bytes) -> tuple[str, bytes] | None:
+        try:
+            key = raw_key.decode()
+        except UnicodeDecodeError:
+            self._invalid(repr(raw_key), InvalidValue("key_not_utf8", "key is not UTF-8"))
+            return None
+        try:
+            return key, validate(key, raw_value, self._prefix).canonical
+        except InvalidValue as exc:
+            self._invalid(key, exc)
+            return None
+
+    def _invalid(self, key: str, exc: InvalidValue) -> None:
+        self.stats.invalid[exc.reason] += 1
+        self._rl.log(logging.WARNING, f"invalid:{exc.reason}", "ignoring invalid value at %s: %s", key, exc)
+
