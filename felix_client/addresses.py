@@ -41,8 +41,9 @@ class Backoff:
     """Exponential backoff with full jitter, so a fleet that lost its server
     does not come back in lockstep."""
 
-    def __init__(self, initial: float = 0.1, maximum: float = 10.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, initial: float = 0.1, maximum: float = 10.0, rng: random.Random | None = None
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self._rng = rng or random.Random()

@@ -58,8 +58,9 @@ class Agent:
         return app
 
 
-async def run_agent(typha: str, node: str, http_host: str, http_port: int, dataplane: str,
-                    stop: asyncio.Event) -> None:
+async def run_agent(
+    typha: str, node: str, http_host: str, http_port: int, dataplane: str, stop: asyncio.Event
+) -> None:
     async with SyncClient(typha, node=node) as client:
         agent = Agent(client, node=node, dataplane=dataplane)
         runner = web.AppRunner(agent.http_app(), access_log=None)

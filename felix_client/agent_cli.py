@@ -34,8 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dataplane", default="memory", choices=["memory"], help="dataplane driver")
     p.add_argument("--log-level", default="INFO")
     ns = p.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, ns.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, ns.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         parse_addresses(ns.typha)
         return uvloop.run(_main(ns))

@@ -12,6 +12,7 @@ the digest the server sends after every snapshot, delta and progress message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -110,14 +111,13 @@ class SyncClient:
         delta, in the event loop; it must not block."""
         self._listeners.append(listener)
 
-    async def wait_in_sync(self, timeout: float | None = None) -> None:
+    async def wait_in_sync(self) -> None:
+        """Wait until the replica holds a complete, verified state.  Bound it
+        with `asyncio.timeout()` if you must; it raises NotConnected once the
+        client is closed."""
         if self._closed:
             raise NotConnected("client is closed")
-        try:
-            async with asyncio.timeout(timeout):
-                await self._in_sync.wait()
-        except TimeoutError:
-            raise NotConnected(f"not in sync after {timeout}s") from None
+        await self._in_sync.wait()
 
     async def start(self) -> None:
         if self._task is None:
@@ -136,8 +136,9 @@ class SyncClient:
         await self.start()
         return self
 
-    async def __aexit__(self, t: type[BaseException] | None, v: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     # -- connection loop -------------------------------------------------------
@@ -179,8 +180,11 @@ class SyncClient:
         self.server = f"{host}:{port}"
         replica = self._replica
         core = ClientConnection(
-            node=self.node, now=loop.time(), limits=self._limits,
-            revision=replica.revision, digest=replica.digest if replica.revision else "",
+            node=self.node,
+            now=loop.time(),
+            limits=self._limits,
+            revision=replica.revision,
+            digest=replica.digest if replica.revision else "",
         )
         try:
             writer.write(b"".join(core.data_to_send()))
@@ -207,10 +211,8 @@ class SyncClient:
         finally:
             self._flush(core, writer)
             writer.close()
-            try:
+            with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (OSError, TimeoutError):
-                pass
 
     @staticmethod
     def _flush(core: ClientConnection, writer: asyncio.StreamWriter) -> None:
@@ -240,8 +242,9 @@ class SyncClient:
             replica.apply_progress(msg.revision, msg.digest)
             self.stats.progress += 1
         elif isinstance(msg, Goodbye):
-            log.info("%s: server %s said goodbye: %s %s", self.node, self.server, msg.reason,
-                     msg.detail)
+            log.info(
+                "%s: server %s said goodbye: %s %s", self.node, self.server, msg.reason, msg.detail
+            )
 
     def _notify(self, changes: list[Change]) -> None:
         for listener in self._listeners:

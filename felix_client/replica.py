@@ -65,8 +65,9 @@ class Replica:
 
     # -- streaming -------------------------------------------------------------
 
-    def apply_delta(self, revision: int, updates: Iterable[tuple[str, bytes | None]],
-                    digest: str) -> list[Change]:
+    def apply_delta(
+        self, revision: int, updates: Iterable[tuple[str, bytes | None]], digest: str
+    ) -> list[Change]:
         changes: list[Change] = []
         for key, raw in updates:
             if raw is None:

@@ -26,9 +26,7 @@ def canonical_json(value: Any) -> bytes:
 
 def entry_hash_canonical(key: str, canonical: bytes) -> int:
     """Hash of one entry whose value is already in canonical JSON bytes."""
-    return int.from_bytes(
-        blake2b(key.encode() + b"\0" + canonical, digest_size=16).digest(), "big"
-    )
+    return int.from_bytes(blake2b(key.encode() + b"\0" + canonical, digest_size=16).digest(), "big")
 
 
 def entry_hash(key: str, value: Any) -> int:

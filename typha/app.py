@@ -33,8 +33,11 @@ class TyphaApp:
         self.cache = SnapshotCache(encode_batch=encoder.batch, encode_snapshot=encoder.snapshot)
         self.server: AgentServer | None = None
         self.syncer = Syncer(
-            lambda: EtcdConnection(config.etcd_endpoints), config.prefix, self.cache,
-            self._on_change, page_size=config.list_page_size,
+            lambda: EtcdConnection(config.etcd_endpoints),
+            config.prefix,
+            self.cache,
+            self._on_change,
+            page_size=config.list_page_size,
         )
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(TyphaCollector(self))
@@ -70,8 +73,10 @@ class TyphaApp:
             server_id=cfg.server_id,
             ready=lambda: self.syncer.listed,
             limits=Limits(
-                max_frame=cfg.max_frame_bytes, handshake_timeout=cfg.handshake_timeout,
-                idle_timeout=cfg.idle_timeout, ping_interval=cfg.ping_interval,
+                max_frame=cfg.max_frame_bytes,
+                handshake_timeout=cfg.handshake_timeout,
+                idle_timeout=cfg.idle_timeout,
+                ping_interval=cfg.ping_interval,
             ),
             max_connections=cfg.max_connections,
             max_buffer_bytes=cfg.max_client_buffer_bytes,
@@ -83,9 +88,16 @@ class TyphaApp:
         await web.SockSite(self._runner, sock).start()
         self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port)
         self._sync_task = asyncio.create_task(self.syncer.run(), name="syncer")
-        log.info("typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
-                 cfg.server_id, cfg.listen.host, self.agent_port, cfg.http_listen.host,
-                 self.http_port, ",".join(cfg.etcd_endpoints), cfg.prefix)
+        log.info(
+            "typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
+            cfg.server_id,
+            cfg.listen.host,
+            self.agent_port,
+            cfg.http_listen.host,
+            self.http_port,
+            ",".join(cfg.etcd_endpoints),
+            cfg.prefix,
+        )
 
     async def stop(self) -> None:
         if self._sync_task is not None:

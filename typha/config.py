@@ -73,8 +73,11 @@ def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str 
 
 def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
     def add(flag: str, default: str | None, help_: str) -> None:
-        p.add_argument(f"--{flag}", default=_env_default(env, flag, default),
-                       help=f"{help_} [env TYPHA_{flag.upper().replace('-', '_')}]")
+        p.add_argument(
+            f"--{flag}",
+            default=_env_default(env, flag, default),
+            help=f"{help_} [env TYPHA_{flag.upper().replace('-', '_')}]",
+        )
 
     add("etcd-endpoints", None, "etcd endpoints, H:P[,H:P...] (required)")
     add("prefix", "/calico/", "datastore prefix to serve")
@@ -84,8 +87,11 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("list-page-size", "1000", "keys per page when listing etcd")
     add("max-frame-bytes", str(16 * 1024 * 1024), "largest frame accepted or sent")
     add("max-connections", "20000", "agent connections beyond this are refused")
-    add("max-client-buffer-bytes", str(8 * 1024 * 1024),
-        "an agent whose unsent bytes exceed this is disconnected (slow client)")
+    add(
+        "max-client-buffer-bytes",
+        str(8 * 1024 * 1024),
+        "an agent whose unsent bytes exceed this is disconnected (slow client)",
+    )
     add("handshake-timeout", "10", "seconds an agent has to send its hello")
     add("idle-timeout", "60", "seconds of silence before a connection is dropped")
     add("ping-interval", "10", "seconds of silence before a ping is sent")
@@ -106,7 +112,9 @@ def _num(ns: argparse.Namespace, name: str, typ: type[int] | type[float], minimu
 def serve_config(ns: argparse.Namespace) -> ServeConfig:
     if not ns.etcd_endpoints:
         raise ConfigError("--etcd-endpoints (or TYPHA_ETCD_ENDPOINTS) is required")
-    endpoints = tuple(str(parse_hostport(e, 2379)) for e in ns.etcd_endpoints.split(",") if e.strip())
+    endpoints = tuple(
+        str(parse_hostport(e, 2379)) for e in ns.etcd_endpoints.split(",") if e.strip()
+    )
     prefix = ns.prefix if ns.prefix.endswith("/") else ns.prefix + "/"
     level = ns.log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

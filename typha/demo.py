@@ -19,46 +19,26 @@ from dataclasses import dataclass, field
 import orjson
 
 from felix_client import SyncClient
-from snapshot import format_digest
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
 from typha.embedded_etcd import EmbeddedEtcd
 from typha.etcd_client import EtcdConnection
+from typha.etcd_state import read_etcd_state
 from typha.sample_cluster import Churn, seed_cluster
-from typha.validation import InvalidValue, validate
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=float, default=0.0,
-                   help="seconds to run (default: until Ctrl-C)")
+    p.add_argument(
+        "--duration", type=float, default=0.0, help="seconds to run (default: until Ctrl-C)"
+    )
     p.add_argument("--agents", type=int, default=20, help="agents to run (default 20)")
     p.add_argument("--nodes", type=int, default=50, help="nodes in the seeded cluster")
     p.add_argument("--pods-per-node", type=int, default=10)
     p.add_argument("--rate", type=float, default=50.0, help="churn writes per second")
-    p.add_argument("--etcd-endpoints", default="",
-                   help="use this etcd instead of starting an embedded one")
+    p.add_argument(
+        "--etcd-endpoints", default="", help="use this etcd instead of starting an embedded one"
+    )
     p.add_argument("--log-level", default="WARNING")
-
-
-async def etcd_digest(endpoints: tuple[str, ...], prefix: str = "/calico/") -> tuple[int, str, int]:
-    """(revision, digest, keys) of the valid state read straight from etcd."""
-    conn = EtcdConnection(endpoints)
-    try:
-        revision, items, _ = await conn.list_prefix(prefix, page_size=5000)
-    finally:
-        await conn.close()
-    from snapshot import entry_hash_canonical
-
-    total, keys = 0, 0
-    for kv in items:
-        try:
-            key = kv.key.decode()
-            v = validate(key, kv.value, prefix)
-        except (InvalidValue, UnicodeDecodeError):
-            continue
-        total += entry_hash_canonical(key, v.canonical)
-        keys += 1
-    return revision, format_digest(total), keys
 
 
 @dataclass
@@ -82,9 +62,8 @@ async def seed(endpoints: tuple[str, ...], nodes: int, pods: int) -> int:
     conn = EtcdConnection(endpoints)
     n = 0
     try:
-        kv = conn._kv
         for key, value in seed_cluster(nodes, pods):
-            await kv.put(key, orjson.dumps(value))
+            await conn.put(key, orjson.dumps(value))
             n += 1
     finally:
         await conn.close()
@@ -108,13 +87,20 @@ async def run_demo(ns: argparse.Namespace) -> int:
     try:
         n = await seed(endpoints, ns.nodes, ns.pods_per_node)
         print(f"etcd at {endpoints[0]}; seeded {n} keys ({ns.nodes} nodes)", flush=True)
-        app = TyphaApp(ServeConfig(
-            etcd_endpoints=endpoints, listen=HostPort("127.0.0.1", 0),
-            http_listen=HostPort("127.0.0.1", 0), server_id="demo",
-        ))
+        app = TyphaApp(
+            ServeConfig(
+                etcd_endpoints=endpoints,
+                listen=HostPort("127.0.0.1", 0),
+                http_listen=HostPort("127.0.0.1", 0),
+                server_id="demo",
+            )
+        )
         await app.start()
-        print(f"typha: agents on 127.0.0.1:{app.agent_port}, "
-              f"status on http://127.0.0.1:{app.http_port}/status", flush=True)
+        print(
+            f"typha: agents on 127.0.0.1:{app.agent_port}, "
+            f"status on http://127.0.0.1:{app.http_port}/status",
+            flush=True,
+        )
         lat = Latency()
         for i in range(ns.agents):
             c = SyncClient(f"127.0.0.1:{app.agent_port}", node=f"node-{i % max(ns.nodes, 1)}")
@@ -142,8 +128,9 @@ async def run_demo(ns: argparse.Namespace) -> int:
             print("embedded etcd stopped", flush=True)
 
 
-async def drive_churn(endpoints: tuple[str, ...], ns: argparse.Namespace, lat: Latency,
-                      stop: asyncio.Event) -> None:
+async def drive_churn(
+    endpoints: tuple[str, ...], ns: argparse.Namespace, lat: Latency, stop: asyncio.Event
+) -> None:
     conn = EtcdConnection(endpoints)
     churn = Churn(ns.nodes, seed=int(time.time()))
     interval = 1.0 / ns.rate if ns.rate > 0 else 1.0
@@ -153,10 +140,10 @@ async def drive_churn(endpoints: tuple[str, ...], ns: argparse.Namespace, lat: L
             op = churn.next()
             t = time.monotonic()
             if op.value is None:
-                resp = await conn._kv.delete(op.key)
+                revision = await conn.delete(op.key)
             else:
-                resp = await conn._kv.put(op.key, orjson.dumps(op.value))
-            lat.put_revs.append(resp.header.revision)
+                revision = await conn.put(op.key, orjson.dumps(op.value))
+            lat.put_revs.append(revision)
             lat.put_times.append(t)
             next_t += interval
             delay = next_t - time.monotonic()
@@ -174,13 +161,20 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
-async def live_view(app: TyphaApp, clients: list[SyncClient], lat: Latency,
-                    ns: argparse.Namespace, stop: asyncio.Event) -> None:
+async def live_view(
+    app: TyphaApp,
+    clients: list[SyncClient],
+    lat: Latency,
+    ns: argparse.Namespace,
+    stop: asyncio.Event,
+) -> None:
     start = time.monotonic()
     last_puts, last_deliv = 0, 0
     tty = sys.stdout.isatty()
-    print("  time  agents  in-sync   revision  keys  writes/s  deliveries/s  p50 ms  p99 ms  digests",
-          flush=True)
+    print(
+        "  time  agents  in-sync   revision  keys  writes/s  deliveries/s  p50 ms  p99 ms  digests",
+        flush=True,
+    )
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
@@ -191,9 +185,12 @@ async def live_view(app: TyphaApp, clients: list[SyncClient], lat: Latency,
         connected = sum(c.connected for c in clients)
         synced = sum(c.in_sync for c in clients)
         same = sum(c.digest == st["digest"] for c in clients)
-        line = (f"{now - start:6.0f}  {connected:3d}/{len(clients):<3d} {synced:4d}  {st['revision']:10d} "
-                f"{st['keys']:5d}  {puts - last_puts:8d}  {lat.deliveries - last_deliv:12d}  "
-                f"{_pct(window, 0.5):6.1f}  {_pct(window, 0.99):6.1f}  {same}/{len(clients)} = server")
+        line = (
+            f"{now - start:6.0f}  {connected:3d}/{len(clients):<3d} {synced:4d}  "
+            f"{st['revision']:10d} "
+            f"{st['keys']:5d}  {puts - last_puts:8d}  {lat.deliveries - last_deliv:12d}  "
+            f"{_pct(window, 0.5):6.1f}  {_pct(window, 0.99):6.1f}  {same}/{len(clients)} = server"
+        )
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         last_puts, last_deliv = puts, lat.deliveries
         if ns.duration and now - start >= ns.duration:
@@ -203,7 +200,8 @@ async def live_view(app: TyphaApp, clients: list[SyncClient], lat: Latency,
 
 
 async def final_check(endpoints: tuple[str, ...], app: TyphaApp, clients: list[SyncClient]) -> int:
-    revision, digest, keys = await etcd_digest(endpoints)
+    truth = await read_etcd_state(endpoints)
+    revision, digest, keys = truth.revision, truth.digest, truth.keys
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if app.cache.revision >= revision and all(
@@ -214,7 +212,9 @@ async def final_check(endpoints: tuple[str, ...], app: TyphaApp, clients: list[S
     ok = app.cache.digest_hex == digest and all(c.digest == digest for c in clients)
     good = sum(c.digest == digest for c in clients)
     print(f"etcd: revision {revision}, {keys} keys, digest {digest}")
-    print(f"server digest {'matches' if app.cache.digest_hex == digest else 'DIFFERS'}; "
-          f"{good}/{len(clients)} agents match etcd")
+    print(
+        f"server digest {'matches' if app.cache.digest_hex == digest else 'DIFFERS'}; "
+        f"{good}/{len(clients)} agents match etcd"
+    )
     print("OK" if ok else "MISMATCH", flush=True)
     return 0 if ok else 1

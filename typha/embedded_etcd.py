@@ -41,10 +41,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedEtcd:
-    def __init__(self, data_dir: str | None = None, *, name: str = "embedded",
-                 host: str = "127.0.0.1", log_file: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        *,
+        name: str = "embedded",
+        host: str = "127.0.0.1",
+        log_file: str | None = None,
+    ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="typha-etcd-")
+        os.makedirs(self.data_dir, exist_ok=True)
         self.name = name
         self.host = host
         self.client_port = free_port(host)
@@ -60,18 +67,32 @@ class EmbeddedEtcd:
         client = f"http://{self.host}:{self.client_port}"
         peer = f"http://{self.host}:{self.peer_port}"
         return [
-            etcd_binary(), "--name", self.name, "--data-dir", os.path.join(self.data_dir, "data"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}",
-            "--experimental-watch-progress-notify-interval", "1s",
-            "--log-level", "warn",
+            etcd_binary(),
+            "--name",
+            self.name,
+            "--data-dir",
+            os.path.join(self.data_dir, "data"),
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"{self.name}={peer}",
+            "--experimental-watch-progress-notify-interval",
+            "1s",
+            "--log-level",
+            "warn",
         ]
 
     def start(self, timeout: float = 30.0) -> EmbeddedEtcd:
         with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.wait_ready(timeout)
         return self
 
@@ -79,7 +100,9 @@ class EmbeddedEtcd:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise DatastoreError(f"etcd exited with {self.proc.returncode}; see {self.log_file}")
+                raise DatastoreError(
+                    f"etcd exited with {self.proc.returncode}; see {self.log_file}"
+                )
             try:
                 with socket.create_connection((self.host, self.client_port), timeout=0.5) as s:
                     s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
@@ -105,6 +128,7 @@ class EmbeddedEtcd:
     def __enter__(self) -> EmbeddedEtcd:
         return self.start()
 
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -23,7 +23,9 @@ class FrameEncoder:
         digest = format_digest(batch.digest)
         if not batch.updates:
             return self._codec.encode(Progress(batch.prev_revision, batch.revision, digest))
-        return self._codec.encode(Delta(batch.prev_revision, batch.revision, list(batch.updates), digest))
+        return self._codec.encode(
+            Delta(batch.prev_revision, batch.revision, list(batch.updates), digest)
+        )
 
     def snapshot(self, snap: Snapshot, compressed: bool) -> list[bytes]:
         frames: list[bytes] = []
@@ -33,9 +35,15 @@ class FrameEncoder:
             chunk.append((key, entry.value))
             size += len(key) + len(entry.value) + 8
             if size >= self._chunk_bytes:
-                frames.append(self._codec.encode(SnapshotChunk(snap.revision, chunk), compress=compressed))
+                frames.append(
+                    self._codec.encode(SnapshotChunk(snap.revision, chunk), compress=compressed)
+                )
                 chunk, size = [], 0
         if chunk:
-            frames.append(self._codec.encode(SnapshotChunk(snap.revision, chunk), compress=compressed))
-        frames.append(self._codec.encode(SnapshotEnd(snap.revision, len(snap), format_digest(snap.digest))))
+            frames.append(
+                self._codec.encode(SnapshotChunk(snap.revision, chunk), compress=compressed)
+            )
+        frames.append(
+            self._codec.encode(SnapshotEnd(snap.revision, len(snap), format_digest(snap.digest)))
+        )
         return frames

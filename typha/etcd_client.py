@@ -77,6 +77,29 @@ class EtcdConnection:
     async def close(self) -> None:
         await self._channel.close()
 
+    async def put(self, key: str, value: bytes) -> int:
+        """Write one key; returns the new etcd revision.  (Tools and tests
+        write through this; the server itself never writes.)"""
+        try:
+            resp = await self._kv.put(key, value, timeout=self._timeout)
+        except Exception as exc:
+            raise DatastoreError(f"put failed: {exc}") from exc
+        return int(resp.header.revision)
+
+    async def delete(self, key: str) -> int:
+        """Delete one key; returns the etcd revision after the delete."""
+        try:
+            resp = await self._kv.delete(key, timeout=self._timeout)
+        except Exception as exc:
+            raise DatastoreError(f"delete failed: {exc}") from exc
+        return int(resp.header.revision)
+
+    async def compact(self, revision: int) -> None:
+        try:
+            await self._kv.compact(revision, timeout=self._timeout)
+        except Exception as exc:
+            raise DatastoreError(f"compact failed: {exc}") from exc
+
     async def list_page(
         self, start: bytes, end: bytes, *, limit: int, revision: int
     ) -> tuple[int, list[KeyValue], bool]:
@@ -84,8 +107,13 @@ class EtcdConnection:
         Returns (header revision, items, more)."""
         try:
             resp = await self._kv.get(
-                start, end, revision=revision, limit=limit, sort_order=SortOrder.ASCEND,
-                sort_target=SortTarget.KEY, timeout=self._timeout,
+                start,
+                end,
+                revision=revision,
+                limit=limit,
+                sort_order=SortOrder.ASCEND,
+                sort_target=SortTarget.KEY,
+                timeout=self._timeout,
             )
         except Exception as exc:
             raise DatastoreError(f"list failed: {exc}") from exc
@@ -117,10 +145,14 @@ class EtcdConnection:
         key = prefix.encode()
 
         async def requests() -> AsyncIterator[Any]:
-            yield WatchRequest(create_request=WatchCreateRequest(
-                key=key, range_end=prefix_range_end(key), start_revision=start_revision,
-                progress_notify=True,
-            ))
+            yield WatchRequest(
+                create_request=WatchCreateRequest(
+                    key=key,
+                    range_end=prefix_range_end(key),
+                    start_revision=start_revision,
+                    progress_notify=True,
+                )
+            )
             await asyncio.Future()  # keep the request side open until cancelled
 
         call = self._watch_stub.Watch(requests())
@@ -129,7 +161,9 @@ class EtcdConnection:
                 yield WatchBatch(
                     header_revision=resp.header.revision,
                     events=[
-                        WatchEvent(ev.type == EVENT_DELETE, ev.kv.key, ev.kv.value, ev.kv.mod_revision)
+                        WatchEvent(
+                            ev.type == EVENT_DELETE, ev.kv.key, ev.kv.value, ev.kv.mod_revision
+                        )
                         for ev in resp.events
                     ],
                     compact_revision=resp.compact_revision,

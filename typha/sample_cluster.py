@@ -23,19 +23,29 @@ def node_key(name: str) -> str:
 def node(name: str, index: int) -> dict[str, Any]:
     ip = f"192.168.{index // 250}.{index % 250 + 1}"
     return {
-        "apiVersion": "projectcalico.org/v3", "kind": "Node",
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Node",
         "metadata": {"name": name, "labels": {"rack": f"r{index % 4}"}},
-        "spec": {"bgp": {"ipv4Address": f"{ip}/24", "ipv4IPIPTunnelAddr": f"10.244.{index}.0"},
-                 "addresses": [{"address": ip, "type": "InternalIP"}]},
+        "spec": {
+            "bgp": {"ipv4Address": f"{ip}/24", "ipv4IPIPTunnelAddr": f"10.244.{index}.0"},
+            "addresses": [{"address": ip, "type": "InternalIP"}],
+        },
     }
 
 
 def ippool() -> tuple[str, dict[str, Any]]:
     return f"{V3}/ippools/default-ipv4", {
-        "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "IPPool",
         "metadata": {"name": "default-ipv4"},
-        "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "ipipMode": "Never",
-                 "vxlanMode": "Never", "natOutgoing": True, "disabled": False},
+        "spec": {
+            "cidr": "10.244.0.0/16",
+            "blockSize": 26,
+            "ipipMode": "Never",
+            "vxlanMode": "Never",
+            "natOutgoing": True,
+            "disabled": False,
+        },
     }
 
 
@@ -47,7 +57,9 @@ def block(node_name: str, node_index: int, used: int = 3) -> tuple[str, dict[str
     cidr = block_cidr(node_index)
     key = f"/calico/ipam/v2/assignment/ipv4/block/{cidr.replace('/', '-')}"
     return key, {
-        "cidr": cidr, "affinity": f"host:{node_name}", "strictAffinity": False,
+        "cidr": cidr,
+        "affinity": f"host:{node_name}",
+        "strictAffinity": False,
         "allocations": [0, None, 1] + [None] * 61,
         "unallocated": list(range(3 + used, 64)),
         "attributes": [{"handle_id": f"k8s-pod-network.{node_name}"}],
@@ -56,53 +68,86 @@ def block(node_name: str, node_index: int, used: int = 3) -> tuple[str, dict[str
 
 def affinity(node_name: str, node_index: int) -> tuple[str, dict[str, Any]]:
     cidr = block_cidr(node_index).replace("/", "-")
-    return f"/calico/ipam/v2/host/{node_name}/ipv4/block/{cidr}", {"state": "confirmed", "deleted": False}
+    return f"/calico/ipam/v2/host/{node_name}/ipv4/block/{cidr}", {
+        "state": "confirmed",
+        "deleted": False,
+    }
 
 
-def workload(node_name: str, node_index: int, ns: str, pod: str, ip_index: int,
-             app: str) -> tuple[str, dict[str, Any]]:
+def workload(
+    node_name: str, node_index: int, ns: str, pod: str, ip_index: int, app: str
+) -> tuple[str, dict[str, Any]]:
     name = f"{node_name.replace('-', '--')}-k8s-{pod.replace('-', '--')}-eth0"
     return f"{V3}/workloadendpoints/{ns}/{name}", {
-        "apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
-        "metadata": {"name": name, "namespace": ns,
-                     "labels": {"app": app, "projectcalico.org/namespace": ns}},
-        "spec": {"orchestrator": "k8s", "node": node_name, "pod": pod, "endpoint": "eth0",
-                 "interfaceName": "cali" + hashlib.blake2b(f"{node_name}/{pod}".encode(),
-                                                           digest_size=6).hexdigest()[:11],
-                 "mac": "ee:ee:ee:ee:ee:ee",
-                 "ipNetworks": [f"10.244.{node_index % 256}.{ip_index % 64}/32"],
-                 "profiles": [f"kns.{ns}"]},
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "WorkloadEndpoint",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"app": app, "projectcalico.org/namespace": ns},
+        },
+        "spec": {
+            "orchestrator": "k8s",
+            "node": node_name,
+            "pod": pod,
+            "endpoint": "eth0",
+            "interfaceName": "cali"
+            + hashlib.blake2b(f"{node_name}/{pod}".encode(), digest_size=6).hexdigest()[:11],
+            "mac": "ee:ee:ee:ee:ee:ee",
+            "ipNetworks": [f"10.244.{node_index % 256}.{ip_index % 64}/32"],
+            "profiles": [f"kns.{ns}"],
+        },
     }
 
 
 def policy(ns: str, name: str, app: str, order: int, port: int) -> tuple[str, dict[str, Any]]:
     return f"{V3}/networkpolicies/{ns}/{name}", {
-        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "NetworkPolicy",
         "metadata": {"name": name, "namespace": ns},
-        "spec": {"tier": "default", "order": order, "selector": f"app == '{app}'",
-                 "types": ["Ingress", "Egress"],
-                 "ingress": [{"action": "Allow", "protocol": "TCP",
-                              "source": {"selector": "app == 'frontend'"},
-                              "destination": {"ports": [port, "8080:8090"]}}],
-                 "egress": [{"action": "Deny", "destination": {"nets": ["10.0.0.0/8"]}}]},
+        "spec": {
+            "tier": "default",
+            "order": order,
+            "selector": f"app == '{app}'",
+            "types": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "source": {"selector": "app == 'frontend'"},
+                    "destination": {"ports": [port, "8080:8090"]},
+                }
+            ],
+            "egress": [{"action": "Deny", "destination": {"nets": ["10.0.0.0/8"]}}],
+        },
     }
 
 
 def global_policy(name: str, order: int) -> tuple[str, dict[str, Any]]:
     return f"{V3}/globalnetworkpolicies/{name}", {
-        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "GlobalNetworkPolicy",
         "metadata": {"name": name},
-        "spec": {"order": order, "selector": "all()", "namespaceSelector": "has(projectcalico.org/name)",
-                 "types": ["Ingress"], "ingress": [{"action": "Allow", "protocol": "ICMP"}]},
+        "spec": {
+            "order": order,
+            "selector": "all()",
+            "namespaceSelector": "has(projectcalico.org/name)",
+            "types": ["Ingress"],
+            "ingress": [{"action": "Allow", "protocol": "ICMP"}],
+        },
     }
 
 
 def profile(ns: str) -> tuple[str, dict[str, Any]]:
     return f"{V3}/profiles/kns.{ns}", {
-        "apiVersion": "projectcalico.org/v3", "kind": "Profile",
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Profile",
         "metadata": {"name": f"kns.{ns}"},
-        "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
-                 "labelsToApply": {"projectcalico.org/name": ns}},
+        "spec": {
+            "ingress": [{"action": "Allow"}],
+            "egress": [{"action": "Allow"}],
+            "labelsToApply": {"projectcalico.org/name": ns},
+        },
     }
 
 
@@ -125,8 +170,9 @@ def seed_cluster(nodes: int, pods_per_node: int) -> Iterator[tuple[str, dict[str
         yield block(name, i)
         yield affinity(name, i)
         for p in range(pods_per_node):
-            yield workload(name, i, NAMESPACES[p % len(NAMESPACES)], f"pod-{i}-{p}", 3 + p,
-                           APPS[p % len(APPS)])
+            yield workload(
+                name, i, NAMESPACES[p % len(NAMESPACES)], f"pod-{i}-{p}", 3 + p, APPS[p % len(APPS)]
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +202,17 @@ class Churn:
         if roll < 0.75:
             i = rng.randrange(self._nodes)
             ns = rng.choice(NAMESPACES)
-            key, value = workload(f"node-{i}", i, ns, f"churn-{self._n}", 3 + rng.randrange(60),
-                                  rng.choice(APPS))
+            key, value = workload(
+                f"node-{i}", i, ns, f"churn-{self._n}", 3 + rng.randrange(60), rng.choice(APPS)
+            )
             self._live.append(key)
             return Op(key, value)
         if roll < 0.9:
             ns = rng.choice(NAMESPACES)
             app = rng.choice(APPS)
-            key, value = policy(ns, f"allow-{app}", app, rng.randrange(1000), rng.randrange(1, 65535))
+            key, value = policy(
+                ns, f"allow-{app}", app, rng.randrange(1000), rng.randrange(1, 65535)
+            )
             return Op(key, value)
         i = rng.randrange(self._nodes)
         value = node(f"node-{i}", i)

@@ -84,8 +84,7 @@ class AgentProtocol(asyncio.Protocol):
     def start_stream(self) -> None:
         """Accept the hello and send the shared snapshot encoding."""
         core = self.core
-        assert core is not None and self.transport is not None
-        if core.state is not State.HANDSHAKE:
+        if core is None or core.state is not State.HANDSHAKE:
             return
         core.accept(sync="snapshot")
         snap, frames = self.server.cache.snapshot_frames(compressed=CAP_ZSTD in core.caps)
@@ -184,7 +183,11 @@ class AgentServer:
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Listen; returns the bound port (useful when `port` is 0)."""
         self._server = await self._loop.create_server(
-            lambda: AgentProtocol(self), host, port, ssl=ssl_context, backlog=4096,
+            lambda: AgentProtocol(self),
+            host,
+            port,
+            ssl=ssl_context,
+            backlog=4096,
             reuse_address=True,
         )
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -206,8 +209,13 @@ class AgentServer:
     def register(self, conn: AgentProtocol) -> None:
         if len(self.connections) >= self.max_connections:
             self.stats.rejected_limit += 1
-            self.rl.log(logging.WARNING, "limit", "connection limit %d reached; refusing %s",
-                        self.max_connections, conn.peer)
+            self.rl.log(
+                logging.WARNING,
+                "limit",
+                "connection limit %d reached; refusing %s",
+                self.max_connections,
+                conn.peer,
+            )
             conn.close("connection_limit")
             return
         self.connections.add(conn)
@@ -227,7 +235,9 @@ class AgentServer:
 
     def protocol_error(self, conn: AgentProtocol, exc: ProtocolError) -> None:
         self.stats.protocol_errors[exc.code] += 1
-        self.rl.log(logging.WARNING, f"proto:{exc.code}", "protocol error from %s: %s", conn.peer, exc)
+        self.rl.log(
+            logging.WARNING, f"proto:{exc.code}", "protocol error from %s: %s", conn.peer, exc
+        )
 
     # -- fan-out -------------------------------------------------------------
 

@@ -9,6 +9,7 @@ agents see deltas rather than a reset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import Counter
@@ -91,7 +92,9 @@ class Syncer:
                 self.stats.errors += 1
                 self.in_sync = False
                 delay = random.uniform(backoff / 2, backoff)
-                self._rl.log(logging.WARNING, "etcd", "etcd trouble (%s); retrying in %.2fs", exc, delay)
+                self._rl.log(
+                    logging.WARNING, "etcd", "etcd trouble (%s); retrying in %.2fs", exc, delay
+                )
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, self._backoff_max)
             finally:
@@ -124,7 +127,7 @@ class Syncer:
             )
         updates: list[Update] = []
         current = self._cache.current.entries
-        for key, entry in current.items():
+        for key in current:
             if key not in valid:
                 updates.append((key, None))
         for key, value in valid.items():
@@ -172,10 +175,8 @@ class Syncer:
             result = self._validated(ev.key, ev.value)
             if result is None:
                 # Invalid now: absent from the state (a delete if it was there).
-                try:
+                with contextlib.suppress(UnicodeDecodeError):
                     out.append((ev.key.decode(), None))
-                except UnicodeDecodeError:
-                    pass
             else:
                 out.append(result)
         return out
@@ -194,5 +195,6 @@ class Syncer:
 
     def _invalid(self, key: str, exc: InvalidValue) -> None:
         self.stats.invalid[exc.reason] += 1
-        self._rl.log(logging.WARNING, f"invalid:{exc.reason}", "ignoring invalid value at %s: %s", key, exc)
-
+        self._rl.log(
+            logging.WARNING, f"invalid:{exc.reason}", "ignoring invalid value at %s: %s", key, exc
+        )

@@ -51,11 +51,11 @@ def validate(key: str, raw: bytes, prefix: str = "/calico/") -> Validated:
         raise InvalidValue("not_json", str(exc)[:120]) from None
     if not isinstance(value, dict):
         raise InvalidValue("not_object", f"value is a JSON {type(value).__name__}")
-    rel = key[len(prefix):] if key.startswith(prefix) else key
+    rel = key[len(prefix) :] if key.startswith(prefix) else key
     if rel.startswith(V3):
-        _check_v3(rel[len(V3):], value)
+        _check_v3(rel[len(V3) :], value)
     elif rel.startswith(BLOCK_PREFIX):
-        _check_block(rel[len(BLOCK_PREFIX):], value)
+        _check_block(rel[len(BLOCK_PREFIX) :], value)
     return Validated(canonical_json(value), value)
 
 
@@ -73,7 +73,9 @@ def _check_v3(rest: str, value: dict[str, Any]) -> None:
     if namespaced:
         ns, _, name = name_part.partition("/")
         if meta.get("namespace") != ns:
-            raise InvalidValue("namespace_mismatch", f"key namespace {ns!r} != {meta.get('namespace')!r}")
+            raise InvalidValue(
+                "namespace_mismatch", f"key namespace {ns!r} != {meta.get('namespace')!r}"
+            )
     else:
         name = name_part
     if meta.get("name") != name:

@@ -1,7 +1,21 @@
 """The agent wire protocol: framing, messages and the sans-I/O connection core."""
 
-from typha.protocol.connection import CLIENT_CAPS, SERVER_CAPS, ClientConnection, Limits, ServerConnection, State
-from typha.protocol.frames import DEFAULT_MAX_FRAME, HEADER_SIZE, Frame, FrameDecoder, MsgType, encode_frame
+from typha.protocol.connection import (
+    CLIENT_CAPS,
+    SERVER_CAPS,
+    ClientConnection,
+    Limits,
+    ServerConnection,
+    State,
+)
+from typha.protocol.frames import (
+    DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
+    Frame,
+    FrameDecoder,
+    MsgType,
+    encode_frame,
+)
 from typha.protocol.messages import (
     CAP_RESUME,
     CAP_ZSTD,
@@ -25,8 +39,8 @@ __all__ = [
     "CLIENT_CAPS",
     "DEFAULT_MAX_FRAME",
     "HEADER_SIZE",
-    "Limits",
     "PROTOCOL_VERSION",
+    "SERVER_CAPS",
     "ClientConnection",
     "ClientHello",
     "Codec",
@@ -34,6 +48,7 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "Goodbye",
+    "Limits",
     "Message",
     "MsgType",
     "Ping",

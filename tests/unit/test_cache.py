@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import pytest
+
+from snapshot import (
+    DeltaBatch,
+    HistoryUnavailable,
+    RevisionRegression,
+    Snapshot,
+    SnapshotCache,
+    canonical_json,
+    digest_of,
+)
+
+
+def v(n: int) -> bytes:
+    return canonical_json({"n": n})
+
+
+def state_of(cache: SnapshotCache) -> dict[str, object]:
+    import orjson
+
+    return {k: orjson.loads(e.value) for k, e in cache.current.entries.items()}
+
+
+def test_load_then_apply_tracks_state_and_digest() -> None:
+    cache = SnapshotCache()
+    cache.load([("a", v(1)), ("b", v(2))], revision=10)
+    assert cache.revision == 10
+    assert len(cache.current) == 2
+    batch = cache.apply([("a", v(3)), ("c", v(4)), ("b", None)], revision=11)
+    assert batch is not None
+    assert batch.prev_revision == 10
+    assert batch.revision == 11
+    assert dict(batch.updates) == {"a": v(3), "c": v(4), "b": None}
+    assert state_of(cache) == {"a": {"n": 3}, "c": {"n": 4}}
+    assert cache.digest_hex == digest_of(state_of(cache))
+
+
+def test_updates_that_change_nothing_are_suppressed() -> None:
+    cache = SnapshotCache()
+    cache.load([("a", v(1))], revision=5)
+    batch = cache.apply([("a", v(1)), ("zzz", None)], revision=6)
+    assert batch is not None
+    assert batch.updates == ()
+    assert cache.stats.updates_suppressed == 2
+    assert cache.apply([("a", v(1))], revision=6) is None  # nothing moved at all
+
+
+def test_old_snapshots_are_immutable() -> None:
+    cache = SnapshotCache()
+    cache.load([("a", v(1))], revision=1)
+    before: Snapshot = cache.current
+    cache.apply([("a", v(2)), ("b", v(3))], revision=2)
+    assert before.entries["a"].value == v(1)
+    assert "b" not in before.entries
+    assert before.revision == 1
+
+
+def test_revision_may_not_go_backwards() -> None:
+    cache = SnapshotCache()
+    cache.load([], revision=7)
+    with pytest.raises(RevisionRegression):
+        cache.apply([("a", v(1))], revision=6)
+
+
+def test_batches_after_walks_the_shared_chain() -> None:
+    cache = SnapshotCache()
+    cache.load([], revision=1)
+    start = cache.seq
+    for i in range(5):
+        cache.apply([(f"k{i}", v(i))], revision=2 + i)
+    got = cache.batches_after(start)
+    assert [b.revision for b in got] == [2, 3, 4, 5, 6]
+    assert cache.batches_after(cache.seq) == ()
+    assert [b.revision for b in cache.batches_after(start + 3)] == [5, 6]
+
+
+def test_history_is_bounded_and_says_so() -> None:
+    cache = SnapshotCache(max_history_batches=3)
+    cache.load([], revision=1)
+    start = cache.seq
+    for i in range(6):
+        cache.apply([(f"k{i}", v(i))], revision=2 + i)
+    assert cache.stats.history_trimmed == 3
+    with pytest.raises(HistoryUnavailable):
+        cache.batches_after(start)
+    assert len(cache.batches_after(cache.oldest_seq)) == 3
+
+
+def test_history_bounded_by_bytes() -> None:
+    cache = SnapshotCache(encode_batch=lambda b: b"x" * 1000, max_history_bytes=3500)
+    cache.load([], revision=1)
+    for i in range(10):
+        cache.apply([(f"k{i}", v(i))], revision=2 + i)
+    assert 1 <= cache.seq - cache.oldest_seq <= 3
+
+
+def test_batches_are_encoded_once_and_snapshots_shared() -> None:
+    calls: list[int] = []
+
+    def enc_batch(b: DeltaBatch) -> bytes:
+        calls.append(b.seq)
+        return f"batch{b.seq}".encode()
+
+    snap_calls: list[tuple[int, bool]] = []
+
+    def enc_snap(s: Snapshot, compressed: bool) -> list[bytes]:
+        snap_calls.append((s.revision, compressed))
+        return [f"snap{s.revision}".encode()]
+
+    cache = SnapshotCache(encode_batch=enc_batch, encode_snapshot=enc_snap)
+    cache.load([("a", v(1))], revision=3)
+    b = cache.apply([("a", v(2))], revision=4)
+    assert b is not None
+    assert b.frame == f"batch{b.seq}".encode()
+    assert len(calls) == 1
+    first = cache.snapshot_frames(compressed=True)
+    again = cache.snapshot_frames(compressed=True)
+    assert first[1] is again[1]  # the same bytes objects, not a re-encoding
+    cache.snapshot_frames(compressed=False)
+    assert snap_calls == [(4, True), (4, False)]
+    assert cache.stats.snapshots_encoded == 2
+    assert cache.stats.snapshots_reused == 1
+    cache.apply([("b", v(1))], revision=5)
+    cache.snapshot_frames(compressed=True)
+    assert snap_calls[-1] == (5, True)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from felix_client.addresses import AddressRotation, Backoff, parse_addresses
+from felix_client.errors import ConfigError as ClientConfigError
+from typha.config import HostPort, parse_hostport, parse_serve_args
+from typha.errors import ConfigError
+
+
+def test_defaults_and_env_and_flag_precedence() -> None:
+    cfg = parse_serve_args(["--etcd-endpoints", "e1:2379"], env={})
+    assert cfg.listen == HostPort("0.0.0.0", 5473)
+    assert cfg.http_listen.port == 9098
+    assert cfg.prefix == "/calico/"
+    env = {
+        "TYPHA_ETCD_ENDPOINTS": "a:1,b:2",
+        "TYPHA_LISTEN": "127.0.0.1:7000",
+        "TYPHA_PREFIX": "/other",
+    }
+    cfg = parse_serve_args([], env=env)
+    assert cfg.etcd_endpoints == ("a:1", "b:2")
+    assert cfg.listen == HostPort("127.0.0.1", 7000)
+    assert cfg.prefix == "/other/"
+    cfg = parse_serve_args(["--listen", "127.0.0.2:8000"], env=env)
+    assert cfg.listen == HostPort("127.0.0.2", 8000)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--etcd-endpoints", "h:notaport"],
+        ["--etcd-endpoints", "h:1", "--listen", "h:99999"],
+        ["--etcd-endpoints", "h:1", "--idle-timeout", "soon"],
+        ["--etcd-endpoints", "h:1", "--max-connections", "0"],
+        ["--etcd-endpoints", "h:1", "--log-level", "LOUD"],
+    ],
+)
+def test_bad_config_is_a_clear_error(argv: list[str]) -> None:
+    with pytest.raises(ConfigError):
+        parse_serve_args(argv, env={})
+
+
+def test_hostport_forms() -> None:
+    assert parse_hostport("[::1]:5") == HostPort("::1", 5)
+    assert parse_hostport("h", 9) == HostPort("h", 9)
+    assert str(HostPort("::1", 5)) == "[::1]:5"
+
+
+def test_client_addresses() -> None:
+    assert parse_addresses("a:1, b") == [("a", 1), ("b", 5473)]
+    assert parse_addresses(["[::1]:7"]) == [("::1", 7)]
+    for bad in ["", "a:x", "a:0"]:
+        with pytest.raises(ClientConfigError):
+            parse_addresses(bad)
+
+
+def test_rotation_visits_every_address_and_backoff_is_jittered_and_capped() -> None:
+    import random
+
+    rot = AddressRotation([("a", 1), ("b", 2), ("c", 3)], rng=random.Random(1))
+    assert {rot.next() for _ in range(3)} == {("a", 1), ("b", 2), ("c", 3)}
+    b = Backoff(0.1, 1.0, rng=random.Random(2))
+    delays = [b.delay() for _ in range(20)]
+    assert all(0 <= d <= 1.0 for d in delays)
+    assert len(set(delays)) > 10

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import pytest
+
+from typha.errors import ConnectionTimeout, HandshakeError, MalformedMessage, UsageError
+from typha.protocol import (
+    ClientConnection,
+    ClientHello,
+    Codec,
+    Delta,
+    Goodbye,
+    Limits,
+    Progress,
+    ServerConnection,
+    ServerHello,
+    SnapshotChunk,
+    SnapshotEnd,
+    State,
+)
+
+D = "0" * 32
+codec = Codec(max_frame=1 << 20)
+
+
+def pipe(src: ServerConnection | ClientConnection) -> bytes:
+    return b"".join(src.data_to_send())
+
+
+def handshake() -> tuple[ServerConnection, ClientConnection]:
+    server = ServerConnection(server_id="s", now=0.0)
+    client = ClientConnection(node="n", now=0.0)
+    (hello,) = server.receive_data(pipe(client), 0.0)
+    assert isinstance(hello, ClientHello)
+    assert hello.node == "n"
+    server.accept()
+    (sh,) = client.receive_data(pipe(server), 0.0)
+    assert isinstance(sh, ServerHello)
+    return server, client
+
+
+def test_capabilities_are_the_intersection() -> None:
+    server, client = handshake()
+    assert server.caps == client.caps == frozenset({"zstd"})  # no "resume" from this server
+    assert server.state is State.OPEN
+    assert client.state is State.OPEN
+
+
+def test_snapshot_then_deltas_and_revision_continuity() -> None:
+    server, client = handshake()
+    server.send_frames(
+        [
+            codec.encode(SnapshotChunk(10, [("k", b"{}")]), compress=True),
+            codec.encode(SnapshotEnd(10, 1, D)),
+            codec.encode(Delta(10, 12, [("k", None)], D)),
+            codec.encode(Progress(12, 13, D)),
+        ]
+    )
+    msgs = client.receive_data(pipe(server), 1.0)
+    assert [type(m).__name__ for m in msgs] == ["SnapshotChunk", "SnapshotEnd", "Delta", "Progress"]
+    assert client.revision == 13
+    assert client.synced
+
+
+def test_client_rejects_a_revision_gap() -> None:
+    server, client = handshake()
+    server.send_frames([codec.encode(SnapshotEnd(10, 0, D)), codec.encode(Delta(11, 12, [], D))])
+    with pytest.raises(MalformedMessage, match="gap"):
+        client.receive_data(pipe(server), 1.0)
+    assert client.state is State.CLOSED
+    bye = codec.decode(next(iter(_frames(pipe(client)))))
+    assert isinstance(bye, Goodbye)
+    assert bye.reason == "malformed"
+
+
+def test_client_rejects_delta_before_snapshot_end() -> None:
+    server, client = handshake()
+    server.send_frames([codec.encode(Delta(0, 1, [], D))])
+    with pytest.raises(MalformedMessage):
+        client.receive_data(pipe(server), 1.0)
+
+
+def test_server_requires_hello_first_and_only_once() -> None:
+    server = ServerConnection(server_id="s", now=0.0)
+    with pytest.raises(HandshakeError):
+        server.receive_data(codec.encode(Progress(0, 1, D)), 0.0)
+    server = ServerConnection(server_id="s", now=0.0)
+    hello = codec.encode(ClientHello(node="n"))
+    with pytest.raises(HandshakeError):
+        server.receive_data(hello + hello, 0.0)
+
+
+def test_server_rejects_data_messages_from_clients() -> None:
+    server, _ = handshake()
+    with pytest.raises(MalformedMessage):
+        server.receive_data(codec.encode(Delta(0, 1, [], D)), 1.0)
+
+
+def test_send_before_accept_is_a_usage_error() -> None:
+    server = ServerConnection(server_id="s", now=0.0)
+    with pytest.raises(UsageError):
+        server.send_frames([b"x"])
+
+
+def test_ping_pong_keeps_an_idle_link_alive() -> None:
+    limits = Limits(ping_interval=5, idle_timeout=20)
+    server = ServerConnection(server_id="s", now=0.0, limits=limits)
+    client = ClientConnection(node="n", now=0.0, limits=limits)
+    server.receive_data(pipe(client), 0.0)
+    server.accept()
+    client.receive_data(pipe(server), 0.0)
+    now = 0.0
+    for _ in range(20):  # 120 "seconds" with no data traffic at all
+        now += 6
+        server.tick(now)
+        client.tick(now)
+        if data := pipe(server):
+            client.receive_data(data, now)
+        if data := pipe(client):
+            server.receive_data(data, now)
+        if data := pipe(server):  # pongs
+            client.receive_data(data, now)
+    assert server.state is State.OPEN
+    assert client.state is State.OPEN
+
+
+def test_idle_timeout_when_the_peer_is_silent() -> None:
+    server, _ = handshake()
+    server.tick(30.0)  # sends a ping
+    with pytest.raises(ConnectionTimeout, match="idle_timeout"):
+        server.tick(61.0)
+    assert server.state is State.CLOSED
+
+
+def test_handshake_timeout() -> None:
+    server = ServerConnection(server_id="s", now=0.0, limits=Limits(handshake_timeout=5))
+    server.tick(4.0)
+    with pytest.raises(ConnectionTimeout, match="handshake_timeout"):
+        server.tick(6.0)
+
+
+def test_goodbye_closes() -> None:
+    server, client = handshake()
+    server.close("shutdown")
+    (bye,) = client.receive_data(pipe(server), 1.0)
+    assert isinstance(bye, Goodbye)
+    assert bye.reason == "shutdown"
+    assert client.state is State.CLOSED
+    assert server.state is State.CLOSED
+
+
+def _frames(data: bytes):  # type: ignore[no-untyped-def]
+    from typha.protocol import FrameDecoder
+
+    return FrameDecoder().feed(data)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import msgpack
+import pytest
+import zstandard
+
+from typha.errors import MalformedMessage
+from typha.protocol import (
+    ClientHello,
+    Codec,
+    Delta,
+    FrameDecoder,
+    Goodbye,
+    Message,
+    MsgType,
+    Ping,
+    Pong,
+    Progress,
+    ServerHello,
+    SnapshotChunk,
+    SnapshotEnd,
+    encode_frame,
+)
+
+D = "0123456789abcdef" * 2
+
+MESSAGES: list[Message] = [
+    ClientHello(node="n1", caps=frozenset({"zstd"}), revision=5, digest=D, client="x"),
+    ServerHello(server="s1", caps=frozenset({"zstd"}), sync="snapshot", max_frame=1 << 20),
+    SnapshotChunk(revision=9, entries=[("k", b'{"a":1}'), ("k2", b"{}")]),
+    SnapshotEnd(revision=9, keys=2, digest=D),
+    Delta(prev_revision=9, revision=11, updates=[("k", b"{}"), ("k2", None)], digest=D),
+    Progress(prev_revision=11, revision=12, digest=D),
+    Ping(7),
+    Pong(7),
+    Goodbye("slow_client", "behind by 9 MiB"),
+]
+
+
+def decode_one(codec: Codec, data: bytes) -> Message:
+    (frame,) = FrameDecoder(codec.max_frame).feed(data)
+    return codec.decode(frame)
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("compress", [False, True])
+def test_round_trip(msg: Message, compress: bool) -> None:
+    codec = Codec(max_frame=1 << 20)
+    assert decode_one(codec, codec.encode(msg, compress=compress)) == msg
+
+
+def test_revision_travels_in_the_header() -> None:
+    codec = Codec(max_frame=1 << 20)
+    data = codec.encode(Delta(3, 42, [], D))
+    assert int.from_bytes(data[8:16], "big") == 42
+
+
+@pytest.mark.parametrize(
+    ("mtype", "body"),
+    [
+        (MsgType.CLIENT_HELLO, msgpack.packb([1, 2])),
+        (MsgType.CLIENT_HELLO, msgpack.packb({"version": 1, "caps": [], "revision": 0})),
+        (
+            MsgType.CLIENT_HELLO,
+            msgpack.packb({"version": "1", "caps": [], "node": "n", "revision": 0}),
+        ),
+        (MsgType.DELTA, msgpack.packb({"prev": 1, "updates": [["k"]], "digest": D})),
+        (MsgType.DELTA, msgpack.packb({"prev": 1, "updates": [[1, b"x"]], "digest": D})),
+        (MsgType.DELTA, msgpack.packb({"prev": 1, "updates": [], "digest": "XYZ"})),
+        (MsgType.SNAPSHOT_CHUNK, msgpack.packb({"entries": [["k", None]]})),
+        (MsgType.PING, b"\xc1"),  # never-used msgpack byte
+        (MsgType.PING, msgpack.packb({"token": True})),
+    ],
+)
+def test_malformed_bodies_raise_only_malformed(mtype: MsgType, body: bytes) -> None:
+    codec = Codec(max_frame=1 << 20)
+    with pytest.raises(MalformedMessage):
+        decode_one(codec, encode_frame(mtype, body))
+
+
+def test_decompression_is_bounded_by_the_frame_limit() -> None:
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * 200_000)
+    codec = Codec(max_frame=65_536)
+    assert len(bomb) < 65_536
+    with pytest.raises(MalformedMessage):
+        decode_one(codec, encode_frame(MsgType.SNAPSHOT_CHUNK, bomb, flags=1))

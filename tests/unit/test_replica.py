@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from felix_client import DigestMismatch, Replica
+from felix_client.errors import BadValue
+from snapshot import canonical_json, digest_of
+
+
+def c(obj: dict[str, object]) -> bytes:
+    return canonical_json(obj)
+
+
+def test_snapshot_mark_and_sweep_reports_only_differences() -> None:
+    r = Replica()
+    r.begin_snapshot()
+    r.add_chunk([("a", c({"v": 1})), ("b", c({"v": 2}))])
+    first = {"a": {"v": 1}, "b": {"v": 2}}
+    changes = r.end_snapshot(5, digest_of(first))
+    assert sorted(changes) == [("a", {"v": 1}), ("b", {"v": 2})]
+    # A second full snapshot (after a reconnect): b changed, a gone, c new.
+    second = {"b": {"v": 3}, "c": {"v": 4}}
+    r.begin_snapshot()
+    r.add_chunk([("b", c({"v": 3})), ("c", c({"v": 4}))])
+    changes = r.end_snapshot(9, digest_of(second))
+    assert sorted(changes, key=lambda x: x[0]) == [("a", None), ("b", {"v": 3}), ("c", {"v": 4})]
+    assert dict(r.state) == second
+    assert r.revision == 9
+
+
+def test_unchanged_keys_are_not_reported_again() -> None:
+    r = Replica()
+    st = {"a": {"v": 1}}
+    r.begin_snapshot()
+    r.add_chunk([("a", c({"v": 1}))])
+    r.end_snapshot(1, digest_of(st))
+    r.begin_snapshot()
+    r.add_chunk([("a", c({"v": 1}))])
+    assert r.end_snapshot(2, digest_of(st)) == []
+
+
+def test_delta_and_digest_check() -> None:
+    r = Replica()
+    r.begin_snapshot()
+    r.end_snapshot(1, digest_of({}))
+    changes = r.apply_delta(2, [("a", c({"x": 1})), ("zz", None)], digest_of({"a": {"x": 1}}))
+    assert changes == [("a", {"x": 1})]
+    with pytest.raises(DigestMismatch) as info:
+        r.apply_delta(3, [("b", c({}))], digest_of({"a": {"x": 1}}))
+    assert info.value.revision == 3
+    r.apply_progress(4, digest_of({"a": {"x": 1}, "b": {}}))
+    assert r.revision == 4
+
+
+def test_a_value_that_is_not_an_object_is_refused() -> None:
+    r = Replica()
+    with pytest.raises(BadValue):
+        r.apply_delta(1, [("a", b"[1]")], "0" * 32)
