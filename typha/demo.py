@@ -172,7 +172,8 @@ async def live_view(
     last_puts, last_deliv = 0, 0
     tty = sys.stdout.isatty()
     print(
-        "  time  agents  in-sync   revision  keys  writes/s  deliveries/s  p50 ms  p99 ms  digests",
+        "  time  agents  in-sync   revision  keys  writes/s  deliveries/s  p50 ms  p99 ms"
+        "  digest: same / behind / wrong",
         flush=True,
     )
     while not stop.is_set():
@@ -185,11 +186,15 @@ async def live_view(
         connected = sum(c.connected for c in clients)
         synced = sum(c.in_sync for c in clients)
         same = sum(c.digest == st["digest"] for c in clients)
+        # An agent a batch behind the server legitimately has another digest;
+        # one at the same revision with a different digest is a real mismatch.
+        wrong = sum(c.revision == st["revision"] and c.digest != st["digest"] for c in clients)
         line = (
             f"{now - start:6.0f}  {connected:3d}/{len(clients):<3d} {synced:4d}  "
             f"{st['revision']:10d} "
             f"{st['keys']:5d}  {puts - last_puts:8d}  {lat.deliveries - last_deliv:12d}  "
-            f"{_pct(window, 0.5):6.1f}  {_pct(window, 0.99):6.1f}  {same}/{len(clients)} = server"
+            f"{_pct(window, 0.5):6.1f}  {_pct(window, 0.99):6.1f}  "
+            f"{same:14d} / {len(clients) - same - wrong:6d} / {wrong:5d}"
         )
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         last_puts, last_deliv = puts, lat.deliveries
