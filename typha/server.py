@@ -94,21 +94,27 @@ class AgentProtocol(asyncio.Protocol):
         self.server.stats.snapshot_bytes_sent += sum(len(f) for f in frames)
         self.flush()
 
-    def catch_up(self) -> None:
-        """Write every batch after `seq` in one write."""
+    def catch_up(self, merged: dict[int, bytes]) -> None:
+        """Write every batch after `seq` in one write.  `merged` memoises, for
+        one fan-out pass, the joined frames per starting seq, so clients at
+        the same position share one buffer instead of each joining a copy."""
         core = self.core
         if core is None or core.state is not State.OPEN or self.seq < 0:
             return
         cache = self.server.cache
         if self.seq == cache.seq:
             return
-        try:
-            batches = cache.batches_after(self.seq)
-        except HistoryUnavailable:
-            self.close("too_far_behind")
-            return
-        core.send_frames([b.frame for b in batches])
-        self.server.stats.batches_sent += len(batches)
+        data = merged.get(self.seq)
+        if data is None:
+            try:
+                batches = cache.batches_after(self.seq)
+            except HistoryUnavailable:
+                self.close("too_far_behind")
+                return
+            data = batches[0].frame if len(batches) == 1 else b"".join(b.frame for b in batches)
+            merged[self.seq] = data
+        self.server.stats.batches_sent += cache.seq - self.seq
+        core.send_frames((data,))
         self.seq = cache.seq
         self.flush()
         assert self.transport is not None
@@ -255,8 +261,9 @@ class AgentServer:
             waiting, self._waiting = self._waiting, set()
             for conn in waiting:
                 conn.start_stream()
+        merged: dict[int, bytes] = {}
         for conn in list(self.connections):
-            conn.catch_up()
+            conn.catch_up(merged)
 
     async def _tick_loop(self) -> None:
         while True:
