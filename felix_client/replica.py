@@ -52,16 +52,11 @@ class Replica:
         delete every key the snapshot lacked.  Raises DigestMismatch."""
         staging = self._staging or {}
         self._staging = None
-        changes: list[Change] = []
-        for key in [k for k in self.values if k not in staging]:
-            changes.append(self._delete(key))
-        for key, raw in staging.items():
-            h = entry_hash_canonical(key, raw)
-            if self._hashes.get(key) != h:
-                changes.append(self._put(key, raw, h))
-        self.revision = revision
-        self.verify(digest)
-        return changes
+        updates: list[tuple[str, bytes | None]] = [
+            (k, None) for k in self.values if k not in staging
+        ]
+        updates.extend(staging.items())
+        return self.apply_delta(revision, updates, digest)
 
     # -- streaming -------------------------------------------------------------
 

@@ -6,94 +6,145 @@ integer fields, and a scrape turns those into metric families.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from typha.app import TyphaApp
+from snapshot import SnapshotCache
+from typha.server import AgentServer, ServerStats
+from typha.syncer import Syncer
+
+
+class Source(Protocol):
+    """What the collector reads (TyphaApp provides it)."""
+
+    @property
+    def cache(self) -> SnapshotCache: ...
+    @property
+    def syncer(self) -> Syncer: ...
+    @property
+    def server(self) -> AgentServer | None: ...
+
+
+Getter = Callable[[Source], float]
+
+GAUGES: list[tuple[str, str, Getter]] = [
+    ("typha_in_sync", "1 while the watch on etcd is established", lambda a: a.syncer.in_sync),
+    ("typha_revision", "etcd revision the cache reflects", lambda a: a.cache.revision),
+    ("typha_keys", "keys in the synced state", lambda a: len(a.cache.current)),
+    (
+        "typha_history_batches",
+        "delta batches held in history",
+        lambda a: a.cache.seq - a.cache.oldest_seq,
+    ),
+]
+
+COUNTERS: list[tuple[str, str, Getter]] = [
+    ("typha_batches", "delta batches produced", lambda a: a.cache.stats.batches),
+    (
+        "typha_updates_applied",
+        "updates that changed the state",
+        lambda a: a.cache.stats.updates_applied,
+    ),
+    (
+        "typha_updates_suppressed",
+        "updates that changed nothing",
+        lambda a: a.cache.stats.updates_suppressed,
+    ),
+    (
+        "typha_snapshots_encoded",
+        "snapshot encodings produced",
+        lambda a: a.cache.stats.snapshots_encoded,
+    ),
+    (
+        "typha_snapshots_reused",
+        "snapshot encodings shared with another client",
+        lambda a: a.cache.stats.snapshots_reused,
+    ),
+    ("typha_etcd_lists", "full lists of the served prefix", lambda a: a.syncer.stats.lists),
+    ("typha_etcd_list_pages", "pages read while listing", lambda a: a.syncer.stats.pages),
+    ("typha_etcd_watches", "watch streams opened", lambda a: a.syncer.stats.watches),
+    (
+        "typha_etcd_errors",
+        "etcd errors (each followed by a retry)",
+        lambda a: a.syncer.stats.errors,
+    ),
+    (
+        "typha_etcd_compactions",
+        "watches that hit a compacted revision",
+        lambda a: a.syncer.stats.compactions,
+    ),
+]
+
+SERVER_GAUGES: list[tuple[str, str, Getter]] = [
+    (
+        "typha_connections",
+        "open agent connections",
+        lambda a: len(a.server.connections) if a.server else 0,
+    ),
+]
+
+SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
+    ("typha_connections_accepted", "agent connections accepted", lambda a: _st(a).accepted),
+    (
+        "typha_connections_refused",
+        "connections refused at the limit",
+        lambda a: _st(a).rejected_limit,
+    ),
+    ("typha_snapshots_sent", "full snapshots sent to agents", lambda a: _st(a).snapshots_sent),
+    ("typha_snapshot_bytes_sent", "bytes of snapshots sent", lambda a: _st(a).snapshot_bytes_sent),
+    (
+        "typha_batches_sent",
+        "delta batches sent (summed over agents)",
+        lambda a: _st(a).batches_sent,
+    ),
+    ("typha_bytes_sent", "bytes written to agents", lambda a: _st(a).bytes_sent),
+]
+
+
+def _st(app: Source) -> ServerStats:
+    return app.server.stats if app.server is not None else ServerStats()
+
+
+def _labeled(name: str, help_: str, label: str, counts: Counter[str]) -> Metric:
+    fam = CounterMetricFamily(name, help_, labels=[label])
+    for value, n in sorted(counts.items()):
+        fam.add_metric([value], n)
+    return fam
 
 
 class TyphaCollector(Collector):
-    def __init__(self, app: TyphaApp) -> None:
+    def __init__(self, app: Source) -> None:
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
         app = self._app
-        cache, syncer, server = app.cache, app.syncer, app.server
-        g = GaugeMetricFamily
-        c = CounterMetricFamily
-        yield g(
-            "typha_in_sync", "1 while the cache is in sync with etcd", value=int(syncer.in_sync)
+        for name, help_, get in GAUGES:
+            yield GaugeMetricFamily(name, help_, value=float(get(app)))
+        for name, help_, get in COUNTERS:
+            yield CounterMetricFamily(name, help_, value=float(get(app)))
+        yield _labeled(
+            "typha_invalid_values",
+            "datastore values rejected, by reason",
+            "reason",
+            app.syncer.stats.invalid,
         )
-        yield g("typha_revision", "etcd revision the cache reflects", value=cache.revision)
-        yield g("typha_keys", "keys in the synced state", value=len(cache.current))
-        yield g(
-            "typha_history_batches",
-            "delta batches held in history",
-            value=cache.seq - cache.oldest_seq,
-        )
-        yield c("typha_batches", "delta batches produced", value=cache.stats.batches)
-        yield c(
-            "typha_updates_applied",
-            "updates that changed the state",
-            value=cache.stats.updates_applied,
-        )
-        yield c(
-            "typha_updates_suppressed",
-            "updates that changed nothing",
-            value=cache.stats.updates_suppressed,
-        )
-        yield c(
-            "typha_snapshots_encoded",
-            "snapshot encodings produced",
-            value=cache.stats.snapshots_encoded,
-        )
-        yield c(
-            "typha_snapshots_reused",
-            "snapshot encodings shared with another client",
-            value=cache.stats.snapshots_reused,
-        )
-        yield c("typha_etcd_lists", "full lists of the served prefix", value=syncer.stats.lists)
-        yield c("typha_etcd_list_pages", "pages read while listing", value=syncer.stats.pages)
-        yield c("typha_etcd_watches", "watch streams opened", value=syncer.stats.watches)
-        yield c(
-            "typha_etcd_errors", "etcd errors (each followed by a retry)", value=syncer.stats.errors
-        )
-        yield c(
-            "typha_etcd_compactions",
-            "watches that hit a compacted revision",
-            value=syncer.stats.compactions,
-        )
-        inv = c("typha_invalid_values", "datastore values rejected, by reason", labels=["reason"])
-        for reason, n in sorted(syncer.stats.invalid.items()):
-            inv.add_metric([reason], n)
-        yield inv
-        if server is None:
+        if app.server is None:
             return
-        st = server.stats
-        yield g("typha_connections", "open agent connections", value=len(server.connections))
-        yield c("typha_connections_accepted", "agent connections accepted", value=st.accepted)
-        yield c(
-            "typha_connections_refused", "connections refused at the limit", value=st.rejected_limit
+        for name, help_, get in SERVER_GAUGES:
+            yield GaugeMetricFamily(name, help_, value=float(get(app)))
+        for name, help_, get in SERVER_COUNTERS:
+            yield CounterMetricFamily(name, help_, value=float(get(app)))
+        st = app.server.stats
+        yield _labeled(
+            "typha_connections_closed", "agent connections closed, by reason", "reason", st.closed
         )
-        closed = c(
-            "typha_connections_closed", "agent connections closed, by reason", labels=["reason"]
+        yield _labeled(
+            "typha_protocol_errors",
+            "protocol errors from agents, by code",
+            "code",
+            st.protocol_errors,
         )
-        for reason, n in sorted(st.closed.items()):
-            closed.add_metric([reason], n)
-        yield closed
-        perr = c("typha_protocol_errors", "protocol errors from agents, by code", labels=["code"])
-        for code, n in sorted(st.protocol_errors.items()):
-            perr.add_metric([code], n)
-        yield perr
-        yield c("typha_snapshots_sent", "full snapshots sent to agents", value=st.snapshots_sent)
-        yield c(
-            "typha_snapshot_bytes_sent", "bytes of snapshots sent", value=st.snapshot_bytes_sent
-        )
-        yield c(
-            "typha_batches_sent", "delta batches sent (summed over agents)", value=st.batches_sent
-        )
-        yield c("typha_bytes_sent", "bytes written to agents", value=st.bytes_sent)
