@@ -48,11 +48,13 @@ class SnapshotCache:
         encode_snapshot: SnapshotEncoder | None = None,
         max_history_batches: int = 10_000,
         max_history_bytes: int = 64 * 1024 * 1024,
+        max_history_age: float = 300.0,
     ) -> None:
         self._encode_batch = encode_batch
         self._encode_snapshot = encode_snapshot
         self._max_batches = max_history_batches
         self._max_bytes = max_history_bytes
+        self._max_age = max_history_age
         self._current = Snapshot(revision=0, seq=0, entries=immutables.Map(), digest=0)
         self._history: deque[DeltaBatch] = deque()
         self._history_bytes = 0
@@ -98,6 +100,34 @@ class SnapshotCache:
         start = seq - self._history[0].seq + 1
         return [self._history[i] for i in range(start, len(self._history))]
 
+    def resume_seq(self, revision: int, digest: int | None) -> int | None:
+        """The seq a client holding `revision` (with `digest`, if known) can
+        resume from, or None if it needs a full snapshot.
+
+        Updates carry whole values, so replaying a batch that straddles the
+        client's revision is harmless: a client at 11 may be sent the batch
+        10->12 (another replica may have cut its batches differently).  Where
+        the server knows the digest at exactly `revision` it checks it.
+        """
+        cur = self._current
+        if revision > cur.revision or revision <= 0:
+            return None
+        if revision == cur.revision:
+            return cur.seq if digest is None or digest == cur.digest else None
+        for batch in reversed(self._history):
+            if batch.prev_revision <= revision < batch.revision:
+                known = batch.prev_revision == revision and digest is not None
+                if known and batch.prev_digest != digest:
+                    return None
+                return batch.seq - 1
+            if batch.revision <= revision:
+                # `revision` falls between batches only if it is a revision at
+                # which nothing under the prefix changed: resume after this one.
+                if batch.revision == revision and digest is not None and digest != batch.digest:
+                    return None
+                return batch.seq
+        return None
+
     def snapshot_frames(self, *, compressed: bool) -> tuple[Snapshot, list[bytes]]:
         """The current snapshot and its encoded frames.  Encoded once per
         snapshot and variant: every client that connects while it is current
@@ -139,7 +169,9 @@ class SnapshotCache:
         self._history.clear()
         self._history_bytes = 0
 
-    def apply(self, updates: Iterable[Update], revision: int) -> DeltaBatch | None:
+    def apply(
+        self, updates: Iterable[Update], revision: int, now: float = 0.0
+    ) -> DeltaBatch | None:
         """Apply one batch of updates at `revision`.
 
         Updates that change nothing (same value, or delete of an absent key)
@@ -174,11 +206,11 @@ class SnapshotCache:
         if not effective and revision == cur.revision:
             return None
         self.stats.updates_applied += len(effective)
-        return self._append(tuple(effective.items()), revision, entries, digest % MODULUS)
+        return self._append(tuple(effective.items()), revision, entries, digest % MODULUS, now)
 
-    def advance(self, revision: int) -> DeltaBatch | None:
+    def advance(self, revision: int, now: float = 0.0) -> DeltaBatch | None:
         """Move the revision forward with no change (a progress batch)."""
-        return self.apply((), revision)
+        return self.apply((), revision, now)
 
     def _append(
         self,
@@ -186,6 +218,7 @@ class SnapshotCache:
         revision: int,
         entries: immutables.Map[str, Entry],
         digest: int,
+        now: float,
     ) -> DeltaBatch:
         cur = self._current
         batch = DeltaBatch(
@@ -194,6 +227,8 @@ class SnapshotCache:
             revision=revision,
             updates=updates,
             digest=digest,
+            prev_digest=cur.digest,
+            created=now,
         )
         if self._encode_batch is not None:
             batch.frame = self._encode_batch(batch)
@@ -201,12 +236,16 @@ class SnapshotCache:
         self._history.append(batch)
         self._history_bytes += len(batch.frame) + 64 * len(updates)
         self.stats.batches += 1
-        self._trim()
+        self.trim(now)
         return batch
 
-    def _trim(self) -> None:
+    def trim(self, now: float) -> None:
+        """Drop history beyond the count, byte and age bounds.  Called on
+        every append; call it periodically too so age applies when quiet."""
         while self._history and (
-            len(self._history) > self._max_batches or self._history_bytes > self._max_bytes
+            len(self._history) > self._max_batches
+            or self._history_bytes > self._max_bytes
+            or now - self._history[0].created > self._max_age
         ):
             old = self._history.popleft()
             self._history_bytes -= len(old.frame) + 64 * len(old.updates)

@@ -52,4 +52,6 @@ class DeltaBatch:
     revision: int
     updates: tuple[Update, ...]
     digest: int
+    prev_digest: int = 0
+    created: float = 0.0  # caller's clock, for age-bounded history
     frame: bytes = field(default=b"", repr=False)

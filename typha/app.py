@@ -29,8 +29,16 @@ class TyphaApp:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        encoder = FrameEncoder(max_frame=config.max_frame_bytes)
-        self.cache = SnapshotCache(encode_batch=encoder.batch, encode_snapshot=encoder.snapshot)
+        encoder = FrameEncoder(
+            max_frame=config.max_frame_bytes, chunk_bytes=config.snapshot_chunk_bytes
+        )
+        self.cache = SnapshotCache(
+            encode_batch=encoder.batch,
+            encode_snapshot=encoder.snapshot,
+            max_history_batches=config.history_max_batches,
+            max_history_bytes=config.history_max_bytes,
+            max_history_age=config.history_max_age,
+        )
         self.server: AgentServer | None = None
         self.syncer = Syncer(
             lambda: EtcdConnection(config.etcd_endpoints),
@@ -38,6 +46,7 @@ class TyphaApp:
             self.cache,
             self._on_change,
             page_size=config.list_page_size,
+            batch_window=config.batch_window,
         )
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(TyphaCollector(self))

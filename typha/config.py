@@ -65,6 +65,13 @@ class ServeConfig:
     idle_timeout: float = 60.0
     ping_interval: float = 10.0
     log_level: str = "INFO"
+    batch_window: float = 0.005
+    history_max_batches: int = 10_000
+    history_max_bytes: int = 64 * 1024 * 1024
+    history_max_age: float = 300.0
+    max_client_lag: float = 30.0
+    shutdown_timeout: float = 30.0
+    snapshot_chunk_bytes: int = 256 * 1024
 
 
 def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str | None:
@@ -96,6 +103,13 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("idle-timeout", "60", "seconds of silence before a connection is dropped")
     add("ping-interval", "10", "seconds of silence before a ping is sent")
     add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    add("batch-window", "0.005", "seconds to gather etcd events into one batch")
+    add("history-max-batches", "10000", "delta batches kept for catch-up and resume")
+    add("history-max-bytes", str(64 * 1024 * 1024), "bytes of delta batches kept")
+    add("history-max-age", "300", "seconds of delta batches kept")
+    add("max-client-lag", "30", "seconds an agent may stay unable to take our writes")
+    add("shutdown-timeout", "30", "seconds over which SIGTERM spreads the disconnects")
+    add("snapshot-chunk-bytes", str(256 * 1024), "raw bytes of entries per snapshot chunk")
 
 
 def _num(ns: argparse.Namespace, name: str, typ: type[int] | type[float], minimum: float) -> float:
@@ -133,6 +147,13 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         idle_timeout=_num(ns, "idle-timeout", float, 0.1),
         ping_interval=_num(ns, "ping-interval", float, 0.05),
         log_level=level,
+        batch_window=_num(ns, "batch-window", float, 0.0),
+        history_max_batches=int(_num(ns, "history-max-batches", int, 1)),
+        history_max_bytes=int(_num(ns, "history-max-bytes", int, 1024)),
+        history_max_age=_num(ns, "history-max-age", float, 0.0),
+        max_client_lag=_num(ns, "max-client-lag", float, 0.1),
+        shutdown_timeout=_num(ns, "shutdown-timeout", float, 0.0),
+        snapshot_chunk_bytes=int(_num(ns, "snapshot-chunk-bytes", int, 1024)),
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from snapshot import SnapshotCache, Update
 from typha.errors import DatastoreError
-from typha.etcd_client import EtcdConnection, WatchEvent
+from typha.etcd_client import EtcdConnection, WatchBatch, WatchEvent
 from typha.ratelimit import RateLimitedLog
 from typha.validation import InvalidValue, validate
 
@@ -57,6 +57,7 @@ class Syncer:
         on_change: Callable[[], None],
         *,
         page_size: int = 1000,
+        batch_window: float = 0.005,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
     ) -> None:
@@ -65,6 +66,7 @@ class Syncer:
         self._cache = cache
         self._on_change = on_change
         self._page_size = page_size
+        self._batch_window = batch_window
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self.in_sync = False
@@ -135,32 +137,70 @@ class Syncer:
             if old is None or old.value != value:
                 updates.append((key, value))
         self.stats.resync_updates += len(updates)
-        self._cache.apply(updates, revision)
+        self._cache.apply(updates, revision, asyncio.get_running_loop().time())
 
     # -- watch -------------------------------------------------------------
 
     async def _watch(self, conn: EtcdConnection) -> None:
+        """Follow one watch stream.  Responses that arrive together (already
+        queued, or within `batch_window` of the first) become one batch."""
         self.stats.watches += 1
-        async for wb in conn.watch(self._prefix, self._cache.revision + 1):
-            if wb.compact_revision:
-                raise Compacted()
-            if wb.canceled:
-                raise DatastoreError(f"watch canceled: {wb.cancel_reason}")
-            if wb.created:
-                self.in_sync = True
-                log.info("watching %s from revision %d", self._prefix, self._cache.revision + 1)
-                continue
-            if wb.events:
-                self.stats.watch_events += len(wb.events)
-                batch = self._cache.apply(
-                    self._updates(wb.events), max(ev.mod_revision for ev in wb.events)
-                )
-            elif wb.header_revision > self._cache.revision:
-                self.stats.progress_notifies += 1
-                batch = self._cache.advance(wb.header_revision)
-            else:
-                continue
-            if batch is not None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[WatchBatch | Exception] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for wb in conn.watch(self._prefix, self._cache.revision + 1):
+                    queue.put_nowait(wb)
+            except Exception as exc:
+                queue.put_nowait(exc)
+
+        reader = asyncio.create_task(pump(), name="etcd-watch")
+        try:
+            while True:
+                group = [await queue.get()]
+                deadline = loop.time() + self._batch_window
+                while True:
+                    if queue.empty():
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        try:
+                            group.append(await asyncio.wait_for(queue.get(), remaining))
+                        except TimeoutError:
+                            break
+                    else:
+                        group.append(queue.get_nowait())
+                self._apply_group(group, loop.time())
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    def _apply_group(self, group: list[WatchBatch | Exception], now: float) -> None:
+        updates: list[Update] = []
+        revision = self._cache.revision
+        try:
+            for item in group:
+                if isinstance(item, Exception):
+                    raise item
+                if item.compact_revision:
+                    raise Compacted()
+                if item.canceled:
+                    raise DatastoreError(f"watch canceled: {item.cancel_reason}")
+                if item.created:
+                    self.in_sync = True
+                    log.info("watching %s from revision %d", self._prefix, revision + 1)
+                elif item.events:
+                    self.stats.watch_events += len(item.events)
+                    updates.extend(self._updates(item.events))
+                    revision = max(revision, max(ev.mod_revision for ev in item.events))
+                elif item.header_revision > revision:
+                    self.stats.progress_notifies += 1
+                    revision = item.header_revision
+        finally:
+            # Whatever arrived before a failure is still applied.
+            moved = updates or revision > self._cache.revision
+            if moved and self._cache.apply(updates, revision, now) is not None:
                 self._on_change()
 
     def _updates(self, events: Iterable[WatchEvent]) -> list[Update]:

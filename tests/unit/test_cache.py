@@ -125,3 +125,47 @@ def test_batches_are_encoded_once_and_snapshots_shared() -> None:
     cache.apply([("b", v(1))], revision=5)
     cache.snapshot_frames(compressed=True)
     assert snap_calls[-1] == (5, True)
+
+
+def _chain() -> SnapshotCache:
+    cache = SnapshotCache()
+    cache.load([("a", v(0))], revision=10)
+    cache.apply([("a", v(1))], revision=12)  # seq 2: 10 -> 12
+    cache.apply([("b", v(2))], revision=15)  # seq 3: 12 -> 15
+    return cache
+
+
+def test_resume_from_a_batch_boundary_checks_the_digest() -> None:
+    cache = _chain()
+    b = cache.batches_after(cache.seq - 1)[0]
+    assert cache.resume_seq(12, b.prev_digest) == cache.seq - 1
+    assert cache.resume_seq(12, b.prev_digest ^ 1) is None  # the client's state differs
+    assert cache.resume_seq(15, cache.current.digest) == cache.seq
+    assert cache.resume_seq(15, 12345) is None
+
+
+def test_resume_from_inside_a_batch_replays_the_whole_batch() -> None:
+    cache = _chain()
+    # Revision 13 is inside 12 -> 15 (another replica may have had a batch ending at 13).
+    seq = cache.resume_seq(13, None)
+    assert seq == cache.seq - 1
+    assert [b.revision for b in cache.batches_after(seq)] == [15]
+    assert cache.resume_seq(11, None) == cache.seq - 2
+
+
+def test_no_resume_outside_the_history() -> None:
+    cache = _chain()
+    assert cache.resume_seq(9, None) is None  # before the first load
+    assert cache.resume_seq(16, None) is None  # the future: this replica is behind
+    assert cache.resume_seq(0, None) is None
+
+
+def test_history_is_bounded_by_age() -> None:
+    cache = SnapshotCache(max_history_age=10.0)
+    cache.load([], revision=1)
+    cache.apply([("a", v(1))], revision=2, now=100.0)
+    cache.apply([("b", v(1))], revision=3, now=105.0)
+    cache.trim(now=112.0)
+    assert [b.revision for b in cache.batches_after(cache.oldest_seq)] == [3]
+    assert cache.resume_seq(1, None) is None
+    assert cache.resume_seq(2, None) == cache.seq - 1
