@@ -7,6 +7,7 @@ are reported as 0 until it is (the fields are part of the fixed contract).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import orjson
@@ -59,9 +60,19 @@ class Agent:
 
 
 async def run_agent(
-    typha: str, node: str, http_host: str, http_port: int, dataplane: str, stop: asyncio.Event
+    typha: str,
+    node: str,
+    http_host: str,
+    http_port: int,
+    dataplane: str,
+    stop: asyncio.Event,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> None:
-    async with SyncClient(typha, node=node) as client:
+    async with SyncClient(
+        typha, node=node, ssl_context=ssl_context, server_name=server_name
+    ) as client:
         agent = Agent(client, node=node, dataplane=dataplane)
         runner = web.AppRunner(agent.http_app(), access_log=None)
         await runner.setup()

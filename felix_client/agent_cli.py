@@ -14,6 +14,8 @@ import uvloop
 from felix_client.addresses import parse_addresses
 from felix_client.agent import run_agent
 from felix_client.errors import ConfigError
+from typha.errors import ConfigError as TyphaConfigError
+from typha.tls import client_context
 
 
 async def _main(ns: argparse.Namespace) -> int:
@@ -22,7 +24,19 @@ async def _main(ns: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     host, port = parse_addresses(ns.http_listen)[0]
-    await run_agent(ns.typha, ns.node, host, port, ns.dataplane, stop)
+    ssl_context = None
+    if ns.tls_ca_file:
+        ssl_context = client_context(ns.tls_ca_file, ns.tls_cert_file, ns.tls_key_file)
+    await run_agent(
+        ns.typha,
+        ns.node,
+        host,
+        port,
+        ns.dataplane,
+        stop,
+        ssl_context=ssl_context,
+        server_name=ns.tls_server_name or None,
+    )
     return 0
 
 
@@ -33,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--http-listen", default="127.0.0.1:9099", help="status port H:P")
     p.add_argument("--dataplane", default="memory", choices=["memory"], help="dataplane driver")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--tls-ca-file", default="", help="CA that signs typha's certificate (PEM)")
+    p.add_argument("--tls-cert-file", default="", help="this agent's certificate (PEM)")
+    p.add_argument("--tls-key-file", default="", help="this agent's private key (PEM)")
+    p.add_argument("--tls-server-name", default="", help="name to verify typha's certificate by")
     ns = p.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, ns.log_level.upper(), logging.INFO),
@@ -41,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parse_addresses(ns.typha)
         return uvloop.run(_main(ns))
-    except ConfigError as exc:
+    except (ConfigError, TyphaConfigError) as exc:
         print(f"felix-agent: {exc}", file=sys.stderr)
         return 2
 

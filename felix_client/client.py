@@ -48,6 +48,7 @@ class ClientStats:
     connects: int = 0
     connect_failures: int = 0
     snapshots: int = 0
+    resumes: int = 0
     deltas: int = 0
     progress: int = 0
     digest_mismatches: int = 0
@@ -63,6 +64,7 @@ class SyncClient:
         node: str,
         limits: Limits = Limits(),
         ssl_context: ssl.SSLContext | None = None,
+        server_name: str | None = None,
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
@@ -72,6 +74,7 @@ class SyncClient:
         self.node = node
         self._limits = limits
         self._ssl = ssl_context
+        self._server_name = server_name
         self._connect_timeout = connect_timeout
         self._backoff = Backoff(backoff_initial, backoff_max)
         self._tick = tick_interval
@@ -174,7 +177,13 @@ class SyncClient:
     async def _session(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=self._ssl, limit=1 << 20),
+            asyncio.open_connection(
+                host,
+                port,
+                ssl=self._ssl,
+                server_hostname=(self._server_name or host) if self._ssl else None,
+                limit=1 << 20,
+            ),
             self._connect_timeout,
         )
         self.server = f"{host}:{port}"
@@ -227,6 +236,11 @@ class SyncClient:
             self._backoff.reset()
             if msg.sync == "snapshot":
                 replica.begin_snapshot()
+            else:
+                # The server checked our revision and digest against its
+                # history; what changed since follows as ordinary deltas.
+                self.stats.resumes += 1
+                self._in_sync.set()
         elif isinstance(msg, SnapshotChunk):
             replica.add_chunk(msg.entries)
         elif isinstance(msg, SnapshotEnd):

@@ -17,8 +17,9 @@ from typha.etcd_client import EtcdConnection
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
 from typha.protocol import Limits
-from typha.server import AgentServer
+from typha.server import AgentServer, ServerLimits
 from typha.syncer import Syncer
+from typha.tls import PeerPolicy, server_context
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class TyphaApp:
             self.server.notify()
 
     def ready(self) -> bool:
-        return self.syncer.in_sync
+        return self.syncer.in_sync and not (self.server is not None and self.server.draining)
 
     def status(self) -> dict[str, Any]:
         server = self.server
@@ -77,25 +78,32 @@ class TyphaApp:
 
     async def start(self) -> None:
         cfg = self.config
+        ssl_context = None
+        if cfg.tls_cert_file:
+            ssl_context = server_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file)
         self.server = AgentServer(
             self.cache,
             server_id=cfg.server_id,
             ready=lambda: self.syncer.listed,
-            limits=Limits(
+            proto_limits=Limits(
                 max_frame=cfg.max_frame_bytes,
                 handshake_timeout=cfg.handshake_timeout,
                 idle_timeout=cfg.idle_timeout,
                 ping_interval=cfg.ping_interval,
             ),
-            max_connections=cfg.max_connections,
-            max_buffer_bytes=cfg.max_client_buffer_bytes,
+            limits=ServerLimits(
+                max_connections=cfg.max_connections,
+                max_buffer_bytes=cfg.max_client_buffer_bytes,
+                max_lag=cfg.max_client_lag,
+            ),
+            peer_policy=PeerPolicy(cfg.tls_allowed_cns, cfg.tls_allowed_uri_sans),
         )
         self._runner = web.AppRunner(build_http_app(self), access_log=None)
         await self._runner.setup()
         sock = bind_socket(cfg.http_listen.host, cfg.http_listen.port)
         self.http_port = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
-        self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port)
+        self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port, ssl_context)
         self._sync_task = asyncio.create_task(self.syncer.run(), name="syncer")
         log.info(
             "typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
@@ -107,6 +115,12 @@ class TyphaApp:
             ",".join(cfg.etcd_endpoints),
             cfg.prefix,
         )
+
+    async def drain(self) -> None:
+        """SIGTERM: unready at once, stop accepting, then close the agents'
+        connections spread over the shutdown timeout."""
+        if self.server is not None:
+            await self.server.drain(self.config.shutdown_timeout)
 
     async def stop(self) -> None:
         if self._sync_task is not None:

@@ -34,7 +34,8 @@ async def serve(config: ServeConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     await app.start()
     await stop.wait()
-    log.info("signal received; shutting down")
+    log.info("signal received; draining over %.1fs", config.shutdown_timeout)
+    await app.drain()
     await app.stop()
     return 0
 

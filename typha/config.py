@@ -72,6 +72,11 @@ class ServeConfig:
     max_client_lag: float = 30.0
     shutdown_timeout: float = 30.0
     snapshot_chunk_bytes: int = 256 * 1024
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    tls_allowed_cns: frozenset[str] = frozenset()
+    tls_allowed_uri_sans: frozenset[str] = frozenset()
 
 
 def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str | None:
@@ -110,6 +115,11 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("max-client-lag", "30", "seconds an agent may stay unable to take our writes")
     add("shutdown-timeout", "30", "seconds over which SIGTERM spreads the disconnects")
     add("snapshot-chunk-bytes", str(256 * 1024), "raw bytes of entries per snapshot chunk")
+    add("tls-cert-file", "", "agent port TLS: server certificate (PEM)")
+    add("tls-key-file", "", "agent port TLS: server private key (PEM)")
+    add("tls-ca-file", "", "agent port TLS: CA that signs agent certificates (PEM)")
+    add("tls-allowed-cns", "", "comma-separated agent certificate CNs admitted")
+    add("tls-allowed-uri-sans", "", "comma-separated agent certificate URI SANs admitted")
 
 
 def _num(ns: argparse.Namespace, name: str, typ: type[int] | type[float], minimum: float) -> float:
@@ -130,6 +140,13 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         str(parse_hostport(e, 2379)) for e in ns.etcd_endpoints.split(",") if e.strip()
     )
     prefix = ns.prefix if ns.prefix.endswith("/") else ns.prefix + "/"
+    tls = (ns.tls_cert_file, ns.tls_key_file, ns.tls_ca_file)
+    if any(tls) and not all(tls):
+        raise ConfigError("--tls-cert-file, --tls-key-file and --tls-ca-file go together")
+    allowed_cns = frozenset(x.strip() for x in ns.tls_allowed_cns.split(",") if x.strip())
+    allowed_uris = frozenset(x.strip() for x in ns.tls_allowed_uri_sans.split(",") if x.strip())
+    if (allowed_cns or allowed_uris) and not all(tls):
+        raise ConfigError("TLS allow lists need --tls-cert-file, --tls-key-file, --tls-ca-file")
     level = ns.log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
@@ -154,6 +171,11 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         max_client_lag=_num(ns, "max-client-lag", float, 0.1),
         shutdown_timeout=_num(ns, "shutdown-timeout", float, 0.0),
         snapshot_chunk_bytes=int(_num(ns, "snapshot-chunk-bytes", int, 1024)),
+        tls_cert_file=ns.tls_cert_file,
+        tls_key_file=ns.tls_key_file,
+        tls_ca_file=ns.tls_ca_file,
+        tls_allowed_cns=allowed_cns,
+        tls_allowed_uri_sans=allowed_uris,
     )
 
 

@@ -85,6 +85,12 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
         "open agent connections",
         lambda a: len(a.server.connections) if a.server else 0,
     ),
+    (
+        "typha_max_client_lag_seconds",
+        "longest time an agent has not been taking our writes",
+        lambda a: a.server.max_lag() if a.server else 0.0,
+    ),
+    ("typha_draining", "1 while shutting down", lambda a: bool(a.server and a.server.draining)),
 ]
 
 SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
@@ -102,6 +108,13 @@ SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
         lambda a: _st(a).batches_sent,
     ),
     ("typha_bytes_sent", "bytes written to agents", lambda a: _st(a).bytes_sent),
+    ("typha_resumes", "agents resumed from their revision (no snapshot)", lambda a: _st(a).resumes),
+    (
+        "typha_resumes_refused",
+        "agents that asked to resume but needed a snapshot",
+        lambda a: _st(a).resume_refused,
+    ),
+    ("typha_fanouts", "fan-out passes over the connections", lambda a: _st(a).fanouts),
 ]
 
 

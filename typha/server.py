@@ -1,9 +1,13 @@
 """The asyncio fan-out server: a thin adapter over the sans-I/O core.
 
-Every connection remembers the batch sequence number it has reached; when
-the cache grows, one pass over the connections writes each one the frames it
-has not had yet (already encoded, shared by all) in a single write.  There
-are no per-client update queues.
+Every connection remembers the batch sequence number it has reached; when the
+cache grows, one pass over the connections writes each one the frames it has
+not had yet (already encoded, shared by all) in a single write.  There are no
+per-client update queues: what a connection owes is `cache.batches_after(seq)`.
+
+A new client gets the snapshot encoding shared by everyone who connects while
+it is current, written chunk by chunk as the socket drains (flow control), so
+a reconnect storm costs one encoding and bounded memory per connection.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from snapshot import HistoryUnavailable, SnapshotCache
+from snapshot.digest import parse_digest
 from typha.errors import ConnectionTimeout, ProtocolError
-from typha.protocol import CAP_ZSTD, ClientHello, Limits, ServerConnection, State
+from typha.protocol import CAP_RESUME, CAP_ZSTD, ClientHello, Limits, ServerConnection, State
 from typha.ratelimit import RateLimitedLog
+from typha.tls import PeerPolicy
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +36,22 @@ class ServerStats:
     rejected_limit: int = 0
     snapshots_sent: int = 0
     snapshot_bytes_sent: int = 0
+    resumes: int = 0
+    resume_refused: int = 0
     batches_sent: int = 0
     bytes_sent: int = 0
     fanouts: int = 0
     closed: Counter[str] = field(default_factory=Counter)
     protocol_errors: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_connections: int = 20_000
+    max_buffer_bytes: int = 8 * 1024 * 1024
+    max_lag: float = 30.0
+    write_high_water: int = 256 * 1024
+    resume_wait: float = 5.0
 
 
 class AgentProtocol(asyncio.Protocol):
@@ -46,22 +63,37 @@ class AgentProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.seq = -1  # batch sequence number reached; -1 until streaming
         self.peer = "?"
+        self.paused_since: float | None = None
+        self.wait_until = 0.0  # while waiting for our cache to reach the client's revision
+        self._snapshot: list[bytes] | None = None
+        self._snapshot_pos = 0
 
     # -- asyncio callbacks ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
         self.transport = cast(asyncio.Transport, transport)
+        server = self.server
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.transport.set_write_buffer_limits(high=server.limits.write_high_water)
         self.core = ServerConnection(
-            server_id=self.server.server_id, now=self.server.now(), limits=self.server.limits
+            server_id=server.server_id, now=server.now(), limits=server.proto_limits
         )
-        self.server.register(self)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            refusal = server.peer_policy.check(ssl_object.getpeercert())
+            if refusal is not None:
+                server.stats.protocol_errors["tls_forbidden"] += 1
+                server.rl.log(logging.WARNING, "tls", "refusing %s: %s", self.peer, refusal)
+                self.close("forbidden")
+                return
+        server.register(self)
 
     def data_received(self, data: bytes) -> None:
         core = self.core
-        assert core is not None
+        if core is None:
+            return
         try:
             msgs = core.receive_data(data, self.server.now())
         except ProtocolError as exc:
@@ -77,22 +109,75 @@ class AgentProtocol(asyncio.Protocol):
         reason = "peer_closed"
         if self.core is not None and self.core.close_reason:
             reason = self.core.close_reason.split(":")[0]
+        self._snapshot = None
         self.server.unregister(self, reason)
+
+    def pause_writing(self) -> None:
+        self.paused_since = self.server.now()
+
+    def resume_writing(self) -> None:
+        self.paused_since = None
+        if self._snapshot is not None:
+            self._pump_snapshot()
+        else:
+            self.catch_up({})
 
     # -- driven by the server -----------------------------------------------
 
-    def start_stream(self) -> None:
-        """Accept the hello and send the shared snapshot encoding."""
+    def start_stream(self) -> bool:
+        """Answer the hello: resume if our history covers the client's
+        revision, else the shared snapshot.  Returns False to be asked again
+        later (the client is ahead of us: wait a little for our cache)."""
         core = self.core
-        if core is None or core.state is not State.HANDSHAKE:
-            return
+        if core is None or core.state is not State.HANDSHAKE or core.hello is None:
+            return True
+        server = self.server
+        cache = server.cache
+        hello = core.hello
+        if CAP_RESUME in core.caps and hello.revision > 0:
+            try:
+                digest: int | None = parse_digest(hello.digest) if hello.digest else None
+            except ValueError:
+                digest = None
+            seq = cache.resume_seq(hello.revision, digest)
+            if seq is None and hello.revision > cache.revision:
+                if self.wait_until == 0.0:
+                    self.wait_until = server.now() + server.limits.resume_wait
+                if server.now() < self.wait_until:
+                    return False
+            if seq is not None:
+                core.accept(sync="resume")
+                server.stats.resumes += 1
+                self.seq = seq
+                self.catch_up({})
+                self.flush()  # the hello, if there was nothing to catch up
+                return True
+            server.stats.resume_refused += 1
         core.accept(sync="snapshot")
-        snap, frames = self.server.cache.snapshot_frames(compressed=CAP_ZSTD in core.caps)
-        core.send_frames(frames)
+        snap, frames = cache.snapshot_frames(compressed=CAP_ZSTD in core.caps)
         self.seq = snap.seq
-        self.server.stats.snapshots_sent += 1
-        self.server.stats.snapshot_bytes_sent += sum(len(f) for f in frames)
-        self.flush()
+        self._snapshot = frames
+        self._snapshot_pos = 0
+        server.stats.snapshots_sent += 1
+        self._pump_snapshot()
+        return True
+
+    def _pump_snapshot(self) -> None:
+        """Write snapshot frames until the socket pushes back or all are sent."""
+        frames = self._snapshot
+        core = self.core
+        if frames is None or core is None or core.state is not State.OPEN:
+            return
+        stats = self.server.stats
+        while self.paused_since is None and self._snapshot_pos < len(frames):
+            frame = frames[self._snapshot_pos]
+            self._snapshot_pos += 1
+            stats.snapshot_bytes_sent += len(frame)
+            core.send_frames((frame,))
+            self.flush()
+        if self._snapshot_pos >= len(frames):
+            self._snapshot = None
+            self.catch_up({})
 
     def catch_up(self, merged: dict[int, bytes]) -> None:
         """Write every batch after `seq` in one write.  `merged` memoises, for
@@ -101,6 +186,8 @@ class AgentProtocol(asyncio.Protocol):
         core = self.core
         if core is None or core.state is not State.OPEN or self.seq < 0:
             return
+        if self._snapshot is not None:
+            return  # the rest follows the snapshot
         cache = self.server.cache
         if self.seq == cache.seq:
             return
@@ -109,7 +196,7 @@ class AgentProtocol(asyncio.Protocol):
             try:
                 batches = cache.batches_after(self.seq)
             except HistoryUnavailable:
-                self.close("too_far_behind")
+                self.abort("too_far_behind")
                 return
             data = batches[0].frame if len(batches) == 1 else b"".join(b.frame for b in batches)
             merged[self.seq] = data
@@ -118,12 +205,15 @@ class AgentProtocol(asyncio.Protocol):
         self.seq = cache.seq
         self.flush()
         assert self.transport is not None
-        if self.transport.get_write_buffer_size() > self.server.max_buffer_bytes:
-            self.close("slow_client")
+        if self.transport.get_write_buffer_size() > self.server.limits.max_buffer_bytes:
+            self.abort("slow_client")
 
     def tick(self, now: float) -> None:
         core = self.core
         if core is None:
+            return
+        if self.paused_since is not None and now - self.paused_since > self.server.limits.max_lag:
+            self.abort("slow_client")
             return
         try:
             core.tick(now)
@@ -132,9 +222,22 @@ class AgentProtocol(asyncio.Protocol):
         self.flush()
 
     def close(self, reason: str) -> None:
+        """Say GOODBYE and close once it is written."""
         if self.core is not None:
             self.core.close(reason)
         self.flush()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, discarding what is buffered: the peer is
+        not reading, so waiting to flush would hold its memory indefinitely."""
+        log_level = logging.WARNING if reason == "slow_client" else logging.INFO
+        self.server.rl.log(log_level, f"abort:{reason}", "dropping %s: %s", self.peer, reason)
+        if self.core is not None:
+            self.core.close(reason)
+            self.core.data_to_send()
+        self._snapshot = None
+        if self.transport is not None:
+            self.transport.abort()
 
     def flush(self) -> None:
         core = self.core
@@ -143,12 +246,8 @@ class AgentProtocol(asyncio.Protocol):
             return
         data = core.data_to_send()
         if data:
-            n = sum(len(d) for d in data)
-            self.server.stats.bytes_sent += n
-            if len(data) == 1:
-                transport.write(data[0])
-            else:
-                transport.write(b"".join(data))
+            self.server.stats.bytes_sent += sum(len(d) for d in data)
+            transport.write(data[0] if len(data) == 1 else b"".join(data))
         if core.state is State.CLOSED:
             transport.close()
 
@@ -162,24 +261,25 @@ class AgentServer:
         *,
         server_id: str,
         ready: Callable[[], bool],
-        limits: Limits = Limits(),
-        max_connections: int = 20_000,
-        max_buffer_bytes: int = 8 * 1024 * 1024,
+        proto_limits: Limits = Limits(),
+        limits: ServerLimits = ServerLimits(),
+        peer_policy: PeerPolicy = PeerPolicy(),
         tick_interval: float = 1.0,
     ) -> None:
         self.cache = cache
         self.server_id = server_id
+        self.proto_limits = proto_limits
         self.limits = limits
-        self.max_connections = max_connections
-        self.max_buffer_bytes = max_buffer_bytes
+        self.peer_policy = peer_policy
         self._ready = ready
         self._tick_interval = tick_interval
         self.connections: set[AgentProtocol] = set()
         self._waiting: set[AgentProtocol] = set()
         self._fanout_scheduled = False
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
+        self.draining = False
         self.stats = ServerStats()
         self.rl = RateLimitedLog(log)
 
@@ -197,29 +297,56 @@ class AgentServer:
             reuse_address=True,
         )
         self._ticker = asyncio.create_task(self._tick_loop())
-        sock = self._server.sockets[0]
-        return int(sock.getsockname()[1])
+        sockets = self._server.sockets
+        return int(sockets[0].getsockname()[1])
 
-    async def close(self, reason: str = "shutdown") -> None:
+    def max_lag(self) -> float:
+        now = self.now()
+        return max((now - c.paused_since for c in self.connections if c.paused_since), default=0.0)
+
+    async def drain(self, spread: float) -> None:
+        """Stop accepting, then close every connection with GOODBYE(shutdown),
+        spread evenly over `spread` seconds so agents move to other replicas
+        gradually instead of all at once."""
+        self.draining = True
         if self._server is not None:
             self._server.close()
+        conns = list(self.connections)
+        interval = spread / len(conns) if conns else 0.0
+        log.info("draining %d connections over %.1fs", len(conns), spread)
+        for conn in conns:
+            conn.close("shutdown")
+            if interval:
+                await asyncio.sleep(interval)
+        # Give the GOODBYEs a moment to reach peers that are reading.
+        for _ in range(50):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.abort("shutdown")
+
+    async def close(self) -> None:
+        await self.drain(0.0)
         if self._ticker is not None:
             self._ticker.cancel()
-        for conn in list(self.connections):
-            conn.close(reason)
+            await asyncio.gather(self._ticker, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     # -- connection bookkeeping ----------------------------------------------
 
     def register(self, conn: AgentProtocol) -> None:
-        if len(self.connections) >= self.max_connections:
+        if self.draining:
+            conn.close("shutdown")
+            return
+        if len(self.connections) >= self.limits.max_connections:
             self.stats.rejected_limit += 1
             self.rl.log(
                 logging.WARNING,
                 "limit",
                 "connection limit %d reached; refusing %s",
-                self.max_connections,
+                self.limits.max_connections,
                 conn.peer,
             )
             conn.close("connection_limit")
@@ -234,10 +361,8 @@ class AgentServer:
             self.stats.closed[reason] += 1
 
     def hello(self, conn: AgentProtocol) -> None:
-        if self._ready():
-            conn.start_stream()
-        else:
-            self._waiting.add(conn)  # answered once the first list is loaded
+        if not (self._ready() and conn.start_stream()):
+            self._waiting.add(conn)  # asked again after the next batch or tick
 
     def protocol_error(self, conn: AgentProtocol, exc: ProtocolError) -> None:
         self.stats.protocol_errors[exc.code] += 1
@@ -257,19 +382,23 @@ class AgentServer:
     def _fanout(self) -> None:
         self._fanout_scheduled = False
         self.stats.fanouts += 1
-        if self._waiting and self._ready():
-            waiting, self._waiting = self._waiting, set()
-            for conn in waiting:
-                conn.start_stream()
+        self._retry_waiting()
         merged: dict[int, bytes] = {}
         for conn in list(self.connections):
             conn.catch_up(merged)
+
+    def _retry_waiting(self) -> None:
+        if self._waiting and self._ready():
+            waiting, self._waiting = self._waiting, set()
+            for conn in waiting:
+                if not conn.start_stream():
+                    self._waiting.add(conn)
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self._tick_interval)
             now = self.now()
+            self.cache.trim(now)
             for conn in list(self.connections):
                 conn.tick(now)
-            if self._waiting and self._ready():
-                self.notify()
+            self._retry_waiting()

@@ -40,7 +40,10 @@ def handshake() -> tuple[ServerConnection, ClientConnection]:
 
 def test_capabilities_are_the_intersection() -> None:
     server, client = handshake()
-    assert server.caps == client.caps == frozenset({"zstd"})  # no "resume" from this server
+    assert server.caps == client.caps == frozenset({"zstd", "resume"})
+    old = ServerConnection(server_id="s", now=0.0, caps=frozenset({"zstd"}))
+    old.receive_data(pipe(ClientConnection(node="n", now=0.0)), 0.0)
+    assert old.caps == frozenset({"zstd"})  # never more than both offered
     assert server.state is State.OPEN
     assert client.state is State.OPEN
 
@@ -152,3 +155,34 @@ def _frames(data: bytes):  # type: ignore[no-untyped-def]
     from typha.protocol import FrameDecoder
 
     return FrameDecoder().feed(data)
+
+
+def resumed_client(revision: int) -> tuple[ServerConnection, ClientConnection]:
+    server = ServerConnection(server_id="s", now=0.0)
+    client = ClientConnection(node="n", now=0.0, revision=revision, digest=D)
+    server.receive_data(pipe(client), 0.0)
+    server.accept(sync="resume")
+    client.receive_data(pipe(server), 0.0)
+    return server, client
+
+
+def test_resume_accepts_a_first_batch_that_straddles_our_revision() -> None:
+    server, client = resumed_client(11)
+    assert client.synced
+    server.send_frames([codec.encode(Delta(10, 12, [], D)), codec.encode(Progress(12, 13, D))])
+    client.receive_data(pipe(server), 1.0)
+    assert client.revision == 13
+
+
+def test_resume_still_rejects_gaps_after_the_first_batch() -> None:
+    server, client = resumed_client(11)
+    server.send_frames([codec.encode(Delta(11, 12, [], D)), codec.encode(Delta(10, 14, [], D))])
+    with pytest.raises(MalformedMessage, match="gap"):
+        client.receive_data(pipe(server), 1.0)
+
+
+def test_resume_rejects_a_first_batch_that_starts_after_our_revision() -> None:
+    server, client = resumed_client(11)
+    server.send_frames([codec.encode(Delta(12, 13, [], D))])
+    with pytest.raises(MalformedMessage, match="gap"):
+        client.receive_data(pipe(server), 1.0)

@@ -45,7 +45,7 @@ from typha.protocol.messages import (
     SnapshotEnd,
 )
 
-SERVER_CAPS = frozenset({CAP_ZSTD})
+SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME})
 CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME})
 
 
@@ -239,6 +239,9 @@ class ClientConnection(_Core):
         self.in_snapshot = False
         self.synced = False
         self.revision = revision
+        # After a resume the first batch may start before our revision (the
+        # server cut its batches differently); whole values make that safe.
+        self._resumed_first = False
         self._send(
             ClientHello(
                 node=node,
@@ -271,6 +274,7 @@ class ClientConnection(_Core):
                 self.revision = 0
             else:
                 self.synced = True
+                self._resumed_first = True
             return
         if isinstance(msg, SnapshotChunk):
             if not self.in_snapshot:
@@ -289,7 +293,13 @@ class ClientConnection(_Core):
         elif isinstance(msg, Delta | Progress):
             if not self.synced:
                 raise MalformedMessage(f"{type(msg).__name__} before the snapshot ended")
-            if msg.prev_revision != self.revision or msg.revision < msg.prev_revision:
+            straddles = self._resumed_first and msg.prev_revision <= self.revision
+            self._resumed_first = False
+            if (
+                msg.revision < msg.prev_revision
+                or (msg.prev_revision != self.revision and not straddles)
+                or msg.revision < self.revision
+            ):
                 raise MalformedMessage(
                     f"revision gap: at {self.revision}, got {msg.prev_revision}->{msg.revision}"
                 )
