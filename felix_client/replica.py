@@ -56,6 +56,9 @@ class Replica:
             (k, None) for k in self.values if k not in staging
         ]
         updates.extend(staging.items())
+        # Re-derive the running sum from the per-key hashes, so a full
+        # snapshot repairs even a digest that had drifted from our values.
+        self._digest = RunningDigest(sum(self._hashes.values()))
         return self.apply_delta(revision, updates, digest)
 
     # -- streaming -------------------------------------------------------------
