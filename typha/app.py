@@ -30,7 +30,7 @@ class TyphaApp:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        encoder = FrameEncoder(
+        self.encoder = encoder = FrameEncoder(
             max_frame=config.max_frame_bytes, chunk_bytes=config.snapshot_chunk_bytes
         )
         self.cache = SnapshotCache(

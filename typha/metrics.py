@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from snapshot import SnapshotCache
+from typha.encoding import FrameEncoder
 from typha.server import AgentServer, ServerStats
 from typha.syncer import Syncer
 
@@ -27,6 +28,8 @@ class Source(Protocol):
     def syncer(self) -> Syncer: ...
     @property
     def server(self) -> AgentServer | None: ...
+    @property
+    def encoder(self) -> FrameEncoder: ...
 
 
 Getter = Callable[[Source], float]
@@ -43,6 +46,21 @@ GAUGES: list[tuple[str, str, Getter]] = [
 ]
 
 COUNTERS: list[tuple[str, str, Getter]] = [
+    (
+        "typha_batch_frame_bytes",
+        "bytes of delta/progress frames encoded (once each)",
+        lambda a: a.encoder.stats.batch_bytes,
+    ),
+    (
+        "typha_snapshot_raw_bytes",
+        "snapshot chunk bytes before compression, per encoding",
+        lambda a: a.encoder.stats.snapshot_raw_bytes,
+    ),
+    (
+        "typha_snapshot_encoded_bytes",
+        "snapshot frame bytes as sent, per encoding",
+        lambda a: a.encoder.stats.snapshot_wire_bytes,
+    ),
     ("typha_batches", "delta batches produced", lambda a: a.cache.stats.batches),
     (
         "typha_updates_applied",

@@ -164,12 +164,17 @@ class Codec:
     # -- encoding ----------------------------------------------------------
 
     def encode(self, msg: Message, *, compress: bool = False) -> bytes:
+        return self.encode_sized(msg, compress=compress)[0]
+
+    def encode_sized(self, msg: Message, *, compress: bool = False) -> tuple[bytes, int]:
+        """The frame, and the body's size before compression."""
         mtype, revision, body = _to_wire(msg)
+        raw_size = len(body)
         flags = 0
         if compress:
             body = self._cctx.compress(body)
             flags = FLAG_ZSTD
-        return encode_frame(mtype, body, revision=revision, flags=flags)
+        return encode_frame(mtype, body, revision=revision, flags=flags), raw_size
 
     # -- decoding ----------------------------------------------------------
 
