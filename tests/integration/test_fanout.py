@@ -207,3 +207,27 @@ async def test_tls_admits_only_allowed_client_certificates(
             await c.close()
     finally:
         await app.stop()
+
+
+async def test_a_reconnect_storm_shares_one_snapshot_encoding(
+    etcd: EmbeddedEtcd, kv: EtcdConnection
+) -> None:
+    await seed(kv, 300)
+    app = TyphaApp(config(etcd, "storm", snapshot_chunk_bytes=8192))
+    await app.start()
+    assert app.server is not None
+    clients = [SyncClient(f"127.0.0.1:{app.agent_port}", node=f"n{i}") for i in range(30)]
+    try:
+        await asyncio.gather(*(c.start() for c in clients))
+        await asyncio.wait_for(asyncio.gather(*(c.wait_in_sync() for c in clients)), 60)
+        truth = await read_etcd_state([etcd.endpoint])
+        assert {c.digest for c in clients} == {truth.digest}
+        assert app.server.stats.snapshots_sent == 30
+        assert app.cache.stats.snapshots_encoded == 1  # shared by all thirty
+        assert app.cache.stats.snapshots_reused == 29
+        # Several chunks per snapshot, compressed: fewer bytes than raw.
+        assert app.encoder.stats.snapshot_wire_bytes < app.encoder.stats.snapshot_raw_bytes
+    finally:
+        for c in clients:
+            await c.close()
+        await app.stop()
