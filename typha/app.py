@@ -18,6 +18,7 @@ from typha.http import build_http_app
 from typha.metrics import TyphaCollector
 from typha.protocol import Limits
 from typha.server import AgentServer, ServerLimits
+from typha.source_check import SourceCheck
 from typha.syncer import Syncer
 from typha.tls import PeerPolicy, server_context
 
@@ -41,14 +42,24 @@ class TyphaApp:
             max_history_age=config.history_max_age,
         )
         self.server: AgentServer | None = None
+        etcd_options = config.etcd_options()
+        self.etcd_options = etcd_options
         self.syncer = Syncer(
-            lambda: EtcdConnection(config.etcd_endpoints),
+            lambda: EtcdConnection(etcd_options),
             config.prefix,
             self.cache,
             self._on_change,
             page_size=config.list_page_size,
             batch_window=config.batch_window,
         )
+        self.source_check = SourceCheck(
+            lambda: EtcdConnection(etcd_options),
+            config.prefix,
+            self.cache,
+            self.syncer,
+            config.source_check_interval,
+        )
+        self._check_task: asyncio.Task[None] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(TyphaCollector(self))
         self._sync_task: asyncio.Task[None] | None = None
@@ -105,6 +116,8 @@ class TyphaApp:
         await web.SockSite(self._runner, sock).start()
         self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port, ssl_context)
         self._sync_task = asyncio.create_task(self.syncer.run(), name="syncer")
+        if cfg.source_check_interval > 0:
+            self._check_task = asyncio.create_task(self.source_check.run(), name="source-check")
         log.info(
             "typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
             cfg.server_id,
@@ -123,9 +136,10 @@ class TyphaApp:
             await self.server.drain(self.config.shutdown_timeout)
 
     async def stop(self) -> None:
-        if self._sync_task is not None:
-            self._sync_task.cancel()
-            await asyncio.gather(self._sync_task, return_exceptions=True)
+        for task in (self._check_task, self._sync_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.server is not None:
             await self.server.close()
         if self._runner is not None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from typha.errors import ConfigError
+from typha.etcd_client import EtcdOptions
 
 DEFAULT_AGENT_PORT = 5473
 DEFAULT_HTTP_PORT = 9098
@@ -77,6 +78,35 @@ class ServeConfig:
     tls_ca_file: str = ""
     tls_allowed_cns: frozenset[str] = frozenset()
     tls_allowed_uri_sans: frozenset[str] = frozenset()
+    etcd_ca_file: str = ""
+    etcd_cert_file: str = ""
+    etcd_key_file: str = ""
+    etcd_server_name: str = ""
+    etcd_username: str = ""
+    etcd_password: str = ""
+    source_check_interval: float = 300.0
+
+    def etcd_options(self) -> EtcdOptions:
+        """Reads the TLS files; raises ConfigError if they are unreadable."""
+
+        def read(path: str) -> bytes | None:
+            if not path:
+                return None
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {path}: {exc}") from None
+
+        return EtcdOptions(
+            endpoints=self.etcd_endpoints,
+            ca_cert=read(self.etcd_ca_file),
+            cert_chain=read(self.etcd_cert_file),
+            cert_key=read(self.etcd_key_file),
+            server_name=self.etcd_server_name or None,
+            username=self.etcd_username,
+            password=self.etcd_password,
+        )
 
 
 def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str | None:
@@ -120,6 +150,17 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("tls-ca-file", "", "agent port TLS: CA that signs agent certificates (PEM)")
     add("tls-allowed-cns", "", "comma-separated agent certificate CNs admitted")
     add("tls-allowed-uri-sans", "", "comma-separated agent certificate URI SANs admitted")
+    add("etcd-ca-file", "", "CA that signs etcd's certificate (PEM): enables TLS to etcd")
+    add("etcd-cert-file", "", "client certificate for etcd (PEM)")
+    add("etcd-key-file", "", "client key for etcd (PEM)")
+    add(
+        "etcd-server-name",
+        "",
+        "name to verify etcd's certificate by (needed with several endpoints)",
+    )
+    add("etcd-username", "", "etcd user (with --etcd-password)")
+    add("etcd-password", "", "etcd password; prefer the env var to the flag")
+    add("source-check-interval", "300", "seconds between cache-vs-etcd digest checks (0 disables)")
 
 
 def _num(ns: argparse.Namespace, name: str, typ: type[int] | type[float], minimum: float) -> float:
@@ -147,6 +188,12 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
     allowed_uris = frozenset(x.strip() for x in ns.tls_allowed_uri_sans.split(",") if x.strip())
     if (allowed_cns or allowed_uris) and not all(tls):
         raise ConfigError("TLS allow lists need --tls-cert-file, --tls-key-file, --tls-ca-file")
+    if bool(ns.etcd_cert_file) != bool(ns.etcd_key_file):
+        raise ConfigError("--etcd-cert-file and --etcd-key-file go together")
+    if (ns.etcd_cert_file or ns.etcd_server_name) and not ns.etcd_ca_file:
+        raise ConfigError("etcd TLS options need --etcd-ca-file")
+    if bool(ns.etcd_username) != bool(ns.etcd_password):
+        raise ConfigError("--etcd-username and --etcd-password go together")
     level = ns.log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
@@ -176,6 +223,13 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         tls_ca_file=ns.tls_ca_file,
         tls_allowed_cns=allowed_cns,
         tls_allowed_uri_sans=allowed_uris,
+        etcd_ca_file=ns.etcd_ca_file,
+        etcd_cert_file=ns.etcd_cert_file,
+        etcd_key_file=ns.etcd_key_file,
+        etcd_server_name=ns.etcd_server_name,
+        etcd_username=ns.etcd_username,
+        etcd_password=ns.etcd_password,
+        source_check_interval=_num(ns, "source-check-interval", float, 0.0),
     )
 
 

@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub  # no public raw stream
+from etcd3aio.auth import AuthService
 from etcd3aio.connections import ConnectionManager
 from etcd3aio.kv import KVService, SortOrder, SortTarget
 
@@ -53,29 +54,79 @@ class WatchBatch:
     cancel_reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdOptions:
+    """How to reach etcd: endpoints, TLS material (PEM bytes), credentials."""
+
+    endpoints: tuple[str, ...]
+    ca_cert: bytes | None = None
+    cert_chain: bytes | None = None
+    cert_key: bytes | None = None
+    server_name: str | None = None
+    username: str = ""
+    password: str = ""
+    timeout: float = 10.0
+
+
+TXN_MAX_OPS = 128  # etcd's default --max-txn-ops
+
+
 class EtcdConnection:
     """One gRPC channel to an etcd cluster.  Every method raises
-    DatastoreError (never a gRPC exception) when etcd cannot answer."""
+    DatastoreError (never a gRPC exception) when etcd cannot answer.
+    With credentials, call `authenticate()` before anything else."""
 
-    def __init__(
-        self,
-        endpoints: Sequence[str],
-        *,
-        ca_cert: bytes | None = None,
-        cert_chain: bytes | None = None,
-        cert_key: bytes | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        self._manager = ConnectionManager(list(endpoints))
+    def __init__(self, endpoints: Sequence[str] | EtcdOptions, *, timeout: float = 10.0) -> None:
+        opts = (
+            endpoints
+            if isinstance(endpoints, EtcdOptions)
+            else EtcdOptions(tuple(endpoints), timeout=timeout)
+        )
+        self.options = opts
+        self._manager = ConnectionManager(list(opts.endpoints))
         self._channel: grpc.aio.Channel = self._manager.get_channel(
-            ca_cert=ca_cert, cert_chain=cert_chain, cert_key=cert_key
+            ca_cert=opts.ca_cert,
+            cert_chain=opts.cert_chain,
+            cert_key=opts.cert_key,
+            tls_server_name=opts.server_name,
         )
         self._kv = KVService(self._channel, max_attempts=1)
         self._watch_stub: Any = WatchStub(self._channel)
-        self._timeout = timeout
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._timeout = opts.timeout
+
+    async def authenticate(self) -> None:
+        """Exchange the username and password for a token (no-op without them)."""
+        if not self.options.username:
+            return
+        auth = AuthService(self._channel, max_attempts=1)
+        try:
+            resp = await auth.authenticate(
+                self.options.username, self.options.password, timeout=self._timeout
+            )
+        except Exception as exc:
+            raise DatastoreError(f"etcd authentication failed: {exc}") from exc
+        self._kv.set_token(resp.token)
+        self._metadata = (("token", resp.token),)
 
     async def close(self) -> None:
         await self._channel.close()
+
+    async def put_many(self, items: Sequence[tuple[str, bytes | None]]) -> int:
+        """Puts (value) and deletes (None) in transactions of at most
+        TXN_MAX_OPS; returns the last revision.  For tools and tests."""
+        revision = 0
+        for start in range(0, len(items), TXN_MAX_OPS):
+            ops = [
+                KVService.txn_op_put(k, v) if v is not None else KVService.txn_op_delete(k)
+                for k, v in items[start : start + TXN_MAX_OPS]
+            ]
+            try:
+                resp = await self._kv.txn([], ops, timeout=self._timeout)
+            except Exception as exc:
+                raise DatastoreError(f"txn failed: {exc}") from exc
+            revision = int(resp.header.revision)
+        return revision
 
     async def put(self, key: str, value: bytes) -> int:
         """Write one key; returns the new etcd revision.  (Tools and tests
@@ -155,7 +206,7 @@ class EtcdConnection:
             )
             await asyncio.Future()  # keep the request side open until cancelled
 
-        call = self._watch_stub.Watch(requests())
+        call = self._watch_stub.Watch(requests(), metadata=self._metadata or None)
         try:
             async for resp in call:
                 yield WatchBatch(

@@ -1,7 +1,7 @@
-"""Read the served state straight from etcd: what the digest *should* be.
+"""Read the served state straight from etcd: what the cache *should* hold.
 
-Used by the demo's final check and by tests; the same validation applies as
-in the syncer, so invalid values are left out here too.
+Used by the cache-vs-etcd check, the demo's final check and the tests.  The
+same validation applies as in the syncer, so invalid values are left out.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from snapshot import entry_hash_canonical, format_digest
-from typha.etcd_client import EtcdConnection
+from typha.etcd_client import EtcdConnection, EtcdOptions
 from typha.validation import InvalidValue, validate
 
 
@@ -22,20 +22,40 @@ class EtcdState:
     invalid: int
 
 
-async def read_etcd_state(endpoints: Sequence[str], prefix: str = "/calico/") -> EtcdState:
-    conn = EtcdConnection(endpoints)
-    try:
-        revision, items, _ = await conn.list_prefix(prefix, page_size=5000)
-    finally:
-        await conn.close()
-    total = keys = invalid = 0
+@dataclass(frozen=True, slots=True)
+class EtcdEntries:
+    revision: int
+    entries: dict[str, bytes]  # key -> canonical JSON
+    invalid: int
+
+    @property
+    def digest(self) -> int:
+        return sum(entry_hash_canonical(k, v) for k, v in self.entries.items()) % (1 << 128)
+
+
+async def read_entries(
+    conn: EtcdConnection, prefix: str, *, revision: int = 0, page_size: int = 5000
+) -> EtcdEntries:
+    """The valid entries under `prefix` at `revision` (0: the latest)."""
+    revision, items, _ = await conn.list_prefix(prefix, page_size=page_size, revision=revision)
+    entries: dict[str, bytes] = {}
+    invalid = 0
     for kv in items:
         try:
             key = kv.key.decode()
-            v = validate(key, kv.value, prefix)
+            entries[key] = validate(key, kv.value, prefix).canonical
         except (InvalidValue, UnicodeDecodeError):
             invalid += 1
-            continue
-        total += entry_hash_canonical(key, v.canonical)
-        keys += 1
-    return EtcdState(revision, format_digest(total), keys, invalid)
+    return EtcdEntries(revision, entries, invalid)
+
+
+async def read_etcd_state(
+    endpoints: Sequence[str] | EtcdOptions, prefix: str = "/calico/"
+) -> EtcdState:
+    conn = EtcdConnection(endpoints)
+    try:
+        await conn.authenticate()
+        got = await read_entries(conn, prefix)
+    finally:
+        await conn.close()
+    return EtcdState(got.revision, format_digest(got.digest), len(got.entries), got.invalid)

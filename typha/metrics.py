@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from snapshot import SnapshotCache
 from typha.encoding import FrameEncoder
 from typha.server import AgentServer, ServerStats
+from typha.source_check import SourceCheck
 from typha.syncer import Syncer
 
 
@@ -30,6 +31,8 @@ class Source(Protocol):
     def server(self) -> AgentServer | None: ...
     @property
     def encoder(self) -> FrameEncoder: ...
+    @property
+    def source_check(self) -> SourceCheck: ...
 
 
 Getter = Callable[[Source], float]
@@ -89,6 +92,31 @@ COUNTERS: list[tuple[str, str, Getter]] = [
         "typha_etcd_errors",
         "etcd errors (each followed by a retry)",
         lambda a: a.syncer.stats.errors,
+    ),
+    (
+        "typha_source_checks",
+        "cache-vs-etcd digest checks completed",
+        lambda a: a.source_check.stats.checks,
+    ),
+    (
+        "typha_source_check_mismatches",
+        "cache-vs-etcd checks that found a divergence",
+        lambda a: a.source_check.stats.mismatches,
+    ),
+    (
+        "typha_source_checks_skipped",
+        "cache-vs-etcd checks that could not run",
+        lambda a: a.source_check.stats.skipped,
+    ),
+    (
+        "typha_etcd_resync_updates",
+        "updates produced by re-listing etcd",
+        lambda a: a.syncer.stats.resync_updates,
+    ),
+    (
+        "typha_etcd_progress_notifies",
+        "etcd progress notifications applied",
+        lambda a: a.syncer.stats.progress_notifies,
     ),
     (
         "typha_etcd_compactions",

@@ -29,6 +29,13 @@ class Compacted(Exception):
     """The watch start revision has been compacted away: list again."""
 
 
+class ResyncRequested(Exception):
+    """Someone (the cache-vs-etcd check) asked for a fresh list."""
+
+
+_RESYNC = object()  # queued into the watch loop by request_resync()
+
+
 @dataclass(slots=True)
 class SyncerStats:
     lists: int = 0
@@ -39,6 +46,7 @@ class SyncerStats:
     compactions: int = 0
     errors: int = 0
     resync_updates: int = 0
+    resyncs_requested: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
 
 
@@ -73,6 +81,14 @@ class Syncer:
         self.listed = False
         self.stats = SyncerStats()
         self._rl = RateLimitedLog(log)
+        self._queue: asyncio.Queue[WatchBatch | Exception | object] | None = None
+        self._resync_requested = False
+
+    def request_resync(self) -> None:
+        """List again and send agents the difference, as soon as possible."""
+        self._resync_requested = True
+        if self._queue is not None:
+            self._queue.put_nowait(_RESYNC)
 
     async def run(self) -> None:
         """Run until cancelled.  Never raises for datastore trouble."""
@@ -81,11 +97,16 @@ class Syncer:
         while True:
             conn = self._connect()
             try:
-                if need_list:
+                await conn.authenticate()
+                if need_list or self._resync_requested:
+                    self._resync_requested = False
                     await self._list(conn)
                     need_list = False
                 backoff = self._backoff_initial
                 await self._watch(conn)
+            except ResyncRequested:
+                self.stats.resyncs_requested += 1
+                need_list = True
             except Compacted:
                 self.stats.compactions += 1
                 log.warning("watch revision %d compacted; listing again", self._cache.revision + 1)
@@ -146,7 +167,8 @@ class Syncer:
         queued, or within `batch_window` of the first) become one batch."""
         self.stats.watches += 1
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[WatchBatch | Exception] = asyncio.Queue()
+        queue: asyncio.Queue[WatchBatch | Exception | object] = asyncio.Queue()
+        self._queue = queue
 
         async def pump() -> None:
             try:
@@ -173,16 +195,19 @@ class Syncer:
                         group.append(queue.get_nowait())
                 self._apply_group(group, loop.time())
         finally:
+            self._queue = None
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    def _apply_group(self, group: list[WatchBatch | Exception], now: float) -> None:
+    def _apply_group(self, group: list[WatchBatch | Exception | object], now: float) -> None:
         updates: list[Update] = []
         revision = self._cache.revision
         try:
             for item in group:
                 if isinstance(item, Exception):
                     raise item
+                if not isinstance(item, WatchBatch):
+                    raise ResyncRequested()
                 if item.compact_revision:
                     raise Compacted()
                 if item.canceled:
