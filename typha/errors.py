@@ -8,7 +8,8 @@ TyphaError                    base of everything below
 │   ├── MalformedMessage      a frame whose header or msgpack body is not what the spec says
 │   └── HandshakeError        a hello that is missing, late, repeated or incompatible
 ├── ConnectionTimeout         the peer went silent past the handshake or idle timeout
-└── DatastoreError            etcd could not be reached or answered something unusable
+├── DatastoreError            etcd could not be reached or answered something unusable
+└── SelectorError             a label selector that does not parse (names the position)
 
 Protocol errors carry a short machine-readable `code`, used as the metric label
 and as the reason in the GOODBYE message sent to the peer.
@@ -57,3 +58,13 @@ class ConnectionTimeout(TyphaError):
 
 class DatastoreError(TyphaError):
     """The datastore is unreachable or answered something unusable."""
+
+
+class SelectorError(TyphaError):
+    """A Calico label selector that does not parse."""
+
+    def __init__(self, text: str, position: int, message: str) -> None:
+        super().__init__(f"bad selector {text!r} at {position}: {message}")
+        self.text = text
+        self.position = position
+        self.message = message

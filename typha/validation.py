@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 
 from snapshot import canonical_json
+from typha.errors import SelectorError
+from typha.selector import parse as parse_selector
 
 V3 = "resources/v3/projectcalico.org/"
 
@@ -86,11 +88,92 @@ def _check_v3(rest: str, value: dict[str, Any]) -> None:
     if kind == "IPPool":
         _cidr(spec.get("cidr"), "IPPool spec.cidr")
     elif kind == "WorkloadEndpoint":
-        nets = spec.get("ipNetworks", [])
-        if not isinstance(nets, list):
-            raise InvalidValue("bad_cidr", "ipNetworks must be a list")
-        for net in nets:
+        for net in _list(spec, "ipNetworks", "bad_cidr"):
             _cidr(net, "ipNetworks")
+    elif kind in ("NetworkPolicy", "GlobalNetworkPolicy"):
+        _selector(spec.get("selector"), "spec.selector")
+        if kind == "GlobalNetworkPolicy":
+            _selector(spec.get("namespaceSelector"), "spec.namespaceSelector")
+        _rules(spec)
+    elif kind == "Profile":
+        _rules(spec)
+    elif kind == "Node":
+        bgp = spec.get("bgp")
+        if isinstance(bgp, dict) and bgp.get("ipv4Address") is not None:
+            _cidr(bgp.get("ipv4Address"), "spec.bgp.ipv4Address")
+
+
+ACTIONS = frozenset({"Allow", "Deny", "Log", "Pass"})
+PROTOCOLS = frozenset({"TCP", "UDP", "ICMP", "SCTP", "UDPLite", "ICMPv6"})
+
+
+def _list(d: dict[str, Any], name: str, reason: str) -> list[Any]:
+    value = d.get(name, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidValue(reason, f"{name} must be a list")
+    return value
+
+
+def _selector(text: Any, what: str) -> None:
+    if text is None:
+        return
+    if not isinstance(text, str):
+        raise InvalidValue("bad_selector", f"{what} must be a string")
+    try:
+        parse_selector(text)
+    except SelectorError as exc:
+        raise InvalidValue("bad_selector", f"{what}: {exc}") from None
+
+
+def _rules(spec: dict[str, Any]) -> None:
+    for direction in ("ingress", "egress"):
+        for i, rule in enumerate(_list(spec, direction, "bad_rule")):
+            where = f"{direction}[{i}]"
+            if not isinstance(rule, dict):
+                raise InvalidValue("bad_rule", f"{where} must be an object")
+            if rule.get("action") not in ACTIONS:
+                raise InvalidValue("bad_action", f"{where}: action {rule.get('action')!r}")
+            proto = rule.get("protocol")
+            if (
+                proto is not None
+                and proto not in PROTOCOLS
+                and not (
+                    isinstance(proto, int) and not isinstance(proto, bool) and 1 <= proto <= 255
+                )
+            ):
+                raise InvalidValue("bad_protocol", f"{where}: protocol {proto!r}")
+            for side in ("source", "destination"):
+                ent = rule.get(side)
+                if ent is None:
+                    continue
+                if not isinstance(ent, dict):
+                    raise InvalidValue("bad_rule", f"{where}.{side} must be an object")
+                for sel in ("selector", "notSelector", "namespaceSelector"):
+                    _selector(ent.get(sel), f"{where}.{side}.{sel}")
+                for nets in ("nets", "notNets"):
+                    for net in _list(ent, nets, "bad_cidr"):
+                        _cidr(net, f"{where}.{side}.{nets}")
+                for ports in ("ports", "notPorts"):
+                    for port in _list(ent, ports, "bad_port"):
+                        _port(port, f"{where}.{side}.{ports}")
+
+
+def _port(port: Any, what: str) -> None:
+    if isinstance(port, int) and not isinstance(port, bool):
+        if not 0 <= port <= 65535:
+            raise InvalidValue("bad_port", f"{what}: {port} out of range")
+        return
+    if not isinstance(port, str) or not port:
+        raise InvalidValue("bad_port", f"{what}: {port!r}")
+    lo, sep, hi = port.partition(":")
+    if not sep:
+        if lo.isdigit():
+            _port(int(lo), what)
+        return  # a named port
+    if not (lo.isdigit() and hi.isdigit() and int(lo) <= int(hi) <= 65535):
+        raise InvalidValue("bad_port", f"{what}: range {port!r}")
 
 
 def _check_block(name: str, value: dict[str, Any]) -> None:

@@ -41,3 +41,49 @@ def test_reasons() -> None:
     wk, wv = workload("n1", 1, "shop", "p1", 3, "web")
     wv["spec"]["ipNetworks"] = ["not-an-ip"]
     assert _reason(wk, wv) == "bad_cidr"
+
+
+def _gnp(**spec: object) -> tuple[str, dict[str, object]]:
+    key = "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/g"
+    return key, {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "g"},
+        "spec": {"selector": "all()", **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"selector": "app =="}, "bad_selector"),
+        ({"namespaceSelector": "has("}, "bad_selector"),
+        ({"ingress": [{"action": "Maybe"}]}, "bad_action"),
+        ({"ingress": [{"action": "Allow", "protocol": "QUIC"}]}, "bad_protocol"),
+        ({"ingress": [{"action": "Allow", "protocol": 300}]}, "bad_protocol"),
+        ({"egress": [{"action": "Deny", "destination": {"nets": ["10.0.0.0/33"]}}]}, "bad_cidr"),
+        ({"egress": [{"action": "Deny", "destination": {"ports": [70000]}}]}, "bad_port"),
+        ({"egress": [{"action": "Deny", "destination": {"ports": ["90:80"]}}]}, "bad_port"),
+        ({"egress": [{"action": "Deny", "source": {"selector": "!"}}]}, "bad_selector"),
+        ({"egress": "nope"}, "bad_rule"),
+    ],
+)
+def test_policy_rules_are_validated(spec: dict[str, object], reason: str) -> None:
+    key, value = _gnp(**spec)
+    assert _reason(key, value) == reason
+
+
+def test_valid_rules_pass() -> None:
+    key, value = _gnp(
+        namespaceSelector="has(projectcalico.org/name)",
+        ingress=[
+            {
+                "action": "Allow",
+                "protocol": 6,
+                "source": {"selector": "app == 'x'"},
+                "destination": {"ports": [80, "8080:8090", "http"]},
+            }
+        ],
+        egress=[{"action": "Pass"}, {"action": "Log", "protocol": "ICMPv6"}],
+    )
+    validate(key, orjson.dumps(value))
