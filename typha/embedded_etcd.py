@@ -49,6 +49,7 @@ class EmbeddedEtcd:
         host: str = "127.0.0.1",
         log_file: str | None = None,
     ) -> None:
+        self.initial_cluster = ""  # set by EtcdCluster for multi-member clusters
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="typha-etcd-")
         os.makedirs(self.data_dir, exist_ok=True)
@@ -81,7 +82,7 @@ class EmbeddedEtcd:
             "--initial-advertise-peer-urls",
             peer,
             "--initial-cluster",
-            f"{self.name}={peer}",
+            self.initial_cluster or f"{self.name}={peer}",
             "--experimental-watch-progress-notify-interval",
             "1s",
             "--log-level",
@@ -89,12 +90,24 @@ class EmbeddedEtcd:
         ]
 
     def start(self, timeout: float = 30.0) -> EmbeddedEtcd:
+        self.spawn()
+        self.wait_ready(timeout)
+        return self
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to be healthy."""
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        self.wait_ready(timeout)
-        return self
+
+    def kill(self) -> None:
+        """SIGKILL, keeping the data directory: `start()` brings it back with
+        the same data on the same ports."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -132,3 +145,30 @@ class EmbeddedEtcd:
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class EtcdCluster:
+    """Several etcd members on loopback forming one cluster."""
+
+    def __init__(self, base_dir: str, members: int = 3) -> None:
+        self.members = [
+            EmbeddedEtcd(os.path.join(base_dir, f"m{i}"), name=f"m{i}") for i in range(members)
+        ]
+        initial = ",".join(f"{m.name}=http://{m.host}:{m.peer_port}" for m in self.members)
+        for m in self.members:
+            m.initial_cluster = initial
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def start(self, timeout: float = 60.0) -> EtcdCluster:
+        for m in self.members:  # all must run before any can elect a leader
+            m.spawn()
+        for m in self.members:
+            m.wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()

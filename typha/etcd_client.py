@@ -84,6 +84,10 @@ class EtcdConnection:
         )
         self.options = opts
         self._manager = ConnectionManager(list(opts.endpoints))
+        # gRPC shares subchannels between channels by default, so a fresh
+        # channel would inherit a dead member's reconnect backoff; our own
+        # retry loop is the backoff that counts.
+        self._manager.grpc_options.append(("grpc.use_local_subchannel_pool", 1))
         self._channel: grpc.aio.Channel = self._manager.get_channel(
             ca_cert=opts.ca_cert,
             cert_chain=opts.cert_chain,

@@ -93,7 +93,7 @@ class Syncer:
     async def run(self) -> None:
         """Run until cancelled.  Never raises for datastore trouble."""
         backoff = self._backoff_initial
-        need_list = True
+        need_list = not self.listed  # once loaded, a restarted run re-watches
         while True:
             conn = self._connect()
             try:
