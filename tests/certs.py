@@ -4,6 +4,7 @@ a certificate, which the allow-list tests need)."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,12 @@ class CertAuthority:
         self._n = 0
 
     def issue(
-        self, *, cn: str = "", dns: tuple[str, ...] = (), uris: tuple[str, ...] = ()
+        self,
+        *,
+        cn: str = "",
+        dns: tuple[str, ...] = (),
+        uris: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
     ) -> Issued:
         self._n += 1
         key = ec.generate_private_key(ec.SECP256R1())
@@ -50,6 +56,7 @@ class CertAuthority:
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
         sans += [x509.UniformResourceIdentifier(u) for u in uris]
+        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name(attrs))

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -34,6 +36,17 @@ def etcd_binary() -> str:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdTLS:
+    """Serve clients over TLS and require client certificates signed by
+    `ca_file`.  `cert_file` must also be usable as a client certificate (the
+    readiness probe presents it)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -48,7 +61,9 @@ class EmbeddedEtcd:
         name: str = "embedded",
         host: str = "127.0.0.1",
         log_file: str | None = None,
+        tls: EtcdTLS | None = None,
     ) -> None:
+        self.tls = tls
         self.initial_cluster = ""  # set by EtcdCluster for multi-member clusters
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="typha-etcd-")
@@ -65,9 +80,10 @@ class EmbeddedEtcd:
         return f"{self.host}:{self.client_port}"
 
     def command(self) -> list[str]:
-        client = f"http://{self.host}:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        client = f"{scheme}://{self.host}:{self.client_port}"
         peer = f"http://{self.host}:{self.peer_port}"
-        return [
+        cmd = [
             etcd_binary(),
             "--name",
             self.name,
@@ -88,6 +104,10 @@ class EmbeddedEtcd:
             "--log-level",
             "warn",
         ]
+        if self.tls is not None:
+            cmd += ["--cert-file", self.tls.cert_file, "--key-file", self.tls.key_file]
+            cmd += ["--trusted-ca-file", self.tls.ca_file, "--client-cert-auth"]
+        return cmd
 
     def start(self, timeout: float = 30.0) -> EmbeddedEtcd:
         self.spawn()
@@ -111,13 +131,19 @@ class EmbeddedEtcd:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
+        ctx = None
+        if self.tls is not None:
+            ctx = ssl.create_default_context(cafile=self.tls.ca_file)
+            ctx.check_hostname = False
+            ctx.load_cert_chain(self.tls.cert_file, self.tls.key_file)
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise DatastoreError(
                     f"etcd exited with {self.proc.returncode}; see {self.log_file}"
                 )
             try:
-                with socket.create_connection((self.host, self.client_port), timeout=0.5) as s:
+                with socket.create_connection((self.host, self.client_port), timeout=0.5) as raw:
+                    s = ctx.wrap_socket(raw) if ctx is not None else raw
                     s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
                     if b'"health":"true"' in s.recv(4096):
                         return
