@@ -287,3 +287,30 @@ def parse(text: str) -> Selector:
     if kind != "end":
         raise SelectorError(text, pos, f"unexpected {v!r} after a complete selector")
     return sel
+
+
+def prefixed(sel: Selector, prefix: str) -> Selector:
+    """The same selector reading `prefix + key` for every label key.  Calico
+    matches namespaceSelectors against namespace labels that endpoints
+    inherit under the `pcns.` prefix."""
+    if isinstance(sel, Has):
+        return Has(prefix + sel.key)
+    if isinstance(sel, Compare):
+        return Compare(prefix + sel.key, sel.op, sel.value)
+    if isinstance(sel, In):
+        return In(prefix + sel.key, sel.values, sel.negated)
+    if isinstance(sel, Not):
+        return Not(prefixed(sel.inner, prefix))
+    if isinstance(sel, And):
+        return And(tuple(prefixed(p, prefix) for p in sel.parts))
+    if isinstance(sel, Or):
+        return Or(tuple(prefixed(p, prefix) for p in sel.parts))
+    return sel  # all(), global()
+
+
+def conjoin(*parts: Selector) -> Selector:
+    """`a && b`, dropping all() terms."""
+    kept = tuple(p for p in parts if not isinstance(p, All))
+    if not kept:
+        return All()
+    return kept[0] if len(kept) == 1 else And(kept)

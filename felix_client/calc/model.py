@@ -1,0 +1,147 @@
+"""Typed views of the synced state, parsed defensively.
+
+The server validated values already; the agent still never trusts shapes: a
+field of the wrong type is treated as absent rather than raising.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+V3 = "/calico/resources/v3/projectcalico.org/"
+BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
+
+IPv4Net = ipaddress.IPv4Network
+
+
+def kind_of(key: str) -> str:
+    """'wep', 'hep', 'node', 'pool', 'block', 'policy', 'gnp', 'profile' or ''."""
+    if key.startswith(BLOCKS):
+        return "block"
+    if not key.startswith(V3):
+        return ""
+    plural = key[len(V3) :].split("/", 1)[0]
+    return {
+        "workloadendpoints": "wep",
+        "hostendpoints": "hep",
+        "nodes": "node",
+        "ippools": "pool",
+        "networkpolicies": "policy",
+        "globalnetworkpolicies": "gnp",
+        "profiles": "profile",
+    }.get(plural, "")
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _str(v: Any) -> str:
+    return v if isinstance(v, str) else ""
+
+
+def net4(text: Any) -> IPv4Net | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return net if isinstance(net, IPv4Net) else None
+
+
+def labels_of(meta: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)}
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    ip: str | None
+    subnet: IPv4Net | None
+    vxlan_addr: str | None
+
+    @staticmethod
+    def parse(value: dict[str, Any]) -> Node:
+        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
+        bgp = _dict(spec.get("bgp"))
+        ip: str | None = None
+        subnet: IPv4Net | None = None
+        addr = _str(bgp.get("ipv4Address"))
+        if addr:
+            try:
+                iface = ipaddress.ip_interface(addr)
+                if iface.version == 4:
+                    ip, subnet = str(iface.ip), IPv4Net(iface.network)
+            except ValueError:
+                pass
+        if ip is None:
+            for a in _list(spec.get("addresses")):
+                a = _dict(a)
+                cand = _str(a.get("address"))
+                if a.get("type") == "InternalIP" and net4(cand) is not None and "/" not in cand:
+                    ip = cand
+                    break
+        vx = _str(spec.get("ipv4VXLANTunnelAddr")) or None
+        return Node(_str(meta.get("name")), ip, subnet, vx)
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    cidr: IPv4Net
+    ipip: str  # Never, Always, CrossSubnet
+    vxlan: str
+
+    @staticmethod
+    def parse(value: dict[str, Any]) -> Pool | None:
+        spec = _dict(value.get("spec"))
+        cidr = net4(spec.get("cidr"))
+        if cidr is None:
+            return None
+        return Pool(
+            cidr, _str(spec.get("ipipMode")) or "Never", _str(spec.get("vxlanMode")) or "Never"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    cidr: IPv4Net
+    node: str | None
+
+    @staticmethod
+    def parse(value: dict[str, Any]) -> Block | None:
+        cidr = net4(value.get("cidr"))
+        if cidr is None:
+            return None
+        aff = _str(value.get("affinity"))
+        return Block(cidr, aff[5:] if aff.startswith("host:") else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    node: str
+    namespace: str
+    labels: dict[str, str]
+    nets: tuple[IPv4Net, ...]
+    iface: str
+    profiles: tuple[str, ...]
+
+    @staticmethod
+    def parse(value: dict[str, Any], *, host: bool = False) -> Endpoint:
+        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
+        raw = spec.get("expectedIPs") if host else spec.get("ipNetworks")
+        nets = tuple(n for n in (net4(x) for x in _list(raw)) if n is not None)
+        return Endpoint(
+            node=_str(spec.get("node")),
+            namespace=_str(meta.get("namespace")),
+            labels=labels_of(meta),
+            nets=nets,
+            iface=_str(spec.get("interfaceName")),
+            profiles=tuple(p for p in _list(spec.get("profiles")) if isinstance(p, str)),
+        )

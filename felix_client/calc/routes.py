@@ -1,0 +1,183 @@
+"""Routes for one node, maintained incrementally.
+
+What BIRD and Felix would program for node N (DATA_MODEL.md):
+  * a local workload's IP:        `ip/32 dev caliXXX scope link`
+  * a block affine to N:          `blackhole <block>`
+  * a block affine to node M:     `<block> via <M>`, or through tunl0 / vxlan.calico
+                                  when the enclosing pool says Always, or CrossSubnet
+                                  and M is outside N's subnet
+  * a remote workload IP outside every block affine to its node (borrowed):
+                                  `ip/32 via <its node>` (tunnelled likewise)
+
+Each route has an owner (a block or an endpoint); when two owners claim one
+destination the smallest owner id wins, deterministically.  An update
+refreshes only the owners it can affect.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+
+from felix_client.calc.dataplane import Route
+from felix_client.calc.model import Block, Endpoint, IPv4Net, Node, Pool
+
+
+class RouteCalc:
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.nodes: dict[str, Node] = {}
+        self.pools: dict[str, Pool] = {}
+        self.blocks: dict[str, Block] = {}
+        self.blocks_by_node: defaultdict[str, set[str]] = defaultdict(set)
+        self.weps: dict[str, Endpoint] = {}
+        self.weps_by_node: defaultdict[str, set[str]] = defaultdict(set)
+        self._owned: dict[str, dict[str, Route]] = {}  # owner -> dst -> route
+        self._claims: defaultdict[str, dict[str, Route]] = defaultdict(
+            dict
+        )  # dst -> owner -> route
+        self.changed: set[str] = set()  # destinations whose effective route may have changed
+
+    # -- the table -------------------------------------------------------------
+
+    def effective(self, dst: str) -> Route | None:
+        claims = self._claims.get(dst)
+        if not claims:
+            return None
+        return claims[min(claims)]
+
+    def table(self) -> dict[str, Route]:
+        return {dst: r for dst in self._claims if (r := self.effective(dst)) is not None}
+
+    def _own(self, owner: str, routes: dict[str, Route]) -> None:
+        old = self._owned.get(owner, {})
+        if old == routes:
+            return
+        for dst in old.keys() - routes.keys():
+            claims = self._claims[dst]
+            del claims[owner]
+            if not claims:
+                del self._claims[dst]
+            self.changed.add(dst)
+        for dst, route in routes.items():
+            if old.get(dst) != route:
+                self._claims[dst][owner] = route
+                self.changed.add(dst)
+        if routes:
+            self._owned[owner] = routes
+        else:
+            self._owned.pop(owner, None)
+
+    # -- updates ---------------------------------------------------------------
+
+    def set_node(self, name: str, node: Node | None) -> None:
+        if node is None:
+            self.nodes.pop(name, None)
+        else:
+            self.nodes[name] = node
+        if name == self.node:
+            self._refresh_all()  # our subnet decides CrossSubnet for everyone
+            return
+        for b in list(self.blocks_by_node.get(name, ())):
+            self._refresh_block(b)
+        for w in list(self.weps_by_node.get(name, ())):
+            self._refresh_wep(w)
+
+    def set_pool(self, key: str, pool: Pool | None) -> None:
+        if pool is None:
+            self.pools.pop(key, None)
+        else:
+            self.pools[key] = pool
+        self._refresh_all()  # pools are few and change rarely
+
+    def set_block(self, key: str, block: Block | None) -> None:
+        old = self.blocks.pop(key, None)
+        if old is not None and old.node is not None:
+            self.blocks_by_node[old.node].discard(key)
+        if block is not None:
+            self.blocks[key] = block
+            if block.node is not None:
+                self.blocks_by_node[block.node].add(key)
+        self._refresh_block(key)
+        for n in {b.node for b in (old, block) if b is not None and b.node is not None}:
+            for w in list(self.weps_by_node.get(n, ())):
+                self._refresh_wep(w)
+
+    def set_wep(self, key: str, ep: Endpoint | None) -> None:
+        old = self.weps.pop(key, None)
+        if old is not None:
+            self.weps_by_node[old.node].discard(key)
+        if ep is not None:
+            self.weps[key] = ep
+            self.weps_by_node[ep.node].add(key)
+        self._refresh_wep(key)
+
+    # -- calculation -----------------------------------------------------------
+
+    def _refresh_all(self) -> None:
+        for b in list(self.blocks):
+            self._refresh_block(b)
+        for w in list(self.weps):
+            self._refresh_wep(w)
+
+    def _refresh_block(self, key: str) -> None:
+        block = self.blocks.get(key)
+        routes: dict[str, Route] = {}
+        if block is not None and block.node is not None:
+            dst = str(block.cidr)
+            if block.node == self.node:
+                routes[dst] = Route(dst, "blackhole")
+            elif (r := self._remote(dst, block.cidr, block.node)) is not None:
+                routes[dst] = r
+        self._own("b:" + key, routes)
+
+    def _refresh_wep(self, key: str) -> None:
+        ep = self.weps.get(key)
+        routes: dict[str, Route] = {}
+        if ep is not None:
+            for net in ep.nets:
+                dst = str(net)
+                if ep.node == self.node:
+                    if ep.iface:
+                        routes[dst] = Route(dst, "local", dev=ep.iface)
+                elif (
+                    not self._covered(net, ep.node)
+                    and (r := self._remote(dst, net, ep.node)) is not None
+                ):
+                    routes[dst] = r
+        self._own("w:" + key, routes)
+
+    def _covered(self, net: IPv4Net, node: str) -> bool:
+        return any(net.subnet_of(self.blocks[b].cidr) for b in self.blocks_by_node.get(node, ()))
+
+    def _remote(self, dst: str, net: IPv4Net, node_name: str) -> Route | None:
+        node = self.nodes.get(node_name)
+        if node is None or node.ip is None:
+            return None  # nowhere to send it (yet)
+        pool = self._pool_for(net)
+        if pool is not None:
+            if self._tunnel(pool.vxlan, node.ip):
+                return Route(dst, "vxlan", via=node.vxlan_addr or node.ip)
+            if self._tunnel(pool.ipip, node.ip):
+                return Route(dst, "ipip", via=node.ip)
+        return Route(dst, "via", via=node.ip)
+
+    def _pool_for(self, net: IPv4Net) -> Pool | None:
+        best: Pool | None = None
+        for key in sorted(self.pools):
+            pool = self.pools[key]
+            if net.subnet_of(pool.cidr) and (
+                best is None or pool.cidr.prefixlen > best.cidr.prefixlen
+            ):
+                best = pool
+        return best
+
+    def _tunnel(self, mode: str, remote_ip: str) -> bool:
+        if mode == "Always":
+            return True
+        if mode == "CrossSubnet":
+            me = self.nodes.get(self.node)
+            if me is None or me.subnet is None:
+                return True
+            return ipaddress.ip_address(remote_ip) not in me.subnet
+        return False
