@@ -44,6 +44,7 @@ class PolicyCalc:
     # -- inputs ------------------------------------------------------------------
 
     def set_endpoint(self, key: str, ep: Endpoint | None) -> None:
+        was_local = key in self.local
         old = self.eps.pop(key, None)
         if old is not None:
             for p in old.profiles:
@@ -53,7 +54,7 @@ class PolicyCalc:
             for p in ep.profiles:
                 self.eps_by_profile[p].add(key)
         self._relabel(key, old)
-        if key in self.local or (ep is not None and ep.node == self.node):
+        if was_local or key in self.local:
             self._dirty.add(key)
 
     def set_profile(self, name: str, prof: ProfileDef | None) -> None:
