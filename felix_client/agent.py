@@ -1,8 +1,5 @@
-"""The node agent: a SyncClient plus the agent's /status port.
-
-Route and ACL calculation is not implemented yet: `routes` and `acl_rules`
-are reported as 0 until it is (the fields are part of the fixed contract).
-"""
+"""The node agent: a SyncClient feeding the route/ACL calculation, which
+programs a dataplane driver; plus the agent's HTTP port (/status, /dump)."""
 
 from __future__ import annotations
 
@@ -13,6 +10,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from felix_client.calc import Calculator, MemoryDataplane
+from felix_client.calc.dataplane import ipset_name
 from felix_client.client import SyncClient
 
 
@@ -20,12 +19,32 @@ class Agent:
     def __init__(self, client: SyncClient, *, node: str, dataplane: str = "memory") -> None:
         self.client = client
         self.node = node
-        self.dataplane = dataplane
+        self.dataplane_name = dataplane
+        self.dataplane = MemoryDataplane()
+        self.calc = Calculator(node)
         self.updates_applied = 0
         client.add_listener(self._on_changes)
 
     def _on_changes(self, changes: list[tuple[str, Any]], revision: int) -> None:
         self.updates_applied += len(changes)
+        batch = self.calc.apply(changes)
+        if not batch.empty():
+            self.dataplane.apply(batch)
+
+    def dump(self) -> str:
+        """The node's route table, IP sets and rule chains, as text."""
+        dp = self.dataplane
+        lines = [f"# node {self.node} at revision {self.client.revision}", "", "# routes"]
+        lines += sorted(str(r) for r in dp.routes.values())
+        lines += ["", "# ip sets"]
+        for sid in sorted(dp.ipsets):
+            members = " ".join(sorted(dp.ipsets[sid]))
+            lines.append(f"{ipset_name(sid)}  ({sid}): {members}")
+        lines += ["", "# chains"]
+        for (ep, direction), rules in sorted(dp.chains.items()):
+            lines.append(f"{direction} {ep.rsplit('/', 2)[-2]}/{ep.rsplit('/', 1)[-1]}:")
+            lines += [f"  {r}" for r in rules]
+        return "\n".join(lines) + "\n"
 
     def status(self) -> dict[str, Any]:
         c = self.client
@@ -36,10 +55,15 @@ class Agent:
             "revision": c.revision,
             "keys": len(c.state),
             "digest": c.digest,
-            "routes": 0,
-            "acl_rules": 0,
+            "routes": len(self.dataplane.routes),
+            "acl_rules": self.dataplane.acl_rules,
+            "ip_sets": len(self.dataplane.ipsets),
+            "ip_set_members": sum(len(m) for m in self.dataplane.ipsets.values()),
+            "chains": len(self.dataplane.chains),
+            "dataplane_ops": self.dataplane.ops,
+            "calc_errors": dict(self.calc.errors),
             "server": c.server,
-            "dataplane": self.dataplane,
+            "dataplane": self.dataplane_name,
             "updates_applied": self.updates_applied,
             "digest_mismatches": c.stats.digest_mismatches,
             "snapshots": c.stats.snapshots,
@@ -53,7 +77,11 @@ class Agent:
         async def livez(_: web.Request) -> web.Response:
             return web.Response(body=b'{"live":true}', content_type="application/json")
 
+        async def dump(_: web.Request) -> web.Response:
+            return web.Response(text=self.dump())
+
         app = web.Application()
+        app.router.add_get("/dump", dump)
         app.router.add_get("/status", status)
         app.router.add_get("/livez", livez)
         return app

@@ -27,7 +27,7 @@ def node(name: str, index: int) -> dict[str, Any]:
         "kind": "Node",
         "metadata": {"name": name, "labels": {"rack": f"r{index % 4}"}},
         "spec": {
-            "bgp": {"ipv4Address": f"{ip}/24", "ipv4IPIPTunnelAddr": f"10.244.{index}.0"},
+            "bgp": {"ipv4Address": f"{ip}/24", "ipv4IPIPTunnelAddr": f"{block_base(index)}.0"},
             "addresses": [{"address": ip, "type": "InternalIP"}],
         },
     }
@@ -39,7 +39,7 @@ def ippool() -> tuple[str, dict[str, Any]]:
         "kind": "IPPool",
         "metadata": {"name": "default-ipv4"},
         "spec": {
-            "cidr": "10.244.0.0/16",
+            "cidr": POOL_CIDR,
             "blockSize": 26,
             "ipipMode": "Never",
             "vxlanMode": "Never",
@@ -49,8 +49,17 @@ def ippool() -> tuple[str, dict[str, Any]]:
     }
 
 
+POOL_CIDR = "10.240.0.0/12"  # room for 4,096 nodes' /26 blocks from 10.244.0.0
+
+
+def block_base(node_index: int) -> str:
+    """Node i's block starts at 10.(244 + i // 256).(i % 256).0: node 7 has
+    10.244.7.0/26, as in DATA_MODEL.md, and every node up to 3,071 its own."""
+    return f"10.{244 + node_index // 256}.{node_index % 256}"
+
+
 def block_cidr(node_index: int) -> str:
-    return f"10.244.{node_index % 256}.0/26"
+    return f"{block_base(node_index)}.0/26"
 
 
 def block(node_name: str, node_index: int, used: int = 3) -> tuple[str, dict[str, Any]]:
@@ -94,7 +103,7 @@ def workload(
             "interfaceName": "cali"
             + hashlib.blake2b(f"{node_name}/{pod}".encode(), digest_size=6).hexdigest()[:11],
             "mac": "ee:ee:ee:ee:ee:ee",
-            "ipNetworks": [f"10.244.{node_index % 256}.{ip_index % 64}/32"],
+            "ipNetworks": [f"{block_base(node_index)}.{ip_index % 64}/32"],
             "profiles": [f"kns.{ns}"],
         },
     }

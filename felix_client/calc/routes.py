@@ -71,12 +71,14 @@ class RouteCalc:
     # -- updates ---------------------------------------------------------------
 
     def set_node(self, name: str, node: Node | None) -> None:
-        if node is None:
-            self.nodes.pop(name, None)
-        else:
+        old = self.nodes.pop(name, None)
+        if node is not None:
             self.nodes[name] = node
+        if old == node:
+            return  # e.g. only labels changed: nothing routing depends on
         if name == self.node:
-            self._refresh_all()  # our subnet decides CrossSubnet for everyone
+            if (old and old.subnet) != (node and node.subnet):
+                self._refresh_all()  # our subnet decides CrossSubnet for everyone
             return
         for b in list(self.blocks_by_node.get(name, ())):
             self._refresh_block(b)

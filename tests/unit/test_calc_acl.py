@@ -131,7 +131,7 @@ def test_profiles_apply_when_no_policy_does() -> None:
 
 
 def test_ip_sets_hold_the_selected_endpoints_and_only_remote_nodes_matter_for_chains() -> None:
-    calc, dp = program(CLUSTER)
+    _calc, dp = program(CLUSTER)
     assert dp.ipsets == {
         FE: {"10.0.2.1/32", "10.0.3.1/32"},
         ANY_NS: {"10.0.1.1/32", "10.0.1.2/32", "10.0.2.1/32", "10.0.3.1/32", "10.0.3.2/32"},

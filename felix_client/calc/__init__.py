@@ -1,0 +1,15 @@
+"""The agent's calculation: routes and ACLs for one node, kept incrementally."""
+
+from felix_client.calc.calculator import Calculator
+from felix_client.calc.dataplane import DataplaneBatch, MemoryDataplane, Route, Rule
+from felix_client.calc.full import Tables, compute
+
+__all__ = [
+    "Calculator",
+    "DataplaneBatch",
+    "MemoryDataplane",
+    "Route",
+    "Rule",
+    "Tables",
+    "compute",
+]

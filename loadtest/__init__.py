@@ -1,0 +1,1 @@
+"""Load tests and benchmarks (not tests: nothing here asserts on speed)."""

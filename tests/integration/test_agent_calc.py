@@ -1,0 +1,91 @@
+"""A felix-agent on a real server and etcd programs the routes and ACLs its
+node should have, after churn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from felix_client.calc import compute
+from tests.conftest import Proc, free_port, http_json, http_text, wait_until
+from typha.embedded_etcd import EmbeddedEtcd
+from typha.etcd_client import EtcdConnection
+from typha.etcd_state import read_entries, read_etcd_state
+from typha.sample_cluster import Churn, seed_cluster
+
+pytestmark = pytest.mark.integration
+
+
+async def write(endpoint: str) -> None:
+    conn = EtcdConnection([endpoint])
+    try:
+        await conn.put_many([(k, orjson.dumps(v)) for k, v in seed_cluster(12, 6)])
+        churn = Churn(nodes=12, seed=7)
+        for _ in range(400):
+            op = churn.next()
+            if op.value is None:
+                await conn.delete(op.key)
+            else:
+                await conn.put(op.key, orjson.dumps(op.value))
+    finally:
+        await conn.close()
+
+
+async def expected(endpoint: str, node: str) -> tuple[int, int, int]:
+    conn = EtcdConnection([endpoint])
+    try:
+        got = await read_entries(conn, "/calico/")
+    finally:
+        await conn.close()
+    tables = compute({k: orjson.loads(v) for k, v in got.entries.items()}, node)
+    rules = sum(len(c) for c in tables.chains.values())
+    return len(tables.routes), rules, len(tables.ipsets)
+
+
+def test_agent_programs_its_nodes_routes_and_acls_after_churn(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc]
+) -> None:
+    agent_port, http_port, status_port = free_port(), free_port(), free_port()
+    procs(
+        "typha",
+        "serve",
+        "--etcd-endpoints",
+        etcd.endpoint,
+        "--listen",
+        f"127.0.0.1:{agent_port}",
+        "--http-listen",
+        f"127.0.0.1:{http_port}",
+    )
+    wait_until(lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "ready")
+    agent = procs(
+        "felix-agent",
+        "--typha",
+        f"127.0.0.1:{agent_port}",
+        "--node",
+        "node-3",
+        "--http-listen",
+        f"127.0.0.1:{status_port}",
+    )
+    wait_until(lambda: http_json(f"http://127.0.0.1:{status_port}/status")["in_sync"], "sync")
+    asyncio.run(write(etcd.endpoint))
+    truth = asyncio.run(read_etcd_state([etcd.endpoint]))
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{status_port}/status")["digest"] == truth.digest,
+        "agent at etcd's digest",
+    )
+    routes, rules, ipsets = asyncio.run(expected(etcd.endpoint, "node-3"))
+    st = http_json(f"http://127.0.0.1:{status_port}/status")
+    # 12 nodes' blocks (1 blackhole + 11 via) plus local pods: a real table.
+    assert routes > 12
+    assert st["routes"] == routes
+    assert st["acl_rules"] == rules
+    assert st["ip_sets"] == ipsets
+    assert st["calc_errors"] == {}
+    dump = http_text(f"http://127.0.0.1:{status_port}/dump")
+    assert "blackhole 10.244.3.0/26" in dump
+    assert "10.244.4.0/26 via 192.168.0.5" in dump
+    assert " dev cali" in dump
+    assert agent.stop() == 0
