@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from felix_client import SyncClient
+from felix_client.agent import Agent
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
 from typha.embedded_etcd import EmbeddedEtcd
@@ -102,6 +103,7 @@ async def run_demo(ns: argparse.Namespace) -> int:
             flush=True,
         )
         lat = Latency()
+        agents: list[Agent] = []
         for i in range(ns.agents):
             c = SyncClient(f"127.0.0.1:{app.agent_port}", node=f"node-{i % max(ns.nodes, 1)}")
             last = [0]
@@ -111,13 +113,14 @@ async def run_demo(ns: argparse.Namespace) -> int:
                 last[0] = revision
 
             c.add_listener(on_update)
+            agents.append(Agent(c, node=c.node))  # routes and ACLs, as felix-agent does
             await c.start()
             clients.append(c)
         churn_task = asyncio.create_task(drive_churn(endpoints, ns, lat, stop))
         await live_view(app, clients, lat, ns, stop)
         stop.set()
         await churn_task
-        return await final_check(endpoints, app, clients)
+        return await final_check(endpoints, app, clients, agents)
     finally:
         for c in clients:
             await c.close()
@@ -204,7 +207,12 @@ async def live_view(
         print()
 
 
-async def final_check(endpoints: tuple[str, ...], app: TyphaApp, clients: list[SyncClient]) -> int:
+async def final_check(
+    endpoints: tuple[str, ...],
+    app: TyphaApp,
+    clients: list[SyncClient],
+    agents: list[Agent],
+) -> int:
     truth = await read_etcd_state(endpoints)
     revision, digest, keys = truth.revision, truth.digest, truth.keys
     deadline = time.monotonic() + 15
@@ -221,5 +229,10 @@ async def final_check(endpoints: tuple[str, ...], app: TyphaApp, clients: list[S
         f"server digest {'matches' if app.cache.digest_hex == digest else 'DIFFERS'}; "
         f"{good}/{len(clients)} agents match etcd"
     )
+    for a in agents[:1]:
+        print(
+            f"{a.node}: {len(a.dataplane.routes)} routes, {a.dataplane.acl_rules} ACL rules, "
+            f"{len(a.dataplane.ipsets)} IP sets (felix-agent serves these at /dump)"
+        )
     print("OK" if ok else "MISMATCH", flush=True)
     return 0 if ok else 1
