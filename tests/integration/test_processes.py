@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import urllib.error
 from collections.abc import Callable
 
@@ -120,12 +121,20 @@ def test_sigterm_drains_agents_to_another_replica_and_exits_0(
     asyncio.run(write_values(etcd.endpoint, 50, 200, "seed"))
     a, a_port, a_http = start_server(procs, etcd, "--shutdown-timeout", "3")
     # The agents know both replicas, but b is not up yet: all of them land on a.
-    b_port, b_http = free_port(), free_port()
+    # Hold b's port (bound, not listening: connections are refused) so that no
+    # other socket, not even an agent's own outgoing one, can take it meanwhile.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    b_port, b_http = holder.getsockname()[1], free_port()
     both = f"127.0.0.1:{a_port},127.0.0.1:{b_port}"
     agents = [start_agent(procs, both, f"n{i}") for i in range(4)]
     wait_until(lambda: all(agent_status(p)["in_sync"] for _, p in agents), "agents on a")
-    on_a = http_json(f"http://127.0.0.1:{a_http}/status")["connections"]
-    assert on_a == 4
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{a_http}/status")["connections"] == 4,
+        "all four connected to a",
+    )
+    on_a = 4
+    holder.close()
     b = procs(
         "typha",
         "serve",
