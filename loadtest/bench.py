@@ -1,0 +1,545 @@
+"""The side-by-side benchmark: typha against its peers, same churn, one run.
+
+    python -m loadtest.bench --tier smoke|s|m|l [--out-dir loadtest/results]
+
+For each system a fresh etcd is seeded with the tier's keys, N thin agents
+(or watchers) connect, the same churn generator writes at the tier's rate,
+and we measure the server's CPU, deliveries, etcd-write-to-receipt latency
+(all processes on this host share CLOCK_MONOTONIC), etcd's CPU and RSS:
+
+  typha        `typha serve` with N thin agents (loadtest.thin_typha)
+  grpc_proxy   `etcd grpc-proxy start` with N watchers of the same prefix
+  direct       N watchers on etcd itself
+  raw_ceiling  a bare uvloop server writing the same frames to N sockets
+
+Then, on typha: a reconnect storm (every agent reconnects at once and takes a
+full snapshot) and a resume (every agent moves to a second replica after a
+short gap with writes).  Writes loadtest/results/<tier>.json and PNG plots.
+Nothing here asserts on speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from loadtest.measure import PeakRss, cpu_s, deliveries, latencies_ms, pct, rss_kib
+from typha.embedded_etcd import EmbeddedEtcd, etcd_binary, free_port
+from typha.etcd_client import EtcdConnection
+from typha.protocol import Codec, Delta
+from typha.sample_cluster import Churn, seed_cluster
+
+
+@dataclass(frozen=True)
+class Tier:
+    agents: int
+    keys: int
+    rate: float
+    duration: float
+    workers: int
+    sample: int = 20
+    resume_gap: float = 2.0
+
+
+TIERS = {
+    "smoke": Tier(agents=50, keys=1_000, rate=50, duration=5, workers=1),
+    "s": Tier(agents=1_000, keys=20_000, rate=200, duration=30, workers=2),
+    "m": Tier(agents=5_000, keys=20_000, rate=200, duration=30, workers=4),
+    "l": Tier(agents=10_000, keys=20_000, rate=200, duration=30, workers=4),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- processes ------------------------------------------------------------------
+
+
+class Workers:
+    """Load-generator processes, each running `count/len` thin agents."""
+
+    def __init__(
+        self,
+        module: str,
+        target: str,
+        count: int,
+        procs: int,
+        sample: int,
+        tmp: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.outs: list[Path] = []
+        self.procs: list[subprocess.Popen[str]] = []
+        per = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
+        for i, n in enumerate(p for p in per if p):
+            out = tmp / f"{module.rsplit('.', 1)[1]}-{i}-{time.monotonic_ns()}.json"
+            self.outs.append(out)
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        module,
+                        "--target",
+                        target,
+                        "--count",
+                        str(n),
+                        "--sample",
+                        str(max(1, sample // procs)),
+                        "--out",
+                        str(out),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, **(extra_env or {})},
+                )
+            )
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            assert p.stdout is not None
+            line = _readline(p.stdout, deadline)
+            if line.strip() != "READY":
+                raise RuntimeError(f"worker {p.args!r} did not get ready: {line!r}")
+
+    def signal(self, sig: int) -> None:
+        for p in self.procs:
+            p.send_signal(sig)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> list[dict[str, Any]]:
+        self.signal(signal.SIGTERM)
+        results = []
+        for p, out in zip(self.procs, self.outs, strict=True):
+            p.wait(120)
+            results.append(json.loads(out.read_text()))
+        return results
+
+
+def _readline(stream: IO[str], deadline: float) -> str:
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if sel.select(timeout=0.5):
+            return stream.readline()
+    raise TimeoutError("worker did not answer in time")
+
+
+def merged(results: list[dict[str, Any]], field: str) -> list[Any]:
+    return [x for r in results for x in r[field]]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def metric(http_port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def start_typha(etcd: EmbeddedEtcd, tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    port, http = free_port(), free_port()
+    log_file = open(tmp / f"typha-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "typha",
+            "serve",
+            "--etcd-endpoints",
+            etcd.endpoint,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--http-listen",
+            f"127.0.0.1:{http}",
+            "--log-level",
+            "WARNING",
+            "--max-connections",
+            "50000",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    wait_http(f"http://127.0.0.1:{http}/readyz")
+    return proc, port, http
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- churn ---------------------------------------------------------------------
+
+
+async def seed(endpoint: str, keys: int) -> int:
+    conn = EtcdConnection([endpoint])
+    nodes = max(2, keys // 15)
+    items = [(k, orjson.dumps(v)) for k, v in seed_cluster(nodes, 12)][:keys]
+    try:
+        await conn.put_many(items)
+    finally:
+        await conn.close()
+    return nodes
+
+
+async def churn(
+    endpoint: str,
+    nodes: int,
+    rate: float,
+    duration: float,
+    seed_: int,
+    raw: IO[bytes] | None = None,
+) -> tuple[list[int], list[float]]:
+    """Writes at `rate` for `duration`; returns (revisions, write start times).
+    With `raw`, also sends each write as a frame to the raw ceiling server."""
+    conn = EtcdConnection([endpoint])
+    gen = Churn(nodes, seed=seed_)
+    codec = Codec(max_frame=1 << 24)
+    revs: list[int] = []
+    times: list[float] = []
+    interval = 1.0 / rate
+    start = time.monotonic()
+    prev = 0
+    try:
+        for i in range(int(rate * duration)):
+            due = start + i * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            op = gen.next()
+            t = time.monotonic()
+            value = orjson.dumps(op.value) if op.value is not None else None
+            rev = await conn.put(op.key, value) if value is not None else await conn.delete(op.key)
+            revs.append(rev)
+            times.append(t)
+            if raw is not None:
+                frame = codec.encode(Delta(prev or rev - 1, rev, [(op.key, value)], "0" * 32))
+                raw.write(struct.pack(">I", len(frame)) + frame)
+                raw.flush()
+                prev = rev
+    finally:
+        await conn.close()
+    return revs, times
+
+
+# -- one system -------------------------------------------------------------------
+
+
+def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
+    etcd = EmbeddedEtcd(str(tmp / f"etcd-{name}")).start()
+    server: subprocess.Popen[Any] | None = None
+    extra: dict[str, Any] = {}
+    try:
+        nodes = asyncio.run(seed(etcd.endpoint, tier.keys))
+        raw_pipe: IO[bytes] | None = None
+        if name == "typha":
+            server, port, http = start_typha(etcd, tmp)
+            target, module = f"127.0.0.1:{port}", "loadtest.thin_typha"
+            server_pids = [server.pid]
+        elif name == "grpc_proxy":
+            port = free_port()
+            server = subprocess.Popen(
+                [
+                    etcd_binary(),
+                    "grpc-proxy",
+                    "start",
+                    "--endpoints",
+                    etcd.endpoint,
+                    "--listen-addr",
+                    f"127.0.0.1:{port}",
+                    "--data-dir",
+                    str(tmp / "proxy"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            target, module = f"127.0.0.1:{port}", "loadtest.thin_watch"
+            server_pids = [server.pid]
+        elif name == "direct":
+            target, module = etcd.endpoint, "loadtest.thin_watch"
+            assert etcd.proc is not None
+            server_pids = [etcd.proc.pid]
+        else:  # raw_ceiling
+            port = free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "loadtest.raw_server", "--listen", f"127.0.0.1:{port}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert server.stdout is not None
+            server.stdout.readline()  # READY
+            raw_pipe = server.stdin
+            target, module = f"127.0.0.1:{port}", "loadtest.thin_typha"
+            server_pids = [server.pid]
+        rss_before = rss_kib(server_pids[0])
+        workers = Workers(module, target, tier.agents, tier.workers, tier.sample, tmp)
+        workers.wait_ready()
+        log(f"{name}: {tier.agents} agents ready")
+        assert etcd.proc is not None
+        cpu0, etcd0, gen0 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
+        revs, times = asyncio.run(
+            churn(etcd.endpoint, nodes, tier.rate, tier.duration, 42, raw_pipe)
+        )
+        time.sleep(2.0)  # let the last writes reach every agent
+        cpu1, etcd1, gen1 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
+        rss_after = rss_kib(server_pids[0])
+
+        if name == "typha" and server is not None:
+            extra["storm"] = storm(workers, server, http, tier)
+            extra["resume"] = resume(workers, etcd, tmp, tier, nodes, port)
+        results = workers.stop()
+        firsts, finals = merged(results, "first_revisions"), merged(results, "final_revisions")
+        delivered = deliveries(revs, firsts, finals)
+        lat = latencies_ms(revs, times, merged(results, "samples"), firsts)
+        server_cpu = cpu1 - cpu0
+        if name == "direct":  # the server *is* etcd
+            server_cpu = etcd1 - etcd0
+        out: dict[str, Any] = {
+            "server_cpu_s": round(server_cpu, 3),
+            "deliveries": delivered,
+            "cpu_s_per_M_deliveries": round(server_cpu / delivered * 1e6, 2) if delivered else None,
+            "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99),
+            "etcd_cpu_s_per_k_updates": round((etcd1 - etcd0) / len(revs) * 1000, 3),
+            "rss_kib": rss_after,
+            "rss_kib_per_conn": round((rss_after - rss_before) / tier.agents, 2),
+            "updates": len(revs),
+            "expected_deliveries": len(revs) * tier.agents,
+            "loadgen_cpu_s": round(gen1 - gen0, 3),
+            "latency_samples": len(lat),
+        }
+        log(f"{name}: {json.dumps(out)}")
+        return {**out, **extra}
+    finally:
+        if server is not None:
+            if server.stdin is not None:
+                server.stdin.close()
+            stop(server)
+        etcd.stop()
+
+
+def storm(workers: Workers, server: subprocess.Popen[Any], http: int, tier: Tier) -> dict[str, Any]:
+    encoded0 = metric(http, "typha_snapshots_encoded_total")
+    peak = PeakRss(server.pid)
+    t0 = time.monotonic()
+    workers.signal(signal.SIGUSR1)
+    workers.wait_ready()
+    elapsed = time.monotonic() - t0
+    return {
+        "agents": tier.agents,
+        "keys": tier.keys,
+        "all_in_sync_s": round(elapsed, 3),
+        "snapshots_encoded": int(metric(http, "typha_snapshots_encoded_total") - encoded0),
+        "snapshots_sent": int(metric(http, "typha_snapshots_sent_total")),
+        "peak_rss_kib": peak.stop(),
+    }
+
+
+def resume(
+    workers: Workers, etcd: EmbeddedEtcd, tmp: Path, tier: Tier, nodes: int, port: int
+) -> dict[str, Any]:
+    """The agents' fleets were started with one target; for the resume they
+    need a second replica: the workers reconnect to target+1, which we point
+    at a second typha by restarting the fleet with both targets."""
+    second, port2, http2 = start_typha(etcd, tmp)
+    try:
+        both = f"127.0.0.1:{port},127.0.0.1:{port2}"
+        fleet = Workers(
+            "loadtest.thin_typha",
+            both,
+            tier.agents,
+            tier.workers,
+            1,
+            tmp,
+            {"THIN_RESUME_GAP": str(tier.resume_gap)},
+        )
+        fleet.wait_ready()
+        fleet.signal(signal.SIGUSR2)  # every agent drops, waits the gap, resumes on b
+        asyncio.run(churn(etcd.endpoint, nodes, tier.rate, tier.resume_gap, 7))
+        fleet.wait_ready()
+        results = fleet.stop()
+        resumed = merged(results, "resume_bytes")
+        snap = merged(results, "connect_bytes")
+        return {
+            "agents": tier.agents,
+            "gap_s": tier.resume_gap,
+            "bytes_resume_per_agent": round(sum(resumed) / len(resumed), 1),
+            "bytes_snapshot_per_agent": round(sum(snap) / len(snap), 1),
+            "resumes_on_second_replica": int(metric(http2, "typha_resumes_total")),
+            "snapshots_on_second_replica": int(metric(http2, "typha_snapshots_sent_total")),
+        }
+    finally:
+        stop(second)
+
+
+# -- report ---------------------------------------------------------------------
+
+
+def budgets(r: dict[str, Any]) -> dict[str, Any]:
+    t, g, raw = r["typha"], r["grpc_proxy"], r["raw_ceiling"]
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    vs_proxy = ratio(t["cpu_s_per_M_deliveries"], g["cpu_s_per_M_deliveries"])
+    vs_raw = ratio(t["cpu_s_per_M_deliveries"], raw["cpu_s_per_M_deliveries"])
+    resume_frac = ratio(
+        r["resume"]["bytes_resume_per_agent"], r["resume"]["bytes_snapshot_per_agent"]
+    )
+    return {
+        "fanout_cpu_vs_grpc_proxy": {
+            "value": vs_proxy,
+            "budget": 0.5,
+            "met": vs_proxy is not None and vs_proxy <= 0.5,
+        },
+        "fanout_cpu_vs_raw_ceiling": {
+            "value": vs_raw,
+            "budget": 1.5,
+            "met": vs_raw is not None and vs_raw <= 1.5,
+        },
+        "p99_ms": {"value": t["p99_ms"], "budget": 50, "met": t["p99_ms"] <= 50},
+        "rss_kib_per_conn": {
+            "value": t["rss_kib_per_conn"],
+            "budget": 20,
+            "met": t["rss_kib_per_conn"] <= 20,
+        },
+        "storm_all_in_sync_s": {
+            "value": r["storm"]["all_in_sync_s"],
+            "budget": 20,
+            "met": r["storm"]["all_in_sync_s"] <= 20,
+        },
+        "resume_bytes_fraction": {
+            "value": resume_frac,
+            "budget": 0.01,
+            "met": resume_frac is not None and resume_frac <= 0.01,
+        },
+    }
+
+
+def plots(r: dict[str, Any], out_dir: Path, tier: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = ["typha", "grpc_proxy", "direct", "raw_ceiling"]
+    files = []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    vals = [r[s]["cpu_s_per_M_deliveries"] or 0 for s in systems]
+    ax.bar(systems, vals, color=["#2a7", "#888", "#bbb", "#47c"])
+    ax.set_ylabel("server CPU s per million deliveries")
+    ax.set_title(f"Fan-out CPU, tier {tier} ({r['agents']} agents, {r['updates_per_s']:g} upd/s)")
+    for i, v in enumerate(vals):
+        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom")
+    fig.tight_layout()
+    path = out_dir / f"{tier}-cpu.png"
+    fig.savefig(path, dpi=100)
+    files.append(str(path))
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.38
+    xs = range(len(systems))
+    ax.bar([x - width / 2 for x in xs], [r[s]["p50_ms"] for s in systems], width, label="p50")
+    ax.bar([x + width / 2 for x in xs], [r[s]["p99_ms"] for s in systems], width, label="p99")
+    ax.set_xticks(list(xs), systems)
+    ax.set_ylabel("etcd write -> agent receipt, ms")
+    ax.set_title(f"Delivery latency, tier {tier}")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / f"{tier}-latency.png"
+    fig.savefig(path, dpi=100)
+    files.append(str(path))
+    plt.close(fig)
+    return files
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--tier", choices=sorted(TIERS), default="smoke")
+    p.add_argument("--out-dir", default="loadtest/results")
+    p.add_argument("--systems", default="typha,grpc_proxy,direct,raw_ceiling")
+    ns = p.parse_args()
+    tier = TIERS[ns.tier]
+    out_dir = Path(ns.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "tier": ns.tier,
+        "agents": tier.agents,
+        "keys": tier.keys,
+        "updates_per_s": tier.rate,
+        "duration_s": tier.duration,
+        "config": asdict(tier),
+        "machine": {"cpus": os.cpu_count()},
+    }
+    with tempfile.TemporaryDirectory(prefix="typha-bench-") as tmpdir:
+        for name in ns.systems.split(","):
+            log(f"running {name}")
+            measured = measure_system(name, tier, Path(tmpdir))
+            for key in ("storm", "resume"):
+                if key in measured:
+                    result[key] = measured.pop(key)
+            if name == "raw_ceiling":
+                measured = {
+                    k: measured[k]
+                    for k in (
+                        "cpu_s_per_M_deliveries",
+                        "server_cpu_s",
+                        "deliveries",
+                        "p50_ms",
+                        "p99_ms",
+                    )
+                }
+            result[name] = measured
+    if all(k in result for k in ("typha", "grpc_proxy", "raw_ceiling", "storm", "resume")):
+        result["budgets"] = budgets(result)
+        result["plots"] = plots(result, out_dir, ns.tier)
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    path = out_dir / f"{ns.tier}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {path} in {result['wall_s']} s")
+    print(json.dumps(result.get("budgets", {}), indent=2))
+
+
+if __name__ == "__main__":
+    main()

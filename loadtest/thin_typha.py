@@ -1,0 +1,251 @@
+"""Thin agents: many typha connections in one process, reading frame headers.
+
+    python -m loadtest.thin_typha --target H:P[,H:P] --count N --out F [--sample K]
+
+Each connection sends a real CLIENT_HELLO and then only parses the 16-byte
+frame headers (the revision is in the header), so the load generator is
+never the bottleneck.  It prints READY once every connection has reached
+SNAPSHOT_END.  SIGUSR1 makes every connection reconnect at once (with
+revision 0: a storm of full snapshots); SIGUSR2 makes every connection
+reconnect to the *next* target offering its revision (a resume).  SIGTERM
+writes the results to F and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import struct
+import time
+from array import array
+from typing import Any
+
+import uvloop
+
+from typha.protocol import (
+    CAP_RESUME,
+    CAP_ZSTD,
+    ClientHello,
+    Codec,
+    Frame,
+    MsgType,
+    Ping,
+    Pong,
+    ServerHello,
+)
+
+HEADER = struct.Struct(">IBBHQ")
+
+
+class ThinAgent(asyncio.Protocol):
+    def __init__(self, owner: Fleet, index: int, record: bool) -> None:
+        self.owner = owner
+        self.index = index
+        self.record = record
+        self.buf = bytearray()
+        self.need = 16
+        self.revision = 0
+        self.synced = False
+        self.bytes = 0
+        self.transport: asyncio.Transport | None = None
+        self.revs = array("q")
+        self.times = array("d")
+        self.first_revision = 0
+        self.phase_bytes = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buf.clear()
+        hello = ClientHello(
+            node=f"thin-{self.index}",
+            caps=frozenset({CAP_ZSTD, CAP_RESUME}),
+            revision=self.owner.offer_revision(self),
+            client="thin",
+        )
+        transport.write(self.owner.codec.encode(hello))  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.bytes += len(data)
+        self.phase_bytes += len(data)
+        buf = self.buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        while n - pos >= 16:
+            length, mtype, _, _, revision = HEADER.unpack_from(buf, pos)
+            if n - pos < 16 + length:
+                break
+            pos += 16 + length
+            if mtype == MsgType.SERVER_HELLO:
+                body = bytes(buf[pos - length : pos])
+                hello = self.owner.codec.decode(Frame(MsgType.SERVER_HELLO, 0, 0, body))
+                if isinstance(hello, ServerHello) and hello.sync == "resume" and not self.synced:
+                    self.synced = True
+                    self.owner.synced(self, now)
+            elif mtype == MsgType.SNAPSHOT_END:
+                if not self.synced:
+                    self.synced = True
+                    self.owner.synced(self, now)
+                self.revision = revision
+                if not self.first_revision:
+                    self.first_revision = revision
+            elif mtype in (MsgType.DELTA, MsgType.PROGRESS):
+                self.revision = revision
+                if self.record:
+                    self.revs.append(revision)
+                    self.times.append(now)
+            elif mtype == MsgType.PING and self.transport is not None:
+                # The one body we decode: the server drops connections that
+                # stay silent past its idle timeout.
+                frame = Frame(MsgType.PING, 0, 0, bytes(buf[pos - length : pos]))
+                ping = self.owner.codec.decode(frame)
+                if isinstance(ping, Ping):
+                    self.transport.write(self.owner.codec.encode(Pong(ping.token)))
+        if pos:
+            del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.synced = False
+        self.owner.lost(self)
+
+
+class Fleet:
+    def __init__(self, targets: list[tuple[str, int]], count: int, sample: int) -> None:
+        self.targets = targets
+        self.target_index = 0
+        self.codec = Codec(max_frame=64 << 20)
+        self.agents = [ThinAgent(self, i, i < sample) for i in range(count)]
+        self.synced_count = 0
+        self.resuming = False
+        self.storm_start = 0.0
+        self.storms: list[float] = []
+        self.phase = "connect"
+        self.phase_bytes: dict[str, list[int]] = {}
+        self.resume_gap = float(os.environ.get("THIN_RESUME_GAP", "0"))
+        self.ready = asyncio.Event()
+
+    def offer_revision(self, agent: ThinAgent) -> int:
+        return agent.revision if self.resuming else 0
+
+    def synced(self, agent: ThinAgent, now: float) -> None:
+        self.synced_count += 1
+        if self.synced_count == len(self.agents):
+            if self.storm_start:
+                self.storms.append(now - self.storm_start)
+                self.storm_start = 0.0
+            # Bytes each agent needed to get in sync in this phase.
+            self.phase_bytes.setdefault(self.phase, [a.phase_bytes for a in self.agents])
+            self.ready.set()
+
+    def lost(self, agent: ThinAgent) -> None:
+        if agent.synced:
+            self.synced_count -= 1
+
+    async def connect(self, agent: ThinAgent) -> None:
+        host, port = self.targets[self.target_index % len(self.targets)]
+        loop = asyncio.get_running_loop()
+        for attempt in range(200):
+            try:
+                await loop.create_connection(lambda: agent, host, port)
+                return
+            except OSError:
+                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
+        raise SystemExit(f"cannot connect to {host}:{port}")
+
+    async def connect_all(self) -> None:
+        sem = asyncio.Semaphore(200)  # bounded concurrency for the connect() calls
+
+        async def one(a: ThinAgent) -> None:
+            async with sem:
+                await self.connect(a)
+
+        await asyncio.gather(*(one(a) for a in self.agents))
+
+    async def reconnect_all(self, *, resume: bool) -> None:
+        """Drop every connection and reconnect all at once: to the same
+        target for a full snapshot each (a storm), or, after the resume gap,
+        to the next target offering our revisions (a resume)."""
+        self.ready.clear()
+        self.resuming = resume
+        self.phase = "resume" if resume else "storm"
+        self.phase_bytes.pop(self.phase, None)
+        if resume:
+            self.target_index += 1
+        for a in self.agents:
+            if a.transport is not None:
+                a.transport.abort()
+        await asyncio.sleep(self.resume_gap if resume else 0.2)
+        for a in self.agents:
+            a.synced = False
+            a.phase_bytes = 0
+        self.synced_count = 0
+        self.storm_start = time.monotonic()
+        await self.connect_all()
+        await self.ready.wait()
+
+    def results(self) -> dict[str, Any]:
+        return {
+            "agents": len(self.agents),
+            "synced": self.synced_count,
+            "bytes": sum(a.bytes for a in self.agents),
+            "final_revisions": [a.revision for a in self.agents],
+            "first_revisions": [a.first_revision for a in self.agents],
+            "samples": [
+                {"revs": list(a.revs), "times": list(a.times)} for a in self.agents if a.record
+            ],
+            "storm_s": self.storms,
+            "connect_bytes": self.phase_bytes.get("connect", []),
+            "storm_bytes": self.phase_bytes.get("storm", []),
+            "resume_bytes": self.phase_bytes.get("resume", []),
+        }
+
+
+async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
+    targets = []
+    for t in ns.target.split(","):
+        host, _, port = t.rpartition(":")
+        targets.append((host, int(port)))
+    fleet = Fleet(targets, ns.count, ns.sample)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    actions: asyncio.Queue[str] = asyncio.Queue()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, actions.put_nowait, "storm")
+    loop.add_signal_handler(signal.SIGUSR2, actions.put_nowait, "resume")
+    await fleet.connect_all()
+    await fleet.ready.wait()
+    print("READY", flush=True)
+
+    async def act() -> None:
+        while True:
+            what = await actions.get()
+            await fleet.reconnect_all(resume=what == "resume")
+            print("READY", flush=True)
+
+    actor = asyncio.create_task(act())
+    await stop.wait()
+    actor.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await actor
+    return fleet.results()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--target", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--sample", type=int, default=20, help="connections recording per-frame times")
+    p.add_argument("--out", required=True)
+    ns = p.parse_args()
+    results = uvloop.run(main_async(ns))
+    with open(ns.out, "w") as f:
+        json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main()
