@@ -53,6 +53,7 @@ class Tier:
     workers: int
     sample: int = 20
     resume_gap: float = 2.0
+    drain_limit: float = 60.0
 
 
 TIERS = {
@@ -121,6 +122,21 @@ class Workers:
     def signal(self, sig: int) -> None:
         for p in self.procs:
             p.send_signal(sig)
+
+    def wait_delivered(self, revision: int, timeout: float) -> bool:
+        """Wait until every agent has reached `revision` (True) or `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lows = []
+            for out in self.outs:
+                try:
+                    lows.append(int(Path(str(out) + ".progress").read_text() or 0))
+                except (OSError, ValueError):
+                    lows.append(0)
+            if lows and min(lows) >= revision:
+                return True
+            time.sleep(0.1)
+        return False
 
     @property
     def pids(self) -> list[int]:
@@ -320,7 +336,10 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         revs, times = asyncio.run(
             churn(etcd.endpoint, nodes, tier.rate, tier.duration, 42, raw_pipe)
         )
-        time.sleep(2.0)  # let the last writes reach every agent
+        # The CPU window runs until every agent has every write (or a limit,
+        # if a system cannot keep up: then deliveries fall short and say so).
+        drained = workers.wait_delivered(revs[-1], timeout=tier.drain_limit)
+        drain_s = time.monotonic() - (times[-1] if times else time.monotonic())
         cpu1, etcd1, gen1 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
         rss_after = rss_kib(server_pids[0])
 
@@ -347,6 +366,8 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
             "expected_deliveries": len(revs) * tier.agents,
             "loadgen_cpu_s": round(gen1 - gen0, 3),
             "latency_samples": len(lat),
+            "all_delivered_in_window": drained,
+            "drain_s": round(drain_s, 2),
         }
         log(f"{name}: {json.dumps(out)}")
         return {**out, **extra}

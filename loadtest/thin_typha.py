@@ -205,6 +205,21 @@ class Fleet:
         }
 
 
+async def report_progress(path: str, agents: list[ThinAgent]) -> None:
+    """Every 0.25 s: the lowest revision any of our agents has reached, so the
+    bench can tell when every write has been delivered everywhere."""
+    while True:
+        await asyncio.sleep(0.25)
+        low = min((a.revision for a in agents), default=0)
+        await asyncio.to_thread(_write_atomic, path, str(low))
+
+
+def _write_atomic(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
     targets = []
     for t in ns.target.split(","):
@@ -228,7 +243,9 @@ async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
             print("READY", flush=True)
 
     actor = asyncio.create_task(act())
+    reporter = asyncio.create_task(report_progress(ns.out + ".progress", fleet.agents))
     await stop.wait()
+    reporter.cancel()
     actor.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await actor

@@ -179,33 +179,42 @@ class AgentProtocol(asyncio.Protocol):
             self._snapshot = None
             self.catch_up({})
 
-    def catch_up(self, merged: dict[int, bytes]) -> None:
+    def catch_up(self, merged: dict[int, bytes], target: int = -1) -> None:
         """Write every batch after `seq` in one write.  `merged` memoises, for
         one fan-out pass, the joined frames per starting seq, so clients at
-        the same position share one buffer instead of each joining a copy."""
+        the same position share one buffer instead of each joining a copy.
+        This runs once per client per batch: keep it lean."""
+        seq = self.seq
+        if seq < 0 or self._snapshot is not None:
+            return  # not streaming yet, or the rest follows the snapshot
+        server = self.server
+        cache = server.cache
+        if target < 0:
+            target = cache.seq
+        if seq == target:
+            return
         core = self.core
-        if core is None or core.state is not State.OPEN or self.seq < 0:
+        transport = self.transport
+        if core is None or transport is None or core.state is not State.OPEN:
             return
-        if self._snapshot is not None:
-            return  # the rest follows the snapshot
-        cache = self.server.cache
-        if self.seq == cache.seq:
-            return
-        data = merged.get(self.seq)
+        data = merged.get(seq)
         if data is None:
             try:
-                batches = cache.batches_after(self.seq)
+                batches = cache.batches_after(seq)
             except HistoryUnavailable:
                 self.abort("too_far_behind")
                 return
             data = batches[0].frame if len(batches) == 1 else b"".join(b.frame for b in batches)
-            merged[self.seq] = data
-        self.server.stats.batches_sent += cache.seq - self.seq
-        core.send_frames((data,))
-        self.seq = cache.seq
-        self.flush()
-        assert self.transport is not None
-        if self.transport.get_write_buffer_size() > self.server.limits.max_buffer_bytes:
+            merged[seq] = data
+        self.seq = target
+        stats = server.stats
+        stats.batches_sent += target - seq
+        if transport.is_closing():
+            return
+        out = core.send_frame_now(data)
+        stats.bytes_sent += len(out)
+        transport.write(out)
+        if transport.get_write_buffer_size() > server.limits.max_buffer_bytes:
             self.abort("slow_client")
 
     def tick(self, now: float) -> None:
@@ -384,8 +393,9 @@ class AgentServer:
         self.stats.fanouts += 1
         self._retry_waiting()
         merged: dict[int, bytes] = {}
-        for conn in list(self.connections):
-            conn.catch_up(merged)
+        target = self.cache.seq
+        for conn in tuple(self.connections):
+            conn.catch_up(merged, target)
 
     def _retry_waiting(self) -> None:
         if self._waiting and self._ready():

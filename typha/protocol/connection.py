@@ -215,6 +215,19 @@ class ServerConnection(_Core):
         for f in frames:
             self._queue(f)
 
+    def send_frame_now(self, frame: bytes) -> bytes:
+        """The fan-out fast path: queue one pre-encoded frame and return
+        everything to write now (it is `data_to_send()`, joined).  With
+        nothing else queued, the shared frame itself comes back, uncopied."""
+        if self.state is not State.OPEN:
+            raise UsageError(f"send_frame_now() in state {self.state.value}")
+        self.bytes_sent += len(frame)
+        if not self._out:
+            return frame
+        self._out.append(frame)
+        out, self._out = self._out, []
+        return b"".join(out)
+
 
 class ClientConnection(_Core):
     """Client side.  Queues the hello at construction.  Checks the order of

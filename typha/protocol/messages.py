@@ -7,7 +7,7 @@ whatever arrives here came from a peer we do not trust.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -153,13 +153,16 @@ Message = (
 @dataclass(slots=True)
 class Codec:
     """Encodes and decodes message bodies.  Holds the zstd contexts (which are
-    not thread-safe: one Codec per thread) and the decompression bound."""
+    not thread-safe: one Codec per thread) and the decompression bound.
+
+    The contexts are created on first use: every connection has a Codec, and
+    most never compress or decompress anything (snapshots are compressed once,
+    by the shared encoder), so eager contexts would cost memory per connection.
+    """
 
     max_frame: int
-    _cctx: zstandard.ZstdCompressor = field(
-        default_factory=lambda: zstandard.ZstdCompressor(level=3)
-    )
-    _dctx: zstandard.ZstdDecompressor = field(default_factory=zstandard.ZstdDecompressor)
+    _cctx: zstandard.ZstdCompressor | None = None
+    _dctx: zstandard.ZstdDecompressor | None = None
 
     # -- encoding ----------------------------------------------------------
 
@@ -172,6 +175,8 @@ class Codec:
         raw_size = len(body)
         flags = 0
         if compress:
+            if self._cctx is None:
+                self._cctx = zstandard.ZstdCompressor(level=3)
             body = self._cctx.compress(body)
             flags = FLAG_ZSTD
         return encode_frame(mtype, body, revision=revision, flags=flags), raw_size
@@ -181,6 +186,8 @@ class Codec:
     def decode(self, frame: Frame) -> Message:
         body = frame.body
         if frame.flags & FLAG_ZSTD:
+            if self._dctx is None:
+                self._dctx = zstandard.ZstdDecompressor()
             try:
                 body = self._dctx.decompress(body, max_output_size=self.max_frame)
             except zstandard.ZstdError as exc:
