@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -81,22 +80,7 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    watchers = [Watcher(i, i < ns.sample) for i in range(ns.count)]
-    tasks = [asyncio.create_task(w.run(ns.target)) for w in watchers]
-    await asyncio.gather(*(w.created.wait() for w in watchers))
-    print("READY", flush=True)
-    reporter = asyncio.create_task(report_progress(ns.out + ".progress", watchers))
-    await stop.wait()
-    reporter.cancel()
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-            await t
+def results(watchers: list[Watcher]) -> dict[str, Any]:
     return {
         "agents": len(watchers),
         "events": sum(w.events for w in watchers),
@@ -106,16 +90,32 @@ async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def dump_and_exit(path: str, watchers: list[Watcher]) -> None:
+    """SIGTERM: write what we have and leave at once.  A watcher process that
+    fell behind would otherwise spend minutes draining gRPC before exiting."""
+    with open(path, "w") as f:
+        json.dump(results(watchers), f)
+    os._exit(0)
+
+
+async def main_async(ns: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    watchers = [Watcher(i, i < ns.sample) for i in range(ns.count)]
+    loop.add_signal_handler(signal.SIGTERM, dump_and_exit, ns.out, watchers)
+    tasks = [asyncio.create_task(w.run(ns.target)) for w in watchers]
+    await asyncio.gather(*(w.created.wait() for w in watchers))
+    print("READY", flush=True)
+    await report_progress(ns.out + ".progress", watchers)
+    del tasks  # never reached: the process leaves through dump_and_exit
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--target", required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--sample", type=int, default=20)
     p.add_argument("--out", required=True)
-    ns = p.parse_args()
-    results = uvloop.run(main_async(ns))
-    with open(ns.out, "w") as f:
-        json.dump(results, f)
+    uvloop.run(main_async(p.parse_args()))
 
 
 if __name__ == "__main__":
