@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,7 +72,8 @@ class SyncClient:
         backoff_max: float = 5.0,
         tick_interval: float = 1.0,
     ) -> None:
-        self._rotation = AddressRotation(parse_addresses(addresses))
+        self._rng = random.Random()
+        self._rotation = AddressRotation(parse_addresses(addresses), self._rng)
         self.node = node
         self._limits = limits
         self._ssl = ssl_context
@@ -174,19 +177,37 @@ class SyncClient:
             if not self._closed:
                 await asyncio.sleep(self._backoff.delay())
 
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """Every address of `host`, shuffled: a headless Service's DNS name
+        has one A record per replica, and a fleet that always took the first
+        would all land on one replica."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        self._rng.shuffle(ips)
+        return ips
+
     async def _session(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host,
-                port,
-                ssl=self._ssl,
-                server_hostname=(self._server_name or host) if self._ssl else None,
-                limit=1 << 20,
-            ),
-            self._connect_timeout,
-        )
-        self.server = f"{host}:{port}"
+        last_error: OSError | None = None
+        for ip in await self._resolve(host, port):
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        ip,
+                        port,
+                        ssl=self._ssl,
+                        server_hostname=(self._server_name or host) if self._ssl else None,
+                        limit=1 << 20,
+                    ),
+                    self._connect_timeout,
+                )
+                break
+            except OSError as exc:
+                last_error = exc
+        else:
+            raise last_error or OSError(f"{host} has no addresses")
+        self.server = f"{host}:{port}" if ip == host else f"{host}({ip}):{port}"
         replica = self._replica
         core = ClientConnection(
             node=self.node,

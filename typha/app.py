@@ -17,6 +17,7 @@ from typha.etcd_client import EtcdConnection
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
 from typha.protocol import Limits
+from typha.rebalance import Rebalancer
 from typha.server import AgentServer, ServerLimits
 from typha.source_check import SourceCheck
 from typha.syncer import Syncer
@@ -51,6 +52,7 @@ class TyphaApp:
             self._on_change,
             page_size=config.list_page_size,
             batch_window=config.batch_window,
+            backfill_revisions=config.history_backfill_revisions,
         )
         self.source_check = SourceCheck(
             lambda: EtcdConnection(etcd_options),
@@ -60,6 +62,8 @@ class TyphaApp:
             config.source_check_interval,
         )
         self._check_task: asyncio.Task[None] | None = None
+        self._rebalance_task: asyncio.Task[None] | None = None
+        self.rebalancer: Rebalancer | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(TyphaCollector(self))
         self._sync_task: asyncio.Task[None] | None = None
@@ -72,7 +76,8 @@ class TyphaApp:
             self.server.notify()
 
     def ready(self) -> bool:
-        return self.syncer.in_sync and not (self.server is not None and self.server.draining)
+        serving = self.syncer.in_sync and self.syncer.listed
+        return serving and not (self.server is not None and self.server.draining)
 
     def status(self) -> dict[str, Any]:
         server = self.server
@@ -116,6 +121,16 @@ class TyphaApp:
         await web.SockSite(self._runner, sock).start()
         self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port, ssl_context)
         self._sync_task = asyncio.create_task(self.syncer.run(), name="syncer")
+        if cfg.rebalance_interval > 0:
+            self.rebalancer = Rebalancer(
+                lambda: EtcdConnection(self.etcd_options),
+                self.server,
+                server_id=cfg.server_id,
+                registry_prefix=cfg.registry_prefix,
+                interval=cfg.rebalance_interval,
+                tolerance=cfg.rebalance_tolerance,
+            )
+            self._rebalance_task = asyncio.create_task(self.rebalancer.run(), name="rebalance")
         if cfg.source_check_interval > 0:
             self._check_task = asyncio.create_task(self.source_check.run(), name="source-check")
         log.info(
@@ -136,7 +151,7 @@ class TyphaApp:
             await self.server.drain(self.config.shutdown_timeout)
 
     async def stop(self) -> None:
-        for task in (self._check_task, self._sync_task):
+        for task in (self._rebalance_task, self._check_task, self._sync_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

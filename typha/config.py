@@ -85,6 +85,10 @@ class ServeConfig:
     etcd_username: str = ""
     etcd_password: str = ""
     source_check_interval: float = 300.0
+    registry_prefix: str = "/typha/registry/"
+    rebalance_interval: float = 10.0
+    rebalance_tolerance: float = 0.1
+    history_backfill_revisions: int = 5000
 
     def etcd_options(self) -> EtcdOptions:
         """Reads the TLS files; raises ConfigError if they are unreadable."""
@@ -142,6 +146,11 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("history-max-batches", "10000", "delta batches kept for catch-up and resume")
     add("history-max-bytes", str(64 * 1024 * 1024), "bytes of delta batches kept")
     add("history-max-age", "300", "seconds of delta batches kept")
+    add(
+        "history-backfill-revisions",
+        "5000",
+        "on start, replay this many past etcd revisions into the history (resume across restarts)",
+    )
     add("max-client-lag", "30", "seconds an agent may stay unable to take our writes")
     add("shutdown-timeout", "30", "seconds over which SIGTERM spreads the disconnects")
     add("snapshot-chunk-bytes", str(256 * 1024), "raw bytes of entries per snapshot chunk")
@@ -160,6 +169,13 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     )
     add("etcd-username", "", "etcd user (with --etcd-password)")
     add("etcd-password", "", "etcd password; prefer the env var to the flag")
+    add(
+        "registry-prefix",
+        "/typha/registry/",
+        "etcd prefix where replicas register (outside the served prefix)",
+    )
+    add("rebalance-interval", "10", "seconds between fair-share checks (0 disables)")
+    add("rebalance-tolerance", "0.1", "fraction above the fair share tolerated")
     add("source-check-interval", "300", "seconds between cache-vs-etcd digest checks (0 disables)")
 
 
@@ -194,6 +210,9 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         raise ConfigError("etcd TLS options need --etcd-ca-file")
     if bool(ns.etcd_username) != bool(ns.etcd_password):
         raise ConfigError("--etcd-username and --etcd-password go together")
+    registry = ns.registry_prefix if ns.registry_prefix.endswith("/") else ns.registry_prefix + "/"
+    if registry.startswith(prefix) or prefix.startswith(registry):
+        raise ConfigError("--registry-prefix must lie outside the served --prefix")
     level = ns.log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
@@ -215,6 +234,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         history_max_batches=int(_num(ns, "history-max-batches", int, 1)),
         history_max_bytes=int(_num(ns, "history-max-bytes", int, 1024)),
         history_max_age=_num(ns, "history-max-age", float, 0.0),
+        history_backfill_revisions=int(_num(ns, "history-backfill-revisions", int, 0)),
         max_client_lag=_num(ns, "max-client-lag", float, 0.1),
         shutdown_timeout=_num(ns, "shutdown-timeout", float, 0.0),
         snapshot_chunk_bytes=int(_num(ns, "snapshot-chunk-bytes", int, 1024)),
@@ -230,6 +250,9 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         etcd_username=ns.etcd_username,
         etcd_password=ns.etcd_password,
         source_check_interval=_num(ns, "source-check-interval", float, 0.0),
+        registry_prefix=registry,
+        rebalance_interval=_num(ns, "rebalance-interval", float, 0.0),
+        rebalance_tolerance=_num(ns, "rebalance-tolerance", float, 0.0),
     )
 
 

@@ -20,6 +20,7 @@ from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub  # no
 from etcd3aio.auth import AuthService
 from etcd3aio.connections import ConnectionManager
 from etcd3aio.kv import KVService, SortOrder, SortTarget
+from etcd3aio.lease import LeaseService
 
 from typha.errors import DatastoreError
 
@@ -95,6 +96,7 @@ class EtcdConnection:
             tls_server_name=opts.server_name,
         )
         self._kv = KVService(self._channel, max_attempts=1)
+        self._lease = LeaseService(self._channel, max_attempts=1)
         self._watch_stub: Any = WatchStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = ()
         self._timeout = opts.timeout
@@ -111,6 +113,7 @@ class EtcdConnection:
         except Exception as exc:
             raise DatastoreError(f"etcd authentication failed: {exc}") from exc
         self._kv.set_token(resp.token)
+        self._lease.set_token(resp.token)
         self._metadata = (("token", resp.token),)
 
     async def close(self) -> None:
@@ -132,11 +135,26 @@ class EtcdConnection:
             revision = int(resp.header.revision)
         return revision
 
-    async def put(self, key: str, value: bytes) -> int:
-        """Write one key; returns the new etcd revision.  (Tools and tests
-        write through this; the server itself never writes.)"""
+    async def grant(self, ttl: int) -> int:
+        """A new lease of `ttl` seconds; returns its id."""
         try:
-            resp = await self._kv.put(key, value, timeout=self._timeout)
+            resp = await self._lease.grant(ttl, timeout=self._timeout)
+        except Exception as exc:
+            raise DatastoreError(f"lease grant failed: {exc}") from exc
+        return int(resp.ID)
+
+    async def revoke(self, lease: int) -> None:
+        try:
+            await self._lease.revoke(lease, timeout=self._timeout)
+        except Exception as exc:
+            raise DatastoreError(f"lease revoke failed: {exc}") from exc
+
+    async def put(self, key: str, value: bytes, lease: int = 0) -> int:
+        """Write one key; returns the new etcd revision.  The server writes
+        only its own registration (outside the served prefix); tools and
+        tests write through this too."""
+        try:
+            resp = await self._kv.put(key, value, lease=lease, timeout=self._timeout)
         except Exception as exc:
             raise DatastoreError(f"put failed: {exc}") from exc
         return int(resp.header.revision)

@@ -21,9 +21,17 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from snapshot import HistoryUnavailable, SnapshotCache
-from snapshot.digest import parse_digest
+from snapshot.digest import format_digest, parse_digest
 from typha.errors import ConnectionTimeout, ProtocolError
-from typha.protocol import CAP_RESUME, CAP_ZSTD, ClientHello, Limits, ServerConnection, State
+from typha.protocol import (
+    CAP_RESUME,
+    CAP_ZSTD,
+    ClientHello,
+    Limits,
+    Progress,
+    ServerConnection,
+    State,
+)
 from typha.ratelimit import RateLimitedLog
 from typha.tls import PeerPolicy
 
@@ -139,6 +147,27 @@ class AgentProtocol(asyncio.Protocol):
                 digest: int | None = parse_digest(hello.digest) if hello.digest else None
             except ValueError:
                 digest = None
+            if digest == cache.current.digest and 0 < hello.revision <= cache.revision:
+                # Same state as ours, whatever lies between the revisions
+                # (this replica may have no history reaching back that far):
+                # a progress message brings the client's revision forward.
+                core.accept(sync="resume")
+                server.stats.resumes += 1
+                self.seq = cache.seq
+                if hello.revision < cache.revision:
+                    core.send_frames(
+                        (
+                            core.codec.encode(
+                                Progress(
+                                    hello.revision,
+                                    cache.revision,
+                                    format_digest(cache.current.digest),
+                                )
+                            ),
+                        )
+                    )
+                self.flush()
+                return True
             seq = cache.resume_seq(hello.revision, digest)
             if seq is None and hello.revision > cache.revision:
                 if self.wait_until == 0.0:
@@ -334,6 +363,13 @@ class AgentServer:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn.abort("shutdown")
+
+    def shed(self, n: int, reason: str) -> int:
+        """Close `n` streaming connections with GOODBYE(reason); returns how many."""
+        victims = [c for c in self.connections if c.seq >= 0][:n]
+        for conn in victims:
+            conn.close(reason)
+        return len(victims)
 
     async def close(self) -> None:
         await self.drain(0.0)

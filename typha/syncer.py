@@ -16,9 +16,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from etcd3aio import prefix_range_end
+
 from snapshot import SnapshotCache, Update
 from typha.errors import DatastoreError
-from typha.etcd_client import EtcdConnection, WatchBatch, WatchEvent
+from typha.etcd_client import EtcdConnection, KeyValue, WatchBatch, WatchEvent
 from typha.ratelimit import RateLimitedLog
 from typha.validation import InvalidValue, validate
 
@@ -66,6 +68,7 @@ class Syncer:
         *,
         page_size: int = 1000,
         batch_window: float = 0.005,
+        backfill_revisions: int = 0,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
     ) -> None:
@@ -75,6 +78,10 @@ class Syncer:
         self._on_change = on_change
         self._page_size = page_size
         self._batch_window = batch_window
+        self._backfill = backfill_revisions
+        self._catch_up_to = 0
+        self._loaded = False
+        self.catch_up_grace = 5.0
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self.in_sync = False
@@ -126,7 +133,11 @@ class Syncer:
     # -- list --------------------------------------------------------------
 
     async def _list(self, conn: EtcdConnection) -> None:
-        revision, items, pages = await conn.list_prefix(self._prefix, page_size=self._page_size)
+        revision, items, pages = (
+            await self._first_list(conn)
+            if not self.listed
+            else (await conn.list_prefix(self._prefix, page_size=self._page_size))
+        )
         self.stats.lists += 1
         self.stats.pages += pages
         valid: dict[str, bytes] = {}
@@ -136,10 +147,46 @@ class Syncer:
                 valid[result[0]] = result[1]
         if not self.listed:
             self._cache.load(valid.items(), revision)
-            self.listed = True
+            self._loaded = True
+            self.listed = self._catch_up_to == 0
         else:
             self._resync(valid, revision)
         self._on_change()
+
+    async def _first_list(self, conn: EtcdConnection) -> tuple[int, list[KeyValue], int]:
+        """The first list reads `backfill` revisions in the past (while etcd
+        still has them) and the watch replays the rest, so a new replica starts
+        with history: agents moving here from another replica resume instead
+        of taking a snapshot (a rolling restart costs deltas)."""
+        self._catch_up_to = 0
+        if self._backfill > 0:
+            start = self._prefix.encode()
+            head, _, _ = await conn.list_page(start, prefix_range_end(start), limit=1, revision=0)
+            past = max(1, head - self._backfill)
+            if past < head:
+                try:
+                    listed = await conn.list_prefix(
+                        self._prefix, page_size=self._page_size, revision=past
+                    )
+                    # Not serving agents until the replay has reached `head`.
+                    self._catch_up_to = head
+                    return listed
+                except DatastoreError as exc:
+                    log.info("no history to backfill from revision %d (%s)", past, exc)
+        return await conn.list_prefix(self._prefix, page_size=self._page_size)
+
+    def _check_caught_up(self, *, grace_expired: bool = False) -> None:
+        """After a backfilled first list, agents are served once the replay
+        reached the head revision of that moment, or once the replay has had
+        `catch_up_grace` seconds: if nothing under the prefix changed since
+        the last event, the state we hold is the current one (etcd sends
+        progress notifications only every 10 minutes by default)."""
+        if self.listed or not self._loaded:
+            return
+        if self._cache.revision >= self._catch_up_to or grace_expired:
+            self.listed = True
+            log.info("history backfilled; serving from revision %d", self._cache.revision)
+            self._on_change()
 
     def _resync(self, valid: dict[str, bytes], revision: int) -> None:
         """Turn a fresh list into updates against what the cache holds."""
@@ -215,6 +262,10 @@ class Syncer:
                 if item.created:
                     self.in_sync = True
                     log.info("watching %s from revision %d", self._prefix, revision + 1)
+                    if not self.listed:
+                        asyncio.get_running_loop().call_later(
+                            self.catch_up_grace, lambda: self._check_caught_up(grace_expired=True)
+                        )
                 elif item.events:
                     self.stats.watch_events += len(item.events)
                     updates.extend(self._updates(item.events))
@@ -227,6 +278,7 @@ class Syncer:
             moved = updates or revision > self._cache.revision
             if moved and self._cache.apply(updates, revision, now) is not None:
                 self._on_change()
+            self._check_caught_up()
 
     def _updates(self, events: Iterable[WatchEvent]) -> list[Update]:
         out: list[Update] = []
