@@ -11,7 +11,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from helm_python.errors import HelmValuesError
+from helm_python.errors import HelmRenderError, HelmValuesError
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "typha"
 K8S = "1.30.0"
@@ -28,6 +28,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "allowedURISANs": ["spiffe://cluster.local/ns/calico-system/sa/agent"],
             }
         },
+        "agent": {"tls": {"secret": "typha-agent-tls"}},
     },
     "etcd-tls-and-auth": {
         "etcd": {
@@ -125,6 +126,10 @@ def test_tls_secrets_are_mounted_and_configured() -> None:
     assert {"/etc/typha/tls", "/etc/typha/etcd"} <= mounts
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "typha-tls"
+    (ds,) = by_kind(objects, "DaemonSet")
+    agent = ds["spec"]["template"]["spec"]
+    assert "--tls-cert-file" in agent["containers"][0]["args"]
+    assert agent["volumes"][0]["secret"]["secretName"] == "typha-agent-tls"
 
 
 def test_optional_objects() -> None:
@@ -163,4 +168,11 @@ def test_optional_objects() -> None:
 def test_bad_values_are_refused(values: dict[str, Any]) -> None:
     chart = helm.Chart.load(CHART)
     with pytest.raises(HelmValuesError):
+        chart.render(values, name="typha", namespace="calico-system")
+
+
+def test_server_tls_without_agent_certificates_is_refused() -> None:
+    chart = helm.Chart.load(CHART)
+    values = {"server": {"tls": {"enabled": True, "secret": "typha-tls"}}}
+    with pytest.raises(HelmRenderError, match=r"agent\.tls\.secret"):
         chart.render(values, name="typha", namespace="calico-system")
