@@ -26,6 +26,7 @@ from typing import Any
 
 import uvloop
 
+from loadtest.progress import report_progress
 from typha.protocol import (
     CAP_RESUME,
     CAP_ZSTD,
@@ -205,21 +206,6 @@ class Fleet:
         }
 
 
-async def report_progress(path: str, agents: list[ThinAgent]) -> None:
-    """Every 0.25 s: the lowest revision any of our agents has reached, so the
-    bench can tell when every write has been delivered everywhere."""
-    while True:
-        await asyncio.sleep(0.25)
-        low = min((a.revision for a in agents), default=0)
-        await asyncio.to_thread(_write_atomic, path, str(low))
-
-
-def _write_atomic(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
 async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
     targets = []
     for t in ns.target.split(","):
@@ -243,7 +229,11 @@ async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
             print("READY", flush=True)
 
     actor = asyncio.create_task(act())
-    reporter = asyncio.create_task(report_progress(ns.out + ".progress", fleet.agents))
+    reporter = asyncio.create_task(
+        report_progress(
+            ns.out + ".progress", lambda: min((a.revision for a in fleet.agents), default=0)
+        )
+    )
     await stop.wait()
     reporter.cancel()
     actor.cancel()

@@ -23,6 +23,8 @@ import uvloop
 from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub
 
+from loadtest.progress import report_progress
+
 PREFIX = b"/calico/"
 
 
@@ -66,20 +68,6 @@ class Watcher:
             await channel.close()
 
 
-async def report_progress(path: str, watchers: list[Watcher]) -> None:
-    """Every 0.25 s: the lowest revision any watcher has seen (see thin_typha)."""
-    while True:
-        await asyncio.sleep(0.25)
-        low = min((w.revision for w in watchers), default=0)
-        await asyncio.to_thread(_write_atomic, path, str(low))
-
-
-def _write_atomic(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
 def results(watchers: list[Watcher]) -> dict[str, Any]:
     return {
         "agents": len(watchers),
@@ -105,7 +93,9 @@ async def main_async(ns: argparse.Namespace) -> None:
     tasks = [asyncio.create_task(w.run(ns.target)) for w in watchers]
     await asyncio.gather(*(w.created.wait() for w in watchers))
     print("READY", flush=True)
-    await report_progress(ns.out + ".progress", watchers)
+    await report_progress(
+        ns.out + ".progress", lambda: min((w.revision for w in watchers), default=0)
+    )
     del tasks  # never reached: the process leaves through dump_and_exit
 
 

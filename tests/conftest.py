@@ -110,4 +110,41 @@ def procs(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         p.stop()
 
 
-__all__ = ["Proc", "async_wait_until", "free_port", "http_json", "http_text", "wait_until"]
+def start_typha(
+    procs: Callable[..., Proc], etcd: EmbeddedEtcd, *extra: str, endpoints_via_env: bool = False
+) -> tuple[Proc, int, int]:
+    """`typha serve` on free ports; returns (process, agent port, http port)
+    once /readyz says ready."""
+    agent_port, http_port = free_port(), free_port()
+    args = [
+        "serve",
+        "--listen",
+        f"127.0.0.1:{agent_port}",
+        "--http-listen",
+        f"127.0.0.1:{http_port}",
+    ]
+    env = {"TYPHA_ETCD_ENDPOINTS": etcd.endpoint} if endpoints_via_env else None
+    if not endpoints_via_env:
+        args += ["--etcd-endpoints", etcd.endpoint]
+    p = procs("typha", *args, *extra, env=env)
+    wait_until(lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "typha ready")
+    return p, agent_port, http_port
+
+
+def start_felix_agent(procs: Callable[..., Proc], typha: str, node: str) -> tuple[Proc, int]:
+    """`felix-agent` with its status port on a free port; returns (process, port)."""
+    port = free_port()
+    p = procs("felix-agent", "--typha", typha, "--node", node, "--http-listen", f"127.0.0.1:{port}")
+    return p, port
+
+
+__all__ = [
+    "Proc",
+    "async_wait_until",
+    "free_port",
+    "http_json",
+    "http_text",
+    "start_felix_agent",
+    "start_typha",
+    "wait_until",
+]

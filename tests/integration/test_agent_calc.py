@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from felix_client.calc import compute
-from tests.conftest import Proc, free_port, http_json, http_text, wait_until
+from tests.conftest import (
+    Proc,
+    http_json,
+    http_text,
+    start_felix_agent,
+    start_typha,
+    wait_until,
+)
 from typha.embedded_etcd import EmbeddedEtcd
 from typha.etcd_client import EtcdConnection
 from typha.etcd_state import read_entries, read_etcd_state
@@ -48,27 +55,8 @@ async def expected(endpoint: str, node: str) -> tuple[int, int, int]:
 def test_agent_programs_its_nodes_routes_and_acls_after_churn(
     etcd: EmbeddedEtcd, procs: Callable[..., Proc]
 ) -> None:
-    agent_port, http_port, status_port = free_port(), free_port(), free_port()
-    procs(
-        "typha",
-        "serve",
-        "--etcd-endpoints",
-        etcd.endpoint,
-        "--listen",
-        f"127.0.0.1:{agent_port}",
-        "--http-listen",
-        f"127.0.0.1:{http_port}",
-    )
-    wait_until(lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "ready")
-    agent = procs(
-        "felix-agent",
-        "--typha",
-        f"127.0.0.1:{agent_port}",
-        "--node",
-        "node-3",
-        "--http-listen",
-        f"127.0.0.1:{status_port}",
-    )
+    _, agent_port, _ = start_typha(procs, etcd)
+    agent, status_port = start_felix_agent(procs, f"127.0.0.1:{agent_port}", "node-3")
     wait_until(lambda: http_json(f"http://127.0.0.1:{status_port}/status")["in_sync"], "sync")
     asyncio.run(write(etcd.endpoint))
     truth = asyncio.run(read_etcd_state([etcd.endpoint]))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from tests.conftest import Proc, free_port, http_json, http_text, wait_until
+from tests.conftest import Proc, free_port, http_json, http_text, start_typha, wait_until
 from typha.embedded_etcd import EmbeddedEtcd
 from typha.etcd_client import EtcdConnection
 from typha.etcd_state import read_etcd_state
@@ -35,19 +35,8 @@ async def _write(endpoint: str, ops: int, seed: int) -> None:
 
 
 def _start_server(procs: Callable[..., Proc], etcd: EmbeddedEtcd) -> tuple[Proc, int, int]:
-    agent_port, http_port = free_port(), free_port()
-    server = procs(
-        "typha",
-        "serve",
-        "--listen",
-        f"127.0.0.1:{agent_port}",
-        "--http-listen",
-        f"127.0.0.1:{http_port}",
-        # the endpoints come from the environment, to exercise TYPHA_* vars
-        env={"TYPHA_ETCD_ENDPOINTS": etcd.endpoint, "TYPHA_PING_INTERVAL": "2"},
-    )
-    wait_until(lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "server ready")
-    return server, agent_port, http_port
+    # The endpoints come from the environment, to exercise TYPHA_* variables.
+    return start_typha(procs, etcd, "--ping-interval", "2", endpoints_via_env=True)
 
 
 def test_agents_converge_to_etcd_digest(etcd: EmbeddedEtcd, procs: Callable[..., Proc]) -> None:

@@ -14,7 +14,15 @@ import orjson
 import pytest
 
 from felix_client import SyncClient
-from tests.conftest import Proc, async_wait_until, free_port, http_json, http_text, wait_until
+from tests.conftest import (
+    Proc,
+    async_wait_until,
+    http_json,
+    http_text,
+    start_felix_agent,
+    start_typha,
+    wait_until,
+)
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
 from typha.embedded_etcd import EmbeddedEtcd, EtcdCluster
@@ -172,31 +180,10 @@ def test_server_sigstopped_while_etcd_churns_and_compacts(
 ) -> None:
     eps = [etcd.endpoint]
     asyncio.run(seed(eps))
-    agent_port, http_port = free_port(), free_port()
-    server = procs(
-        "typha",
-        "serve",
-        "--etcd-endpoints",
-        etcd.endpoint,
-        "--listen",
-        f"127.0.0.1:{agent_port}",
-        "--http-listen",
-        f"127.0.0.1:{http_port}",
-    )
-    wait_until(lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "ready")
-    agent_ports = [free_port() for _ in range(2)]
-    agents = [
-        procs(
-            "felix-agent",
-            "--typha",
-            f"127.0.0.1:{agent_port}",
-            "--node",
-            f"node-{i}",
-            "--http-listen",
-            f"127.0.0.1:{p}",
-        )
-        for i, p in enumerate(agent_ports)
-    ]
+    server, agent_port, http_port = start_typha(procs, etcd)
+    started = [start_felix_agent(procs, f"127.0.0.1:{agent_port}", f"node-{i}") for i in range(2)]
+    agents = [a for a, _ in started]
+    agent_ports = [p for _, p in started]
     wait_until(
         lambda: all(http_json(f"http://127.0.0.1:{p}/status")["in_sync"] for p in agent_ports),
         "agents in sync",

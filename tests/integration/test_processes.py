@@ -13,7 +13,15 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from tests.conftest import Proc, free_port, http_json, http_text, wait_until
+from tests.conftest import (
+    Proc,
+    free_port,
+    http_json,
+    http_text,
+    start_felix_agent,
+    start_typha,
+    wait_until,
+)
 from typha.embedded_etcd import EmbeddedEtcd
 from typha.etcd_client import EtcdConnection
 from typha.etcd_state import read_etcd_state
@@ -21,29 +29,8 @@ from typha.etcd_state import read_etcd_state
 pytestmark = pytest.mark.integration
 
 
-def start_server(
-    procs: Callable[..., Proc], etcd: EmbeddedEtcd, *extra: str
-) -> tuple[Proc, int, int]:
-    agent_port, http_port = free_port(), free_port()
-    p = procs(
-        "typha",
-        "serve",
-        "--etcd-endpoints",
-        etcd.endpoint,
-        "--listen",
-        f"127.0.0.1:{agent_port}",
-        "--http-listen",
-        f"127.0.0.1:{http_port}",
-        *extra,
-    )
-    wait_until(lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "ready")
-    return p, agent_port, http_port
-
-
-def start_agent(procs: Callable[..., Proc], typha: str, node: str) -> tuple[Proc, int]:
-    port = free_port()
-    p = procs("felix-agent", "--typha", typha, "--node", node, "--http-listen", f"127.0.0.1:{port}")
-    return p, port
+start_server = start_typha
+start_agent = start_felix_agent
 
 
 def agent_status(port: int) -> dict[str, object]:
