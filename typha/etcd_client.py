@@ -70,6 +70,7 @@ class EtcdOptions:
 
 
 TXN_MAX_OPS = 128  # etcd's default --max-txn-ops
+MAX_MESSAGE = 512 * 1024 * 1024
 
 
 class EtcdConnection:
@@ -89,6 +90,10 @@ class EtcdConnection:
         # channel would inherit a dead member's reconnect backoff; our own
         # retry loop is the backoff that counts.
         self._manager.grpc_options.append(("grpc.use_local_subchannel_pool", 1))
+        # etcd sends a watch's backlog (a replay, a catch-up after a pause) in
+        # large responses; gRPC's default 4 MiB limit would break the stream
+        # on every retry.
+        self._manager.grpc_options.append(("grpc.max_receive_message_length", MAX_MESSAGE))
         self._channel: grpc.aio.Channel = self._manager.get_channel(
             ca_cert=opts.ca_cert,
             cert_chain=opts.cert_chain,

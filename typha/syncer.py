@@ -175,6 +175,12 @@ class Syncer:
                     log.info("no history to backfill from revision %d (%s)", past, exc)
         return await conn.list_prefix(self._prefix, page_size=self._page_size)
 
+    def _grace_expired(self, watch_generation: int) -> None:
+        # Only if this very watch is still healthy: a stream that broke (say
+        # on an oversized replay) must not make a partial state look current.
+        if self.in_sync and self.stats.watches == watch_generation:
+            self._check_caught_up(grace_expired=True)
+
     def _check_caught_up(self, *, grace_expired: bool = False) -> None:
         """After a backfilled first list, agents are served once the replay
         reached the head revision of that moment, or once the replay has had
@@ -263,8 +269,9 @@ class Syncer:
                     self.in_sync = True
                     log.info("watching %s from revision %d", self._prefix, revision + 1)
                     if not self.listed:
+                        gen = self.stats.watches
                         asyncio.get_running_loop().call_later(
-                            self.catch_up_grace, lambda: self._check_caught_up(grace_expired=True)
+                            self.catch_up_grace, self._grace_expired, gen
                         )
                 elif item.events:
                     self.stats.watch_events += len(item.events)

@@ -375,3 +375,28 @@ async def test_the_source_check_repairs_a_corrupted_cache(
         assert client.stats.snapshots == 1  # repaired by a delta, not a reset
     finally:
         await app.stop()
+
+
+async def test_a_backfill_replay_larger_than_grpcs_default_message_limit(
+    etcd: EmbeddedEtcd, clients_factory: Callable[..., asyncio.Future[list[SyncClient]]]
+) -> None:
+    """A new replica replays history through its watch; etcd sends that
+    backlog in responses of many MiB, beyond gRPC's default 4 MiB limit."""
+    eps = [etcd.endpoint]
+    conn = EtcdConnection(eps)
+    pad = "p" * 400
+    await conn.put_many(
+        [(f"/calico/felix/big/{i:05d}", orjson.dumps({"i": i, "pad": pad})) for i in range(15_000)]
+    )
+    await conn.close()
+    app = TyphaApp(config(eps))  # default backfill: the 15,000 puts come back as events
+    await app.start()
+    try:
+        (client,) = await clients_factory(app.agent_port, 1)
+        truth = await read_etcd_state(eps)
+        assert truth.keys == 15_000
+        assert client.digest == truth.digest
+        assert app.syncer.stats.errors == 0
+        assert app.syncer.stats.watch_events == 15_000
+    finally:
+        await app.stop()
