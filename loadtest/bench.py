@@ -206,6 +206,10 @@ def start_typha(etcd: EmbeddedEtcd, tmp: Path) -> tuple[subprocess.Popen[bytes],
             "WARNING",
             "--max-connections",
             "50000",
+            # Steady-state fan-out is measured here; a startup replay's
+            # transient memory would also skew the RSS-per-connection baseline.
+            "--history-backfill-revisions",
+            "0",
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,
