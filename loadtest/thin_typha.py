@@ -48,7 +48,6 @@ class ThinAgent(asyncio.Protocol):
         self.index = index
         self.record = record
         self.buf = bytearray()
-        self.need = 16
         self.revision = 0
         self.synced = False
         self.bytes = 0

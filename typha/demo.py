@@ -61,14 +61,12 @@ class Latency:
 
 async def seed(endpoints: tuple[str, ...], nodes: int, pods: int) -> int:
     conn = EtcdConnection(endpoints)
-    n = 0
     try:
-        for key, value in seed_cluster(nodes, pods):
-            await conn.put(key, orjson.dumps(value))
-            n += 1
+        items = [(key, orjson.dumps(value)) for key, value in seed_cluster(nodes, pods)]
+        await conn.put_many(items)
     finally:
         await conn.close()
-    return n
+    return len(items)
 
 
 async def run_demo(ns: argparse.Namespace) -> int:

@@ -24,7 +24,6 @@ from etcd3aio.lease import LeaseService
 
 from typha.errors import DatastoreError
 
-EVENT_PUT = 0
 EVENT_DELETE = 1
 
 

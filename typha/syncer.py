@@ -290,19 +290,14 @@ class Syncer:
     def _updates(self, events: Iterable[WatchEvent]) -> list[Update]:
         out: list[Update] = []
         for ev in events:
-            if ev.deleted:
-                try:
-                    out.append((ev.key.decode(), None))
-                except UnicodeDecodeError:
-                    continue  # never admitted, so nothing to delete
-                continue
-            result = self._validated(ev.key, ev.value)
-            if result is None:
-                # Invalid now: absent from the state (a delete if it was there).
-                with contextlib.suppress(UnicodeDecodeError):
-                    out.append((ev.key.decode(), None))
-            else:
+            result = None if ev.deleted else self._validated(ev.key, ev.value)
+            if result is not None:
                 out.append(result)
+                continue
+            # Deleted, or invalid now: absent from the state (a delete if it
+            # was there).  A non-UTF-8 key was never admitted: nothing to delete.
+            with contextlib.suppress(UnicodeDecodeError):
+                out.append((ev.key.decode(), None))
         return out
 
     def _validated(self, raw_key: bytes, raw_value: bytes) -> tuple[str, bytes] | None:

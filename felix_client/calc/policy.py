@@ -153,7 +153,8 @@ class PolicyCalc:
         old = self.chains.get(ck)
         if old == new:
             return
-        for sid in ipsets_of(new or ()) - ipsets_of(old or ()):
+        new_sets, old_sets = ipsets_of(new or ()), ipsets_of(old or ())
+        for sid in new_sets - old_sets:
             self._ref_ipset(sid, +1)
         if new is None:
             del self.chains[ck]
@@ -163,7 +164,7 @@ class PolicyCalc:
             self.chains[ck] = new
             self._out.chains_set[ck] = new
             self._out.chains_del.discard(ck)
-        for sid in ipsets_of(old or ()) - ipsets_of(new or ()):
+        for sid in old_sets - new_sets:
             self._ref_ipset(sid, -1)
 
     def _ref_ipset(self, sid: str, delta: int) -> None:

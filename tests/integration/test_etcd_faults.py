@@ -127,7 +127,8 @@ async def test_etcd_killed_and_restarted_mid_stream(
 
         etcd.kill()
         await async_wait_until(lambda: not app.ready(), "server reports not ready")
-        await asyncio.sleep(1.5)  # a few failed retries while etcd is gone
+        # Wait for the server to have failed against the dead etcd, not for a time.
+        await async_wait_until(lambda: app.syncer.stats.errors >= 2, "failed etcd retries")
         assert all(c.connected and c.in_sync for c in clients)  # agents keep the last state
         await asyncio.to_thread(etcd.start)
 

@@ -7,6 +7,7 @@ from typing import Any
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.dataplane import MemoryDataplane, ipset_name
 from felix_client.calc.full import compute
+from typha.sample_cluster import profile
 
 V3 = "/calico/resources/v3/projectcalico.org"
 
@@ -26,18 +27,6 @@ def wep(
             "interfaceName": f"cali{name}",
             "ipNetworks": [f"{ip}/32"],
             "profiles": [f"kns.{ns}"],
-        },
-    }
-
-
-def profile(ns: str) -> tuple[str, dict[str, Any]]:
-    return f"{V3}/profiles/kns.{ns}", {
-        "kind": "Profile",
-        "metadata": {"name": f"kns.{ns}"},
-        "spec": {
-            "ingress": [{"action": "Allow"}],
-            "egress": [{"action": "Allow"}],
-            "labelsToApply": {"projectcalico.org/name": ns},
         },
     }
 

@@ -88,10 +88,6 @@ class _Core:
         out, self._out = self._out, []
         return out
 
-    @property
-    def pending_bytes(self) -> int:
-        return sum(len(b) for b in self._out)
-
     def _queue(self, data: bytes) -> None:
         self.bytes_sent += len(data)
         self._out.append(data)
