@@ -49,6 +49,11 @@ class Backoff:
         self._rng = rng or random.Random()
         self._next = initial
 
+    @property
+    def upper(self) -> float:
+        """Upper bound of the next delay."""
+        return self._next
+
     def reset(self) -> None:
         self._next = self.initial
 

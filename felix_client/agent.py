@@ -55,6 +55,8 @@ class Agent:
             "revision": c.revision,
             "keys": len(c.state),
             "digest": c.digest,
+            "upstream_in_sync": c.upstream_in_sync,
+            "upstream_status": c.upstream_status,
             "routes": len(self.dataplane.routes),
             "acl_rules": self.dataplane.acl_rules,
             "ip_sets": len(self.dataplane.ipsets),
@@ -66,6 +68,11 @@ class Agent:
             "dataplane": self.dataplane_name,
             "updates_applied": self.updates_applied,
             "digest_mismatches": c.stats.digest_mismatches,
+            "protocol_errors": c.stats.protocol_errors,
+            "internal_errors": c.stats.internal_errors,
+            "stale_upstream_moves": c.stats.stale_upstream_moves,
+            "connects": c.stats.connects,
+            "reconnect_backoff": c.reconnect_backoff,
             "snapshots": c.stats.snapshots,
             "deltas": c.stats.deltas,
         }
@@ -97,9 +104,16 @@ async def run_agent(
     *,
     ssl_context: ssl.SSLContext | None = None,
     server_name: str | None = None,
+    upstream_stale_after: float = 10.0,
+    max_snapshot_bytes: int = 1 << 30,
 ) -> None:
     async with SyncClient(
-        typha, node=node, ssl_context=ssl_context, server_name=server_name
+        typha,
+        node=node,
+        ssl_context=ssl_context,
+        server_name=server_name,
+        upstream_stale_after=upstream_stale_after,
+        max_snapshot_bytes=max_snapshot_bytes,
     ) as client:
         agent = Agent(client, node=node, dataplane=dataplane)
         runner = web.AppRunner(agent.http_app(), access_log=None)

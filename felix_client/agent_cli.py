@@ -36,6 +36,8 @@ async def _main(ns: argparse.Namespace) -> int:
         stop,
         ssl_context=ssl_context,
         server_name=ns.tls_server_name or None,
+        upstream_stale_after=ns.upstream_stale_after,
+        max_snapshot_bytes=ns.max_snapshot_bytes,
     )
     return 0
 
@@ -51,6 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tls-cert-file", default="", help="this agent's certificate (PEM)")
     p.add_argument("--tls-key-file", default="", help="this agent's private key (PEM)")
     p.add_argument("--tls-server-name", default="", help="name to verify typha's certificate by")
+    p.add_argument(
+        "--upstream-stale-after",
+        type=float,
+        default=10.0,
+        help="seconds a replica may report the datastore lost before the agent moves away",
+    )
+    p.add_argument(
+        "--max-snapshot-bytes",
+        type=int,
+        default=1 << 30,
+        help="largest snapshot accepted (keys + values); a larger one is refused",
+    )
     ns = p.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, ns.log_level.upper(), logging.INFO),

@@ -4,9 +4,14 @@
         await client.wait_in_sync()
         client.state  # Mapping[key, JSON object]
 
-It reconnects by itself (shuffled addresses, jittered exponential backoff),
-offers its revision and digest in the hello so a server can resume, and checks
-the digest the server sends after every snapshot, delta and progress message.
+It reconnects by itself (shuffled addresses, jittered exponential backoff
+that resets only after a connection has been healthy for a while), offers its
+revision and digest in the hello so a server can resume, and checks the digest
+the server sends after every snapshot, delta and progress message.
+
+It watches its server too: a server silent past the ping deadline is dropped,
+and one that reports it has lost the datastore for `upstream_stale_after`
+seconds is left for another replica (a resume there, so cheap).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from felix_client.replica import Change, Replica
 from typha.errors import ConnectionTimeout, ProtocolError
 from typha.protocol import (
     ClientConnection,
+    DatastoreStatus,
+    DatastoreStatusMsg,
     Delta,
     Goodbye,
     Limits,
@@ -38,6 +45,7 @@ from typha.protocol import (
     SnapshotEnd,
     State,
 )
+from typha.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +63,45 @@ class ClientStats:
     progress: int = 0
     digest_mismatches: int = 0
     protocol_errors: int = 0
+    internal_errors: int = 0
+    stale_upstream_moves: int = 0
     bytes_received: int = 0
 
 
+# The agent pings a quiet server every 5 s and gives it 5 s to answer, so a
+# frozen or partitioned replica is noticed within 10 s.
+CLIENT_LIMITS = Limits(ping_interval=5.0, pong_timeout=5.0)
+DEFAULT_MAX_SNAPSHOT_BYTES = 1 << 30
+
+
+class _StaleUpstream(Exception):
+    """Our replica has reported the datastore lost for too long."""
+
+
 class SyncClient:
+    """Keeps a verified replica of a typha server's state.
+
+    Use as an async context manager (or `start()` / `close()`), then
+    `await wait_in_sync()`.  `state`, `revision` and `digest` are read-only
+    views; listeners see every applied change.  `upstream_in_sync` says
+    whether the serving replica itself is in sync with the datastore.
+    """
+
     def __init__(
         self,
         addresses: str | Sequence[str],
         *,
         node: str,
-        limits: Limits = Limits(),
+        limits: Limits = CLIENT_LIMITS,
         ssl_context: ssl.SSLContext | None = None,
         server_name: str | None = None,
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         tick_interval: float = 1.0,
+        healthy_after: float = 10.0,
+        upstream_stale_after: float = 10.0,
+        max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
     ) -> None:
         self._rng = random.Random()
         self._rotation = AddressRotation(parse_addresses(addresses), self._rng)
@@ -81,6 +112,16 @@ class SyncClient:
         self._connect_timeout = connect_timeout
         self._backoff = Backoff(backoff_initial, backoff_max)
         self._tick = tick_interval
+        self._healthy_after = healthy_after
+        self._stale_initial = upstream_stale_after
+        self._stale_after = upstream_stale_after
+        self._max_snapshot_bytes = max_snapshot_bytes
+        self._snapshot_bytes = 0
+        self._avoid: str | None = None  # an address just left for being stale
+        self._upstream: DatastoreStatus | None = None
+        self._upstream_since = 0.0
+        self._in_sync_since: float | None = None
+        self._rl = RateLimitedLog(log)
         self._replica = Replica()
         self._listeners: list[Listener] = []
         self._in_sync = asyncio.Event()
@@ -99,6 +140,24 @@ class SyncClient:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def upstream_in_sync(self) -> bool:
+        """The serving replica says it is in sync with the datastore (a
+        server without the datastore-status capability is taken at its
+        word that it serves current state)."""
+        return self._connected and self._upstream in (None, DatastoreStatus.IN_SYNC)
+
+    @property
+    def upstream_status(self) -> str:
+        if not self._connected:
+            return "disconnected"
+        return self._upstream.value if self._upstream is not None else "unknown"
+
+    @property
+    def reconnect_backoff(self) -> float:
+        """Upper bound of the next reconnect delay."""
+        return self._backoff.upper
 
     @property
     def revision(self) -> int:
@@ -150,30 +209,75 @@ class SyncClient:
     # -- connection loop -------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._closed:
             host, port = self._rotation.next()
+            warn = self._rl.log
             try:
                 await self._session(host, port)
             except (OSError, TimeoutError) as exc:
                 self.stats.connect_failures += 1
-                log.debug("%s: %s:%d unreachable: %s", self.node, host, port, exc)
+                warn(
+                    logging.INFO,
+                    "unreachable",
+                    "%s: %s:%d unreachable: %s",
+                    self.node,
+                    host,
+                    port,
+                    exc,
+                )
             except ProtocolError as exc:
                 self.stats.protocol_errors += 1
-                log.warning("%s: protocol error from %s:%d: %s", self.node, host, port, exc)
+                warn(
+                    logging.WARNING,
+                    "proto",
+                    "%s: protocol error from %s:%d: %s",
+                    self.node,
+                    host,
+                    port,
+                    exc,
+                )
                 self._replica.forget_revision()
             except DigestMismatch as exc:
                 self.stats.digest_mismatches += 1
-                log.warning("%s: %s; resyncing with a full snapshot", self.node, exc)
+                warn(
+                    logging.WARNING,
+                    "digest",
+                    "%s: %s; resyncing with a full snapshot",
+                    self.node,
+                    exc,
+                )
                 self._replica.forget_revision()
             except ServerMisbehaved as exc:
                 self.stats.protocol_errors += 1
-                log.warning("%s: %s; resyncing", self.node, exc)
+                warn(logging.WARNING, "misbehaved", "%s: %s; resyncing", self.node, exc)
                 self._replica.forget_revision()
             except ConnectionTimeout as exc:
-                log.info("%s: connection to %s:%d timed out (%s)", self.node, host, port, exc)
+                warn(
+                    logging.WARNING,
+                    "timeout",
+                    "%s: connection to %s:%d timed out (%s)",
+                    self.node,
+                    host,
+                    port,
+                    exc,
+                )
+            except _StaleUpstream as exc:
+                self.stats.stale_upstream_moves += 1
+                warn(logging.WARNING, "stale", "%s: %s; moving to another replica", self.node, exc)
+            except Exception:
+                # A bug of ours must not end the session loop for good.
+                self.stats.internal_errors += 1
+                log.exception("%s: internal error in the sync session; reconnecting", self.node)
+                self._replica.forget_revision()
             finally:
                 self._connected = False
                 self._in_sync.clear()
+                self._replica.abandon_snapshot()
+            if self._in_sync_since is not None:
+                if loop.time() - self._in_sync_since >= self._healthy_after:
+                    self._backoff.reset()
+                self._in_sync_since = None
             if not self._closed:
                 await asyncio.sleep(self._backoff.delay())
 
@@ -190,7 +294,12 @@ class SyncClient:
     async def _session(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         last_error: OSError | None = None
-        for ip in await self._resolve(host, port):
+        ips = await self._resolve(host, port)
+        if self._avoid is not None and len(ips) > 1 and self._avoid in ips:
+            ips.remove(self._avoid)
+            ips.append(self._avoid)  # only if every other address fails
+        self._avoid = None
+        for ip in ips:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(
@@ -208,6 +317,8 @@ class SyncClient:
         else:
             raise last_error or OSError(f"{host} has no addresses")
         self.server = f"{host}:{port}" if ip == host else f"{host}({ip}):{port}"
+        self._upstream = None
+        self._snapshot_bytes = 0
         replica = self._replica
         core = ClientConnection(
             node=self.node,
@@ -221,7 +332,9 @@ class SyncClient:
             self.stats.connects += 1
             while core.state is not State.CLOSED:
                 try:
-                    data = await asyncio.wait_for(reader.read(1 << 18), self._tick)
+                    # Not wait_for: on 3.11 it can swallow a racing cancel.
+                    async with asyncio.timeout(self._tick):
+                        data = await reader.read(1 << 18)
                 except TimeoutError:
                     data = None
                 now = loop.time()
@@ -232,12 +345,13 @@ class SyncClient:
                     self.stats.bytes_received += len(data)
                     try:
                         for msg in core.receive_data(data, now):
-                            self._handle(msg)
+                            self._handle(msg, now)
                     finally:
                         self._flush(core, writer)
                 core.tick(now)
                 self._flush(core, writer)
                 await writer.drain()
+                self._check_upstream(ip, now, core)
         finally:
             self._flush(core, writer)
             writer.close()
@@ -250,24 +364,56 @@ class SyncClient:
         if out and not writer.is_closing():
             writer.write(b"".join(out))
 
-    def _handle(self, msg: Message) -> None:
+    def _check_upstream(self, ip: str, now: float, core: ClientConnection) -> None:
+        """Leave a replica that has reported the datastore lost for longer
+        than the (growing) stale limit; resume elsewhere."""
+        status = self._upstream
+        if status is None or status is DatastoreStatus.IN_SYNC or not self._in_sync.is_set():
+            return
+        if now - self._upstream_since < self._stale_after:
+            return
+        waited = now - self._upstream_since
+        # If the others are stale too (the datastore itself is down), hop
+        # less and less often.
+        self._stale_after = min(self._stale_after * 2, 300.0)
+        self._avoid = ip
+        core.close("upstream_stale")
+        raise _StaleUpstream(f"{self.server} has reported {status.value!r} for {waited:.0f}s")
+
+    def _mark_in_sync(self, now: float) -> None:
+        self._in_sync.set()
+        if self._in_sync_since is None:
+            self._in_sync_since = now
+
+    def _handle(self, msg: Message, now: float) -> None:
         replica = self._replica
         if isinstance(msg, ServerHello):
             self._connected = True
-            self._backoff.reset()
             if msg.sync == "snapshot":
                 replica.begin_snapshot()
             else:
                 # The server checked our revision and digest against its
                 # history; what changed since follows as ordinary deltas.
                 self.stats.resumes += 1
-                self._in_sync.set()
+                self._mark_in_sync(now)
+        elif isinstance(msg, DatastoreStatusMsg):
+            if msg.status is not self._upstream:
+                log.info("%s: %s reports datastore %s", self.node, self.server, msg.status.value)
+                self._upstream = msg.status
+                self._upstream_since = now
+            if msg.status is DatastoreStatus.IN_SYNC:
+                self._stale_after = self._stale_initial
         elif isinstance(msg, SnapshotChunk):
+            self._snapshot_bytes += sum(len(k) + len(v) for k, v in msg.entries)
+            if self._snapshot_bytes > self._max_snapshot_bytes:
+                raise ServerMisbehaved(
+                    f"snapshot from {self.server} exceeds {self._max_snapshot_bytes} bytes"
+                )
             replica.add_chunk(msg.entries)
         elif isinstance(msg, SnapshotEnd):
             changes = replica.end_snapshot(msg.revision, msg.digest)
             self.stats.snapshots += 1
-            self._in_sync.set()
+            self._mark_in_sync(now)
             self._notify(changes)
         elif isinstance(msg, Delta):
             changes = replica.apply_delta(msg.revision, msg.updates, msg.digest)

@@ -42,6 +42,10 @@ class Replica:
     def begin_snapshot(self) -> None:
         self._staging = {}
 
+    def abandon_snapshot(self) -> None:
+        """Drop a snapshot that will not be completed (frees its memory)."""
+        self._staging = None
+
     def add_chunk(self, entries: Iterable[tuple[str, bytes]]) -> None:
         if self._staging is None:
             self._staging = {}

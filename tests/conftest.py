@@ -40,6 +40,15 @@ def http_text(url: str, timeout: float = 2.0) -> str:
         return str(resp.read().decode())
 
 
+def metric(text: str, line_start: str) -> float:
+    """The value of the first Prometheus sample line starting with
+    `line_start` (name and labels), 0 if there is none."""
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def wait_until(pred: Callable[[], bool], what: str, limit: float = 60.0) -> None:
     """Poll `pred` until true.  `limit` only bounds a broken run; tests never
     assert on how long it took."""
@@ -131,10 +140,21 @@ def start_typha(
     return p, agent_port, http_port
 
 
-def start_felix_agent(procs: Callable[..., Proc], typha: str, node: str) -> tuple[Proc, int]:
+def start_felix_agent(
+    procs: Callable[..., Proc], typha: str, node: str, *extra: str
+) -> tuple[Proc, int]:
     """`felix-agent` with its status port on a free port; returns (process, port)."""
     port = free_port()
-    p = procs("felix-agent", "--typha", typha, "--node", node, "--http-listen", f"127.0.0.1:{port}")
+    p = procs(
+        "felix-agent",
+        "--typha",
+        typha,
+        "--node",
+        node,
+        "--http-listen",
+        f"127.0.0.1:{port}",
+        *extra,
+    )
     return p, port
 
 
@@ -144,6 +164,7 @@ __all__ = [
     "free_port",
     "http_json",
     "http_text",
+    "metric",
     "start_felix_agent",
     "start_typha",
     "wait_until",

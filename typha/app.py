@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from typing import Any
@@ -16,10 +15,11 @@ from typha.encoding import FrameEncoder
 from typha.etcd_client import EtcdConnection
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
-from typha.protocol import Limits
+from typha.protocol import DatastoreStatus, Limits
 from typha.rebalance import Rebalancer
 from typha.server import AgentServer, ServerLimits
 from typha.source_check import SourceCheck
+from typha.supervisor import Supervisor
 from typha.syncer import Syncer
 from typha.tls import PeerPolicy, server_context
 
@@ -50,10 +50,13 @@ class TyphaApp:
             config.prefix,
             self.cache,
             self._on_change,
+            on_status=self._on_status,
             page_size=config.list_page_size,
             batch_window=config.batch_window,
             backfill_revisions=config.history_backfill_revisions,
+            watch_timeout=config.etcd_watch_timeout,
         )
+        self.supervisor = Supervisor()
         self.source_check = SourceCheck(
             lambda: EtcdConnection(etcd_options),
             config.prefix,
@@ -61,12 +64,9 @@ class TyphaApp:
             self.syncer,
             config.source_check_interval,
         )
-        self._check_task: asyncio.Task[None] | None = None
-        self._rebalance_task: asyncio.Task[None] | None = None
         self.rebalancer: Rebalancer | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(TyphaCollector(self))
-        self._sync_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.agent_port = 0
         self.http_port = 0
@@ -75,8 +75,12 @@ class TyphaApp:
         if self.server is not None:
             self.server.notify()
 
+    def _on_status(self, status: DatastoreStatus) -> None:
+        if self.server is not None:
+            self.server.set_datastore_status(status)
+
     def ready(self) -> bool:
-        serving = self.syncer.in_sync and self.syncer.listed
+        serving = self.syncer.in_sync and self.syncer.listed and self.supervisor.healthy
         return serving and not (self.server is not None and self.server.draining)
 
     def status(self) -> dict[str, Any]:
@@ -87,9 +91,12 @@ class TyphaApp:
             "keys": len(self.cache.current),
             "digest": self.cache.digest_hex,
             "connections": len(server.connections) if server else 0,
+            "tls_handshakes_pending": len(server.tls_pending) if server else 0,
             "server_id": self.config.server_id,
             "etcd_errors": self.syncer.stats.errors,
             "invalid_values": sum(self.syncer.stats.invalid.values()),
+            "datastore_status": self.syncer.status.value,
+            "tasks_down": sorted(self.supervisor.down),
         }
 
     async def start(self) -> None:
@@ -101,11 +108,18 @@ class TyphaApp:
             self.cache,
             server_id=cfg.server_id,
             ready=lambda: self.syncer.listed,
+            ssl_context=ssl_context,
             proto_limits=Limits(
                 max_frame=cfg.max_frame_bytes,
                 handshake_timeout=cfg.handshake_timeout,
                 idle_timeout=cfg.idle_timeout,
                 ping_interval=cfg.ping_interval,
+                pong_timeout=cfg.pong_timeout,
+                max_inbound_frame=cfg.max_inbound_frame_bytes,
+                accept_compressed=False,
+                inbound_msgs_per_sec=cfg.max_client_msgs_per_sec,
+                inbound_burst=cfg.max_client_msg_burst,
+                partial_frame_timeout=cfg.handshake_timeout,
             ),
             limits=ServerLimits(
                 max_connections=cfg.max_connections,
@@ -119,8 +133,11 @@ class TyphaApp:
         sock = bind_socket(cfg.http_listen.host, cfg.http_listen.port)
         self.http_port = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
-        self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port, ssl_context)
-        self._sync_task = asyncio.create_task(self.syncer.run(), name="syncer")
+        self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port)
+        self.server.set_datastore_status(self.syncer.status)
+        sup = self.supervisor
+        sup.start("syncer", self.syncer.run)
+        sup.start("fanout-ticker", self.server.run_ticker)
         if cfg.rebalance_interval > 0:
             self.rebalancer = Rebalancer(
                 lambda: EtcdConnection(self.etcd_options),
@@ -130,9 +147,9 @@ class TyphaApp:
                 interval=cfg.rebalance_interval,
                 tolerance=cfg.rebalance_tolerance,
             )
-            self._rebalance_task = asyncio.create_task(self.rebalancer.run(), name="rebalance")
+            sup.start("rebalancer", self.rebalancer.run)
         if cfg.source_check_interval > 0:
-            self._check_task = asyncio.create_task(self.source_check.run(), name="source-check")
+            sup.start("source-check", self.source_check.run)
         log.info(
             "typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
             cfg.server_id,
@@ -151,10 +168,7 @@ class TyphaApp:
             await self.server.drain(self.config.shutdown_timeout)
 
     async def stop(self) -> None:
-        for task in (self._rebalance_task, self._check_task, self._sync_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await self.supervisor.stop()
         if self.server is not None:
             await self.server.close()
         if self._runner is not None:

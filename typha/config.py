@@ -65,6 +65,11 @@ class ServeConfig:
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0
     ping_interval: float = 10.0
+    pong_timeout: float = 10.0
+    max_inbound_frame_bytes: int = 64 * 1024
+    max_client_msgs_per_sec: float = 50.0
+    max_client_msg_burst: int = 200
+    etcd_watch_timeout: float = 10.0
     log_level: str = "INFO"
     batch_window: float = 0.005
     history_max_batches: int = 10_000
@@ -141,6 +146,20 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("handshake-timeout", "10", "seconds an agent has to send its hello")
     add("idle-timeout", "60", "seconds of silence before a connection is dropped")
     add("ping-interval", "10", "seconds of silence before a ping is sent")
+    add("pong-timeout", "10", "seconds an agent has to answer a ping")
+    add(
+        "max-inbound-frame-bytes",
+        str(64 * 1024),
+        "largest frame accepted from an agent (agents send only small control messages)",
+    )
+    add("max-client-msgs-per-sec", "50", "messages per second an agent may send, sustained")
+    add("max-client-msg-burst", "200", "messages an agent may send in a burst")
+    add(
+        "etcd-watch-timeout",
+        "10",
+        "seconds the etcd watch may stay silent (no event, no answer to a progress request) "
+        "before the replica counts etcd as lost",
+    )
     add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     add("batch-window", "0.005", "seconds to gather etcd events into one batch")
     add("history-max-batches", "10000", "delta batches kept for catch-up and resume")
@@ -229,6 +248,11 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         handshake_timeout=_num(ns, "handshake-timeout", float, 0.1),
         idle_timeout=_num(ns, "idle-timeout", float, 0.1),
         ping_interval=_num(ns, "ping-interval", float, 0.05),
+        pong_timeout=_num(ns, "pong-timeout", float, 0.1),
+        max_inbound_frame_bytes=int(_num(ns, "max-inbound-frame-bytes", int, 1024)),
+        max_client_msgs_per_sec=_num(ns, "max-client-msgs-per-sec", float, 1.0),
+        max_client_msg_burst=int(_num(ns, "max-client-msg-burst", int, 10)),
+        etcd_watch_timeout=_num(ns, "etcd-watch-timeout", float, 1.0),
         log_level=level,
         batch_window=_num(ns, "batch-window", float, 0.0),
         history_max_batches=int(_num(ns, "history-max-batches", int, 1)),

@@ -6,7 +6,8 @@ TyphaError                    base of everything below
 ├── ProtocolError             remote misbehaviour on the agent wire protocol
 │   ├── FrameTooLarge         a length prefix above the negotiated maximum
 │   ├── MalformedMessage      a frame whose header or msgpack body is not what the spec says
-│   └── HandshakeError        a hello that is missing, late, repeated or incompatible
+│   ├── HandshakeError        a hello that is missing, late, repeated or incompatible
+│   └── RateLimited           more messages than the per-connection budget allows
 ├── ConnectionTimeout         the peer went silent past the handshake or idle timeout
 ├── DatastoreError            etcd could not be reached or answered something unusable
 └── SelectorError             a label selector that does not parse (names the position)
@@ -48,6 +49,10 @@ class HandshakeError(ProtocolError):
     code = "handshake"
 
 
+class RateLimited(ProtocolError):
+    code = "rate_limited"
+
+
 class ConnectionTimeout(TyphaError):
     """The peer was silent for longer than the protocol allows."""
 
@@ -64,7 +69,8 @@ class SelectorError(TyphaError):
     """A Calico label selector that does not parse."""
 
     def __init__(self, text: str, position: int, message: str) -> None:
-        super().__init__(f"bad selector {text!r} at {position}: {message}")
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        super().__init__(f"bad selector {shown!r} at {position}: {message}")
         self.text = text
         self.position = position
         self.message = message

@@ -16,7 +16,11 @@ from typing import Any
 import grpc
 import grpc.aio
 from etcd3aio import prefix_range_end
-from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub  # no public raw stream
+from etcd3aio._protobuf import (  # no public raw stream
+    WatchCreateRequest,
+    WatchRequest,
+    WatchStub,
+)
 from etcd3aio.auth import AuthService
 from etcd3aio.connections import ConnectionManager
 from etcd3aio.kv import KVService, SortOrder, SortTarget
@@ -70,6 +74,55 @@ class EtcdOptions:
 
 TXN_MAX_OPS = 128  # etcd's default --max-txn-ops
 MAX_MESSAGE = 512 * 1024 * 1024
+# HTTP/2 pings on the channel while a call (the watch) is open: a frozen or
+# partitioned etcd fails the call within KEEPALIVE_TIME + KEEPALIVE_TIMEOUT
+# instead of never.  etcd refuses pings more often than every 5 s
+# (--grpc-keepalive-min-time) and pings without an open call.
+KEEPALIVE_TIME_MS = 10_000
+KEEPALIVE_TIMEOUT_MS = 5_000
+
+
+class WatchStream:
+    """One open watch: iterate it for WatchBatches; `request_progress()` asks
+    etcd for a progress response, which etcd sends only once every event up
+    to the revision it names has been sent on this stream."""
+
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], create: Any) -> None:
+        self._requests: asyncio.Queue[Any] = asyncio.Queue()
+        self._requests.put_nowait(WatchRequest(create_request=create))
+        self._call = stub.Watch(self._request_iter(), metadata=metadata or None)
+
+    async def _request_iter(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self._requests.get()
+
+    def request_progress(self) -> None:
+        self._requests.put_nowait(WatchRequest(progress_request={}))
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[WatchBatch]:
+        try:
+            async for resp in self._call:
+                yield WatchBatch(
+                    header_revision=resp.header.revision,
+                    events=[
+                        WatchEvent(
+                            ev.type == EVENT_DELETE, ev.kv.key, ev.kv.value, ev.kv.mod_revision
+                        )
+                        for ev in resp.events
+                    ],
+                    compact_revision=resp.compact_revision,
+                    created=resp.created,
+                    canceled=resp.canceled,
+                    cancel_reason=resp.cancel_reason,
+                )
+        except grpc.aio.AioRpcError as exc:
+            raise DatastoreError(f"watch stream broke: {exc.code().name} {exc.details()}") from exc
+        finally:
+            self._call.cancel()
+        raise DatastoreError("watch stream ended")
 
 
 class EtcdConnection:
@@ -93,6 +146,14 @@ class EtcdConnection:
         # large responses; gRPC's default 4 MiB limit would break the stream
         # on every retry.
         self._manager.grpc_options.append(("grpc.max_receive_message_length", MAX_MESSAGE))
+        self._manager.grpc_options.extend(
+            [
+                ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+                ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                ("grpc.keepalive_permit_without_calls", 0),
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
+        )
         self._channel: grpc.aio.Channel = self._manager.get_channel(
             ca_cert=opts.ca_cert,
             cert_chain=opts.cert_chain,
@@ -216,40 +277,15 @@ class EtcdConnection:
                 return revision, items, pages
             start = page[-1].key + b"\0"
 
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchBatch]:
+    def watch(self, prefix: str, start_revision: int) -> WatchStream:
         """One watch stream on `prefix` from `start_revision`, with progress
-        notifications.  Ends by raising DatastoreError when the stream breaks."""
+        notifications.  Iterating it ends by raising DatastoreError when the
+        stream breaks."""
         key = prefix.encode()
-
-        async def requests() -> AsyncIterator[Any]:
-            yield WatchRequest(
-                create_request=WatchCreateRequest(
-                    key=key,
-                    range_end=prefix_range_end(key),
-                    start_revision=start_revision,
-                    progress_notify=True,
-                )
-            )
-            await asyncio.Future()  # keep the request side open until cancelled
-
-        call = self._watch_stub.Watch(requests(), metadata=self._metadata or None)
-        try:
-            async for resp in call:
-                yield WatchBatch(
-                    header_revision=resp.header.revision,
-                    events=[
-                        WatchEvent(
-                            ev.type == EVENT_DELETE, ev.kv.key, ev.kv.value, ev.kv.mod_revision
-                        )
-                        for ev in resp.events
-                    ],
-                    compact_revision=resp.compact_revision,
-                    created=resp.created,
-                    canceled=resp.canceled,
-                    cancel_reason=resp.cancel_reason,
-                )
-        except grpc.aio.AioRpcError as exc:
-            raise DatastoreError(f"watch stream broke: {exc.code().name} {exc.details()}") from exc
-        finally:
-            call.cancel()
-        raise DatastoreError("watch stream ended")
+        create = WatchCreateRequest(
+            key=key,
+            range_end=prefix_range_end(key),
+            start_revision=start_revision,
+            progress_notify=True,
+        )
+        return WatchStream(self._watch_stub, self._metadata, create)

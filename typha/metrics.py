@@ -15,8 +15,10 @@ from prometheus_client.registry import Collector
 
 from snapshot import SnapshotCache
 from typha.encoding import FrameEncoder
+from typha.protocol import DatastoreStatus
 from typha.server import AgentServer, ServerStats
 from typha.source_check import SourceCheck
+from typha.supervisor import Supervisor
 from typha.syncer import Syncer
 
 
@@ -33,6 +35,8 @@ class Source(Protocol):
     def encoder(self) -> FrameEncoder: ...
     @property
     def source_check(self) -> SourceCheck: ...
+    @property
+    def supervisor(self) -> Supervisor: ...
 
 
 Getter = Callable[[Source], float]
@@ -41,6 +45,16 @@ GAUGES: list[tuple[str, str, Getter]] = [
     ("typha_in_sync", "1 while the watch on etcd is established", lambda a: a.syncer.in_sync),
     ("typha_revision", "etcd revision the cache reflects", lambda a: a.cache.revision),
     ("typha_keys", "keys in the synced state", lambda a: len(a.cache.current)),
+    (
+        "typha_etcd_retry_backoff_seconds",
+        "upper bound of the next etcd retry delay (grows while failures repeat)",
+        lambda a: a.syncer.backoff.current,
+    ),
+    (
+        "typha_tasks_down",
+        "supervised tasks currently down (waiting to be restarted)",
+        lambda a: len(a.supervisor.down),
+    ),
     (
         "typha_history_batches",
         "delta batches held in history",
@@ -119,6 +133,16 @@ COUNTERS: list[tuple[str, str, Getter]] = [
         lambda a: a.syncer.stats.progress_notifies,
     ),
     (
+        "typha_etcd_progress_requests",
+        "progress requests sent on a quiet etcd watch",
+        lambda a: a.syncer.stats.progress_requests,
+    ),
+    (
+        "typha_etcd_watch_stalls",
+        "watches abandoned because etcd stayed silent past --etcd-watch-timeout",
+        lambda a: a.syncer.stats.watch_stalls,
+    ),
+    (
         "typha_etcd_compactions",
         "watches that hit a compacted revision",
         lambda a: a.syncer.stats.compactions,
@@ -135,6 +159,11 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
         "typha_max_client_lag_seconds",
         "longest time an agent has not been taking our writes",
         lambda a: a.server.max_lag() if a.server else 0.0,
+    ),
+    (
+        "typha_tls_handshakes_pending",
+        "TLS connections accepted and not through their handshake (count against the limit)",
+        lambda a: len(a.server.tls_pending) if a.server else 0,
     ),
     ("typha_draining", "1 while shutting down", lambda a: bool(a.server and a.server.draining)),
 ]
@@ -161,6 +190,16 @@ SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
         lambda a: _st(a).resume_refused,
     ),
     ("typha_fanouts", "fan-out passes over the connections", lambda a: _st(a).fanouts),
+    (
+        "typha_tls_handshake_failures",
+        "agent connections whose TLS handshake failed or timed out",
+        lambda a: _st(a).tls_handshake_failures,
+    ),
+    (
+        "typha_internal_errors",
+        "connections dropped by an internal error (a bug: see the ERROR log)",
+        lambda a: _st(a).internal_errors,
+    ),
 ]
 
 
@@ -191,6 +230,20 @@ class TyphaCollector(Collector):
             "reason",
             app.syncer.stats.invalid,
         )
+        yield _labeled(
+            "typha_task_failures",
+            "supervised tasks that died and were restarted, by task",
+            "task",
+            app.supervisor.failures,
+        )
+        status = GaugeMetricFamily(
+            "typha_datastore_status",
+            "1 for the replica's current standing with the datastore",
+            labels=["status"],
+        )
+        for value in DatastoreStatus:
+            status.add_metric([value.value], float(app.syncer.status is value))
+        yield status
         if app.server is None:
             return
         for name, help_, get in SERVER_GAUGES:

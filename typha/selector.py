@@ -8,7 +8,10 @@
            | LABEL 'contains' STRING | LABEL 'starts' 'with' STRING | LABEL 'ends' 'with' STRING
 
 An empty selector means all().  `parse` raises SelectorError naming the
-position of the problem.  Parsed selectors are immutable and hashable, and
+position of the problem.  Selectors come from the datastore, so their size is
+bounded (MAX_LENGTH characters, MAX_DEPTH levels of `!` and parentheses): the
+parser, matcher and printer recurse, and a hostile value must fail validation
+rather than reach Python's recursion limit.  Parsed selectors are immutable and hashable, and
 `str()` gives a canonical text, so equal selectors can share an IP set.
 """
 
@@ -22,6 +25,9 @@ from functools import lru_cache
 from typha.errors import SelectorError
 
 Labels = Mapping[str, str]
+
+MAX_LENGTH = 4096
+MAX_DEPTH = 32
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -182,6 +188,7 @@ class _Parser:
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int]:
         if self.i < len(self.tokens):
@@ -220,11 +227,17 @@ class _Parser:
 
     def unary(self) -> Selector:
         kind, v, pos = self.take()
-        if kind == "op" and v == "!":
-            return Not(self.unary())
-        if kind == "op" and v == "(":
-            inner = self.expr()
-            self.expect(")")
+        if kind == "op" and v in ("!", "("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise SelectorError(self.text, pos, f"nested deeper than {MAX_DEPTH} levels")
+            inner: Selector
+            if v == "!":
+                inner = Not(self.unary())
+            else:
+                inner = self.expr()
+                self.expect(")")
+            self.depth -= 1
             return inner
         if kind != "word":
             raise SelectorError(
@@ -279,6 +292,8 @@ class _Parser:
 def parse(text: str) -> Selector:
     """Parse a selector; raises SelectorError.  Results are cached: policies
     repeat the same few selectors many times."""
+    if len(text) > MAX_LENGTH:
+        raise SelectorError(text[:40] + "...", MAX_LENGTH, f"longer than {MAX_LENGTH} characters")
     if not text.strip():
         return All()
     p = _Parser(text)

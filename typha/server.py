@@ -27,6 +27,9 @@ from typha.protocol import (
     CAP_RESUME,
     CAP_ZSTD,
     ClientHello,
+    Codec,
+    DatastoreStatus,
+    DatastoreStatusMsg,
     Limits,
     Progress,
     ServerConnection,
@@ -49,6 +52,8 @@ class ServerStats:
     batches_sent: int = 0
     bytes_sent: int = 0
     fanouts: int = 0
+    tls_handshake_failures: int = 0
+    internal_errors: int = 0
     closed: Counter[str] = field(default_factory=Counter)
     protocol_errors: Counter[str] = field(default_factory=Counter)
 
@@ -80,14 +85,23 @@ class AgentProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
+        # On a TLS port this runs once the handshake is done.
         self.transport = cast(asyncio.Transport, transport)
         server = self.server
+        server.handshake_done(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.transport.set_write_buffer_limits(high=server.limits.write_high_water)
         self.core = ServerConnection(
             server_id=server.server_id, now=server.now(), limits=server.proto_limits
         )
+        self._established()
+
+    def _established(self) -> None:
+        """A transport we can speak the protocol on (plain, or after TLS)."""
+        server = self.server
+        transport = self.transport
+        assert transport is not None
+        transport.set_write_buffer_limits(high=server.limits.write_high_water)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             refusal = server.peer_policy.check(ssl_object.getpeercert())
@@ -108,9 +122,13 @@ class AgentProtocol(asyncio.Protocol):
             self.server.protocol_error(self, exc)
             self.flush()
             return
-        for msg in msgs:
-            if isinstance(msg, ClientHello):
-                self.server.hello(self)
+        try:
+            for msg in msgs:
+                if isinstance(msg, ClientHello):
+                    self.server.hello(self)
+        except Exception:
+            self.server.internal_error(self, "hello")
+            return
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -121,10 +139,16 @@ class AgentProtocol(asyncio.Protocol):
         self.server.unregister(self, reason)
 
     def pause_writing(self) -> None:
+        # Stop reading too: a peer that sends but never reads would otherwise
+        # have us queue replies (PONGs) without bound.
         self.paused_since = self.server.now()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused_since = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         if self._snapshot is not None:
             self._pump_snapshot()
         else:
@@ -151,7 +175,7 @@ class AgentProtocol(asyncio.Protocol):
                 # Same state as ours, whatever lies between the revisions
                 # (this replica may have no history reaching back that far):
                 # a progress message brings the client's revision forward.
-                core.accept(sync="resume")
+                self._accept("resume")
                 server.stats.resumes += 1
                 self.seq = cache.seq
                 if hello.revision < cache.revision:
@@ -175,14 +199,14 @@ class AgentProtocol(asyncio.Protocol):
                 if server.now() < self.wait_until:
                     return False
             if seq is not None:
-                core.accept(sync="resume")
+                self._accept("resume")
                 server.stats.resumes += 1
                 self.seq = seq
                 self.catch_up({})
                 self.flush()  # the hello, if there was nothing to catch up
                 return True
             server.stats.resume_refused += 1
-        core.accept(sync="snapshot")
+        self._accept("snapshot")
         snap, frames = cache.snapshot_frames(compressed=CAP_ZSTD in core.caps)
         self.seq = snap.seq
         self._snapshot = frames
@@ -190,6 +214,20 @@ class AgentProtocol(asyncio.Protocol):
         server.stats.snapshots_sent += 1
         self._pump_snapshot()
         return True
+
+    def _accept(self, sync: str) -> None:
+        core = self.core
+        assert core is not None
+        core.accept(sync=sync)
+        if core.wants_datastore_status:
+            core.send_frames((self.server.status_frame,))
+
+    def send_status(self, frame: bytes) -> None:
+        """Queue a datastore-status frame if this client takes them."""
+        core = self.core
+        if core is not None and core.state is State.OPEN and core.wants_datastore_status:
+            core.send_frames((frame,))
+            self.flush()
 
     def _pump_snapshot(self) -> None:
         """Write snapshot frames until the socket pushes back or all are sent."""
@@ -284,8 +322,14 @@ class AgentProtocol(asyncio.Protocol):
             return
         data = core.data_to_send()
         if data:
-            self.server.stats.bytes_sent += sum(len(d) for d in data)
+            server = self.server
+            server.stats.bytes_sent += sum(len(d) for d in data)
             transport.write(data[0] if len(data) == 1 else b"".join(data))
+            # Replies to the peer (PONGs, GOODBYEs) count against the same
+            # buffer limit as the stream.
+            if transport.get_write_buffer_size() > server.limits.max_buffer_bytes:
+                self.abort("slow_client")
+                return
         if core.state is State.CLOSED:
             transport.close()
 
@@ -303,8 +347,10 @@ class AgentServer:
         limits: ServerLimits = ServerLimits(),
         peer_policy: PeerPolicy = PeerPolicy(),
         tick_interval: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.cache = cache
+        self.ssl_context = ssl_context
         self.server_id = server_id
         self.proto_limits = proto_limits
         self.limits = limits
@@ -315,28 +361,66 @@ class AgentServer:
         self._waiting: set[AgentProtocol] = set()
         self._fanout_scheduled = False
         self._server: asyncio.AbstractServer | None = None
-        self._ticker: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         self.draining = False
         self.stats = ServerStats()
         self.rl = RateLimitedLog(log)
+        # TLS connections accepted but not through their handshake yet, with
+        # when: they count against the connection limit.  The listener's
+        # handshake timeout ends each one; entries past it are dropped here.
+        self.tls_pending: dict[AgentProtocol, float] = {}
+        self.datastore_status = DatastoreStatus.WAITING
+        self.status_frame = Codec(max_frame=proto_limits.max_frame).encode(
+            DatastoreStatusMsg(self.datastore_status)
+        )
 
     def now(self) -> float:
         return self._loop.time()
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
-        """Listen; returns the bound port (useful when `port` is 0)."""
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the bound port (useful when `port` is 0).  The
+        caller must run `run_ticker()` (supervised) alongside."""
+        tls = self.ssl_context
         self._server = await self._loop.create_server(
-            lambda: AgentProtocol(self),
+            self._new_protocol,
             host,
             port,
-            ssl=ssl_context,
+            ssl=tls,
+            ssl_handshake_timeout=self.proto_limits.handshake_timeout if tls else None,
             backlog=4096,
             reuse_address=True,
         )
-        self._ticker = asyncio.create_task(self._tick_loop())
         sockets = self._server.sockets
         return int(sockets[0].getsockname()[1])
+
+    def _new_protocol(self) -> AgentProtocol:
+        proto = AgentProtocol(self)
+        if self.ssl_context is not None:
+            self.tls_pending[proto] = self.now()
+        return proto
+
+    def handshake_done(self, conn: AgentProtocol) -> None:
+        self.tls_pending.pop(conn, None)
+
+    def _expire_handshakes(self, now: float) -> None:
+        # The listener aborted these at the handshake timeout (or they failed
+        # earlier); asyncio does not tell the protocol, so age them out.
+        limit = self.proto_limits.handshake_timeout + 1.0
+        expired = [c for c, t in self.tls_pending.items() if now - t > limit]
+        for conn in expired:
+            del self.tls_pending[conn]
+        self.stats.tls_handshake_failures += len(expired)
+
+    def set_datastore_status(self, status: DatastoreStatus) -> None:
+        """Tell every streaming client that advertised the capability."""
+        if status is self.datastore_status:
+            return
+        self.datastore_status = status
+        self.status_frame = Codec(max_frame=self.proto_limits.max_frame).encode(
+            DatastoreStatusMsg(status)
+        )
+        for conn in tuple(self.connections):
+            conn.send_status(self.status_frame)
 
     def max_lag(self) -> float:
         now = self.now()
@@ -373,19 +457,17 @@ class AgentServer:
 
     async def close(self) -> None:
         await self.drain(0.0)
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     # -- connection bookkeeping ----------------------------------------------
 
-    def register(self, conn: AgentProtocol) -> None:
+    def register(self, conn: AgentProtocol) -> bool:
+        """Count the connection, or refuse it (and say False)."""
         if self.draining:
             conn.close("shutdown")
-            return
-        if len(self.connections) >= self.limits.max_connections:
+            return False
+        if len(self.connections) + len(self.tls_pending) >= self.limits.max_connections:
             self.stats.rejected_limit += 1
             self.rl.log(
                 logging.WARNING,
@@ -395,9 +477,10 @@ class AgentServer:
                 conn.peer,
             )
             conn.close("connection_limit")
-            return
+            return False
         self.connections.add(conn)
         self.stats.accepted += 1
+        return True
 
     def unregister(self, conn: AgentProtocol, reason: str) -> None:
         if conn in self.connections:
@@ -431,7 +514,11 @@ class AgentServer:
         merged: dict[int, bytes] = {}
         target = self.cache.seq
         for conn in tuple(self.connections):
-            conn.catch_up(merged, target)
+            try:
+                conn.catch_up(merged, target)
+            except Exception:
+                # A bug must cost one connection, not the pass for everyone.
+                self.internal_error(conn, "fan-out")
 
     def _retry_waiting(self) -> None:
         if self._waiting and self._ready():
@@ -440,11 +527,22 @@ class AgentServer:
                 if not conn.start_stream():
                     self._waiting.add(conn)
 
-    async def _tick_loop(self) -> None:
+    def internal_error(self, conn: AgentProtocol, where: str) -> None:
+        self.stats.internal_errors += 1
+        log.exception("internal error in %s for %s; dropping that connection", where, conn.peer)
+        conn.abort("internal_error")
+
+    async def run_ticker(self) -> None:
+        """Pings, timeouts, history trimming, waiting resumes: once per
+        `tick_interval`.  Runs until cancelled."""
         while True:
             await asyncio.sleep(self._tick_interval)
             now = self.now()
             self.cache.trim(now)
+            self._expire_handshakes(now)
             for conn in list(self.connections):
-                conn.tick(now)
+                try:
+                    conn.tick(now)
+                except Exception:
+                    self.internal_error(conn, "tick")
             self._retry_waiting()

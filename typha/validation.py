@@ -3,6 +3,14 @@
 `validate(key, raw)` returns the value's canonical JSON bytes, or raises
 InvalidValue with a short `reason` used as the metric label.  Anything that
 fails is treated as absent from the state.
+
+`validate` is total: whatever a value does to the code that reads it (nesting
+past what the canonical encoder accepts, a number Python refuses to convert, a
+bug of ours), the outcome is InvalidValue, never another exception.  The
+syncer and everything that reads etcd directly (`admit`) rely on that: one
+value must never stop the server following the datastore.  Sizes are bounded
+explicitly (MAX_DEPTH, selector limits, port digits) so no recursion limit
+decides what is valid.
 """
 
 from __future__ import annotations
@@ -32,6 +40,11 @@ V3_KINDS: dict[str, tuple[str, bool]] = {
 }
 BLOCK_PREFIX = "ipam/v2/assignment/ipv4/block/"
 
+# Deepest JSON nesting accepted.  Real Calico objects nest under 10 levels;
+# the canonical encoder refuses anything past 254, and the agent's code
+# recurses over rule structures.
+MAX_DEPTH = 64
+
 
 class InvalidValue(Exception):
     def __init__(self, reason: str, detail: str) -> None:
@@ -47,18 +60,50 @@ class Validated:
 
 
 def validate(key: str, raw: bytes, prefix: str = "/calico/") -> Validated:
+    """The value's canonical form, or InvalidValue (and nothing else)."""
+    try:
+        return _validate(key, raw, prefix)
+    except InvalidValue:
+        raise
+    except Exception as exc:  # see the module docstring: validate is total
+        raise InvalidValue("unprocessable", f"{type(exc).__name__}: {str(exc)[:120]}") from None
+
+
+def admit(raw_key: bytes, raw_value: bytes, prefix: str) -> tuple[str, bytes]:
+    """(key, canonical value) for a datastore entry, or InvalidValue.  The
+    one gate every reader of etcd uses, so they all agree on the state."""
+    try:
+        key = raw_key.decode()
+    except UnicodeDecodeError:
+        raise InvalidValue("key_not_utf8", f"key {raw_key[:80]!r} is not UTF-8") from None
+    return key, validate(key, raw_value, prefix).canonical
+
+
+def _validate(key: str, raw: bytes, prefix: str) -> Validated:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidValue("not_json", str(exc)[:120]) from None
     if not isinstance(value, dict):
         raise InvalidValue("not_object", f"value is a JSON {type(value).__name__}")
+    _check_depth(value)
     rel = key[len(prefix) :] if key.startswith(prefix) else key
     if rel.startswith(V3):
         _check_v3(rel[len(V3) :], value)
     elif rel.startswith(BLOCK_PREFIX):
         _check_block(rel[len(BLOCK_PREFIX) :], value)
     return Validated(canonical_json(value), value)
+
+
+def _check_depth(value: dict[str, Any]) -> None:
+    """Iteratively, so the check itself cannot hit the recursion limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidValue("too_deep", f"nested deeper than {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
 def _check_v3(rest: str, value: dict[str, Any]) -> None:
@@ -169,11 +214,18 @@ def _port(port: Any, what: str) -> None:
         raise InvalidValue("bad_port", f"{what}: {port!r}")
     lo, sep, hi = port.partition(":")
     if not sep:
-        if lo.isdigit():
+        if _number(lo):
             _port(int(lo), what)
+        elif any(c.isdigit() for c in lo[:1]) or len(lo) > 63:
+            raise InvalidValue("bad_port", f"{what}: {port[:20]!r}")
         return  # a named port
-    if not (lo.isdigit() and hi.isdigit() and int(lo) <= int(hi) <= 65535):
-        raise InvalidValue("bad_port", f"{what}: range {port!r}")
+    if not (_number(lo) and _number(hi) and int(lo) <= int(hi) <= 65535):
+        raise InvalidValue("bad_port", f"{what}: range {port[:20]!r}")
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only, at most 5 of them ('²' is a digit to str.isdigit)."""
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
 
 
 def _check_block(name: str, value: dict[str, Any]) -> None:

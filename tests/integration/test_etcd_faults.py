@@ -154,16 +154,13 @@ async def test_compaction_while_the_watch_is_down_becomes_deltas(
     try:
         clients = await clients_factory(app.agent_port, 2)
         # Stop following etcd (as if this process hung), then churn and compact.
-        task = app._sync_task
-        assert task is not None
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await app.supervisor.cancel("syncer")
         await churn(eps, 300, seed=3)
         conn = EtcdConnection(eps)
         head = (await read_etcd_state(eps)).revision
         await conn.compact(head)
         await conn.close()
-        app._sync_task = asyncio.create_task(app.syncer.run())
+        app.supervisor.start("syncer", app.syncer.run)
 
         await converge(app, clients, eps)
         assert app.syncer.stats.compactions == 1

@@ -18,6 +18,7 @@ from tests.conftest import (
     free_port,
     http_json,
     http_text,
+    metric,
     start_felix_agent,
     start_typha,
     wait_until,
@@ -46,13 +47,6 @@ async def write_values(endpoint: str, count: int, size: int, tag: str) -> None:
             await conn.put(f"/calico/t/{i:04d}", orjson.dumps({"tag": tag, "pad": pad}))
     finally:
         await conn.close()
-
-
-def metric(text: str, line_start: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_a_sigstopped_agent_is_cut_off_and_converges_after_sigcont(

@@ -40,7 +40,7 @@ def handshake() -> tuple[ServerConnection, ClientConnection]:
 
 def test_capabilities_are_the_intersection() -> None:
     server, client = handshake()
-    assert server.caps == client.caps == frozenset({"zstd", "resume"})
+    assert server.caps == client.caps == frozenset({"zstd", "resume", "datastore_status"})
     old = ServerConnection(server_id="s", now=0.0, caps=frozenset({"zstd"}))
     old.receive_data(pipe(ClientConnection(node="n", now=0.0)), 0.0)
     assert old.caps == frozenset({"zstd"})  # never more than both offered

@@ -17,11 +17,14 @@ from typha.protocol.frames import (
     encode_frame,
 )
 from typha.protocol.messages import (
+    CAP_DATASTORE_STATUS,
     CAP_RESUME,
     CAP_ZSTD,
     PROTOCOL_VERSION,
     ClientHello,
     Codec,
+    DatastoreStatus,
+    DatastoreStatusMsg,
     Delta,
     Goodbye,
     Message,
@@ -34,6 +37,7 @@ from typha.protocol.messages import (
 )
 
 __all__ = [
+    "CAP_DATASTORE_STATUS",
     "CAP_RESUME",
     "CAP_ZSTD",
     "CLIENT_CAPS",
@@ -44,6 +48,8 @@ __all__ = [
     "ClientConnection",
     "ClientHello",
     "Codec",
+    "DatastoreStatus",
+    "DatastoreStatusMsg",
     "Delta",
     "Frame",
     "FrameDecoder",

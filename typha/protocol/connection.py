@@ -8,7 +8,7 @@ A caller must:
   * pass every received byte to `receive_data` and act on the returned messages;
   * after every call, send what `data_to_send` returns, in order;
   * call `tick(now)` at least every second or so (it sends pings and enforces
-    the handshake and idle timeouts);
+    the handshake, idle, pong and partial-frame timeouts);
   * close the transport once `state` is CLOSED and the pending bytes are sent.
 `receive_data` raises ProtocolError and `tick` raises ConnectionTimeout; in
 both cases a GOODBYE naming the reason has already been queued.
@@ -25,15 +25,18 @@ from typha.errors import (
     HandshakeError,
     MalformedMessage,
     ProtocolError,
+    RateLimited,
     UsageError,
 )
 from typha.protocol.frames import DEFAULT_MAX_FRAME, FrameDecoder
 from typha.protocol.messages import (
+    CAP_DATASTORE_STATUS,
     CAP_RESUME,
     CAP_ZSTD,
     PROTOCOL_VERSION,
     ClientHello,
     Codec,
+    DatastoreStatusMsg,
     Delta,
     Goodbye,
     Message,
@@ -45,8 +48,8 @@ from typha.protocol.messages import (
     SnapshotEnd,
 )
 
-SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME})
-CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME})
+SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS})
+CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS})
 
 
 class State(Enum):
@@ -57,19 +60,33 @@ class State(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection limits; both sides use the same knobs."""
+    """Per-connection limits; both sides use the same knobs.
+
+    `max_frame` bounds what we send (and, unless `max_inbound_frame` is set,
+    what we accept).  A server sets the inbound knobs tight: a client only
+    ever sends a hello, pongs, pings and a goodbye.
+    """
 
     max_frame: int = DEFAULT_MAX_FRAME
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0
     ping_interval: float = 10.0
+    # A ping not answered (by anything at all) within this is a dead peer.
+    pong_timeout: float = 10.0
+    max_inbound_frame: int = 0  # 0: max_frame
+    accept_compressed: bool = True
+    # Token bucket over inbound messages (0: unlimited).
+    inbound_msgs_per_sec: float = 0.0
+    inbound_burst: int = 100
+    # A frame left incomplete this long is a stalled peer (0: no limit).
+    partial_frame_timeout: float = 0.0
 
 
 class _Core:
     def __init__(self, *, now: float, limits: Limits) -> None:
         self.limits = limits
-        self.codec = Codec(max_frame=limits.max_frame)
-        self._decoder = FrameDecoder(limits.max_frame)
+        self.codec = Codec(max_frame=limits.max_frame, accept_compressed=limits.accept_compressed)
+        self._decoder = FrameDecoder(limits.max_inbound_frame or limits.max_frame)
         self._out: list[bytes] = []
         self.state = State.HANDSHAKE
         self.caps: frozenset[str] = frozenset()
@@ -79,7 +96,10 @@ class _Core:
         self._started = now
         self._last_recv = now
         self._ping_token = 0
-        self._ping_outstanding = False
+        self._ping_sent_at: float | None = None  # None: no ping outstanding
+        self._partial_since: float | None = None
+        self._tokens = float(limits.inbound_burst)
+        self._tokens_at = now
 
     # -- output ----------------------------------------------------------
 
@@ -112,10 +132,18 @@ class _Core:
             return []
         self.bytes_received += len(data)
         self._last_recv = now
-        self._ping_outstanding = False
+        self._ping_sent_at = None
         out: list[Message] = []
         try:
-            for frame in self._decoder.feed(data):
+            frames = self._decoder.feed(data)
+            if self._decoder.buffered:
+                if self._partial_since is None or frames:
+                    self._partial_since = now
+            else:
+                self._partial_since = None
+            if frames and self.limits.inbound_msgs_per_sec:
+                self._spend(len(frames), now)
+            for frame in frames:
                 msg = self.codec.decode(frame)
                 if isinstance(msg, Ping):
                     self._send(Pong(msg.token))
@@ -134,6 +162,15 @@ class _Core:
             raise
         return out
 
+    def _spend(self, n: int, now: float) -> None:
+        rate = self.limits.inbound_msgs_per_sec
+        burst = self.limits.inbound_burst
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        self._tokens -= n
+        if self._tokens < 0:
+            raise RateLimited(f"more than {rate:g} messages/s (burst {burst}) from this peer")
+
     def _check(self, msg: Message) -> None:
         raise NotImplementedError
 
@@ -143,17 +180,27 @@ class _Core:
         """Send a ping when the peer has been quiet; enforce timeouts."""
         if self.state is State.CLOSED:
             return
+        limits = self.limits
         quiet = now - self._last_recv
-        if self.state is State.HANDSHAKE and now - self._started > self.limits.handshake_timeout:
-            self.close("handshake_timeout")
-            raise ConnectionTimeout("handshake_timeout")
-        if quiet > self.limits.idle_timeout:
-            self.close("idle_timeout")
-            raise ConnectionTimeout("idle_timeout")
-        if quiet > self.limits.ping_interval and not self._ping_outstanding:
+        if self.state is State.HANDSHAKE and now - self._started > limits.handshake_timeout:
+            self._time_out("handshake_timeout")
+        if quiet > limits.idle_timeout:
+            self._time_out("idle_timeout")
+        sent = self._ping_sent_at
+        if sent is not None and limits.pong_timeout and now - sent > limits.pong_timeout:
+            self._time_out("pong_timeout")
+        partial = self._partial_since
+        stalled = partial is not None and now - partial > limits.partial_frame_timeout
+        if stalled and limits.partial_frame_timeout:
+            self._time_out("frame_timeout")
+        if quiet > limits.ping_interval and sent is None:
             self._ping_token += 1
-            self._ping_outstanding = True
+            self._ping_sent_at = now
             self._send(Ping(self._ping_token))
+
+    def _time_out(self, reason: str) -> None:
+        self.close(reason)
+        raise ConnectionTimeout(reason)
 
 
 class ServerConnection(_Core):
@@ -190,7 +237,13 @@ class ServerConnection(_Core):
             return
         raise MalformedMessage(f"unexpected {type(msg).__name__} from client")
 
+    @property
+    def wants_datastore_status(self) -> bool:
+        return CAP_DATASTORE_STATUS in self.caps
+
     def accept(self, *, sync: str = "snapshot") -> None:
+        """Queue the server hello; the caller must then queue the current
+        datastore status (if `wants_datastore_status`) and the stream."""
         if self.hello is None or self.state is not State.HANDSHAKE:
             raise UsageError("accept() needs a received hello, once")
         self._send(
@@ -248,6 +301,7 @@ class ClientConnection(_Core):
         self.in_snapshot = False
         self.synced = False
         self.revision = revision
+        self.datastore_status: DatastoreStatusMsg | None = None
         # After a resume the first batch may start before our revision (the
         # server cut its batches differently); whole values make that safe.
         self._resumed_first = False
@@ -285,7 +339,11 @@ class ClientConnection(_Core):
                 self.synced = True
                 self._resumed_first = True
             return
-        if isinstance(msg, SnapshotChunk):
+        if isinstance(msg, DatastoreStatusMsg):
+            if CAP_DATASTORE_STATUS not in self.caps:
+                raise MalformedMessage("DATASTORE_STATUS without the capability")
+            self.datastore_status = msg
+        elif isinstance(msg, SnapshotChunk):
             if not self.in_snapshot:
                 raise MalformedMessage("SNAPSHOT_CHUNK outside a snapshot")
             if self.revision and msg.revision != self.revision:

@@ -36,6 +36,7 @@ class MsgType(IntEnum):
     PING = 7
     PONG = 8
     GOODBYE = 9
+    DATASTORE_STATUS = 10
 
 
 _TYPES = frozenset(int(t) for t in MsgType)

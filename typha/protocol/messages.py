@@ -8,6 +8,7 @@ whatever arrives here came from a peer we do not trust.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import msgpack
@@ -19,6 +20,16 @@ from typha.protocol.frames import FLAG_ZSTD, Frame, MsgType, encode_frame
 PROTOCOL_VERSION = 1
 CAP_ZSTD = "zstd"
 CAP_RESUME = "resume"
+CAP_DATASTORE_STATUS = "datastore_status"
+
+
+class DatastoreStatus(Enum):
+    """How the serving replica stands with the datastore (wire values)."""
+
+    IN_SYNC = "in_sync"  # watching, caught up: what it serves is current
+    WAITING = "waiting"  # cannot reach the datastore (or its watch is stalled)
+    RESYNCING = "resyncing"  # listing again (after compaction or a failed check)
+
 
 Update = tuple[str, bytes | None]
 
@@ -137,6 +148,14 @@ class Goodbye:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class DatastoreStatusMsg:
+    """The replica's standing with the datastore; sent after the server
+    hello and on every change, to clients that advertised the capability."""
+
+    status: DatastoreStatus
+
+
 Message = (
     ClientHello
     | ServerHello
@@ -147,6 +166,7 @@ Message = (
     | Ping
     | Pong
     | Goodbye
+    | DatastoreStatusMsg
 )
 
 
@@ -161,6 +181,9 @@ class Codec:
     """
 
     max_frame: int
+    # Servers refuse compressed frames from clients: a client never needs to
+    # send one, and a few hundred bytes could expand to max_frame each.
+    accept_compressed: bool = True
     _cctx: zstandard.ZstdCompressor | None = None
     _dctx: zstandard.ZstdDecompressor | None = None
 
@@ -186,6 +209,8 @@ class Codec:
     def decode(self, frame: Frame) -> Message:
         body = frame.body
         if frame.flags & FLAG_ZSTD:
+            if not self.accept_compressed:
+                raise MalformedMessage(f"compressed {frame.type.name} not accepted from this peer")
             if self._dctx is None:
                 self._dctx = zstandard.ZstdDecompressor()
             try:
@@ -260,6 +285,8 @@ def _to_wire(msg: Message) -> tuple[MsgType, int, bytes]:
             return MsgType.PONG, 0, pack({"token": msg.token})
         case Goodbye():
             return MsgType.GOODBYE, 0, pack({"reason": msg.reason, "detail": msg.detail})
+        case DatastoreStatusMsg():
+            return MsgType.DATASTORE_STATUS, 0, pack({"status": msg.status.value})
     raise TypeError(f"not a message: {msg!r}")  # pragma: no cover
 
 
@@ -308,4 +335,10 @@ def _from_wire(mtype: MsgType, revision: int, obj: Any) -> Message:
         return Ping(_field(d, "token", int, what))
     if mtype is MsgType.PONG:
         return Pong(_field(d, "token", int, what))
+    if mtype is MsgType.DATASTORE_STATUS:
+        raw = _field(d, "status", str, what)
+        try:
+            return DatastoreStatusMsg(DatastoreStatus(raw))
+        except ValueError:
+            raise MalformedMessage(f"{what}: unknown status {raw[:40]!r}") from None
     return Goodbye(_field(d, "reason", str, what), str(d.get("detail") or ""))
