@@ -3,11 +3,15 @@
 Pure: no I/O.  Every mutating method returns the list of changes it made,
 `(key, value)` for a put and `(key, None)` for a delete, so the agent can
 apply exactly those and nothing more.
+
+Values are kept as the canonical JSON bytes the server sent, and decoded
+when read: a decoded Python dict costs several times its JSON, and at
+200,000 keys that difference is most of an agent's memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -18,9 +22,31 @@ from snapshot import RunningDigest, entry_hash_canonical
 Change = tuple[str, Any | None]
 
 
+class JsonView(Mapping[str, Any]):
+    """A read-only mapping over canonical JSON bytes, decoding on access
+    (each access decodes afresh: callers must not rely on identity)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[str, bytes]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, key: str) -> Any:
+        return orjson.loads(self._raw[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 class Replica:
     def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
+        self.values: dict[str, bytes] = {}  # key -> canonical JSON
         self._hashes: dict[str, int] = {}
         self._digest = RunningDigest()
         self.revision = 0
@@ -32,7 +58,7 @@ class Replica:
 
     @property
     def state(self) -> Mapping[str, Any]:
-        return self.values
+        return JsonView(self.values)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -110,7 +136,7 @@ class Replica:
             self._digest.remove(old)
         self._digest.add(h)
         self._hashes[key] = h
-        self.values[key] = value
+        self.values[key] = raw
         return key, value
 
     def _delete(self, key: str) -> Change:

@@ -33,7 +33,7 @@ from typha.etcd_client import EtcdConnection
 from typha.etcd_state import read_etcd_state
 from typha.sample_cluster import seed_cluster
 
-PODS_PER_NODE = 46
+MAX_NODES = 3071  # the sample cluster's pool has a block for nodes up to this
 PAD = 240  # extra bytes per value: real objects carry annotations, owner refs, ...
 
 
@@ -50,11 +50,12 @@ def hwm_mib(pid: int) -> float:
 
 
 async def seed(endpoint: str, keys: int) -> tuple[int, int]:
-    nodes = max(2, keys // (PODS_PER_NODE + 3))
+    nodes = min(MAX_NODES, max(2, keys // 49))
+    pods = max(1, keys // nodes - 3)  # node, block and affinity keys per node
     conn = EtcdConnection([endpoint], timeout=60)
     items: list[tuple[str, bytes | None]] = []
     size = 0
-    for key, value in seed_cluster(nodes, PODS_PER_NODE):
+    for key, value in seed_cluster(nodes, pods):
         value.setdefault("metadata", {})["annotations"] = {"pad": "x" * PAD}
         raw = orjson.dumps(value)
         size += len(raw)

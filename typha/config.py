@@ -58,7 +58,7 @@ class ServeConfig:
     listen: HostPort = HostPort("0.0.0.0", DEFAULT_AGENT_PORT)
     http_listen: HostPort = HostPort("0.0.0.0", DEFAULT_HTTP_PORT)
     server_id: str = ""
-    list_page_size: int = 1000
+    list_page_size: int = 10_000
     max_frame_bytes: int = 16 * 1024 * 1024
     max_connections: int = 20_000
     max_client_buffer_bytes: int = 8 * 1024 * 1024
@@ -135,7 +135,7 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("listen", f"0.0.0.0:{DEFAULT_AGENT_PORT}", "agent port address H:P")
     add("http-listen", f"0.0.0.0:{DEFAULT_HTTP_PORT}", "health/metrics/status address H:P")
     add("server-id", "", "name reported to agents (default: hostname-pid)")
-    add("list-page-size", "1000", "keys per page when listing etcd")
+    add("list-page-size", "10000", "keys per page when listing etcd")
     add("max-frame-bytes", str(16 * 1024 * 1024), "largest frame accepted or sent")
     add("max-connections", "20000", "agent connections beyond this are refused")
     add(

@@ -258,24 +258,37 @@ class EtcdConnection:
         items = [KeyValue(kv.key, kv.value, kv.mod_revision) for kv in resp.kvs]
         return resp.header.revision, items, bool(resp.more)
 
+    async def iter_prefix(
+        self, prefix: str, *, page_size: int, revision: int = 0
+    ) -> AsyncIterator[tuple[int, list[KeyValue]]]:
+        """Every key under `prefix`, page by page, all read at one revision
+        (0: the latest, fixed by the first page): yields (revision, page).
+        Consuming pages as they come keeps only one page of raw values in
+        memory at a time."""
+        start = prefix.encode()
+        end = prefix_range_end(start)
+        while True:
+            rev, page, more = await self.list_page(start, end, limit=page_size, revision=revision)
+            if revision == 0:
+                revision = rev
+            yield revision, page
+            if not more or not page:
+                return
+            start = page[-1].key + b"\0"
+
     async def list_prefix(
         self, prefix: str, *, page_size: int, revision: int = 0
     ) -> tuple[int, list[KeyValue], int]:
         """Every key under `prefix`, all pages read at one revision.
         Returns (revision, items, pages)."""
-        start = prefix.encode()
-        end = prefix_range_end(start)
         items: list[KeyValue] = []
         pages = 0
-        while True:
-            rev, page, more = await self.list_page(start, end, limit=page_size, revision=revision)
+        final = revision
+        async for at, page in self.iter_prefix(prefix, page_size=page_size, revision=revision):
+            final = at
             pages += 1
-            if revision == 0:
-                revision = rev
             items.extend(page)
-            if not more or not page:
-                return revision, items, pages
-            start = page[-1].key + b"\0"
+        return final, items, pages
 
     def watch(self, prefix: str, start_revision: int) -> WatchStream:
         """One watch stream on `prefix` from `start_revision`, with progress

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from snapshot import entry_hash_canonical, format_digest
 from typha.etcd_client import EtcdConnection, EtcdOptions
-from typha.validation import InvalidValue, validate
+from typha.validation import InvalidValue, admit
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +42,11 @@ async def read_entries(
     invalid = 0
     for kv in items:
         try:
-            key = kv.key.decode()
-            entries[key] = validate(key, kv.value, prefix).canonical
-        except (InvalidValue, UnicodeDecodeError):
+            key, canonical = admit(kv.key, kv.value, prefix)
+        except InvalidValue:
             invalid += 1
+            continue
+        entries[key] = canonical
     return EtcdEntries(revision, entries, invalid)
 
 

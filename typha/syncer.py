@@ -26,7 +26,7 @@ from etcd3aio import prefix_range_end
 
 from snapshot import SnapshotCache, Update
 from typha.errors import DatastoreError
-from typha.etcd_client import EtcdConnection, KeyValue, WatchBatch, WatchEvent
+from typha.etcd_client import EtcdConnection, WatchBatch, WatchEvent
 from typha.protocol import DatastoreStatus
 from typha.ratelimit import RateLimitedLog
 from typha.validation import InvalidValue, admit
@@ -190,18 +190,18 @@ class Syncer:
     # -- list --------------------------------------------------------------
 
     async def _list(self, conn: EtcdConnection) -> None:
-        revision, items, pages = (
-            await self._first_list(conn)
-            if not self.listed
-            else (await conn.list_prefix(self._prefix, page_size=self._page_size))
-        )
+        """Read the whole prefix at one revision, validating page by page."""
+        revision = 0 if self.listed else await self._backfill_revision(conn)
+        try:
+            revision, valid, pages = await self._read_valid(conn, revision)
+        except DatastoreError as exc:
+            if revision == 0:
+                raise
+            log.info("no history to backfill from revision %d (%s)", revision, exc)
+            self._catch_up_to = 0
+            revision, valid, pages = await self._read_valid(conn, 0)
         self.stats.lists += 1
         self.stats.pages += pages
-        valid: dict[str, bytes] = {}
-        for kv in items:
-            result = self._validated(kv.key, kv.value)
-            if result is not None:
-                valid[result[0]] = result[1]
         if not self.listed:
             self._cache.load(valid.items(), revision)
             self._loaded = True
@@ -211,27 +211,39 @@ class Syncer:
         self._safe_revision = revision
         self._on_change()
 
-    async def _first_list(self, conn: EtcdConnection) -> tuple[int, list[KeyValue], int]:
+    async def _read_valid(
+        self, conn: EtcdConnection, revision: int
+    ) -> tuple[int, dict[str, bytes], int]:
+        valid: dict[str, bytes] = {}
+        pages = 0
+        final = revision
+        async for at, page in conn.iter_prefix(
+            self._prefix, page_size=self._page_size, revision=revision
+        ):
+            final = at
+            pages += 1
+            for kv in page:
+                result = self._validated(kv.key, kv.value)
+                if result is not None:
+                    valid[result[0]] = result[1]
+        return final, valid, pages
+
+    async def _backfill_revision(self, conn: EtcdConnection) -> int:
         """The first list reads `backfill` revisions in the past (while etcd
         still has them) and the watch replays the rest, so a new replica starts
         with history: agents moving here from another replica resume instead
-        of taking a snapshot (a rolling restart costs deltas)."""
+        of taking a snapshot (a rolling restart costs deltas).  0: no backfill."""
         self._catch_up_to = 0
-        if self._backfill > 0:
-            start = self._prefix.encode()
-            head, _, _ = await conn.list_page(start, prefix_range_end(start), limit=1, revision=0)
-            past = max(1, head - self._backfill)
-            if past < head:
-                try:
-                    listed = await conn.list_prefix(
-                        self._prefix, page_size=self._page_size, revision=past
-                    )
-                    # Not serving agents until the replay has reached `head`.
-                    self._catch_up_to = head
-                    return listed
-                except DatastoreError as exc:
-                    log.info("no history to backfill from revision %d (%s)", past, exc)
-        return await conn.list_prefix(self._prefix, page_size=self._page_size)
+        if self._backfill <= 0:
+            return 0
+        start = self._prefix.encode()
+        head, _, _ = await conn.list_page(start, prefix_range_end(start), limit=1, revision=0)
+        past = max(1, head - self._backfill)
+        if past >= head:
+            return 0
+        # Not serving agents until the replay has reached `head`.
+        self._catch_up_to = head
+        return past
 
     def _check_caught_up(self, proven: int) -> None:
         """After a backfilled first list, agents are served only once the
