@@ -120,11 +120,15 @@ def procs(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
 
 
 def start_typha(
-    procs: Callable[..., Proc], etcd: EmbeddedEtcd, *extra: str, endpoints_via_env: bool = False
+    procs: Callable[..., Proc],
+    etcd: EmbeddedEtcd,
+    *extra: str,
+    endpoints_via_env: bool = False,
+    agent_port: int = 0,
 ) -> tuple[Proc, int, int]:
-    """`typha serve` on free ports; returns (process, agent port, http port)
-    once /readyz says ready."""
-    agent_port, http_port = free_port(), free_port()
+    """`typha serve` on free ports (or the agent port given); returns
+    (process, agent port, http port) once /readyz says ready."""
+    agent_port, http_port = agent_port or free_port(), free_port()
     args = [
         "serve",
         "--listen",

@@ -395,7 +395,7 @@ def test_an_agent_leaves_a_replica_that_lost_etcd_for_one_that_has_it(
         typha = f"127.0.0.1:{a_port},127.0.0.1:{b_port}"
         _, status_port = start_felix_agent(procs, typha, "n1", "--upstream-stale-after", "2")
         wait_until(lambda: status(status_port)["in_sync"], "agent in sync on A (B is not up)")
-        _, _, b_http = start_typha_on(procs, etcd, b_port)
+        _, _, b_http = start_typha(procs, etcd, agent_port=b_port)
         proxy.blackhole()
         wait_until(lambda: not ready(a_http), "A lost etcd")
         wait_until(
@@ -414,24 +414,6 @@ def test_an_agent_leaves_a_replica_that_lost_etcd_for_one_that_has_it(
         proxy.close()
 
 
-def start_typha_on(
-    procs: Callable[..., Proc], etcd: EmbeddedEtcd, agent_port: int
-) -> tuple[Proc, int, int]:
-    http_port = free_port()
-    p = procs(
-        "typha",
-        "serve",
-        "--etcd-endpoints",
-        etcd.endpoint,
-        "--listen",
-        f"127.0.0.1:{agent_port}",
-        "--http-listen",
-        f"127.0.0.1:{http_port}",
-    )
-    wait_until(lambda: ready(http_port), "typha ready")
-    return p, agent_port, http_port
-
-
 def test_an_agent_treats_a_silent_replica_as_dead_within_seconds(
     etcd: EmbeddedEtcd, procs: Callable[..., Proc]
 ) -> None:
@@ -440,7 +422,7 @@ def test_an_agent_treats_a_silent_replica_as_dead_within_seconds(
     b_port = free_port()
     _, status_port = start_felix_agent(procs, f"127.0.0.1:{a_port},127.0.0.1:{b_port}", "n1")
     wait_until(lambda: status(status_port)["in_sync"], "agent in sync on A")
-    start_typha_on(procs, etcd, b_port)
+    start_typha(procs, etcd, agent_port=b_port)
     os.kill(a.popen.pid, signal.SIGSTOP)
     try:
         asyncio.run(put(etcd.endpoint, [("/calico/t/after", b'{"a":"frozen"}')]))
