@@ -69,16 +69,14 @@ class RetryBackoff:
         self.initial = initial
         self.maximum = maximum
         self.current = initial  # the next delay's upper bound
-        self.last = 0.0
 
     def delay(self) -> float:
-        self.last = random.uniform(self.current / 2, self.current)
+        delay = random.uniform(self.current / 2, self.current)
         self.current = min(self.current * 2, self.maximum)
-        return self.last
+        return delay
 
     def reset(self) -> None:
         self.current = self.initial
-        self.last = 0.0
 
 
 class Syncer:
