@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Sequence
+import socket
+from collections.abc import Awaitable, Callable, Sequence
 
 from felix_client.errors import ConfigError
 
@@ -76,3 +78,18 @@ class AddressRotation:
         addr = self._addresses[self._i % len(self._addresses)]
         self._i += 1
         return addr
+
+
+# (host, port, rng) -> every address of host, in the order to try them.
+Resolver = Callable[[str, int, random.Random], Awaitable[list[str]]]
+
+
+async def resolve_all(host: str, port: int, rng: random.Random) -> list[str]:
+    """Every address of `host`, shuffled: a headless Service's DNS name has
+    one A record per replica, and a fleet that always took the first would
+    all land on one replica."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    rng.shuffle(ips)
+    return ips

@@ -10,18 +10,31 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from calico_model.keys import DEFAULT_PREFIX
 from felix_client.calc import Calculator, MemoryDataplane
-from felix_client.calc.dataplane import ipset_name
 from felix_client.client import SyncClient
+from felix_client.config import AgentConfig
+from felix_client.dataplane.batch import ipset_name
 
 
 class Agent:
-    def __init__(self, client: SyncClient, *, node: str, dataplane: str = "memory") -> None:
+    """One node's agent over a started SyncClient: every change the client
+    applies goes through the calculation to the dataplane driver.  Construct
+    it before the client's first sync, or it misses the changes before."""
+
+    def __init__(
+        self,
+        client: SyncClient,
+        *,
+        node: str,
+        dataplane: str = "memory",
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
         self.client = client
         self.node = node
         self.dataplane_name = dataplane
         self.dataplane = MemoryDataplane()
-        self.calc = Calculator(node)
+        self.calc = Calculator(node, prefix=prefix)
         self.updates_applied = 0
         client.add_listener(self._on_changes)
 
@@ -95,31 +108,23 @@ class Agent:
 
 
 async def run_agent(
-    typha: str,
-    node: str,
-    http_host: str,
-    http_port: int,
-    dataplane: str,
-    stop: asyncio.Event,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    server_name: str | None = None,
-    upstream_stale_after: float = 10.0,
-    max_snapshot_bytes: int = 1 << 30,
+    config: AgentConfig, stop: asyncio.Event, *, ssl_context: ssl.SSLContext | None = None
 ) -> None:
+    """Run one agent until `stop` is set: the sync client, the calculation
+    and the status port."""
     async with SyncClient(
-        typha,
-        node=node,
+        config.typha,
+        node=config.node,
         ssl_context=ssl_context,
-        server_name=server_name,
-        upstream_stale_after=upstream_stale_after,
-        max_snapshot_bytes=max_snapshot_bytes,
+        server_name=config.tls_server_name or None,
+        upstream_stale_after=config.upstream_stale_after,
+        max_snapshot_bytes=config.max_snapshot_bytes,
     ) as client:
-        agent = Agent(client, node=node, dataplane=dataplane)
+        agent = Agent(client, node=config.node, dataplane=config.dataplane, prefix=config.prefix)
         runner = web.AppRunner(agent.http_app(), access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, http_host, http_port).start()
+            await web.TCPSite(runner, config.http_host, config.http_port).start()
             await stop.wait()
         finally:
             await runner.cleanup()

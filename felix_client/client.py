@@ -20,32 +20,31 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from felix_client.addresses import AddressRotation, Backoff, parse_addresses
+from felix_client.addresses import (
+    AddressRotation,
+    Backoff,
+    Resolver,
+    parse_addresses,
+    resolve_all,
+)
 from felix_client.errors import DigestMismatch, NotConnected, ServerMisbehaved
 from felix_client.replica import Change, Replica
-from typha.errors import ConnectionTimeout, ProtocolError
-from typha.protocol import (
-    ClientConnection,
-    DatastoreStatus,
-    DatastoreStatusMsg,
-    Delta,
-    Goodbye,
-    Limits,
-    Message,
-    Progress,
-    ServerHello,
-    SnapshotChunk,
-    SnapshotEnd,
-    State,
+from felix_client.session import (
+    Applied,
+    ClientSession,
+    SessionStats,
+    StalePolicy,
+    StaleUpstream,
 )
-from typha.ratelimit import RateLimitedLog
+from syncproto import DatastoreStatus, Limits
+from syncproto.errors import ConnectionTimeout, ProtocolError
+from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +73,6 @@ CLIENT_LIMITS = Limits(ping_interval=5.0, pong_timeout=5.0)
 DEFAULT_MAX_SNAPSHOT_BYTES = 1 << 30
 
 
-class _StaleUpstream(Exception):
-    """Our replica has reported the datastore lost for too long."""
-
-
 class SyncClient:
     """Keeps a verified replica of a typha server's state.
 
@@ -102,8 +97,12 @@ class SyncClient:
         healthy_after: float = 10.0,
         upstream_stale_after: float = 10.0,
         max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
+        replica: Replica | None = None,
+        resolver: Resolver | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        self._rng = random.Random()
+        self._rng = rng or random.Random()
+        self._resolver = resolver or resolve_all
         self._rotation = AddressRotation(parse_addresses(addresses), self._rng)
         self.node = node
         self._limits = limits
@@ -113,21 +112,18 @@ class SyncClient:
         self._backoff = Backoff(backoff_initial, backoff_max)
         self._tick = tick_interval
         self._healthy_after = healthy_after
-        self._stale_initial = upstream_stale_after
-        self._stale_after = upstream_stale_after
+        self._stale = StalePolicy(upstream_stale_after)
         self._max_snapshot_bytes = max_snapshot_bytes
-        self._snapshot_bytes = 0
         self._avoid: str | None = None  # an address just left for being stale
-        self._upstream: DatastoreStatus | None = None
-        self._upstream_since = 0.0
-        self._in_sync_since: float | None = None
+        self._session: ClientSession | None = None
+        self._logged_upstream: DatastoreStatus | None = None
         self._rl = RateLimitedLog(log)
-        self._replica = Replica()
+        self._replica = replica if replica is not None else Replica()
         self._listeners: list[Listener] = []
         self._in_sync = asyncio.Event()
-        self._connected = False
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._closed_event = asyncio.Event()
         self.server: str = ""
         self.stats = ClientStats()
 
@@ -135,24 +131,32 @@ class SyncClient:
 
     @property
     def in_sync(self) -> bool:
+        """The replica holds a complete, verified state from a live server."""
         return self._in_sync.is_set()
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        """A server has answered our hello on the current connection."""
+        return self._session is not None and self._session.connected
 
     @property
     def upstream_in_sync(self) -> bool:
         """The serving replica says it is in sync with the datastore (a
         server without the datastore-status capability is taken at its
         word that it serves current state)."""
-        return self._connected and self._upstream in (None, DatastoreStatus.IN_SYNC)
+        session = self._session
+        if session is None or not session.connected:
+            return False
+        return session.upstream in (None, DatastoreStatus.IN_SYNC)
 
     @property
     def upstream_status(self) -> str:
-        if not self._connected:
+        """The serving replica's datastore status, "unknown" if it does not
+        say, "disconnected" between connections."""
+        session = self._session
+        if session is None or not session.connected:
             return "disconnected"
-        return self._upstream.value if self._upstream is not None else "unknown"
+        return session.upstream.value if session.upstream is not None else "unknown"
 
     @property
     def reconnect_backoff(self) -> float:
@@ -161,14 +165,17 @@ class SyncClient:
 
     @property
     def revision(self) -> int:
+        """The datastore revision the replica is at (0 before the first sync)."""
         return self._replica.revision
 
     @property
     def digest(self) -> str:
+        """The replica's state digest (32 hex digits)."""
         return self._replica.digest
 
     @property
     def state(self) -> Mapping[str, Any]:
+        """The replica: key -> JSON object, read-only, decoded on access."""
         return self._replica.state
 
     def add_listener(self, listener: Listener) -> None:
@@ -178,23 +185,36 @@ class SyncClient:
 
     async def wait_in_sync(self) -> None:
         """Wait until the replica holds a complete, verified state.  Bound it
-        with `asyncio.timeout()` if you must; it raises NotConnected once the
-        client is closed."""
+        with `asyncio.timeout()` if you must.  Raises NotConnected if the
+        client is closed, before or while waiting."""
         if self._closed:
             raise NotConnected("client is closed")
-        await self._in_sync.wait()
+        if self._in_sync.is_set():
+            return
+        synced = asyncio.ensure_future(self._in_sync.wait())
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            await asyncio.wait((synced, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            synced.cancel()
+            closed.cancel()
+        if self._closed:
+            raise NotConnected("client was closed while waiting for sync")
 
     async def start(self) -> None:
+        """Start connecting in the background; `close()` must follow."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"sync-client-{self.node}")
 
     async def close(self) -> None:
+        """Stop for good: disconnect, and wake every `wait_in_sync()` with
+        NotConnected."""
         self._closed = True
+        self._closed_event.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        self._connected = False
         self._in_sync.clear()
 
     async def __aenter__(self) -> SyncClient:
@@ -214,7 +234,7 @@ class SyncClient:
             host, port = self._rotation.next()
             warn = self._rl.log
             try:
-                await self._session(host, port)
+                await self._session_with(host, port)
             except (OSError, TimeoutError) as exc:
                 self.stats.connect_failures += 1
                 warn(
@@ -262,39 +282,100 @@ class SyncClient:
                     port,
                     exc,
                 )
-            except _StaleUpstream as exc:
+            except StaleUpstream as exc:
                 self.stats.stale_upstream_moves += 1
-                warn(logging.WARNING, "stale", "%s: %s; moving to another replica", self.node, exc)
+                warn(
+                    logging.WARNING,
+                    "stale",
+                    "%s: %s %s; moving to another replica",
+                    self.node,
+                    self.server,
+                    exc,
+                )
             except Exception:
                 # A bug of ours must not end the session loop for good.
                 self.stats.internal_errors += 1
                 log.exception("%s: internal error in the sync session; reconnecting", self.node)
                 self._replica.forget_revision()
             finally:
-                self._connected = False
                 self._in_sync.clear()
                 self._replica.abandon_snapshot()
-            if self._in_sync_since is not None:
-                if loop.time() - self._in_sync_since >= self._healthy_after:
-                    self._backoff.reset()
-                self._in_sync_since = None
+                session, self._session = self._session, None
+            since = session.in_sync_since if session is not None else None
+            if since is not None and loop.time() - since >= self._healthy_after:
+                self._backoff.reset()
             if not self._closed:
                 await asyncio.sleep(self._backoff.delay())
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        """Every address of `host`, shuffled: a headless Service's DNS name
-        has one A record per replica, and a fleet that always took the first
-        would all land on one replica."""
+    async def _session_with(self, host: str, port: int) -> None:
+        """One connection: connect, then move bytes between the socket and a
+        ClientSession until either side ends it."""
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        self._rng.shuffle(ips)
-        return ips
+        ip, reader, writer = await self._connect(host, port)
+        self.server = f"{host}:{port}" if ip == host else f"{host}({ip}):{port}"
+        session = self._session = ClientSession(
+            self._replica,
+            node=self.node,
+            now=loop.time(),
+            limits=self._limits,
+            stale=self._stale,
+            max_snapshot_bytes=self._max_snapshot_bytes,
+            on_applied=self._deliver,
+        )
+        try:
+            writer.write(session.data_to_send())
+            self.stats.connects += 1
+            while not session.closed:
+                deadline = session.next_deadline()
+                wait = self._tick if deadline is None else max(deadline - loop.time(), 0.0)
+                try:
+                    # Not wait_for: on 3.11 it can swallow a racing cancel.
+                    async with asyncio.timeout(wait):
+                        data = await reader.read(1 << 18)
+                except TimeoutError:
+                    data = None
+                now = loop.time()
+                if data == b"":
+                    log.info("%s: server %s closed the connection", self.node, self.server)
+                    return
+                try:
+                    if data:
+                        self.stats.bytes_received += len(data)
+                        session.receive_data(data, now)
+                        self._check_sync(session)
+                    deadline = session.next_deadline()
+                    if deadline is not None and now >= deadline:
+                        try:
+                            session.handle_timer(now)
+                        except StaleUpstream:
+                            self._avoid = ip
+                            raise
+                finally:
+                    self._count(session)
+                    out = session.data_to_send()
+                    if out and not writer.is_closing():
+                        writer.write(out)
+                await writer.drain()
+            if session.goodbye is not None:
+                g = session.goodbye
+                log.info(
+                    "%s: server %s said goodbye: %s %s", self.node, self.server, g.reason, g.detail
+                )
+        finally:
+            out = session.data_to_send()
+            if out and not writer.is_closing():
+                writer.write(out)
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _session(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
+    async def _connect(
+        self, host: str, port: int
+    ) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter]:
+        """Try every address of `host` (shuffled; one just left for being
+        stale goes last) until one connects."""
         last_error: OSError | None = None
-        ips = await self._resolve(host, port)
+        ips = await self._resolver(host, port, self._rng)
         if self._avoid is not None and len(ips) > 1 and self._avoid in ips:
             ips.remove(self._avoid)
             ips.append(self._avoid)  # only if every other address fails
@@ -311,125 +392,35 @@ class SyncClient:
                     ),
                     self._connect_timeout,
                 )
-                break
+                return ip, reader, writer
             except OSError as exc:
                 last_error = exc
-        else:
-            raise last_error or OSError(f"{host} has no addresses")
-        self.server = f"{host}:{port}" if ip == host else f"{host}({ip}):{port}"
-        self._upstream = None
-        self._snapshot_bytes = 0
-        replica = self._replica
-        core = ClientConnection(
-            node=self.node,
-            now=loop.time(),
-            limits=self._limits,
-            revision=replica.revision,
-            digest=replica.digest if replica.revision else "",
-        )
-        try:
-            writer.write(b"".join(core.data_to_send()))
-            self.stats.connects += 1
-            while core.state is not State.CLOSED:
-                try:
-                    # Not wait_for: on 3.11 it can swallow a racing cancel.
-                    async with asyncio.timeout(self._tick):
-                        data = await reader.read(1 << 18)
-                except TimeoutError:
-                    data = None
-                now = loop.time()
-                if data == b"":
-                    log.info("%s: server %s closed the connection", self.node, self.server)
-                    return
-                if data:
-                    self.stats.bytes_received += len(data)
-                    try:
-                        for msg in core.receive_data(data, now):
-                            self._handle(msg, now)
-                    finally:
-                        self._flush(core, writer)
-                core.tick(now)
-                self._flush(core, writer)
-                await writer.drain()
-                self._check_upstream(ip, now, core)
-        finally:
-            self._flush(core, writer)
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        raise last_error or OSError(f"{host} has no addresses")
 
-    @staticmethod
-    def _flush(core: ClientConnection, writer: asyncio.StreamWriter) -> None:
-        out = core.data_to_send()
-        if out and not writer.is_closing():
-            writer.write(b"".join(out))
-
-    def _check_upstream(self, ip: str, now: float, core: ClientConnection) -> None:
-        """Leave a replica that has reported the datastore lost for longer
-        than the (growing) stale limit; resume elsewhere."""
-        status = self._upstream
-        if status is None or status is DatastoreStatus.IN_SYNC or not self._in_sync.is_set():
-            return
-        if now - self._upstream_since < self._stale_after:
-            return
-        waited = now - self._upstream_since
-        # If the others are stale too (the datastore itself is down), hop
-        # less and less often.
-        self._stale_after = min(self._stale_after * 2, 300.0)
-        self._avoid = ip
-        core.close("upstream_stale")
-        raise _StaleUpstream(f"{self.server} has reported {status.value!r} for {waited:.0f}s")
-
-    def _mark_in_sync(self, now: float) -> None:
-        self._in_sync.set()
-        if self._in_sync_since is None:
-            self._in_sync_since = now
-
-    def _handle(self, msg: Message, now: float) -> None:
-        replica = self._replica
-        if isinstance(msg, ServerHello):
-            self._connected = True
-            if msg.sync == "snapshot":
-                replica.begin_snapshot()
-            else:
-                # The server checked our revision and digest against its
-                # history; what changed since follows as ordinary deltas.
-                self.stats.resumes += 1
-                self._mark_in_sync(now)
-        elif isinstance(msg, DatastoreStatusMsg):
-            if msg.status is not self._upstream:
-                log.info("%s: %s reports datastore %s", self.node, self.server, msg.status.value)
-                self._upstream = msg.status
-                self._upstream_since = now
-            if msg.status is DatastoreStatus.IN_SYNC:
-                self._stale_after = self._stale_initial
-        elif isinstance(msg, SnapshotChunk):
-            self._snapshot_bytes += sum(len(k) + len(v) for k, v in msg.entries)
-            if self._snapshot_bytes > self._max_snapshot_bytes:
-                raise ServerMisbehaved(
-                    f"snapshot from {self.server} exceeds {self._max_snapshot_bytes} bytes"
-                )
-            replica.add_chunk(msg.entries)
-        elif isinstance(msg, SnapshotEnd):
-            changes = replica.end_snapshot(msg.revision, msg.digest)
-            self.stats.snapshots += 1
-            self._mark_in_sync(now)
-            self._notify(changes)
-        elif isinstance(msg, Delta):
-            changes = replica.apply_delta(msg.revision, msg.updates, msg.digest)
-            self.stats.deltas += 1
-            self._notify(changes)
-        elif isinstance(msg, Progress):
-            replica.apply_progress(msg.revision, msg.digest)
-            self.stats.progress += 1
-        elif isinstance(msg, Goodbye):
-            log.info(
-                "%s: server %s said goodbye: %s %s", self.node, self.server, msg.reason, msg.detail
-            )
-
-    def _notify(self, changes: list[Change]) -> None:
+    def _deliver(self, applied: Applied) -> None:
+        """The session committed changes: mark sync, tell the listeners."""
+        session = self._session
+        if session is not None:
+            self._check_sync(session)
         for listener in self._listeners:
             try:
-                listener(changes, self._replica.revision)
+                listener(applied.changes, applied.revision)
             except Exception:
                 log.exception("%s: listener failed", self.node)
+
+    def _check_sync(self, session: ClientSession) -> None:
+        if session.in_sync and not self._in_sync.is_set():
+            self._in_sync.set()
+        status = session.upstream
+        if status is not None and status is not self._logged_upstream:
+            log.info("%s: %s reports datastore %s", self.node, self.server, status.value)
+        self._logged_upstream = status
+
+    def _count(self, session: ClientSession) -> None:
+        """Fold the session's counters into the client's."""
+        st, ss = self.stats, session.stats
+        st.snapshots += ss.snapshots
+        st.resumes += ss.resumes
+        st.deltas += ss.deltas
+        st.progress += ss.progress
+        session.stats = SessionStats()

@@ -2,34 +2,41 @@
 
 FelixClientError              base of everything below
 ├── ConfigError               local misuse: a bad address list or option
-├── NotConnected              wait_in_sync() gave up, or the client was closed
-└── ServerMisbehaved          the server sent something we cannot accept
+│                             (also a syncproto.errors.ConfigError)
+├── NotConnected              wait_in_sync() cannot succeed: the client is closed
+└── ServerMisbehaved          remote: the server sent something we cannot accept
+    │                         (also a syncproto.errors.RemoteError); the client resyncs
     ├── DigestMismatch        our state's digest differs from the one the server sent
     └── BadValue              a value that is not a canonical JSON object
 
-Wire-level violations raise typha.errors.ProtocolError from the shared core.
+Wire-level violations raise `syncproto.errors.ProtocolError`, also a RemoteError.
 """
 
 from __future__ import annotations
+
+from syncproto.errors import ConfigError as _ProtoConfigError
+from syncproto.errors import RemoteError
 
 
 class FelixClientError(Exception):
     """Base class for felix_client errors."""
 
 
-class ConfigError(FelixClientError):
+class ConfigError(FelixClientError, _ProtoConfigError):
     """Invalid options given by the caller."""
 
 
 class NotConnected(FelixClientError):
-    """The client is closed, or did not reach sync in time."""
+    """The client is closed (before or while someone waited for sync)."""
 
 
-class ServerMisbehaved(FelixClientError):
+class ServerMisbehaved(FelixClientError, RemoteError):
     """The server sent something we cannot accept; the client resyncs."""
 
 
 class DigestMismatch(ServerMisbehaved):
+    """The state we hold does not hash to the digest the server sent."""
+
     def __init__(self, revision: int, ours: str, theirs: str) -> None:
         super().__init__(f"digest mismatch at revision {revision}: ours {ours}, server {theirs}")
         self.revision = revision

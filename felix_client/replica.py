@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from felix_client.errors import BadValue, DigestMismatch
-from snapshot import RunningDigest, entry_hash_canonical
+from snapshot import RunningDigest, entry_hash_canonical, format_digest
 
 Change = tuple[str, Any | None]
 
@@ -79,39 +79,76 @@ class Replica:
 
     def end_snapshot(self, revision: int, digest: str) -> list[Change]:
         """Make the state equal to the snapshot: put what is new or changed,
-        delete every key the snapshot lacked.  Raises DigestMismatch."""
+        delete every key the snapshot lacked.  Verified before anything is
+        changed: on DigestMismatch or BadValue the replica is as it was."""
         staging = self._staging or {}
         self._staging = None
         updates: list[tuple[str, bytes | None]] = [
             (k, None) for k in self.values if k not in staging
         ]
         updates.extend(staging.items())
-        # Re-derive the running sum from the per-key hashes, so a full
-        # snapshot repairs even a digest that had drifted from our values.
-        self._digest = RunningDigest(sum(self._hashes.values()))
-        return self.apply_delta(revision, updates, digest)
+        # Start from the sum of the per-key hashes, so a full snapshot repairs
+        # even a running digest that had drifted from our values.
+        return self._apply(revision, updates, digest, base=sum(self._hashes.values()))
 
     # -- streaming -------------------------------------------------------------
 
     def apply_delta(
         self, revision: int, updates: Iterable[tuple[str, bytes | None]], digest: str
     ) -> list[Change]:
+        """Apply one delta and return what changed.  Verified before anything
+        is changed: on DigestMismatch or BadValue the replica (and so whatever
+        the caller derived from the changes it was told) is as it was."""
+        return self._apply(revision, updates, digest, base=self._digest.value)
+
+    def _apply(
+        self,
+        revision: int,
+        updates: Iterable[tuple[str, bytes | None]],
+        digest: str,
+        *,
+        base: int,
+    ) -> list[Change]:
+        # Plan (hash, decode, sum) first; commit only what verified.  A key
+        # named twice in one batch ends with its last value.
+        planned: dict[str, bytes | None] = dict(updates)
+        total = base
         changes: list[Change] = []
-        for key, raw in updates:
-            if raw is None:
-                if key in self.values:
-                    changes.append(self._delete(key))
+        commits: list[tuple[str, bytes | None, int]] = []
+        for key, plan in planned.items():
+            old = self._hashes.get(key)
+            if plan is None:
+                if old is not None:
+                    total -= old
+                    commits.append((key, None, 0))
+                    changes.append((key, None))
             else:
-                h = entry_hash_canonical(key, raw)
-                if self._hashes.get(key) != h:
-                    changes.append(self._put(key, raw, h))
+                h = entry_hash_canonical(key, plan)
+                if old != h:
+                    total += h - (old or 0)
+                    commits.append((key, plan, h))
+                    changes.append((key, _decode(key, plan)))
+        ours = format_digest(total)
+        if ours != digest:
+            raise DigestMismatch(revision, ours, digest)
+        for key, raw, h in commits:
+            if raw is None:
+                del self._hashes[key]
+                del self.values[key]
+            else:
+                self._hashes[key] = h
+                self.values[key] = raw
+        self._digest = RunningDigest(total)
         self.revision = revision
-        self.verify(digest)
         return changes
 
     def apply_progress(self, revision: int, digest: str) -> None:
+        """Advance the revision (nothing changed); raises DigestMismatch,
+        leaving the revision as it was, if our state does not match."""
+        ours = self._digest.hex()
+        if ours != digest:
+            raise DigestMismatch(revision, ours, digest)
         self.revision = revision
-        self.verify(digest)
 
     def verify(self, digest: str) -> None:
         ours = self._digest.hex()
@@ -122,24 +159,12 @@ class Replica:
         """Keep the values but ask for a full snapshot next time."""
         self.revision = 0
 
-    # -- internals -----------------------------------------------------------
 
-    def _put(self, key: str, raw: bytes, h: int) -> Change:
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadValue(f"value of {key!r} is not JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise BadValue(f"value of {key!r} is not a JSON object")
-        old = self._hashes.get(key)
-        if old is not None:
-            self._digest.remove(old)
-        self._digest.add(h)
-        self._hashes[key] = h
-        self.values[key] = raw
-        return key, value
-
-    def _delete(self, key: str) -> Change:
-        self._digest.remove(self._hashes.pop(key))
-        del self.values[key]
-        return key, None
+def _decode(key: str, raw: bytes) -> Any:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadValue(f"value of {key!r} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadValue(f"value of {key!r} is not a JSON object")
+    return value

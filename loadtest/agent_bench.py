@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from commands.demo.cluster import Churn, seed_cluster
 from felix_client.calc import Calculator, MemoryDataplane
-from typha.sample_cluster import Churn, seed_cluster
 
 PODS_PER_NODE = 46  # with node, block and affinity keys: ~49 keys per node
 

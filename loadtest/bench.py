@@ -37,11 +37,11 @@ from typing import IO, Any
 
 import orjson
 
+from commands.demo.cluster import Churn, seed_cluster
+from commands.demo.etcd import EmbeddedEtcd, etcd_binary, free_port
 from loadtest.measure import PeakRss, cpu_s, deliveries, latencies_ms, pct, rss_kib
-from typha.embedded_etcd import EmbeddedEtcd, etcd_binary, free_port
-from typha.etcd_client import EtcdConnection
-from typha.protocol import Codec, Delta
-from typha.sample_cluster import Churn, seed_cluster
+from syncproto import Codec, Delta
+from typha.datastore.etcd_client import EtcdConnection
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def start_typha(etcd: EmbeddedEtcd, tmp: Path) -> tuple[subprocess.Popen[bytes],
         [
             sys.executable,
             "-m",
-            "typha",
+            "commands.typha",
             "serve",
             "--etcd-endpoints",
             etcd.endpoint,

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from commands.demo.etcd import EmbeddedEtcd
 from loadtest.bench import seed, start_typha, stop
-from typha.embedded_etcd import EmbeddedEtcd
 
 
 def main() -> int:

@@ -32,9 +32,9 @@ import orjson
 import requests
 from locust import User, constant_throughput, task
 
-from typha.errors import ConnectionTimeout, ProtocolError
-from typha.protocol import ClientConnection, Delta, SnapshotEnd
-from typha.sample_cluster import Churn
+from commands.demo.cluster import Churn
+from syncproto import ClientConnection, Delta, SnapshotEnd
+from syncproto.errors import ConnectionTimeout, ProtocolError
 
 TYPHA = os.environ.get("TYPHA_ADDR", "127.0.0.1:5473")
 ETCD = os.environ.get("ETCD_ENDPOINT", "127.0.0.1:2379")
@@ -122,7 +122,7 @@ class AgentUser(User):
                 for msg in self.core.receive_data(data, now):
                     if isinstance(msg, Delta):
                         self._time_writes(msg.prev_revision, msg.revision, now, len(data))
-            self.core.tick(now)
+            self.core.handle_timer(now)
             self._flush()
         except (ProtocolError, ConnectionTimeout, ConnectionError, OSError) as exc:
             self._fire("delta", 0, 0, exc)

@@ -28,10 +28,10 @@ from typing import Any
 
 import orjson
 
-from typha.embedded_etcd import EmbeddedEtcd, free_port
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
-from typha.sample_cluster import seed_cluster
+from commands.demo.cluster import seed_cluster
+from commands.demo.etcd import EmbeddedEtcd, free_port
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 
 MAX_NODES = 3071  # the sample cluster's pool has a block for nodes up to this
 PAD = 240  # extra bytes per value: real objects carry annotations, owner refs, ...

@@ -18,7 +18,7 @@ import sys
 
 import uvloop
 
-from typha.protocol import Codec, ServerHello, SnapshotEnd
+from syncproto import Codec, ServerHello, SnapshotEnd
 
 LEN = struct.Struct(">I")
 

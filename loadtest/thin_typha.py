@@ -27,7 +27,7 @@ from typing import Any
 import uvloop
 
 from loadtest.progress import report_progress
-from typha.protocol import (
+from syncproto import (
     CAP_RESUME,
     CAP_ZSTD,
     ClientHello,

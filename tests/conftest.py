@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from typha.embedded_etcd import EmbeddedEtcd, free_port
+from commands.demo.etcd import EmbeddedEtcd, free_port
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
-"""typha: a fan-out cache between etcd and thousands of node agents."""
+"""typha: the fan-out server.  Datastore input (`typha.datastore`), fan-out
+output (`typha.fanout`), and the process that wires them (`typha.app`)."""
 
 __version__ = "0.1.0"

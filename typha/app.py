@@ -10,18 +10,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from snapshot import SnapshotCache
+from syncproto import DatastoreStatus, Limits
+from syncproto.encoding import FrameEncoder
+from syncproto.tls import PeerPolicy, server_context
 from typha.config import ServeConfig
-from typha.encoding import FrameEncoder
-from typha.etcd_client import EtcdConnection
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.source_check import SourceCheck
+from typha.datastore.syncer import Syncer
+from typha.fanout.rebalance import Rebalancer
+from typha.fanout.server import AgentServer, ServerLimits
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
-from typha.protocol import DatastoreStatus, Limits
-from typha.rebalance import Rebalancer
-from typha.server import AgentServer, ServerLimits
-from typha.source_check import SourceCheck
 from typha.supervisor import Supervisor
-from typha.syncer import Syncer
-from typha.tls import PeerPolicy, server_context
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,8 @@ class TyphaApp:
         self.server.set_datastore_status(self.syncer.status)
         sup = self.supervisor
         sup.start("syncer", self.syncer.run)
-        sup.start("fanout-ticker", self.server.run_ticker)
+        sup.start("fanout-timers", self.server.run_timers)
+        sup.start("fanout-housekeeping", self.server.run_housekeeping)
         if cfg.rebalance_interval > 0:
             self.rebalancer = Rebalancer(
                 lambda: EtcdConnection(self.etcd_options),

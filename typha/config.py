@@ -10,8 +10,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from typha.datastore.etcd_client import EtcdOptions
 from typha.errors import ConfigError
-from typha.etcd_client import EtcdOptions
 
 DEFAULT_AGENT_PORT = 5473
 DEFAULT_HTTP_PORT = 9098

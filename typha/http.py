@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-if TYPE_CHECKING:
-    from typha.app import TyphaApp
+
+class Observable(Protocol):
+    """What the side port reads from the server process."""
+
+    registry: CollectorRegistry
+
+    def ready(self) -> bool:
+        """True while the replica serves current state."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The JSON object served at /status."""
+        ...
 
 
 def json_response(obj: object, status: int = 200) -> web.Response:
+    """`obj` as a JSON response (orjson)."""
     return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
 
 
-def build_http_app(app: TyphaApp) -> web.Application:
+def build_http_app(app: Observable) -> web.Application:
+    """The aiohttp application for the side port; the caller runs it."""
+
     async def livez(_: web.Request) -> web.Response:
         return json_response({"live": True})
 

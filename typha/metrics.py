@@ -6,20 +6,19 @@ integer fields, and a scrape turns those into metric families.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from snapshot import SnapshotCache
-from typha.encoding import FrameEncoder
-from typha.protocol import DatastoreStatus
-from typha.server import AgentServer, ServerStats
-from typha.source_check import SourceCheck
+from syncproto import DatastoreStatus
+from syncproto.encoding import FrameEncoder
+from typha.datastore.source_check import SourceCheck
+from typha.datastore.syncer import Syncer
+from typha.fanout.server import AgentServer, ServerStats
 from typha.supervisor import Supervisor
-from typha.syncer import Syncer
 
 
 class Source(Protocol):
@@ -207,9 +206,9 @@ def _st(app: Source) -> ServerStats:
     return app.server.stats if app.server is not None else ServerStats()
 
 
-def _labeled(name: str, help_: str, label: str, counts: Counter[str]) -> Metric:
+def _labeled(name: str, help_: str, label: str, counts: Mapping[Any, int]) -> Metric:
     fam = CounterMetricFamily(name, help_, labels=[label])
-    for value, n in sorted(counts.items()):
+    for value, n in sorted((str(k), n) for k, n in counts.items()):
         fam.add_metric([value], n)
     return fam
 

@@ -7,32 +7,51 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from felix_client.calc.dataplane import DataplaneBatch, Route
-from felix_client.calc.model import Block, Endpoint, Node, Pool, kind_of
+from calico_model.errors import SelectorError
+from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
+from felix_client.calc.dispatcher import Dispatcher
+from felix_client.calc.model import Block, Endpoint, Node, Pool
 from felix_client.calc.policy import PolicyCalc
 from felix_client.calc.routes import RouteCalc
 from felix_client.calc.rules import PolicyDef, ProfileDef
-from typha.errors import SelectorError
-from typha.ratelimit import RateLimitedLog
+from felix_client.dataplane.batch import DataplaneBatch, Route
+from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 
 class Calculator:
     """Feed it `(key, value or None)` changes; it returns what the dataplane
-    must do.  Work per change is proportional to what the change affects."""
+    must do.  Work per change is proportional to what the change affects.
 
-    def __init__(self, node: str) -> None:
+    The graph: a dispatcher sends each change to the input nodes for its
+    kind; those parse the value (never trusting its shape) and update the
+    route calculation (`RouteCalc`) and the policy calculation
+    (`PolicyCalc`); `apply` then collects what changed into one batch.
+    """
+
+    def __init__(self, node: str, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.node = node
         self.routes = RouteCalc(node)
         self.policy = PolicyCalc(node)
         self.programmed: dict[str, Route] = {}
         self.errors: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
+        d = self.dispatcher = Dispatcher(KeyLayout(prefix))
+        d.register(Kind.WORKLOAD_ENDPOINT, self._on_workload)
+        d.register(Kind.HOST_ENDPOINT, self._on_host_endpoint)
+        d.register(Kind.IPAM_BLOCK, self._on_block)
+        d.register(Kind.NODE, self._on_node)
+        d.register(Kind.IP_POOL, self._on_pool)
+        d.register(Kind.NETWORK_POLICY, self._on_policy)
+        d.register(Kind.GLOBAL_NETWORK_POLICY, self._on_policy)
+        d.register(Kind.PROFILE, self._on_profile)
 
     def apply(self, changes: Iterable[tuple[str, Any | None]]) -> DataplaneBatch:
+        """Apply changes in order; return the dataplane work they caused."""
+        dispatch = self.dispatcher.dispatch
         for key, value in changes:
-            self._dispatch(key, value)
+            dispatch(key, value)
         batch = DataplaneBatch()
         for dst in self.routes.changed:
             route = self.routes.effective(dst)
@@ -46,39 +65,42 @@ class Calculator:
         self.policy.flush(batch)
         return batch
 
-    def _dispatch(self, key: str, value: Any | None) -> None:
-        kind = kind_of(key)
-        if value is not None and not isinstance(value, dict):
-            value = None
-        if kind == "wep" or kind == "hep":
-            ep = Endpoint.parse(value, host=kind == "hep") if value is not None else None
-            if kind == "wep":
-                self.routes.set_wep(key, ep)
-            self.policy.set_endpoint(key, ep)
-        elif kind == "block":
-            self.routes.set_block(key, Block.parse(value) if value is not None else None)
-        elif kind == "node":
-            name = key.rsplit("/", 1)[1]
-            self.routes.set_node(name, Node.parse(value) if value is not None else None)
-        elif kind == "pool":
-            self.routes.set_pool(key, Pool.parse(value) if value is not None else None)
-        elif kind in ("policy", "gnp"):
-            pol = None
-            if value is not None:
-                try:
-                    pol = PolicyDef.parse(value, namespaced=kind == "policy")
-                except SelectorError as exc:
-                    # A bad selector disables that policy; the rest carries on.
-                    self.errors["bad_selector"] += 1
-                    self._rl.log(logging.WARNING, "sel", "disabling policy %s: %s", key, exc)
-            self.policy.set_policy(key, pol)
-        elif kind == "profile":
-            name = key.rsplit("/", 1)[1]
-            prof = None
-            if value is not None:
-                try:
-                    prof = ProfileDef.parse(value)
-                except SelectorError as exc:
-                    self.errors["bad_selector"] += 1
-                    self._rl.log(logging.WARNING, "sel", "disabling profile %s: %s", key, exc)
-            self.policy.set_profile(name, prof)
+    # -- input nodes: parse, then feed the calculations --------------------------
+
+    def _on_workload(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
+        ep = Endpoint.parse(value) if value is not None else None
+        self.routes.set_wep(key, ep)
+        self.policy.set_endpoint(key, ep)
+
+    def _on_host_endpoint(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
+        self.policy.set_endpoint(key, Endpoint.parse(value, host=True) if value else None)
+
+    def _on_block(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
+        self.routes.set_block(key, Block.parse(value) if value is not None else None)
+
+    def _on_node(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+        self.routes.set_node(rk.name, Node.parse(value) if value is not None else None)
+
+    def _on_pool(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
+        self.routes.set_pool(key, Pool.parse(value) if value is not None else None)
+
+    def _on_policy(self, key: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+        pol = None
+        if value is not None:
+            try:
+                pol = PolicyDef.parse(value, namespaced=rk.kind is Kind.NETWORK_POLICY)
+            except SelectorError as exc:
+                # A bad selector disables that policy; the rest carries on.
+                self.errors["bad_selector"] += 1
+                self._rl.log(logging.WARNING, "sel", "disabling policy %s: %s", key, exc)
+        self.policy.set_policy(key, pol)
+
+    def _on_profile(self, key: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+        prof = None
+        if value is not None:
+            try:
+                prof = ProfileDef.parse(value)
+            except SelectorError as exc:
+                self.errors["bad_selector"] += 1
+                self._rl.log(logging.WARNING, "sel", "disabling profile %s: %s", key, exc)
+        self.policy.set_profile(rk.name, prof)

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from felix_client.calc.dataplane import ChainKey, Route, Rule
-from felix_client.calc.model import Block, Endpoint, IPv4Net, Node, Pool, kind_of
+from calico_model.errors import SelectorError
+from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
+from calico_model.selector import parse as parse_selector
+from felix_client.calc.model import Block, Endpoint, IPv4Net, Node, Pool
 from felix_client.calc.rules import PolicyDef, ProfileDef, chain, effective_labels, ipsets_of
-from typha.errors import SelectorError
-from typha.selector import parse as parse_selector
+from felix_client.dataplane.batch import ChainKey, Route, Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,11 @@ class Tables:
     chains: dict[ChainKey, tuple[Rule, ...]]
 
 
-def compute(state: Mapping[str, Any], node: str) -> Tables:
+def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX) -> Tables:
+    """The node's tables computed from scratch over a whole state: the
+    reference the incremental Calculator is tested against, and what
+    `felix-agent compute` prints."""
+    layout = KeyLayout(prefix)
     nodes: dict[str, Node] = {}
     pools: list[Pool] = []
     blocks: list[tuple[str, Block]] = []
@@ -36,25 +41,28 @@ def compute(state: Mapping[str, Any], node: str) -> Tables:
         value = state[key]
         if not isinstance(value, dict):
             continue
-        kind = kind_of(key)
-        if kind == "node":
-            nodes[key.rsplit("/", 1)[1]] = Node.parse(value)
-        elif kind == "pool":
+        rk = layout.parse(key)
+        kind = rk.kind if rk is not None else None
+        if rk is None:
+            continue
+        if kind is Kind.NODE:
+            nodes[rk.name] = Node.parse(value)
+        elif kind is Kind.IP_POOL:
             if (p := Pool.parse(value)) is not None:
                 pools.append(p)
-        elif kind == "block":
+        elif kind is Kind.IPAM_BLOCK:
             if (b := Block.parse(value)) is not None:
                 blocks.append((key, b))
-        elif kind in ("wep", "hep"):
-            eps[key] = Endpoint.parse(value, host=kind == "hep")
-            if kind == "wep":
+        elif kind in (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT):
+            eps[key] = Endpoint.parse(value, host=kind is Kind.HOST_ENDPOINT)
+            if kind is Kind.WORKLOAD_ENDPOINT:
                 weps[key] = eps[key]
-        elif kind in ("policy", "gnp"):
+        elif kind in (Kind.NETWORK_POLICY, Kind.GLOBAL_NETWORK_POLICY):
             with contextlib.suppress(SelectorError):
-                policies.append(PolicyDef.parse(value, namespaced=kind == "policy"))
-        elif kind == "profile":
+                policies.append(PolicyDef.parse(value, namespaced=kind is Kind.NETWORK_POLICY))
+        elif kind is Kind.PROFILE:
             with contextlib.suppress(SelectorError):
-                profiles[key.rsplit("/", 1)[1]] = ProfileDef.parse(value)
+                profiles[rk.name] = ProfileDef.parse(value)
 
     me = nodes.get(node)
 

@@ -10,28 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-V3 = "/calico/resources/v3/projectcalico.org/"
-BLOCKS = "/calico/ipam/v2/assignment/ipv4/block/"
-
 IPv4Net = ipaddress.IPv4Network
-
-
-def kind_of(key: str) -> str:
-    """'wep', 'hep', 'node', 'pool', 'block', 'policy', 'gnp', 'profile' or ''."""
-    if key.startswith(BLOCKS):
-        return "block"
-    if not key.startswith(V3):
-        return ""
-    plural = key[len(V3) :].split("/", 1)[0]
-    return {
-        "workloadendpoints": "wep",
-        "hostendpoints": "hep",
-        "nodes": "node",
-        "ippools": "pool",
-        "networkpolicies": "policy",
-        "globalnetworkpolicies": "gnp",
-        "profiles": "profile",
-    }.get(plural, "")
 
 
 def _dict(v: Any) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
-from felix_client.calc.dataplane import Route
 from felix_client.calc.model import Block, Endpoint, IPv4Net, Node, Pool
+from felix_client.dataplane.batch import Route
 
 
 class RouteCalc:

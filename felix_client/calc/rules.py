@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from felix_client.calc.dataplane import Match, Rule
+from calico_model.selector import All, Compare, Selector, conjoin, prefixed
+from calico_model.selector import parse as parse_selector
 from felix_client.calc.model import Endpoint, labels_of
-from typha.selector import All, Compare, Selector, conjoin, prefixed
-from typha.selector import parse as parse_selector
+from felix_client.dataplane.batch import Match, Rule
 
 NS_LABEL = "projectcalico.org/namespace"
 NS_PREFIX = "pcns."

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from typha.selector import Selector
+from calico_model.selector import Selector
 
 SelectorId = str
 ItemKey = str

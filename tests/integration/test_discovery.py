@@ -4,32 +4,33 @@ per-agent shuffled order, and fall over to the next when one is dead."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections import Counter
 
 import orjson
 import pytest
 
+from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
+from felix_client.addresses import resolve_all
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
-from typha.embedded_etcd import EmbeddedEtcd
-from typha.etcd_client import EtcdConnection
+from typha.datastore.etcd_client import EtcdConnection
 
 pytestmark = pytest.mark.integration
 
 
-class FakeDNS(SyncClient):
+RECORDS = ["127.0.0.2", "127.0.0.3", "127.0.0.1"]
+
+
+async def fake_dns(host: str, port: int, rng: random.Random) -> list[str]:
     """A name with several A records, as a headless Service has."""
-
-    records = ["127.0.0.2", "127.0.0.3", "127.0.0.1"]
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        if host != "typha-headless":
-            return await super()._resolve(host, port)
-        ips = list(self.records)
-        self._rng.shuffle(ips)
-        return ips
+    if host != "typha-headless":
+        return await resolve_all(host, port, rng)
+    ips = list(RECORDS)
+    rng.shuffle(ips)
+    return ips
 
 
 async def test_a_name_with_several_records_spreads_agents_and_skips_dead_ones(
@@ -52,17 +53,21 @@ async def test_a_name_with_several_records_spreads_agents_and_skips_dead_ones(
         )
     )
     await app.start()
-    clients = [FakeDNS(f"typha-headless:{port}", node=f"n{i}") for i in range(12)]
+    rngs = [random.Random(i) for i in range(12)]
+    clients = [
+        SyncClient(f"typha-headless:{port}", node=f"n{i}", resolver=fake_dns, rng=rngs[i])
+        for i in range(12)
+    ]
     try:
         for c in clients:
             await c.start()
         await asyncio.wait_for(asyncio.gather(*(c.wait_in_sync() for c in clients)), 60)
         assert all(c.server == f"typha-headless(127.0.0.1):{port}" for c in clients)
         # Each agent shuffles on its own: the order they tried differs.
-        orders = Counter([tuple(await c._resolve("typha-headless", port)) for c in clients])
+        orders = Counter([tuple(await fake_dns("typha-headless", port, r)) for r in rngs])
         assert len(orders) > 1
         # The real resolver returns every address of a name.
-        real = await clients[0]._resolve("localhost", port)
+        real = await resolve_all("localhost", port, random.Random())
         assert "127.0.0.1" in real
     finally:
         for c in clients:

@@ -9,11 +9,11 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from commands.demo.cluster import Churn, seed_cluster
+from commands.demo.etcd import EmbeddedEtcd
 from tests.conftest import Proc, free_port, http_json, http_text, start_typha, wait_until
-from typha.embedded_etcd import EmbeddedEtcd
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
-from typha.sample_cluster import Churn, seed_cluster
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 

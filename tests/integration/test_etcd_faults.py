@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from commands.demo.cluster import Churn, seed_cluster
+from commands.demo.etcd import EmbeddedEtcd, EtcdCluster
 from felix_client import SyncClient
 from tests.conftest import (
     Proc,
@@ -25,11 +27,9 @@ from tests.conftest import (
 )
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
-from typha.embedded_etcd import EmbeddedEtcd, EtcdCluster
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 from typha.errors import DatastoreError
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
-from typha.sample_cluster import Churn, seed_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ import orjson
 import pytest
 from etcd3aio.auth import AuthService
 
+from commands.demo.etcd import EmbeddedEtcd, EtcdTLS
 from felix_client import SyncClient
 from tests.certs import CertAuthority
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
-from typha.embedded_etcd import EmbeddedEtcd, EtcdTLS
-from typha.etcd_client import EtcdConnection, EtcdOptions
-from typha.etcd_state import read_etcd_state
+from typha.datastore.etcd_client import EtcdConnection, EtcdOptions
+from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 

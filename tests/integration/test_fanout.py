@@ -13,15 +13,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from felix_client import SyncClient
+from commands.demo.etcd import EmbeddedEtcd
+from felix_client import Replica, SyncClient
+from snapshot import canonical_json, digest_of
+from syncproto import ClientHello, Codec
 from tests.certs import CertAuthority, Issued
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
-from typha.embedded_etcd import EmbeddedEtcd
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
-from typha.protocol import ClientHello, Codec
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,8 @@ async def test_resume_on_another_replica_costs_only_the_missed_updates(
     await a.start()
     await b.start()
     try:
-        async with SyncClient(f"127.0.0.1:{a.agent_port}", node="n") as client:
+        replica = Replica()  # the agent's state, kept across connections
+        async with SyncClient(f"127.0.0.1:{a.agent_port}", node="n", replica=replica) as client:
             await client.wait_in_sync()
             snapshot_bytes = client.stats.bytes_received
             await client.close()  # leaves replica a; keeps its state and revision
@@ -66,8 +68,8 @@ async def test_resume_on_another_replica_costs_only_the_missed_updates(
         truth = await read_etcd_state([etcd.endpoint])
         await async_wait_until(lambda: b.cache.revision >= truth.revision, "replica b caught up")
 
-        mover = SyncClient(f"127.0.0.1:{b.agent_port}", node="n")
-        mover._replica = client._replica  # the same agent, reconnecting elsewhere
+        # The same agent, reconnecting elsewhere.
+        mover = SyncClient(f"127.0.0.1:{b.agent_port}", node="n", replica=replica)
         async with mover:
             await async_wait_until(
                 lambda: mover.in_sync and mover.digest == truth.digest, "resumed client converges"
@@ -93,9 +95,14 @@ async def test_a_client_with_a_wrong_digest_gets_a_full_snapshot(
         async with SyncClient(f"127.0.0.1:{app.agent_port}", node="n") as client:
             await client.wait_in_sync()
             await client.close()
-        client._replica._delete("/calico/t/k00003")  # the agent's state diverged
-        again = SyncClient(f"127.0.0.1:{app.agent_port}", node="n")
-        again._replica = client._replica
+        # The agent's state diverged: it lacks a key, at the same revision.
+        diverged = {k: v for k, v in client.state.items() if k != "/calico/t/k00003"}
+        assert len(diverged) == len(client.state) - 1
+        replica = Replica()
+        replica.begin_snapshot()
+        replica.add_chunk((k, canonical_json(v)) for k, v in diverged.items())
+        replica.end_snapshot(client.revision, digest_of(diverged))
+        again = SyncClient(f"127.0.0.1:{app.agent_port}", node="n", replica=replica)
         async with again:
             await again.wait_in_sync()
             assert again.stats.snapshots == 1

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from commands.demo.etcd import EmbeddedEtcd
 from tests.conftest import (
     Proc,
     free_port,
@@ -23,9 +24,8 @@ from tests.conftest import (
     start_typha,
     wait_until,
 )
-from typha.embedded_etcd import EmbeddedEtcd
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 

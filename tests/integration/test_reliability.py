@@ -19,6 +19,10 @@ import orjson
 import pytest
 import zstandard
 
+from commands.demo.cluster import policy
+from commands.demo.etcd import EmbeddedEtcd
+from syncproto import ClientHello, Codec, MsgType, Ping, encode_frame
+from syncproto.frames import FLAG_ZSTD, HEADER
 from tests.certs import CertAuthority
 from tests.conftest import (
     Proc,
@@ -31,12 +35,8 @@ from tests.conftest import (
     wait_until,
 )
 from tests.tcp_proxy import TcpProxy
-from typha.embedded_etcd import EmbeddedEtcd
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
-from typha.protocol import ClientHello, Codec, MsgType, Ping, encode_frame
-from typha.protocol.frames import FLAG_ZSTD, HEADER
-from typha.sample_cluster import policy
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 
@@ -507,7 +507,7 @@ class WrongDigestServer:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        from typha.protocol import ServerConnection, SnapshotChunk, SnapshotEnd
+        from syncproto import ServerConnection, SnapshotChunk, SnapshotEnd
 
         while not self._stop:
             try:

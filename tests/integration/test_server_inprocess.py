@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
+from commands.demo.etcd import EmbeddedEtcd, free_port
 from felix_client import SyncClient
+from syncproto import HEADER_SIZE, ClientHello, Codec, MsgType, encode_frame
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
-from typha.embedded_etcd import EmbeddedEtcd, free_port
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
-from typha.protocol import HEADER_SIZE, ClientHello, Codec, MsgType, encode_frame
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Callable
 import orjson
 import pytest
 
+from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
 from felix_client.replica import Replica
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
 from typha.config import HostPort, ServeConfig
-from typha.embedded_etcd import EmbeddedEtcd
-from typha.etcd_client import EtcdConnection
-from typha.etcd_state import read_etcd_state
+from typha.datastore.etcd_client import EtcdConnection
+from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +71,9 @@ async def put(etcd: EmbeddedEtcd, key: str) -> str:
 @pytest.mark.parametrize(
     ("task", "target", "method"),
     [
-        ("syncer", "syncer", "_apply_group"),
-        ("fanout-ticker", "server", "_expire_handshakes"),
+        ("syncer", "syncer", "apply_watch_group"),
+        ("fanout-timers", "server", "run_due_timers"),
+        ("fanout-housekeeping", "server", "_expire_handshakes"),
         ("source-check", "source_check", "check_once"),
         ("rebalancer", "rebalancer", "_balance"),
     ],

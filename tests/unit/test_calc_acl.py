@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.demo.cluster import profile
 from felix_client.calc.calculator import Calculator
-from felix_client.calc.dataplane import MemoryDataplane, ipset_name
 from felix_client.calc.full import compute
-from typha.sample_cluster import profile
+from felix_client.dataplane import MemoryDataplane, ipset_name
 
 V3 = "/calico/resources/v3/projectcalico.org"
 

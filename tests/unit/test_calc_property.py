@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from felix_client.calc.calculator import Calculator
-from felix_client.calc.dataplane import MemoryDataplane
 from felix_client.calc.full import compute
+from felix_client.dataplane import MemoryDataplane
 
 V3 = "/calico/resources/v3/projectcalico.org"
 NODES = ["n1", "n2", "n3"]

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from typha.errors import ConnectionTimeout, HandshakeError, MalformedMessage, UsageError
-from typha.protocol import (
+from syncproto import (
     ClientConnection,
     ClientHello,
     Codec,
@@ -17,6 +16,8 @@ from typha.protocol import (
     SnapshotEnd,
     State,
 )
+from syncproto.errors import ConnectionTimeout, HandshakeError, MalformedMessage, UsageError
+from syncproto.vocabulary import CloseReason, SyncMode
 
 D = "0" * 32
 codec = Codec(max_frame=1 << 20)
@@ -114,8 +115,8 @@ def test_ping_pong_keeps_an_idle_link_alive() -> None:
     now = 0.0
     for _ in range(20):  # 120 "seconds" with no data traffic at all
         now += 6
-        server.tick(now)
-        client.tick(now)
+        server.handle_timer(now)
+        client.handle_timer(now)
         if data := pipe(server):
             client.receive_data(data, now)
         if data := pipe(client):
@@ -128,22 +129,22 @@ def test_ping_pong_keeps_an_idle_link_alive() -> None:
 
 def test_idle_timeout_when_the_peer_is_silent() -> None:
     server, _ = handshake()
-    server.tick(30.0)  # sends a ping
+    server.handle_timer(30.0)  # sends a ping
     with pytest.raises(ConnectionTimeout, match="idle_timeout"):
-        server.tick(61.0)
+        server.handle_timer(61.0)
     assert server.state is State.CLOSED
 
 
 def test_handshake_timeout() -> None:
     server = ServerConnection(server_id="s", now=0.0, limits=Limits(handshake_timeout=5))
-    server.tick(4.0)
+    server.handle_timer(4.0)
     with pytest.raises(ConnectionTimeout, match="handshake_timeout"):
-        server.tick(6.0)
+        server.handle_timer(6.0)
 
 
 def test_goodbye_closes() -> None:
     server, client = handshake()
-    server.close("shutdown")
+    server.close(CloseReason.SHUTDOWN)
     (bye,) = client.receive_data(pipe(server), 1.0)
     assert isinstance(bye, Goodbye)
     assert bye.reason == "shutdown"
@@ -152,7 +153,7 @@ def test_goodbye_closes() -> None:
 
 
 def _frames(data: bytes):  # type: ignore[no-untyped-def]
-    from typha.protocol import FrameDecoder
+    from syncproto import FrameDecoder
 
     return FrameDecoder().feed(data)
 
@@ -161,7 +162,7 @@ def resumed_client(revision: int) -> tuple[ServerConnection, ClientConnection]:
     server = ServerConnection(server_id="s", now=0.0)
     client = ClientConnection(node="n", now=0.0, revision=revision, digest=D)
     server.receive_data(pipe(client), 0.0)
-    server.accept(sync="resume")
+    server.accept(sync=SyncMode.RESUME)
     client.receive_data(pipe(server), 0.0)
     return server, client
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from typha.errors import FrameTooLarge, MalformedMessage
-from typha.protocol import HEADER_SIZE, FrameDecoder, MsgType, encode_frame
+from syncproto import HEADER_SIZE, FrameDecoder, MsgType, encode_frame
+from syncproto.errors import FrameTooLarge, MalformedMessage
 
 
 def test_header_layout_is_as_documented() -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from typha.errors import ProtocolError
-from typha.protocol import (
+from syncproto import (
     HEADER_SIZE,
     ClientConnection,
     ClientHello,
@@ -20,6 +19,7 @@ from typha.protocol import (
     SnapshotEnd,
     encode_frame,
 )
+from syncproto.errors import ProtocolError
 
 LIMITS = Limits(max_frame=4096)
 D = "0" * 32
@@ -44,7 +44,7 @@ def feed(core: ServerConnection | ClientConnection, chunks: list[bytes]) -> None
             core.receive_data(c, 0.0)
         except ProtocolError:
             return
-        assert core._decoder.buffered <= HEADER_SIZE + LIMITS.max_frame
+        assert core.buffered_bytes <= HEADER_SIZE + LIMITS.max_frame
 
 
 @settings(max_examples=300, deadline=None)

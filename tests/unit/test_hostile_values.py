@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from calico_model.errors import InvalidValue, SelectorError
+from calico_model.selector import MAX_DEPTH, MAX_LENGTH, parse
+from calico_model.validation import admit, validate
+from commands.demo.cluster import policy
 from felix_client.replica import Replica
 from snapshot import SnapshotCache
-from typha.encoding import FrameEncoder
-from typha.errors import SelectorError
-from typha.etcd_client import WatchBatch, WatchEvent
-from typha.protocol import Codec, Delta, Progress
-from typha.protocol.frames import FrameDecoder
-from typha.sample_cluster import policy
-from typha.selector import MAX_DEPTH, MAX_LENGTH, parse
-from typha.syncer import Syncer
-from typha.validation import InvalidValue, admit, validate
+from syncproto import Codec, Delta, Progress
+from syncproto.encoding import FrameEncoder
+from syncproto.frames import FrameDecoder
+from typha.datastore.etcd_client import WatchBatch, WatchEvent
+from typha.datastore.syncer import Syncer
 
 POLICY_KEY, POLICY = policy("shop", "p", "web", 1, 80)
 
@@ -152,7 +152,7 @@ def test_hostile_values_never_stall_the_syncer(
             revision += 1
             events.append(WatchEvent(deleted, key, value, revision))
         before = cache.seq
-        syncer._apply_group([WatchBatch(revision, events)], float(revision))
+        syncer.apply_watch_group([WatchBatch(revision, events)], float(revision))
         assert cache.revision == revision  # followed, whatever the values
         if cache.seq == before:
             continue

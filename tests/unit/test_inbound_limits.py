@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from typha.errors import ConnectionTimeout, FrameTooLarge, MalformedMessage, RateLimited
-from typha.protocol import (
+from syncproto import (
     ClientConnection,
     Codec,
     DatastoreStatus,
@@ -17,6 +16,7 @@ from typha.protocol import (
     ServerConnection,
     State,
 )
+from syncproto.errors import ConnectionTimeout, FrameTooLarge, MalformedMessage, RateLimited
 
 SERVER_LIMITS = Limits(
     max_inbound_frame=1024,
@@ -52,7 +52,7 @@ def test_compressed_frames_are_refused_where_not_accepted() -> None:
 
 
 def test_a_long_announced_frame_is_refused_from_its_header() -> None:
-    from typha.protocol import MsgType, encode_frame
+    from syncproto import MsgType, encode_frame
 
     server, _ = opened()
     with pytest.raises(FrameTooLarge):
@@ -79,19 +79,19 @@ def test_the_budget_refills_at_its_rate() -> None:
 
 def test_an_unanswered_ping_is_a_dead_peer() -> None:
     server, _ = opened()
-    server.tick(11.0)  # quiet for 11 s: ping
+    server.handle_timer(11.0)  # quiet for 11 s: ping
     assert server.data_to_send()
-    server.tick(15.0)
+    server.handle_timer(15.0)
     with pytest.raises(ConnectionTimeout) as info:
-        server.tick(16.5)
+        server.handle_timer(16.5)
     assert info.value.code == "pong_timeout"
 
 
 def test_any_answer_clears_the_ping_deadline() -> None:
     server, _ = opened()
-    server.tick(11.0)
+    server.handle_timer(11.0)
     server.receive_data(codec.encode(Pong(1)), 12.0)
-    server.tick(20.0)
+    server.handle_timer(20.0)
     assert server.state is State.OPEN
 
 
@@ -99,9 +99,9 @@ def test_half_a_frame_left_hanging_times_out() -> None:
     server, _ = opened()
     server.receive_data(codec.encode(Ping(3))[:7], 1.0)
     server.receive_data(b"", 3.0)  # nothing new completes it
-    server.tick(5.5)
+    server.handle_timer(5.5)
     with pytest.raises(ConnectionTimeout) as info:
-        server.tick(6.5)
+        server.handle_timer(6.5)
     assert info.value.code == "frame_timeout"
 
 
@@ -110,7 +110,7 @@ def test_a_frame_that_completes_clears_the_partial_deadline() -> None:
     frame = codec.encode(Ping(3))
     server.receive_data(frame[:7], 1.0)
     server.receive_data(frame[7:], 5.0)
-    server.tick(9.0)
+    server.handle_timer(9.0)
     assert server.state is State.OPEN
 
 
@@ -138,8 +138,8 @@ def test_datastore_status_without_the_capability_is_a_protocol_error() -> None:
 def test_an_unknown_datastore_status_is_malformed() -> None:
     import msgpack
 
-    from typha.protocol import MsgType, encode_frame
-    from typha.protocol.frames import Frame
+    from syncproto import MsgType, encode_frame
+    from syncproto.frames import Frame
 
     body = msgpack.packb({"status": "on_fire"})
     frame = encode_frame(MsgType.DATASTORE_STATUS, body)

@@ -4,8 +4,7 @@ import msgpack
 import pytest
 import zstandard
 
-from typha.errors import MalformedMessage
-from typha.protocol import (
+from syncproto import (
     ClientHello,
     Codec,
     Delta,
@@ -21,12 +20,14 @@ from typha.protocol import (
     SnapshotEnd,
     encode_frame,
 )
+from syncproto.errors import MalformedMessage
+from syncproto.vocabulary import SyncMode
 
 D = "0123456789abcdef" * 2
 
 MESSAGES: list[Message] = [
     ClientHello(node="n1", caps=frozenset({"zstd"}), revision=5, digest=D, client="x"),
-    ServerHello(server="s1", caps=frozenset({"zstd"}), sync="snapshot", max_frame=1 << 20),
+    ServerHello(server="s1", caps=frozenset({"zstd"}), sync=SyncMode.SNAPSHOT, max_frame=1 << 20),
     SnapshotChunk(revision=9, entries=[("k", b'{"a":1}'), ("k2", b"{}")]),
     SnapshotEnd(revision=9, keys=2, digest=D),
     Delta(prev_revision=9, revision=11, updates=[("k", b"{}"), ("k2", None)], digest=D),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from typha.rebalance import to_shed
+from typha.fanout.rebalance import to_shed
 
 
 @pytest.mark.parametrize(

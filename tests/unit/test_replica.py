@@ -48,7 +48,13 @@ def test_delta_and_digest_check() -> None:
     with pytest.raises(DigestMismatch) as info:
         r.apply_delta(3, [("b", c({}))], digest_of({"a": {"x": 1}}))
     assert info.value.revision == 3
-    r.apply_progress(4, digest_of({"a": {"x": 1}, "b": {}}))
+    # Verified before commit: the failed delta left nothing behind.
+    assert dict(r.state) == {"a": {"x": 1}}
+    assert r.revision == 2
+    with pytest.raises(DigestMismatch):
+        r.apply_progress(4, digest_of({"a": {"x": 1}, "b": {}}))
+    assert r.revision == 2
+    r.apply_progress(4, digest_of({"a": {"x": 1}}))
     assert r.revision == 4
 
 

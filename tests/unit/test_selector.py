@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from typha.errors import SelectorError
-from typha.selector import All, parse
+from calico_model.errors import SelectorError
+from calico_model.selector import All, parse
 
 L = {"app": "web", "tier": "frontend", "projectcalico.org/namespace": "shop"}
 

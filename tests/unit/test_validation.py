@@ -3,8 +3,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from typha.sample_cluster import block, ippool, node, node_key, policy, seed_cluster, workload
-from typha.validation import InvalidValue, validate
+from calico_model.errors import InvalidValue
+from calico_model.validation import validate
+from commands.demo.cluster import block, ippool, node, node_key, policy, seed_cluster, workload
 
 
 def test_every_sample_object_is_valid() -> None:

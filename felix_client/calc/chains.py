@@ -1,0 +1,63 @@
+"""Graph node: renders the rule chains of local endpoints.
+
+For each dirty endpoint and direction it compiles the chain from the
+policies that apply (or its profiles), compares it with what it rendered
+before, and emits only real changes, telling the IP set node which sets a
+chain started or stopped using.
+"""
+
+from __future__ import annotations
+
+from felix_client.calc.ipset_members import IpSetMembership
+from felix_client.calc.model import Endpoint
+from felix_client.calc.rules import PolicyDef, ProfileDef, chain, ipsets_of
+from felix_client.dataplane.batch import ChainKey, DataplaneBatch, Rule
+
+DIRECTIONS = ("ingress", "egress")
+
+
+class ChainRenderer:
+    """Renders chains on demand; `flush_into` moves the changes to a batch."""
+
+    def __init__(self, ipsets: IpSetMembership) -> None:
+        self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
+        self._ipsets = ipsets
+        self._out = DataplaneBatch()
+
+    def render(
+        self,
+        key: str,
+        ep: Endpoint | None,
+        policies: list[PolicyDef],
+        profiles: dict[str, ProfileDef],
+    ) -> None:
+        """Render both chains of `key` from the policies that apply to it;
+        `ep` None (deleted, or not local) removes them."""
+        for direction in DIRECTIONS:
+            new = chain(direction, policies, ep, profiles) if ep is not None else None
+            self._update((key, direction), new)
+
+    def _update(self, ck: ChainKey, new: tuple[Rule, ...] | None) -> None:
+        old = self.chains.get(ck)
+        if old == new:
+            return
+        new_sets, old_sets = ipsets_of(new or ()), ipsets_of(old or ())
+        for sid in new_sets - old_sets:
+            self._ipsets.ref(sid, +1)
+        out = self._out
+        if new is None:
+            del self.chains[ck]
+            out.chains_del.add(ck)
+            out.chains_set.pop(ck, None)
+        else:
+            self.chains[ck] = new
+            out.chains_set[ck] = new
+            out.chains_del.discard(ck)
+        for sid in old_sets - new_sets:
+            self._ipsets.ref(sid, -1)
+
+    def flush_into(self, batch: DataplaneBatch) -> None:
+        """Move the pending chain changes into `batch`."""
+        out, self._out = self._out, DataplaneBatch()
+        batch.chains_set.update(out.chains_set)
+        batch.chains_del |= out.chains_del

@@ -1,0 +1,119 @@
+"""`felix-agent` configuration: every flag is also an env var FELIX_<FLAG>.
+
+Precedence: command-line flag, then environment, then default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from calico_model.keys import DEFAULT_PREFIX, KeyLayout
+from felix_client.addresses import parse_addresses
+from felix_client.errors import ConfigError
+
+ENV_PREFIX = "FELIX_"
+
+
+def env_name(flag: str) -> str:
+    """The environment variable that stands in for `--flag`."""
+    return ENV_PREFIX + flag.upper().replace("-", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """A checked agent configuration."""
+
+    typha: str
+    node: str
+    http_host: str
+    http_port: int
+    prefix: str = DEFAULT_PREFIX
+    dataplane: str = "memory"
+    log_level: str = "INFO"
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_server_name: str = ""
+    upstream_stale_after: float = 10.0
+    max_snapshot_bytes: int = 1 << 30
+
+
+def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The flags of `felix-agent`, with defaults taken from `env`."""
+
+    def add(flag: str, default: str | None, help_: str, **kw: object) -> None:
+        p.add_argument(
+            f"--{flag}",
+            default=env.get(env_name(flag), default),
+            help=f"{help_} [env {env_name(flag)}]",
+            **kw,  # type: ignore[arg-type]
+        )
+
+    add("typha", None, "typha addresses H:P[,H:P...] (required)")
+    add("node", None, "this node's name (required)")
+    add("prefix", DEFAULT_PREFIX, "datastore prefix the server serves")
+    add("http-listen", "127.0.0.1:9099", "status port H:P")
+    add("dataplane", "memory", "dataplane driver", choices=["memory"])
+    add("log-level", "INFO", "log level")
+    add("tls-ca-file", "", "CA that signs typha's certificate (PEM)")
+    add("tls-cert-file", "", "this agent's certificate (PEM)")
+    add("tls-key-file", "", "this agent's private key (PEM)")
+    add("tls-server-name", "", "name to verify typha's certificate by")
+    add(
+        "upstream-stale-after",
+        "10",
+        "seconds a replica may report the datastore lost before the agent moves away",
+    )
+    add(
+        "max-snapshot-bytes",
+        str(1 << 30),
+        "largest snapshot accepted (keys + values); a larger one is refused",
+    )
+
+
+def normalise_prefix(prefix: str) -> str:
+    """`prefix` with its trailing "/", checked (ConfigError if unusable)."""
+    prefix = prefix if prefix.endswith("/") else prefix + "/"
+    try:
+        KeyLayout(prefix)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return prefix
+
+
+def agent_config(ns: argparse.Namespace) -> AgentConfig:
+    """Check parsed arguments; raises ConfigError naming the bad one."""
+    for flag in ("typha", "node"):
+        if not getattr(ns, flag):
+            raise ConfigError(f"--{flag} (or {env_name(flag)}) is required")
+    parse_addresses(ns.typha)
+    host, port = parse_addresses(ns.http_listen)[0]
+    try:
+        stale = float(ns.upstream_stale_after)
+        max_snapshot = int(ns.max_snapshot_bytes)
+    except ValueError as exc:
+        raise ConfigError(f"bad number: {exc}") from None
+    return AgentConfig(
+        typha=ns.typha,
+        node=ns.node,
+        http_host=host,
+        http_port=port,
+        prefix=normalise_prefix(ns.prefix),
+        dataplane=ns.dataplane,
+        log_level=ns.log_level,
+        tls_ca_file=ns.tls_ca_file,
+        tls_cert_file=ns.tls_cert_file,
+        tls_key_file=ns.tls_key_file,
+        tls_server_name=ns.tls_server_name,
+        upstream_stale_after=stale,
+        max_snapshot_bytes=max_snapshot,
+    )
+
+
+def parse_agent_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> AgentConfig:
+    """Parse and check `felix-agent` arguments (argparse exits on bad syntax)."""
+    p = argparse.ArgumentParser(prog="felix-agent", description="node agent fed by typha")
+    add_agent_arguments(p, env)
+    return agent_config(p.parse_args(argv))

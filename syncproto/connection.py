@@ -1,0 +1,400 @@
+"""The sans-I/O protocol core: bytes in, messages out, bytes to send.
+
+No sockets, no asyncio, no clock: every call that cares about time takes
+`now` (seconds, any monotonic origin).  The asyncio server, the asyncio client
+and the gevent Locust user all drive these classes.
+
+A caller must:
+  * pass every received byte to `receive_data` and act on the returned messages;
+  * after every call, send what `data_to_send` returns, in order;
+  * call `handle_timer(now)` once `now >= next_deadline()` (it sends pings
+    and enforces the handshake, idle, pong and partial-frame timeouts);
+  * close the transport once `state` is CLOSED and the pending bytes are sent.
+`receive_data` raises ProtocolError and `handle_timer` raises ConnectionTimeout; in
+both cases a GOODBYE naming the reason has already been queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from syncproto.errors import (
+    ConnectionTimeout,
+    HandshakeError,
+    MalformedMessage,
+    ProtocolError,
+    RateLimited,
+    UsageError,
+)
+from syncproto.frames import DEFAULT_MAX_FRAME, FrameDecoder
+from syncproto.messages import (
+    CAP_DATASTORE_STATUS,
+    CAP_RESUME,
+    CAP_ZSTD,
+    PROTOCOL_VERSION,
+    ClientHello,
+    Codec,
+    DatastoreStatusMsg,
+    Delta,
+    Goodbye,
+    Message,
+    Ping,
+    Pong,
+    Progress,
+    ServerHello,
+    SnapshotChunk,
+    SnapshotEnd,
+)
+from syncproto.vocabulary import CloseReason, SyncMode
+
+SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS})
+CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS})
+
+
+class State(Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection limits; both sides use the same knobs.
+
+    `max_frame` bounds what we send (and, unless `max_inbound_frame` is set,
+    what we accept).  A server sets the inbound knobs tight: a client only
+    ever sends a hello, pongs, pings and a goodbye.
+    """
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    ping_interval: float = 10.0
+    # A ping not answered (by anything at all) within this is a dead peer.
+    pong_timeout: float = 10.0
+    max_inbound_frame: int = 0  # 0: max_frame
+    accept_compressed: bool = True
+    # Token bucket over inbound messages (0: unlimited).
+    inbound_msgs_per_sec: float = 0.0
+    inbound_burst: int = 100
+    # A frame left incomplete this long is a stalled peer (0: no limit).
+    partial_frame_timeout: float = 0.0
+
+
+class _Core:
+    def __init__(self, *, now: float, limits: Limits) -> None:
+        self.limits = limits
+        self.codec = Codec(max_frame=limits.max_frame, accept_compressed=limits.accept_compressed)
+        self._decoder = FrameDecoder(limits.max_inbound_frame or limits.max_frame)
+        self._out: list[bytes] = []
+        self.state = State.HANDSHAKE
+        self.caps: frozenset[str] = frozenset()
+        self.close_reason: CloseReason | None = None
+        self.peer_reason = ""  # what the peer's GOODBYE said, if it sent one
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self._started = now
+        self._last_recv = now
+        self._ping_token = 0
+        self._ping_sent_at: float | None = None  # None: no ping outstanding
+        self._partial_since: float | None = None
+        self._tokens = float(limits.inbound_burst)
+        self._tokens_at = now
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Received bytes held for an incomplete frame."""
+        return self._decoder.buffered
+
+    # -- output ----------------------------------------------------------
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write, in order; each call drains the queue."""
+        out, self._out = self._out, []
+        return out
+
+    def _queue(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
+        self._out.append(data)
+
+    def _send(self, msg: Message, *, compress: bool = False) -> None:
+        self._queue(self.codec.encode(msg, compress=compress))
+
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        """Queue a GOODBYE and stop accepting anything else."""
+        if self.state is State.CLOSED:
+            return
+        self._send(Goodbye(reason.value, detail))
+        self.state = State.CLOSED
+        self.close_reason = reason
+
+    # -- input -----------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Message]:
+        """Feed received bytes; return the messages the caller must act on.
+        Pings are answered and pongs consumed here."""
+        if self.state is State.CLOSED:
+            return []
+        self.bytes_received += len(data)
+        self._last_recv = now
+        self._ping_sent_at = None
+        out: list[Message] = []
+        try:
+            frames = self._decoder.feed(data)
+            if self._decoder.buffered:
+                if self._partial_since is None or frames:
+                    self._partial_since = now
+            else:
+                self._partial_since = None
+            if frames and self.limits.inbound_msgs_per_sec:
+                self._spend(len(frames), now)
+            for frame in frames:
+                msg = self.codec.decode(frame)
+                if isinstance(msg, Ping):
+                    self._send(Pong(msg.token))
+                elif isinstance(msg, Pong):
+                    pass
+                elif isinstance(msg, Goodbye):
+                    self.state = State.CLOSED
+                    self.close_reason = CloseReason.PEER
+                    self.peer_reason = msg.reason
+                    out.append(msg)
+                    break
+                else:
+                    self._check(msg)
+                    out.append(msg)
+        except ProtocolError as exc:
+            self.close(exc.code, str(exc)[:200])
+            raise
+        return out
+
+    def _spend(self, n: int, now: float) -> None:
+        rate = self.limits.inbound_msgs_per_sec
+        burst = self.limits.inbound_burst
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        self._tokens -= n
+        if self._tokens < 0:
+            raise RateLimited(f"more than {rate:g} messages/s (burst {burst}) from this peer")
+
+    def _check(self, msg: Message) -> None:
+        raise NotImplementedError
+
+    # -- time ------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` must next run (None once closed)."""
+        if self.state is State.CLOSED:
+            return None
+        limits = self.limits
+        deadline = self._last_recv + limits.idle_timeout
+        if self.state is State.HANDSHAKE:
+            deadline = min(deadline, self._started + limits.handshake_timeout)
+        sent = self._ping_sent_at
+        if sent is None:
+            deadline = min(deadline, self._last_recv + limits.ping_interval)
+        elif limits.pong_timeout:
+            deadline = min(deadline, sent + limits.pong_timeout)
+        if self._partial_since is not None and limits.partial_frame_timeout:
+            deadline = min(deadline, self._partial_since + limits.partial_frame_timeout)
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Run what is due at `now`: send a ping when the peer has been quiet,
+        enforce the handshake, idle, pong and partial-frame timeouts (raises
+        ConnectionTimeout with a GOODBYE queued).  Calling it early is harmless."""
+        if self.state is State.CLOSED:
+            return
+        limits = self.limits
+        quiet = now - self._last_recv
+        if self.state is State.HANDSHAKE and now - self._started >= limits.handshake_timeout:
+            self._time_out(CloseReason.HANDSHAKE_TIMEOUT)
+        if quiet >= limits.idle_timeout:
+            self._time_out(CloseReason.IDLE_TIMEOUT)
+        sent = self._ping_sent_at
+        if sent is not None and limits.pong_timeout and now - sent >= limits.pong_timeout:
+            self._time_out(CloseReason.PONG_TIMEOUT)
+        partial = self._partial_since
+        stalled = partial is not None and now - partial >= limits.partial_frame_timeout
+        if stalled and limits.partial_frame_timeout:
+            self._time_out(CloseReason.FRAME_TIMEOUT)
+        if quiet >= limits.ping_interval and sent is None:
+            self._ping_token += 1
+            self._ping_sent_at = now
+            self._send(Ping(self._ping_token))
+
+    def _time_out(self, reason: CloseReason) -> None:
+        self.close(reason)
+        raise ConnectionTimeout(reason)
+
+
+class ServerConnection(_Core):
+    """Server side of one agent connection.
+
+    After `receive_data` returns a ClientHello the caller must call `accept`
+    (or `close`), then send the snapshot or the resumed deltas with
+    `send_frames`; later batches go through `send_frames` too.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_id: str,
+        now: float,
+        limits: Limits = Limits(),
+        caps: frozenset[str] = SERVER_CAPS,
+    ) -> None:
+        super().__init__(now=now, limits=limits)
+        self._server_id = server_id
+        self._our_caps = caps
+        self.hello: ClientHello | None = None
+
+    def _check(self, msg: Message) -> None:
+        if self.state is State.HANDSHAKE:
+            if not isinstance(msg, ClientHello):
+                raise HandshakeError(f"expected CLIENT_HELLO, got {type(msg).__name__}")
+            if self.hello is not None:
+                raise HandshakeError("CLIENT_HELLO sent twice")
+            if msg.version < 1:
+                raise HandshakeError(f"unsupported protocol version {msg.version}")
+            self.hello = msg
+            self.caps = self._our_caps & msg.caps
+            return
+        raise MalformedMessage(f"unexpected {type(msg).__name__} from client")
+
+    @property
+    def wants_datastore_status(self) -> bool:
+        return CAP_DATASTORE_STATUS in self.caps
+
+    def accept(self, *, sync: SyncMode = SyncMode.SNAPSHOT) -> None:
+        """Queue the server hello; the caller must then queue the current
+        datastore status (if `wants_datastore_status`) and the stream."""
+        if self.hello is None or self.state is not State.HANDSHAKE:
+            raise UsageError("accept() needs a received hello, once")
+        self._send(
+            ServerHello(
+                server=self._server_id,
+                caps=self.caps,
+                version=PROTOCOL_VERSION,
+                sync=sync,
+                max_frame=self.codec.max_frame,
+            )
+        )
+        self.state = State.OPEN
+
+    def send_frames(self, frames: Iterable[bytes]) -> None:
+        """Queue pre-encoded frames (shared by every client; not copied)."""
+        if self.state is not State.OPEN:
+            raise UsageError(f"send_frames() in state {self.state.value}")
+        for f in frames:
+            self._queue(f)
+
+    def send_frame_now(self, frame: bytes) -> bytes:
+        """The fan-out fast path: queue one pre-encoded frame and return
+        everything to write now (it is `data_to_send()`, joined).  With
+        nothing else queued, the shared frame itself comes back, uncopied."""
+        if self.state is not State.OPEN:
+            raise UsageError(f"send_frame_now() in state {self.state.value}")
+        self.bytes_sent += len(frame)
+        if not self._out:
+            return frame
+        self._out.append(frame)
+        out, self._out = self._out, []
+        return b"".join(out)
+
+
+class ClientConnection(_Core):
+    """Client side.  Queues the hello at construction.  Checks the order of
+    the stream (hello, snapshot chunks, snapshot end, then deltas and
+    progress) and its revision continuity; digests are the caller's to check
+    against the state it holds."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        now: float,
+        revision: int = 0,
+        digest: str = "",
+        limits: Limits = Limits(),
+        caps: frozenset[str] = CLIENT_CAPS,
+        client: str = "felix_client",
+    ) -> None:
+        super().__init__(now=now, limits=limits)
+        self._our_caps = caps
+        self.server_hello: ServerHello | None = None
+        self.in_snapshot = False
+        self.synced = False
+        self.revision = revision
+        self.datastore_status: DatastoreStatusMsg | None = None
+        # After a resume the first batch may start before our revision (the
+        # server cut its batches differently); whole values make that safe.
+        self._resumed_first = False
+        self._send(
+            ClientHello(
+                node=node,
+                caps=caps,
+                version=PROTOCOL_VERSION,
+                revision=revision,
+                digest=digest,
+                client=client,
+            )
+        )
+
+    def _check(self, msg: Message) -> None:
+        if self.state is State.HANDSHAKE:
+            if not isinstance(msg, ServerHello):
+                raise HandshakeError(f"expected SERVER_HELLO, got {type(msg).__name__}")
+            if msg.version < 1:
+                raise HandshakeError(f"unsupported protocol version {msg.version}")
+            if not msg.caps <= self._our_caps:
+                extra = sorted(msg.caps - self._our_caps)
+                raise HandshakeError(f"server claims capabilities we never offered: {extra}")
+            if msg.sync is SyncMode.RESUME and self.revision == 0:
+                raise HandshakeError("server offered resume but we hold no revision")
+            self.server_hello = msg
+            self.caps = msg.caps
+            self.state = State.OPEN
+            if msg.sync is SyncMode.SNAPSHOT:
+                self.in_snapshot = True
+                self.revision = 0
+            else:
+                self.synced = True
+                self._resumed_first = True
+            return
+        if isinstance(msg, DatastoreStatusMsg):
+            if CAP_DATASTORE_STATUS not in self.caps:
+                raise MalformedMessage("DATASTORE_STATUS without the capability")
+            self.datastore_status = msg
+        elif isinstance(msg, SnapshotChunk):
+            if not self.in_snapshot:
+                raise MalformedMessage("SNAPSHOT_CHUNK outside a snapshot")
+            if self.revision and msg.revision != self.revision:
+                raise MalformedMessage("SNAPSHOT_CHUNK revisions differ within one snapshot")
+            self.revision = msg.revision
+        elif isinstance(msg, SnapshotEnd):
+            if not self.in_snapshot:
+                raise MalformedMessage("SNAPSHOT_END outside a snapshot")
+            if self.revision and msg.revision != self.revision:
+                raise MalformedMessage("SNAPSHOT_END revision differs from its chunks")
+            self.revision = msg.revision
+            self.in_snapshot = False
+            self.synced = True
+        elif isinstance(msg, Delta | Progress):
+            if not self.synced:
+                raise MalformedMessage(f"{type(msg).__name__} before the snapshot ended")
+            straddles = self._resumed_first and msg.prev_revision <= self.revision
+            self._resumed_first = False
+            if (
+                msg.revision < msg.prev_revision
+                or (msg.prev_revision != self.revision and not straddles)
+                or msg.revision < self.revision
+            ):
+                raise MalformedMessage(
+                    f"revision gap: at {self.revision}, got {msg.prev_revision}->{msg.revision}"
+                )
+            self.revision = msg.revision
+        else:
+            raise MalformedMessage(f"unexpected {type(msg).__name__} from server")

@@ -1,0 +1,36 @@
+"""SyncClient's lifecycle as a caller sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from felix_client import NotConnected, SyncClient
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_wait_in_sync_raises_not_connected_when_closed_while_waiting() -> None:
+    client = SyncClient(f"127.0.0.1:{unused_port()}", node="n1", backoff_initial=0.01)
+    await client.start()
+    waiter = asyncio.create_task(client.wait_in_sync())
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await client.close()
+    async with asyncio.timeout(10):
+        with pytest.raises(NotConnected):
+            await waiter
+
+
+async def test_wait_in_sync_on_a_closed_client_raises_at_once() -> None:
+    client = SyncClient(f"127.0.0.1:{unused_port()}", node="n1")
+    await client.start()
+    await client.close()
+    with pytest.raises(NotConnected):
+        await client.wait_in_sync()

@@ -1,0 +1,232 @@
+"""The server-side stream, driven with a real cache, a fake clock and no
+sockets: every decision it makes about one client."""
+
+from __future__ import annotations
+
+import pytest
+
+from snapshot import SnapshotCache, canonical_json
+from syncproto import (
+    ClientConnection,
+    CloseReason,
+    DatastoreStatus,
+    DatastoreStatusMsg,
+    Delta,
+    Limits,
+    Progress,
+    ServerHello,
+    SnapshotEnd,
+    SyncMode,
+)
+from syncproto.encoding import FrameEncoder
+from syncproto.errors import ConnectionTimeout
+from syncproto.stream import ServerStream, StreamPolicy, StreamStats
+
+LIMITS = Limits(ping_interval=10.0, idle_timeout=60.0, pong_timeout=10.0)
+POLICY = StreamPolicy(max_buffer_bytes=1 << 20, max_lag=30.0, resume_wait=5.0)
+
+
+def cache_with(updates: int, *, max_history_batches: int = 1000) -> SnapshotCache:
+    encoder = FrameEncoder(max_frame=LIMITS.max_frame, chunk_bytes=64)
+    cache = SnapshotCache(
+        encode_batch=encoder.batch,
+        encode_snapshot=encoder.snapshot,
+        max_history_batches=max_history_batches,
+    )
+    cache.load([("/k/0", canonical_json({"v": 0}))], 1)
+    for i in range(updates):
+        put(cache, i)
+    return cache
+
+
+def put(cache: SnapshotCache, i: int) -> None:
+    cache.apply([(f"/k/{i % 7}", canonical_json({"v": i}))], cache.revision + 1)
+
+
+def status_frame() -> bytes:
+    from syncproto import Codec
+
+    return Codec(max_frame=LIMITS.max_frame).encode(DatastoreStatusMsg(DatastoreStatus.IN_SYNC))
+
+
+def drain(stream: ServerStream) -> bytes:
+    out = b""
+    while (chunk := stream.next_output()) is not None:
+        out += chunk
+    return out
+
+
+def connect(
+    cache: SnapshotCache, *, revision: int = 0, digest: str = "", now: float = 0.0
+) -> tuple[ServerStream, ClientConnection, StreamStats]:
+    stats = StreamStats()
+    stream = ServerStream(cache, server_id="s", now=now, limits=LIMITS, policy=POLICY, stats=stats)
+    client = ClientConnection(node="n", now=now, limits=LIMITS, revision=revision, digest=digest)
+    assert stream.receive_data(b"".join(client.data_to_send()), now)
+    assert stream.awaiting_start
+    return stream, client, stats
+
+
+def start(stream: ServerStream, now: float = 0.0) -> bool:
+    return stream.start(now, ready=True, status_frame=status_frame())
+
+
+def test_a_new_client_gets_the_snapshot_then_what_follows() -> None:
+    cache = cache_with(10)
+    stream, client, stats = connect(cache)
+    assert start(stream)
+    msgs = client.receive_data(drain(stream), 0.0)
+    hello = msgs[0]
+    assert isinstance(hello, ServerHello)
+    assert hello.sync is SyncMode.SNAPSHOT
+    end = msgs[-1]
+    assert isinstance(end, SnapshotEnd)
+    assert end.revision == cache.revision
+    assert stats.snapshots_sent == 1
+    assert stats.snapshot_bytes_sent > 0
+    put(cache, 99)
+    out = stream.catch_up({}, cache.seq)
+    assert out is not None
+    (delta,) = client.receive_data(out, 0.0)
+    assert isinstance(delta, Delta)
+    assert delta.revision == cache.revision
+    assert stream.catch_up({}, cache.seq) is None  # nothing more owed
+
+
+def test_a_client_inside_the_history_resumes_with_only_what_it_missed() -> None:
+    cache = cache_with(5)
+    at, digest = cache.revision, cache.digest_hex
+    for i in range(3):
+        put(cache, 100 + i)
+    stream, client, stats = connect(cache, revision=at, digest=digest)
+    assert start(stream)
+    msgs = client.receive_data(drain(stream), 0.0)
+    assert isinstance(msgs[0], ServerHello)
+    assert msgs[0].sync is SyncMode.RESUME
+    deltas = [m for m in msgs if isinstance(m, Delta)]
+    assert [d.revision for d in deltas] == [at + 1, at + 2, at + 3]
+    assert stats.resumes == 1
+    assert stats.snapshots_sent == 0
+
+
+def test_same_state_at_an_older_revision_resumes_with_a_progress() -> None:
+    cache = cache_with(0)
+    digest = cache.digest_hex
+    cache.advance(cache.revision + 5)  # nothing changed under the prefix
+    stream, client, _ = connect(cache, revision=2, digest=digest)
+    assert start(stream)
+    msgs = client.receive_data(drain(stream), 0.0)
+    assert isinstance(msgs[0], ServerHello)
+    assert msgs[0].sync is SyncMode.RESUME
+    assert isinstance(msgs[-1], Progress)
+    assert msgs[-1].revision == cache.revision
+
+
+def test_a_wrong_digest_gets_a_full_snapshot() -> None:
+    cache = cache_with(5)
+    stream, client, stats = connect(cache, revision=cache.revision - 2, digest="0" * 32)
+    assert start(stream)
+    hello = client.receive_data(drain(stream), 0.0)[0]
+    assert isinstance(hello, ServerHello)
+    assert hello.sync is SyncMode.SNAPSHOT
+    assert stats.resume_refused == 1
+
+
+def test_a_client_ahead_of_our_cache_waits_then_gets_a_snapshot() -> None:
+    cache = cache_with(3)
+    stream, _, stats = connect(cache, revision=cache.revision + 4, digest="0" * 32, now=100.0)
+    assert not start(stream, 100.0)
+    assert stream.next_deadline() == pytest.approx(105.0)
+    assert not start(stream, 104.0)
+    assert start(stream, 105.0)
+    assert stats.resume_refused == 1
+    assert stats.snapshots_sent == 1
+
+
+def test_a_client_ahead_resumes_once_our_cache_catches_up() -> None:
+    cache = cache_with(3)
+    ahead = cache_with(5)  # another replica, two updates further
+    stream, _, stats = connect(cache, revision=ahead.revision, digest=ahead.digest_hex)
+    assert not start(stream, 0.0)
+    put(cache, 3)
+    put(cache, 4)
+    assert cache.digest_hex == ahead.digest_hex
+    assert start(stream, 1.0)
+    assert stats.resumes == 1
+    assert stats.snapshots_sent == 0
+
+
+def test_not_ready_means_ask_again() -> None:
+    stream, _, stats = connect(cache_with(1))
+    assert not stream.start(0.0, ready=False, status_frame=status_frame())
+    assert stream.awaiting_start
+    assert stats.snapshots_sent == 0
+
+
+def test_snapshot_pumping_stops_while_the_transport_pushes_back() -> None:
+    cache = cache_with(200)
+    stream, _, _ = connect(cache)
+    assert start(stream)
+    first = stream.next_output()  # the hello (and status)
+    assert first is not None
+    stream.pause_writing(0.0)
+    assert stream.next_output() is None
+    stream.resume_writing()
+    assert stream.next_output() is not None
+
+
+def test_a_transport_blocked_past_max_lag_is_a_slow_client() -> None:
+    stream, _, _ = connect(cache_with(1), now=0.0)
+    assert start(stream)
+    drain(stream)
+    stream.pause_writing(10.0)
+    deadline = stream.next_deadline()
+    assert deadline is not None
+    assert deadline <= 40.0
+    stream.handle_timer(39.0)
+    assert stream.verdict is None
+    stream.handle_timer(40.0)
+    assert stream.verdict is CloseReason.SLOW_CLIENT
+    assert stream.next_output() is None
+
+
+def test_too_many_unwritten_bytes_is_a_slow_client() -> None:
+    stream, _, _ = connect(cache_with(1))
+    assert start(stream)
+    assert not stream.over_buffer(POLICY.max_buffer_bytes)
+    assert stream.over_buffer(POLICY.max_buffer_bytes + 1)
+    assert stream.verdict is CloseReason.SLOW_CLIENT
+
+
+def test_a_client_behind_the_trimmed_history_is_dropped() -> None:
+    cache = cache_with(1, max_history_batches=3)
+    stream, _, _ = connect(cache)
+    assert start(stream)
+    drain(stream)
+    for i in range(10):
+        put(cache, 200 + i)
+    assert stream.catch_up({}, cache.seq) is None
+    assert stream.verdict is CloseReason.TOO_FAR_BEHIND
+
+
+def test_a_silent_client_is_pinged_then_timed_out() -> None:
+    stream, _client, _ = connect(cache_with(1), now=0.0)
+    assert start(stream)
+    drain(stream)
+    assert stream.next_deadline() == pytest.approx(10.0)
+    stream.handle_timer(10.0)  # quiet for the ping interval: PING
+    assert stream.next_output() is not None
+    assert stream.next_deadline() == pytest.approx(20.0)
+    with pytest.raises(ConnectionTimeout) as info:
+        stream.handle_timer(20.0)  # no PONG
+    assert info.value.code is CloseReason.PONG_TIMEOUT
+    assert stream.closed
+
+
+def test_a_datastore_status_reaches_only_clients_that_asked() -> None:
+    stream, client, _ = connect(cache_with(1))
+    assert start(stream)
+    client.receive_data(drain(stream), 0.0)
+    assert stream.send_status(status_frame())
+    (msg,) = client.receive_data(drain(stream), 0.0)
+    assert isinstance(msg, DatastoreStatusMsg)

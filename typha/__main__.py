@@ -1,5 +1,0 @@
-import sys
-
-from typha.cli import main
-
-sys.exit(main())

@@ -1,0 +1,2 @@
+"""The server's input side: the etcd client, the syncer that keeps the
+snapshot cache following etcd, and the periodic source check."""

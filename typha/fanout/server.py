@@ -1,0 +1,523 @@
+"""The asyncio fan-out server: a thin adapter over `syncproto.stream`.
+
+Every connection's stream remembers the batch sequence number it has reached;
+when the cache grows, one pass over the connections writes each one the frames
+it has not had yet (already encoded, shared by all) in a single write.  There
+are no per-client update queues: what a connection owes is
+`cache.batches_after(seq)`.
+
+Timers: each stream says when it next needs attention (`next_deadline`); the
+server keeps those in one heap and sleeps until the earliest, so an idle
+connection costs nothing between its pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from snapshot import SnapshotCache
+from syncproto import (
+    CloseReason,
+    Codec,
+    DatastoreStatus,
+    DatastoreStatusMsg,
+    Limits,
+)
+from syncproto.errors import ConnectionTimeout, ProtocolError
+from syncproto.ratelimit import RateLimitedLog
+from syncproto.stream import ServerStream, StreamPolicy, StreamStats
+from syncproto.tls import PeerPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Limits of the listener and, through `stream_policy`, of each client."""
+
+    max_connections: int = 20_000
+    max_buffer_bytes: int = 8 * 1024 * 1024
+    max_lag: float = 30.0
+    write_high_water: int = 256 * 1024
+    resume_wait: float = 5.0
+
+    def stream_policy(self) -> StreamPolicy:
+        """What each client's stream enforces."""
+        return StreamPolicy(self.max_buffer_bytes, self.max_lag, self.resume_wait)
+
+
+@dataclass(slots=True)
+class ServerStats(StreamStats):
+    """The server's counters (the streams' shared ones included)."""
+
+    accepted: int = 0
+    rejected_limit: int = 0
+    bytes_sent: int = 0
+    fanouts: int = 0
+    tls_handshake_failures: int = 0
+    internal_errors: int = 0
+    timer_runs: int = 0
+    closed: Counter[CloseReason] = field(default_factory=Counter)
+    protocol_errors: Counter[str] = field(default_factory=Counter)
+
+
+class AgentProtocol(asyncio.Protocol):
+    """One agent connection: moves bytes between its transport and its
+    `ServerStream`, and nothing else."""
+
+    __slots__ = ("deadline", "peer", "server", "stream", "transport")
+
+    def __init__(self, server: AgentServer) -> None:
+        self.server = server
+        self.stream: ServerStream | None = None
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.deadline: float | None = None  # the earliest entry of ours in the timer heap
+
+    # -- asyncio callbacks ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; same interface.
+        # On a TLS port this runs once the handshake is done.
+        self.transport = cast(asyncio.Transport, transport)
+        server = self.server
+        server.handshake_done(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.stream = server.new_stream()
+        self.transport.set_write_buffer_limits(high=server.limits.write_high_water)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            refusal = server.peer_policy.check(ssl_object.getpeercert())
+            if refusal is not None:
+                server.stats.protocol_errors["tls_forbidden"] += 1
+                server.rl.log(logging.WARNING, "tls", "refusing %s: %s", self.peer, refusal)
+                self.close(CloseReason.FORBIDDEN)
+                return
+        if server.register(self):
+            server.schedule(self)
+
+    def data_received(self, data: bytes) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        server = self.server
+        try:
+            hello = stream.receive_data(data, server.now())
+        except ProtocolError as exc:
+            server.protocol_error(self, exc)
+            self.flush()
+            return
+        if hello:
+            try:
+                server.hello(self)
+            except Exception:
+                server.internal_error(self, "hello")
+                return
+        self.flush()
+        server.schedule(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = CloseReason.PEER_CLOSED
+        if self.stream is not None and self.stream.core.close_reason is not None:
+            reason = self.stream.core.close_reason
+        self.server.unregister(self, reason)
+
+    def pause_writing(self) -> None:
+        # Stop reading too: a peer that sends but never reads would otherwise
+        # have us queue replies (PONGs) without bound.
+        if self.stream is not None:
+            self.stream.pause_writing(self.server.now())
+            self.server.schedule(self)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        if self.stream is not None:
+            self.stream.resume_writing()
+            self.flush()
+
+    # -- driven by the server -----------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything the stream has for us now; act on its verdicts."""
+        stream = self.stream
+        transport = self.transport
+        if stream is None or transport is None:
+            return
+        if stream.verdict is not None:
+            self.abort(stream.verdict)
+            return
+        if transport.is_closing():
+            return
+        stats = self.server.stats
+        while (out := stream.next_output()) is not None:
+            stats.bytes_sent += len(out)
+            transport.write(out)
+            # Replies (PONGs, GOODBYEs) count against the same limit.
+            if stream.over_buffer(transport.get_write_buffer_size()):
+                break
+        if stream.verdict is not None:
+            self.abort(stream.verdict)
+        elif stream.closed:
+            transport.close()
+
+    def catch_up(self, merged: dict[int, bytes], target: int) -> None:
+        """The fan-out fast path: one write of what this client lacks."""
+        stream = self.stream
+        transport = self.transport
+        if stream is None or transport is None:
+            return
+        out = stream.catch_up(merged, target)
+        if out is None:
+            if stream.verdict is not None:
+                self.abort(stream.verdict)
+            return
+        if transport.is_closing():
+            return
+        self.server.stats.bytes_sent += len(out)
+        transport.write(out)
+        if stream.over_buffer(transport.get_write_buffer_size()):
+            self.abort(CloseReason.SLOW_CLIENT)
+
+    def handle_timer(self, now: float) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        try:
+            stream.handle_timer(now)
+        except ConnectionTimeout as exc:
+            self.server.rl.log(logging.INFO, exc.code, "closing %s: %s", self.peer, exc.code)
+        if stream.awaiting_start and stream.verdict is None:
+            self.server.hello(self)
+        self.flush()
+
+    def send_status(self, frame: bytes) -> None:
+        """Queue a datastore-status frame if this client takes them."""
+        if self.stream is not None and self.stream.send_status(frame):
+            self.flush()
+
+    def close(self, reason: CloseReason) -> None:
+        """Say GOODBYE and close once it is written."""
+        if self.stream is not None:
+            self.stream.close(reason)
+        self.flush()
+
+    def abort(self, reason: CloseReason) -> None:
+        """Drop the connection now, discarding what is buffered: the peer is
+        not reading, so waiting to flush would hold its memory indefinitely."""
+        log_level = logging.WARNING if reason is CloseReason.SLOW_CLIENT else logging.INFO
+        self.server.rl.log(log_level, f"abort:{reason}", "dropping %s: %s", self.peer, reason)
+        if self.stream is not None:
+            self.stream.abort(reason)
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def paused_since(self) -> float | None:
+        return self.stream.paused_since if self.stream is not None else None
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream is not None and self.stream.streaming
+
+
+class AgentServer:
+    """Owns the listening socket, every AgentProtocol and the timer heap.
+    `start()` it, run `run_timers()` and `run_housekeeping()` (supervised)
+    alongside, call `notify()` whenever the cache grows, `close()` at the end."""
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        *,
+        server_id: str,
+        ready: Callable[[], bool],
+        proto_limits: Limits = Limits(),
+        limits: ServerLimits = ServerLimits(),
+        peer_policy: PeerPolicy = PeerPolicy(),
+        tick_interval: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.cache = cache
+        self.ssl_context = ssl_context
+        self.server_id = server_id
+        self.proto_limits = proto_limits
+        self.limits = limits
+        self._policy = limits.stream_policy()
+        self.peer_policy = peer_policy
+        self._ready = ready
+        self._tick_interval = tick_interval
+        self.connections: set[AgentProtocol] = set()
+        self._waiting: set[AgentProtocol] = set()
+        self._fanout_scheduled = False
+        self._server: asyncio.AbstractServer | None = None
+        self._loop = asyncio.get_running_loop()
+        self.draining = False
+        self.stats = ServerStats()
+        self.rl = RateLimitedLog(log)
+        # (deadline, tie-breaker, connection); an entry is stale when the
+        # connection's own `deadline` no longer equals it.
+        self._timers: list[tuple[float, int, AgentProtocol]] = []
+        self._timer_ids = itertools.count()
+        self._timer_wakeup = asyncio.Event()
+        # TLS connections accepted but not through their handshake yet, with
+        # when: they count against the connection limit.  The listener's
+        # handshake timeout ends each one; entries past it are dropped here.
+        self.tls_pending: dict[AgentProtocol, float] = {}
+        self.datastore_status = DatastoreStatus.WAITING
+        self.status_frame = Codec(max_frame=proto_limits.max_frame).encode(
+            DatastoreStatusMsg(self.datastore_status)
+        )
+
+    def now(self) -> float:
+        """The event loop's clock: the `now` every stream is driven with."""
+        return self._loop.time()
+
+    def new_stream(self) -> ServerStream:
+        """A stream for a connection made now."""
+        return ServerStream(
+            self.cache,
+            server_id=self.server_id,
+            now=self.now(),
+            limits=self.proto_limits,
+            policy=self._policy,
+            stats=self.stats,
+        )
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the bound port (useful when `port` is 0)."""
+        tls = self.ssl_context
+        self._server = await self._loop.create_server(
+            self._new_protocol,
+            host,
+            port,
+            ssl=tls,
+            ssl_handshake_timeout=self.proto_limits.handshake_timeout if tls else None,
+            backlog=4096,
+            reuse_address=True,
+        )
+        sockets = self._server.sockets
+        return int(sockets[0].getsockname()[1])
+
+    def _new_protocol(self) -> AgentProtocol:
+        proto = AgentProtocol(self)
+        if self.ssl_context is not None:
+            self.tls_pending[proto] = self.now()
+        return proto
+
+    def handshake_done(self, conn: AgentProtocol) -> None:
+        """The connection got through TLS (or had none): no longer pending."""
+        self.tls_pending.pop(conn, None)
+
+    def _expire_handshakes(self, now: float) -> None:
+        # The listener aborted these at the handshake timeout (or they failed
+        # earlier); asyncio does not tell the protocol, so age them out.
+        limit = self.proto_limits.handshake_timeout + 1.0
+        expired = [c for c, t in self.tls_pending.items() if now - t > limit]
+        for conn in expired:
+            del self.tls_pending[conn]
+        self.stats.tls_handshake_failures += len(expired)
+
+    def set_datastore_status(self, status: DatastoreStatus) -> None:
+        """Tell every streaming client that advertised the capability."""
+        if status is self.datastore_status:
+            return
+        self.datastore_status = status
+        self.status_frame = Codec(max_frame=self.proto_limits.max_frame).encode(
+            DatastoreStatusMsg(status)
+        )
+        for conn in tuple(self.connections):
+            conn.send_status(self.status_frame)
+
+    def max_lag(self) -> float:
+        """Seconds the longest-blocked client's transport has pushed back."""
+        now = self.now()
+        return max(
+            (now - since for c in self.connections if (since := c.paused_since) is not None),
+            default=0.0,
+        )
+
+    async def drain(self, spread: float) -> None:
+        """Stop accepting, then close every connection with GOODBYE(shutdown),
+        spread evenly over `spread` seconds so agents move to other replicas
+        gradually instead of all at once."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        conns = list(self.connections)
+        interval = spread / len(conns) if conns else 0.0
+        log.info("draining %d connections over %.1fs", len(conns), spread)
+        for conn in conns:
+            conn.close(CloseReason.SHUTDOWN)
+            if interval:
+                await asyncio.sleep(interval)
+        # Give the GOODBYEs a moment to reach peers that are reading.
+        for _ in range(50):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.abort(CloseReason.SHUTDOWN)
+
+    def shed(self, n: int, reason: CloseReason) -> int:
+        """Close `n` streaming connections with GOODBYE(reason); returns how many."""
+        victims = [c for c in self.connections if c.streaming][:n]
+        for conn in victims:
+            conn.close(reason)
+        return len(victims)
+
+    async def close(self) -> None:
+        """Close every connection and the listener."""
+        await self.drain(0.0)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # -- connection bookkeeping ----------------------------------------------
+
+    def register(self, conn: AgentProtocol) -> bool:
+        """Count the connection, or refuse it (and say False)."""
+        if self.draining:
+            conn.close(CloseReason.SHUTDOWN)
+            return False
+        if len(self.connections) + len(self.tls_pending) >= self.limits.max_connections:
+            self.stats.rejected_limit += 1
+            self.rl.log(
+                logging.WARNING,
+                "limit",
+                "connection limit %d reached; refusing %s",
+                self.limits.max_connections,
+                conn.peer,
+            )
+            conn.close(CloseReason.CONNECTION_LIMIT)
+            return False
+        self.connections.add(conn)
+        self.stats.accepted += 1
+        return True
+
+    def unregister(self, conn: AgentProtocol, reason: CloseReason) -> None:
+        """The transport is gone."""
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self._waiting.discard(conn)
+            self.stats.closed[reason] += 1
+        conn.deadline = None
+
+    def hello(self, conn: AgentProtocol) -> None:
+        """Answer a connection's hello now, or remember to ask again."""
+        stream = conn.stream
+        if stream is None:
+            return
+        if stream.start(self.now(), ready=self._ready(), status_frame=self.status_frame):
+            self._waiting.discard(conn)
+            conn.flush()
+        else:
+            self._waiting.add(conn)  # asked again after the next batch or deadline
+        self.schedule(conn)
+
+    def protocol_error(self, conn: AgentProtocol, exc: ProtocolError) -> None:
+        """Count and log (rate limited) what the peer did; its GOODBYE is queued."""
+        self.stats.protocol_errors[exc.code.value] += 1
+        self.rl.log(
+            logging.WARNING, f"proto:{exc.code}", "protocol error from %s: %s", conn.peer, exc
+        )
+
+    def internal_error(self, conn: AgentProtocol, where: str) -> None:
+        """A bug of ours: it costs that connection, never the server."""
+        self.stats.internal_errors += 1
+        log.exception("internal error in %s for %s; dropping that connection", where, conn.peer)
+        conn.abort(CloseReason.INTERNAL_ERROR)
+
+    # -- fan-out -------------------------------------------------------------
+
+    def notify(self) -> None:
+        """The cache changed.  Batches arriving in the same loop iteration are
+        coalesced into one pass (and so one write per client)."""
+        if not self._fanout_scheduled:
+            self._fanout_scheduled = True
+            self._loop.call_soon(self._fanout)
+
+    def _fanout(self) -> None:
+        self._fanout_scheduled = False
+        self.stats.fanouts += 1
+        self._retry_waiting()
+        merged: dict[int, bytes] = {}
+        target = self.cache.seq
+        for conn in tuple(self.connections):
+            try:
+                conn.catch_up(merged, target)
+            except Exception:
+                # A bug must cost one connection, not the pass for everyone.
+                self.internal_error(conn, "fan-out")
+
+    def _retry_waiting(self) -> None:
+        if self._waiting and self._ready():
+            for conn in tuple(self._waiting):
+                self.hello(conn)
+
+    # -- time ------------------------------------------------------------------
+
+    def schedule(self, conn: AgentProtocol) -> None:
+        """Make sure the timer heap wakes `conn` by its stream's deadline."""
+        stream = conn.stream
+        if stream is None or conn not in self.connections:
+            return
+        deadline = stream.next_deadline()
+        if deadline is None or (conn.deadline is not None and conn.deadline <= deadline):
+            return  # an entry at or before the deadline is already queued
+        conn.deadline = deadline
+        heapq.heappush(self._timers, (deadline, next(self._timer_ids), conn))
+        if self._timers[0][2] is conn:
+            self._timer_wakeup.set()
+
+    async def run_timers(self) -> None:
+        """Run each connection's timer when its deadline comes.  Runs until
+        cancelled."""
+        while True:
+            self._timer_wakeup.clear()
+            self.run_due_timers(self.now())
+            timers = self._timers
+            delay = timers[0][0] - self.now() if timers else self._tick_interval
+            try:
+                async with asyncio.timeout(max(delay, 0.001)):
+                    await self._timer_wakeup.wait()
+            except TimeoutError:
+                pass
+
+    def run_due_timers(self, now: float) -> None:
+        """Handle every connection whose deadline is at or before `now`."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, conn = heapq.heappop(timers)
+            if conn.deadline != deadline:
+                continue  # superseded by an earlier entry
+            conn.deadline = None
+            if conn not in self.connections:
+                continue
+            self.stats.timer_runs += 1
+            try:
+                conn.handle_timer(now)
+            except Exception:
+                self.internal_error(conn, "timer")
+                continue
+            self.schedule(conn)
+
+    async def run_housekeeping(self) -> None:
+        """History trimming, TLS handshake expiry, waiting resumes: once per
+        `tick_interval`.  Runs until cancelled."""
+        while True:
+            await asyncio.sleep(self._tick_interval)
+            now = self.now()
+            self.cache.trim(now)
+            self._expire_handshakes(now)
+            self._retry_waiting()
