@@ -44,9 +44,13 @@ def _quote(s: str) -> str:
 
 
 class Selector:
+    """A parsed label selector.  Immutable and hashable; `str()` gives its canonical text, which
+    names the IP set built from it."""
+
     __slots__ = ()
 
     def matches(self, labels: Labels) -> bool:
+        """True if `labels` satisfy the selector."""
         raise NotImplementedError
 
     def labels_used(self) -> frozenset[str]:
@@ -56,10 +60,14 @@ class Selector:
 
 @dataclass(frozen=True, slots=True)
 class All(Selector):
+    """`all()`: matches everything."""
+
     def matches(self, labels: Labels) -> bool:
+        """Always True."""
         return True
 
     def labels_used(self) -> frozenset[str]:
+        """None: `all()` reads no label."""
         return frozenset()
 
     def __str__(self) -> str:
@@ -68,18 +76,24 @@ class All(Selector):
 
 @dataclass(frozen=True, slots=True)
 class Global(All):
+    """`global()`: matches what `all()` matches here; kept distinct so its text survives."""
+
     def __str__(self) -> str:
         return "global()"
 
 
 @dataclass(frozen=True, slots=True)
 class Has(Selector):
+    """`has(key)`: the label is present, whatever its value."""
+
     key: str
 
     def matches(self, labels: Labels) -> bool:
+        """True if the label is present."""
         return self.key in labels
 
     def labels_used(self) -> frozenset[str]:
+        """The one label it reads."""
         return frozenset((self.key,))
 
     def __str__(self) -> str:
@@ -88,11 +102,14 @@ class Has(Selector):
 
 @dataclass(frozen=True, slots=True)
 class Compare(Selector):
+    """`key op value` for the comparison operators (==, !=, contains, starts/ends with)."""
+
     key: str
     op: str  # ==, !=, contains, starts with, ends with
     value: str
 
     def matches(self, labels: Labels) -> bool:
+        """Compare the label's value (absent counts as not equal)."""
         v = labels.get(self.key)
         if self.op == "==":
             return v == self.value
@@ -107,6 +124,7 @@ class Compare(Selector):
         return v.endswith(self.value)
 
     def labels_used(self) -> frozenset[str]:
+        """The one label it reads."""
         return frozenset((self.key,))
 
     def __str__(self) -> str:
@@ -115,14 +133,18 @@ class Compare(Selector):
 
 @dataclass(frozen=True, slots=True)
 class In(Selector):
+    """`key in {...}` or `key not in {...}`."""
+
     key: str
     values: frozenset[str]
     negated: bool = False
 
     def matches(self, labels: Labels) -> bool:
+        """True if the label's value is (or is not) in the set."""
         return (labels.get(self.key) in self.values) != self.negated
 
     def labels_used(self) -> frozenset[str]:
+        """The one label it reads."""
         return frozenset((self.key,))
 
     def __str__(self) -> str:
@@ -132,12 +154,16 @@ class In(Selector):
 
 @dataclass(frozen=True, slots=True)
 class Not(Selector):
+    """`!expr`."""
+
     inner: Selector
 
     def matches(self, labels: Labels) -> bool:
+        """The negation of the inner selector."""
         return not self.inner.matches(labels)
 
     def labels_used(self) -> frozenset[str]:
+        """The labels the inner selector reads."""
         return self.inner.labels_used()
 
     def __str__(self) -> str:
@@ -146,12 +172,16 @@ class Not(Selector):
 
 @dataclass(frozen=True, slots=True)
 class And(Selector):
+    """`a && b && ...`."""
+
     parts: tuple[Selector, ...]
 
     def matches(self, labels: Labels) -> bool:
+        """True if every part matches."""
         return all(p.matches(labels) for p in self.parts)
 
     def labels_used(self) -> frozenset[str]:
+        """The labels any part reads."""
         return frozenset().union(*(p.labels_used() for p in self.parts))
 
     def __str__(self) -> str:
@@ -160,12 +190,16 @@ class And(Selector):
 
 @dataclass(frozen=True, slots=True)
 class Or(Selector):
+    """`a || b || ...`."""
+
     parts: tuple[Selector, ...]
 
     def matches(self, labels: Labels) -> bool:
+        """True if any part matches."""
         return any(p.matches(labels) for p in self.parts)
 
     def labels_used(self) -> frozenset[str]:
+        """The labels any part reads."""
         return frozenset().union(*(p.labels_used() for p in self.parts))
 
     def __str__(self) -> str:

@@ -35,6 +35,8 @@ MAX_DEPTH = 64
 
 @dataclass(frozen=True, slots=True)
 class Validated:
+    """A value that passed validation: its canonical JSON bytes and the decoded object."""
+
     canonical: bytes
     value: dict[str, Any]
 

@@ -20,6 +20,7 @@ log = logging.getLogger("typha")
 
 
 def setup_logging(level: str) -> None:
+    """Log to stderr at `level`, with time stamps."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -27,6 +28,7 @@ def setup_logging(level: str) -> None:
 
 
 async def serve(config: ServeConfig) -> int:
+    """Run `typha serve` until SIGTERM or SIGINT; returns the exit status."""
     app = TyphaApp(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -41,6 +43,7 @@ async def serve(config: ServeConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `typha` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="typha", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve agents from etcd")

@@ -57,9 +57,11 @@ class Backoff:
         return self._next
 
     def reset(self) -> None:
+        """Start again from the initial delay (after a healthy connection)."""
         self._next = self.initial
 
     def delay(self) -> float:
+        """The next delay: uniform in [0, upper], then double the upper bound."""
         d = self._rng.uniform(0, self._next)
         self._next = min(self._next * 2, self.maximum)
         return d
@@ -75,6 +77,7 @@ class AddressRotation:
         self._i = 0
 
     def next(self) -> tuple[str, int]:
+        """The next (host, port) to try."""
         addr = self._addresses[self._i % len(self._addresses)]
         self._i += 1
         return addr

@@ -60,6 +60,7 @@ class Agent:
         return "\n".join(lines) + "\n"
 
     def status(self) -> dict[str, Any]:
+        """The agent's `/status` object."""
         c = self.client
         return {
             "node": self.node,
@@ -91,6 +92,8 @@ class Agent:
         }
 
     def http_app(self) -> web.Application:
+        """The aiohttp application for the agent's status port (/status, /livez, /dump)."""
+
         async def status(_: web.Request) -> web.Response:
             return web.Response(body=orjson.dumps(self.status()), content_type="application/json")
 

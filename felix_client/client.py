@@ -54,6 +54,8 @@ Listener = Callable[[list[Change], int], None]
 
 @dataclass(slots=True)
 class ClientStats:
+    """Counters of one client over its lifetime."""
+
     connects: int = 0
     connect_failures: int = 0
     snapshots: int = 0
@@ -313,6 +315,7 @@ class SyncClient:
         loop = asyncio.get_running_loop()
         ip, reader, writer = await self._connect(host, port)
         self.server = f"{host}:{port}" if ip == host else f"{host}({ip}):{port}"
+        self._logged_upstream = None
         session = self._session = ClientSession(
             self._replica,
             node=self.node,

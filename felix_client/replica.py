@@ -45,6 +45,10 @@ class JsonView(Mapping[str, Any]):
 
 
 class Replica:
+    """The agent's copy of the served state, with its running digest.  Mutated only through
+    snapshots, deltas and progress, each verified against the server's digest before anything
+    is committed."""
+
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}  # key -> canonical JSON
         self._hashes: dict[str, int] = {}
@@ -54,10 +58,12 @@ class Replica:
 
     @property
     def digest(self) -> str:
+        """The digest of what we hold (32 hex digits)."""
         return self._digest.hex()
 
     @property
     def state(self) -> Mapping[str, Any]:
+        """Read-only key -> JSON object view (decoded on each access)."""
         return JsonView(self.values)
 
     def __len__(self) -> int:
@@ -66,6 +72,7 @@ class Replica:
     # -- full snapshot: mark and sweep ---------------------------------------
 
     def begin_snapshot(self) -> None:
+        """A full snapshot starts: stage its chunks apart from the live state."""
         self._staging = {}
 
     def abandon_snapshot(self) -> None:
@@ -73,6 +80,7 @@ class Replica:
         self._staging = None
 
     def add_chunk(self, entries: Iterable[tuple[str, bytes]]) -> None:
+        """Stage one snapshot chunk."""
         if self._staging is None:
             self._staging = {}
         self._staging.update(entries)
@@ -149,11 +157,6 @@ class Replica:
         if ours != digest:
             raise DigestMismatch(revision, ours, digest)
         self.revision = revision
-
-    def verify(self, digest: str) -> None:
-        ours = self._digest.hex()
-        if ours != digest:
-            raise DigestMismatch(self.revision, ours, digest)
 
     def forget_revision(self) -> None:
         """Keep the values but ask for a full snapshot next time."""

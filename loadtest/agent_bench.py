@@ -26,6 +26,7 @@ PODS_PER_NODE = 46  # with node, block and affinity keys: ~49 keys per node
 
 
 def cluster(keys: int) -> tuple[int, list[tuple[str, Any]]]:
+    """The sample cluster sized to about `keys` keys: (nodes, items)."""
     nodes = max(2, keys // (PODS_PER_NODE + 3))
     return nodes, list(seed_cluster(nodes, PODS_PER_NODE))
 
@@ -58,6 +59,7 @@ class Bench:
             gc.enable()
 
     def summary(self) -> dict[str, Any]:
+        """The tables' sizes after the run, for the results."""
         dp = self.dp
         return {
             "keys": self.keys,
@@ -71,6 +73,7 @@ class Bench:
 
 
 def main() -> None:
+    """Run the agent benchmark and print its results as JSON."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--small", type=int, default=10_000)
     p.add_argument("--large", type=int, default=100_000)

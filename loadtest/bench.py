@@ -46,6 +46,8 @@ from typha.datastore.etcd_client import EtcdConnection
 
 @dataclass(frozen=True)
 class Tier:
+    """One benchmark size: agents, keys, update rate and duration."""
+
     agents: int
     keys: int
     rate: float
@@ -65,6 +67,7 @@ TIERS = {
 
 
 def log(msg: str) -> None:
+    """Print a time-stamped progress line to stderr."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
@@ -112,6 +115,7 @@ class Workers:
             )
 
     def wait_ready(self, timeout: float = 300.0) -> None:
+        """Wait until every worker printed READY; raises RuntimeError otherwise."""
         deadline = time.monotonic() + timeout
         for p in self.procs:
             assert p.stdout is not None
@@ -120,6 +124,7 @@ class Workers:
                 raise RuntimeError(f"worker {p.args!r} did not get ready: {line!r}")
 
     def signal(self, sig: int) -> None:
+        """Send `sig` to every worker."""
         for p in self.procs:
             p.send_signal(sig)
 
@@ -140,9 +145,11 @@ class Workers:
 
     @property
     def pids(self) -> list[int]:
+        """The workers' process ids."""
         return [p.pid for p in self.procs]
 
     def stop(self) -> list[dict[str, Any]]:
+        """Stop the workers and collect the results each printed."""
         self.signal(signal.SIGTERM)
         results = []
         for p, out in zip(self.procs, self.outs, strict=True):
@@ -163,10 +170,12 @@ def _readline(stream: IO[str], deadline: float) -> str:
 
 
 def merged(results: list[dict[str, Any]], field: str) -> list[Any]:
+    """One list of `field` over every worker's results."""
     return [x for r in results for x in r[field]]
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
+    """Wait until `url` answers 200; raises TimeoutError after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -180,6 +189,7 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 def metric(http_port: int, name: str) -> float:
+    """The value of metric `name` on a server's side port."""
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
             if line.startswith(name + " "):
@@ -188,6 +198,7 @@ def metric(http_port: int, name: str) -> float:
 
 
 def start_typha(etcd: EmbeddedEtcd, tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Start `typha serve` against `etcd`; returns (process, agent port, http port) once ready."""
     port, http = free_port(), free_port()
     log_file = open(tmp / f"typha-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
@@ -219,6 +230,7 @@ def start_typha(etcd: EmbeddedEtcd, tmp: Path) -> tuple[subprocess.Popen[bytes],
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -234,6 +246,7 @@ RAW_FRAMES = 0  # frames fed to the raw ceiling server (each written to every ag
 
 
 async def seed(endpoint: str, keys: int) -> int:
+    """Write a sample cluster of about `keys` keys; returns the revision."""
     conn = EtcdConnection([endpoint])
     nodes = max(2, keys // 15)
     items = [(k, orjson.dumps(v)) for k, v in seed_cluster(nodes, 12)][:keys]
@@ -335,6 +348,7 @@ async def churn(
 
 
 def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
+    """Run one system (typha, grpc_proxy, direct, raw_ceiling) at `tier` and measure it."""
     etcd = EmbeddedEtcd(str(tmp / f"etcd-{name}")).start()
     server: subprocess.Popen[Any] | None = None
     extra: dict[str, Any] = {}
@@ -448,6 +462,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
 
 
 def storm(workers: Workers, server: subprocess.Popen[Any], http: int, tier: Tier) -> dict[str, Any]:
+    """Measure a reconnect storm: every agent reconnects at once and takes the snapshot."""
     encoded0 = metric(http, "typha_snapshots_encoded_total")
     peak = PeakRss(server.pid)
     t0 = time.monotonic()
@@ -505,6 +520,8 @@ def resume(
 
 
 def budgets(r: dict[str, Any]) -> dict[str, Any]:
+    """Ratios and figures derived from the run, side by side with the targets they are compared
+    with."""
     t, g, raw = r["typha"], r["grpc_proxy"], r["raw_ceiling"]
 
     def ratio(a: float | None, b: float | None) -> float | None:
@@ -547,6 +564,7 @@ def budgets(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def plots(r: dict[str, Any], out_dir: Path, tier: str) -> list[str]:
+    """Draw the CPU and latency plots; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -585,6 +603,7 @@ def plots(r: dict[str, Any], out_dir: Path, tier: str) -> list[str]:
 
 
 def main() -> None:
+    """Entry point of `python -m loadtest.bench`."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--tier", choices=sorted(TIERS), default="smoke")
     p.add_argument("--out-dir", default="loadtest/results")

@@ -22,6 +22,7 @@ from loadtest.bench import seed, start_typha, stop
 
 
 def main() -> int:
+    """Run etcd, typha and a headless Locust; returns Locust's exit status."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--users", type=int, default=500)
     p.add_argument("--spawn-rate", type=float, default=100)

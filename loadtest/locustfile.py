@@ -46,9 +46,13 @@ _NODE_COUNTER = iter(range(10**9))
 
 
 class AgentUser(User):
+    """A node agent, as Locust sees it: connects, takes the snapshot, then times every delivery
+    (etcd write to receipt)."""
+
     weight = 100
 
     def on_start(self) -> None:
+        """Connect and send the hello."""
         self.node = f"locust-{next(_NODE_COUNTER)}"
         self.sock: socket.socket | None = None
         self.core: ClientConnection | None = None
@@ -56,6 +60,7 @@ class AgentUser(User):
         self._connect()
 
     def on_stop(self) -> None:
+        """Close the connection."""
         if self.sock is not None:
             self.sock.close()
 
@@ -101,6 +106,7 @@ class AgentUser(User):
 
     @task
     def follow(self) -> None:
+        """Read what the server sent, report each delivery, answer timers."""
         if self.sock is None or self.core is None:
             time.sleep(1)
             self._connect()
@@ -137,15 +143,19 @@ class AgentUser(User):
 
 
 class ChurnUser(User):
+    """Writes churn into etcd, recording when each revision was written."""
+
     fixed_count = 1
     wait_time = constant_throughput(RATE)
 
     def on_start(self) -> None:
+        """Open the etcd connection."""
         self.session = requests.Session()
         self.churn = Churn(nodes=20, seed=int(time.time()))
 
     @task
     def write(self) -> None:
+        """Write one churn operation."""
         op = self.churn.next()
         key = base64.b64encode(op.key.encode()).decode()
         start = time.monotonic()

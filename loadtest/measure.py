@@ -11,6 +11,7 @@ import psutil
 
 
 def cpu_s(pids: Iterable[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes."""
     total = 0.0
     for pid in pids:
         try:
@@ -22,6 +23,7 @@ def cpu_s(pids: Iterable[int]) -> float:
 
 
 def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
     try:
         return int(psutil.Process(pid).memory_info().rss // 1024)
     except psutil.NoSuchProcess:
@@ -43,6 +45,7 @@ class PeakRss:
             self.peak = max(self.peak, rss_kib(self.pid))
 
     def stop(self) -> int:
+        """Stop sampling; returns the peak RSS in KiB."""
         self._stop.set()
         self._thread.join()
         return self.peak
@@ -81,6 +84,7 @@ def latencies_ms(
 
 
 def pct(values: Sequence[float], q: float) -> float:
+    """The `q` quantile (0..1) of `values`, nearest rank."""
     if not values:
         return float("nan")
     s = sorted(values)

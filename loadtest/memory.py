@@ -38,11 +38,13 @@ PAD = 240  # extra bytes per value: real objects carry annotations, owner refs, 
 
 
 def get(url: str) -> Any:
+    """GET `url` and decode its JSON."""
     with urllib.request.urlopen(url, timeout=5) as resp:
         return json.loads(resp.read())
 
 
 def hwm_mib(pid: int) -> float:
+    """The peak RSS of a process, in MiB (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -50,6 +52,7 @@ def hwm_mib(pid: int) -> float:
 
 
 async def seed(endpoint: str, keys: int) -> tuple[int, int]:
+    """Write about `keys` Calico-shaped keys; returns (keys written, bytes written)."""
     nodes = min(MAX_NODES, max(2, keys // 49))
     pods = max(1, keys // nodes - 3)  # node, block and affinity keys per node
     conn = EtcdConnection([endpoint], timeout=60)
@@ -68,6 +71,7 @@ async def seed(endpoint: str, keys: int) -> tuple[int, int]:
 
 
 def wait(pred: Any, limit: float = 600.0) -> float:
+    """Seconds until `pred()` holds; raises TimeoutError after `limit`."""
     start = time.monotonic()
     while time.monotonic() - start < limit:
         try:
@@ -80,6 +84,7 @@ def wait(pred: Any, limit: float = 600.0) -> float:
 
 
 def measure(etcd: EmbeddedEtcd, page: int, digest: str) -> dict[str, float]:
+    """Start typha and one agent at list page size `page`; their start-up times and peak memory."""
     bindir = Path(sys.executable).parent
     agent_port, http_port, status_port = free_port(), free_port(), free_port()
     typha = subprocess.Popen(
@@ -132,6 +137,7 @@ def measure(etcd: EmbeddedEtcd, page: int, digest: str) -> dict[str, float]:
 
 
 def main() -> int:
+    """Entry point of `python -m loadtest.memory`."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--keys", type=int, default=200_000)
     ap.add_argument("--page-sizes", default="1000,5000,10000")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 
 def write_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` atomically (write a temporary file, then rename)."""
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)

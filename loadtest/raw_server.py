@@ -24,6 +24,8 @@ LEN = struct.Struct(">I")
 
 
 class Conn(asyncio.Protocol):
+    """One connection to the raw ceiling server: greeted once, then written to."""
+
     def __init__(self, conns: set[Conn], hello: bytes) -> None:
         self.conns = conns
         self.hello = hello
@@ -31,19 +33,23 @@ class Conn(asyncio.Protocol):
         self.greeted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport."""
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        """The first bytes are the hello: answer it and start sending."""
         if not self.greeted and self.transport is not None:
             self.greeted = True
             self.transport.write(self.hello)
             self.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Stop writing to this connection."""
         self.conns.discard(self)
 
 
 async def main_async(listen: str) -> None:
+    """Serve on `listen`: frames read from stdin are written to every connection."""
     host, _, port = listen.rpartition(":")
     codec = Codec(max_frame=1 << 24)
     hello = codec.encode(ServerHello(server="raw", max_frame=1 << 24)) + codec.encode(
@@ -68,6 +74,7 @@ async def main_async(listen: str) -> None:
 
 
 def main() -> None:
+    """Entry point of `python -m loadtest.raw_server`."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--listen", required=True)
     uvloop.run(main_async(p.parse_args().listen))

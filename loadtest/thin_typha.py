@@ -43,6 +43,9 @@ HEADER = struct.Struct(">IBBHQ")
 
 
 class ThinAgent(asyncio.Protocol):
+    """A cheap agent: reads frame headers only (the revision is in the header) and records when
+    each revision arrived."""
+
     def __init__(self, owner: Fleet, index: int, record: bool) -> None:
         self.owner = owner
         self.index = index
@@ -58,6 +61,7 @@ class ThinAgent(asyncio.Protocol):
         self.phase_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Send the hello."""
         self.transport = transport  # type: ignore[assignment]
         self.buf.clear()
         hello = ClientHello(
@@ -69,6 +73,7 @@ class ThinAgent(asyncio.Protocol):
         transport.write(self.owner.codec.encode(hello))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        """Parse frame headers; record revisions; answer pings."""
         now = time.monotonic()
         self.bytes += len(data)
         self.phase_bytes += len(data)
@@ -110,11 +115,14 @@ class ThinAgent(asyncio.Protocol):
             del buf[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Count the agent as out of sync."""
         self.synced = False
         self.owner.lost(self)
 
 
 class Fleet:
+    """Many thin agents in one process, with the phases of a benchmark run."""
+
     def __init__(self, targets: list[tuple[str, int]], count: int, sample: int) -> None:
         self.targets = targets
         self.target_index = 0
@@ -130,9 +138,11 @@ class Fleet:
         self.ready = asyncio.Event()
 
     def offer_revision(self, agent: ThinAgent) -> int:
+        """The revision `agent` offers in its hello (0 unless resuming)."""
         return agent.revision if self.resuming else 0
 
     def synced(self, agent: ThinAgent, now: float) -> None:
+        """An agent is in sync; the phase ends once all are."""
         self.synced_count += 1
         if self.synced_count == len(self.agents):
             if self.storm_start:
@@ -143,10 +153,12 @@ class Fleet:
             self.ready.set()
 
     def lost(self, agent: ThinAgent) -> None:
+        """An agent lost its connection."""
         if agent.synced:
             self.synced_count -= 1
 
     async def connect(self, agent: ThinAgent) -> None:
+        """Connect one agent to the current target."""
         host, port = self.targets[self.target_index % len(self.targets)]
         loop = asyncio.get_running_loop()
         for attempt in range(200):
@@ -158,6 +170,7 @@ class Fleet:
         raise SystemExit(f"cannot connect to {host}:{port}")
 
     async def connect_all(self) -> None:
+        """Connect every agent, a few at a time."""
         sem = asyncio.Semaphore(200)  # bounded concurrency for the connect() calls
 
         async def one(a: ThinAgent) -> None:
@@ -189,6 +202,7 @@ class Fleet:
         await self.ready.wait()
 
     def results(self) -> dict[str, Any]:
+        """The fleet's measurements, as JSON-ready data."""
         return {
             "agents": len(self.agents),
             "synced": self.synced_count,
@@ -206,6 +220,7 @@ class Fleet:
 
 
 async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
+    """Run a fleet until SIGTERM; returns its results."""
     targets = []
     for t in ns.target.split(","):
         host, _, port = t.rpartition(":")
@@ -242,6 +257,7 @@ async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Entry point of `python -m loadtest.thin_typha`."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--target", required=True)
     p.add_argument("--count", type=int, required=True)

@@ -29,6 +29,8 @@ PREFIX = b"/calico/"
 
 
 class Watcher:
+    """One gRPC watcher of the prefix (a stand-in for an agent of the proxy or of etcd)."""
+
     def __init__(self, index: int, record: bool) -> None:
         self.index = index
         self.record = record
@@ -40,6 +42,7 @@ class Watcher:
         self.times = array("d")
 
     async def run(self, target: str) -> None:
+        """Watch `target` until cancelled, recording revisions."""
         channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
         stub: Any = WatchStub(channel)
 
@@ -69,6 +72,7 @@ class Watcher:
 
 
 def results(watchers: list[Watcher]) -> dict[str, Any]:
+    """The watchers' measurements, as JSON-ready data."""
     return {
         "agents": len(watchers),
         "events": sum(w.events for w in watchers),
@@ -87,6 +91,7 @@ def dump_and_exit(path: str, watchers: list[Watcher]) -> None:
 
 
 async def main_async(ns: argparse.Namespace) -> None:
+    """Run the watchers until SIGTERM and print their results."""
     loop = asyncio.get_running_loop()
     watchers = [Watcher(i, i < ns.sample) for i in range(ns.count)]
     loop.add_signal_handler(signal.SIGTERM, dump_and_exit, ns.out, watchers)
@@ -100,6 +105,7 @@ async def main_async(ns: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    """Entry point of `python -m loadtest.thin_watch`."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--target", required=True)
     p.add_argument("--count", type=int, required=True)

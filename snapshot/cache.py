@@ -24,6 +24,8 @@ SnapshotEncoder = Callable[[Snapshot, bool], list[bytes]]
 
 @dataclass(slots=True)
 class CacheStats:
+    """Counters of the cache's work, for metrics."""
+
     batches: int = 0
     updates_applied: int = 0
     updates_suppressed: int = 0
@@ -66,18 +68,22 @@ class SnapshotCache:
 
     @property
     def current(self) -> Snapshot:
+        """The snapshot at the head revision."""
         return self._current
 
     @property
     def revision(self) -> int:
+        """The head revision."""
         return self._current.revision
 
     @property
     def seq(self) -> int:
+        """The sequence number of the head snapshot (one per batch)."""
         return self._current.seq
 
     @property
     def digest_hex(self) -> str:
+        """The head snapshot's digest, as 32 hex digits."""
         return format_digest(self._current.digest)
 
     @property

@@ -35,6 +35,7 @@ def entry_hash(key: str, value: Any) -> int:
 
 
 def format_digest(digest: int) -> str:
+    """A digest as 32 lowercase hex digits."""
     return f"{digest % MODULUS:032x}"
 
 
@@ -64,10 +65,13 @@ class RunningDigest:
         self.value = value % MODULUS
 
     def add(self, h: int) -> None:
+        """Add one entry's hash."""
         self.value = (self.value + h) % MODULUS
 
     def remove(self, h: int) -> None:
+        """Remove one entry's hash."""
         self.value = (self.value - h) % MODULUS
 
     def hex(self) -> str:
+        """The digest as 32 lowercase hex digits."""
         return format_digest(self.value)

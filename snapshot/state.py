@@ -17,6 +17,9 @@ Update = tuple[str, bytes | None]
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One key's value in a snapshot: the canonical JSON bytes and the entry's
+    digest hash."""
+
     value: bytes
     hash: int
 

@@ -54,6 +54,8 @@ CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS})
 
 
 class State(Enum):
+    """Where a connection stands: exchanging hellos, open, or closed."""
+
     HANDSHAKE = "handshake"
     OPEN = "open"
     CLOSED = "closed"
@@ -266,6 +268,7 @@ class ServerConnection(_Core):
 
     @property
     def wants_datastore_status(self) -> bool:
+        """The client takes DATASTORE_STATUS messages."""
         return CAP_DATASTORE_STATUS in self.caps
 
     def accept(self, *, sync: SyncMode = SyncMode.SNAPSHOT) -> None:

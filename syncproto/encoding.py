@@ -18,6 +18,8 @@ CHUNK_BYTES = 256 * 1024
 
 @dataclass(slots=True)
 class EncoderStats:
+    """Counters of the encoder's work, for metrics."""
+
     batch_frames: int = 0
     batch_bytes: int = 0
     snapshot_raw_bytes: int = 0  # msgpack bodies before compression
@@ -25,12 +27,16 @@ class EncoderStats:
 
 
 class FrameEncoder:
+    """Turns cache structures into wire frames.  The cache calls `batch` once per delta batch and
+    `snapshot` once per snapshot and variant; the frames are shared by every connection."""
+
     def __init__(self, *, max_frame: int, chunk_bytes: int = CHUNK_BYTES) -> None:
         self._codec = Codec(max_frame=max_frame)
         self._chunk_bytes = min(chunk_bytes, max_frame // 2)
         self.stats = EncoderStats()
 
     def batch(self, batch: DeltaBatch) -> bytes:
+        """The frame of one batch: a DELTA, or a PROGRESS when nothing changed."""
         digest = format_digest(batch.digest)
         if not batch.updates:
             frame = self._codec.encode(Progress(batch.prev_revision, batch.revision, digest))
@@ -42,6 +48,8 @@ class FrameEncoder:
         return frame
 
     def snapshot(self, snap: Snapshot, compressed: bool) -> list[bytes]:
+        """The frames of a full snapshot (chunks, then SNAPSHOT_END), zstd-compressed if
+        `compressed`."""
         frames: list[bytes] = []
         chunk: list[tuple[str, bytes]] = []
         size = 0

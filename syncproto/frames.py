@@ -27,6 +27,8 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
 
 class MsgType(IntEnum):
+    """Message type numbers (frame header); values never change."""
+
     CLIENT_HELLO = 1
     SERVER_HELLO = 2
     SNAPSHOT_CHUNK = 3
@@ -44,6 +46,8 @@ _TYPES = frozenset(int(t) for t in MsgType)
 
 @dataclass(frozen=True, slots=True)
 class Frame:
+    """One decoded frame: header fields and the raw body."""
+
     type: MsgType
     flags: int
     revision: int
@@ -51,6 +55,7 @@ class Frame:
 
 
 def encode_frame(mtype: MsgType, body: bytes, *, revision: int = 0, flags: int = 0) -> bytes:
+    """One frame: header plus `body`.  The caller checks the size limit."""
     return HEADER.pack(len(body), mtype, flags, 0, revision) + body
 
 
@@ -65,6 +70,7 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:

@@ -29,10 +29,12 @@ _packer_opts: dict[str, Any] = {"use_bin_type": True}
 
 
 def pack(obj: Any) -> bytes:
+    """msgpack-encode `obj` (binary strings as bin)."""
     return msgpack.packb(obj, **_packer_opts)  # type: ignore[no-any-return]
 
 
 def unpack(body: bytes) -> Any:
+    """msgpack-decode a body; raises MalformedMessage on anything invalid."""
     try:
         return msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -86,6 +88,9 @@ def _sync_mode(raw: str) -> SyncMode:
 
 @dataclass(frozen=True, slots=True)
 class ClientHello:
+    """CLIENT_HELLO: who the client is, what it supports, and the revision and digest it holds (0
+    and "" for none)."""
+
     node: str
     caps: frozenset[str] = frozenset()
     version: int = PROTOCOL_VERSION
@@ -96,6 +101,9 @@ class ClientHello:
 
 @dataclass(frozen=True, slots=True)
 class ServerHello:
+    """SERVER_HELLO: the server's name and capabilities, and whether a snapshot or a resume
+    follows."""
+
     server: str
     caps: frozenset[str] = frozenset()
     version: int = PROTOCOL_VERSION
@@ -105,12 +113,16 @@ class ServerHello:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotChunk:
+    """SNAPSHOT_CHUNK: some of the entries of the snapshot at `revision`."""
+
     revision: int
     entries: list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotEnd:
+    """SNAPSHOT_END: the snapshot at `revision` is complete, with its key count and digest."""
+
     revision: int
     keys: int
     digest: str
@@ -118,6 +130,9 @@ class SnapshotEnd:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """DELTA: the changes from `prev_revision` to `revision` (whole values; None deletes) and the
+    digest after them."""
+
     prev_revision: int
     revision: int
     updates: list[Update]
@@ -126,6 +141,8 @@ class Delta:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
+    """PROGRESS: nothing under the prefix changed from `prev_revision` to `revision`."""
+
     prev_revision: int
     revision: int
     digest: str
@@ -133,16 +150,22 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
+    """PING: the peer must answer with a PONG carrying `token`."""
+
     token: int
 
 
 @dataclass(frozen=True, slots=True)
 class Pong:
+    """PONG: the answer to a PING."""
+
     token: int
 
 
 @dataclass(frozen=True, slots=True)
 class Goodbye:
+    """GOODBYE: the sender is closing; `reason` is a CloseReason value (or one we do not know)."""
+
     reason: str
     detail: str = ""
 
@@ -189,6 +212,8 @@ class Codec:
     # -- encoding ----------------------------------------------------------
 
     def encode(self, msg: Message, *, compress: bool = False) -> bytes:
+        """One message as a frame; `compress` applies zstd to the body (only
+        snapshot chunks are sent compressed, and only to peers that accept it)."""
         return self.encode_sized(msg, compress=compress)[0]
 
     def encode_sized(self, msg: Message, *, compress: bool = False) -> tuple[bytes, int]:
@@ -206,6 +231,7 @@ class Codec:
     # -- decoding ----------------------------------------------------------
 
     def decode(self, frame: Frame) -> Message:
+        """The message in a frame; raises MalformedMessage for anything invalid."""
         body = frame.body
         if frame.flags & FLAG_ZSTD:
             if not self.accept_compressed:

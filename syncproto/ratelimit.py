@@ -18,6 +18,7 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
 
     def log(self, level: int, key: str, msg: str, *args: object) -> None:
+        """Log `msg` unless a message with the same `key` was logged within the interval."""
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:

@@ -16,6 +16,9 @@ from syncproto.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class PeerPolicy:
+    """Which client certificates the server admits: any certificate its CA signed, or only those
+    whose CN or URI SAN is in the allow lists."""
+
     allowed_cns: frozenset[str] = frozenset()
     allowed_uri_sans: frozenset[str] = frozenset()
 
@@ -48,6 +51,7 @@ def server_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContex
 
 
 def split_list(text: str) -> frozenset[str]:
+    """A comma-separated list as a set, blanks dropped."""
     return frozenset(item.strip() for item in text.split(",") if item.strip())
 
 

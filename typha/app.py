@@ -21,6 +21,7 @@ from typha.fanout.rebalance import Rebalancer
 from typha.fanout.server import AgentServer, ServerLimits
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
+from typha.readiness import Readiness
 from typha.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -79,14 +80,28 @@ class TyphaApp:
         if self.server is not None:
             self.server.set_datastore_status(status)
 
+    def readiness(self) -> Readiness:
+        """Where the replica stands; only SERVING is ready."""
+        if self.server is not None and self.server.draining:
+            return Readiness.DRAINING
+        if not self.supervisor.healthy:
+            return Readiness.DEGRADED
+        if not self.syncer.has_state:
+            return Readiness.STARTING
+        if not self.syncer.following:
+            return Readiness.STALE
+        return Readiness.SERVING
+
     def ready(self) -> bool:
-        serving = self.syncer.in_sync and self.syncer.listed and self.supervisor.healthy
-        return serving and not (self.server is not None and self.server.draining)
+        """/readyz: serving a complete state that follows the datastore."""
+        return self.readiness() is Readiness.SERVING
 
     def status(self) -> dict[str, Any]:
+        """The server's `/status` object."""
         server = self.server
         return {
-            "in_sync": self.syncer.in_sync,
+            "in_sync": self.syncer.following,
+            "readiness": self.readiness().value,
             "revision": self.cache.revision,
             "keys": len(self.cache.current),
             "digest": self.cache.digest_hex,
@@ -100,6 +115,8 @@ class TyphaApp:
         }
 
     async def start(self) -> None:
+        """Start the side port, the listener and the supervised tasks; returns once listening
+        (the caller must `stop()` later)."""
         cfg = self.config
         ssl_context = None
         if cfg.tls_cert_file:
@@ -107,7 +124,7 @@ class TyphaApp:
         self.server = AgentServer(
             self.cache,
             server_id=cfg.server_id,
-            ready=lambda: self.syncer.listed,
+            ready=lambda: self.syncer.has_state,
             ssl_context=ssl_context,
             proto_limits=Limits(
                 max_frame=cfg.max_frame_bytes,
@@ -169,6 +186,7 @@ class TyphaApp:
             await self.server.drain(self.config.shutdown_timeout)
 
     async def stop(self) -> None:
+        """Drain the agents, stop every task and close the ports."""
         await self.supervisor.stop()
         if self.server is not None:
             await self.server.close()

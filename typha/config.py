@@ -19,6 +19,8 @@ DEFAULT_HTTP_PORT = 9098
 
 @dataclass(frozen=True, slots=True)
 class HostPort:
+    """A host and port to listen on or connect to."""
+
     host: str
     port: int
 
@@ -53,6 +55,8 @@ def parse_hostport(text: str, default_port: int | None = None) -> HostPort:
 
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
+    """A checked `typha serve` configuration."""
+
     etcd_endpoints: tuple[str, ...]
     prefix: str = "/calico/"
     listen: HostPort = HostPort("0.0.0.0", DEFAULT_AGENT_PORT)
@@ -123,6 +127,8 @@ def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str 
 
 
 def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The flags of `typha serve`, with defaults taken from `env` (TYPHA_<FLAG>)."""
+
     def add(flag: str, default: str | None, help_: str) -> None:
         p.add_argument(
             f"--{flag}",
@@ -210,6 +216,7 @@ def _num(ns: argparse.Namespace, name: str, typ: type[int] | type[float], minimu
 
 
 def serve_config(ns: argparse.Namespace) -> ServeConfig:
+    """Check parsed arguments; raises ConfigError naming the bad flag."""
     if not ns.etcd_endpoints:
         raise ConfigError("--etcd-endpoints (or TYPHA_ETCD_ENDPOINTS) is required")
     endpoints = tuple(
@@ -281,6 +288,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
 
 
 def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
+    """Parse and check `typha serve` arguments (argparse exits on bad syntax)."""
     p = argparse.ArgumentParser(prog="typha serve")
     add_serve_arguments(p, os.environ if env is None else env)
     return serve_config(p.parse_args(list(argv)))

@@ -24,24 +24,18 @@ from typha.supervisor import Supervisor
 class Source(Protocol):
     """What the collector reads (TyphaApp provides it)."""
 
-    @property
-    def cache(self) -> SnapshotCache: ...
-    @property
-    def syncer(self) -> Syncer: ...
-    @property
-    def server(self) -> AgentServer | None: ...
-    @property
-    def encoder(self) -> FrameEncoder: ...
-    @property
-    def source_check(self) -> SourceCheck: ...
-    @property
-    def supervisor(self) -> Supervisor: ...
+    cache: SnapshotCache
+    syncer: Syncer
+    server: AgentServer | None
+    encoder: FrameEncoder
+    source_check: SourceCheck
+    supervisor: Supervisor
 
 
 Getter = Callable[[Source], float]
 
 GAUGES: list[tuple[str, str, Getter]] = [
-    ("typha_in_sync", "1 while the watch on etcd is established", lambda a: a.syncer.in_sync),
+    ("typha_in_sync", "1 while the watch on etcd is established", lambda a: a.syncer.following),
     ("typha_revision", "etcd revision the cache reflects", lambda a: a.cache.revision),
     ("typha_keys", "keys in the synced state", lambda a: len(a.cache.current)),
     (
@@ -214,10 +208,13 @@ def _labeled(name: str, help_: str, label: str, counts: Mapping[Any, int]) -> Me
 
 
 class TyphaCollector(Collector):
+    """Prometheus collector reading the server's counters at scrape time."""
+
     def __init__(self, app: Source) -> None:
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
+        """Every metric, read now."""
         app = self._app
         for name, help_, get in GAUGES:
             yield GaugeMetricFamily(name, help_, value=float(get(app)))

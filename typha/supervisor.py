@@ -33,10 +33,12 @@ class Supervisor:
 
     @property
     def healthy(self) -> bool:
+        """No task is down."""
         return not self._down
 
     @property
     def down(self) -> frozenset[str]:
+        """The names of the tasks that are down now."""
         return frozenset(self._down)
 
     def start(self, name: str, factory: TaskFactory) -> None:
@@ -74,6 +76,7 @@ class Supervisor:
         self._down.discard(name)
 
     async def stop(self) -> None:
+        """Cancel every task and wait for them."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

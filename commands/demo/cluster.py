@@ -17,10 +17,13 @@ POOL_CIDR_FIRST_OCTETS = (10, 244)
 
 
 def node_key(name: str) -> str:
+    """The datastore key of node `name`."""
     return f"{V3}/nodes/{name}"
 
 
 def node(name: str, index: int) -> dict[str, Any]:
+    """A Node resource for node number `index`: a 192.168.x.y/24 address, its IPIP
+    tunnel address, a rack label."""
     ip = f"192.168.{index // 250}.{index % 250 + 1}"
     return {
         "apiVersion": "projectcalico.org/v3",
@@ -34,6 +37,7 @@ def node(name: str, index: int) -> dict[str, Any]:
 
 
 def ippool() -> tuple[str, dict[str, Any]]:
+    """The one IP pool covering every block (POOL_CIDR, no encapsulation)."""
     return f"{V3}/ippools/default-ipv4", {
         "apiVersion": "projectcalico.org/v3",
         "kind": "IPPool",
@@ -59,10 +63,12 @@ def block_base(node_index: int) -> str:
 
 
 def block_cidr(node_index: int) -> str:
+    """The /26 block affine to node number `node_index`."""
     return f"{block_base(node_index)}.0/26"
 
 
 def block(node_name: str, node_index: int, used: int = 3) -> tuple[str, dict[str, Any]]:
+    """The IPAM block of node number `node_index`, with `used` addresses allocated."""
     cidr = block_cidr(node_index)
     key = f"/calico/ipam/v2/assignment/ipv4/block/{cidr.replace('/', '-')}"
     return key, {
@@ -76,6 +82,7 @@ def block(node_name: str, node_index: int, used: int = 3) -> tuple[str, dict[str
 
 
 def affinity(node_name: str, node_index: int) -> tuple[str, dict[str, Any]]:
+    """The block affinity of node number `node_index`."""
     cidr = block_cidr(node_index).replace("/", "-")
     return f"/calico/ipam/v2/host/{node_name}/ipv4/block/{cidr}", {
         "state": "confirmed",
@@ -86,6 +93,8 @@ def affinity(node_name: str, node_index: int) -> tuple[str, dict[str, Any]]:
 def workload(
     node_name: str, node_index: int, ns: str, pod: str, ip_index: int, app: str
 ) -> tuple[str, dict[str, Any]]:
+    """A WorkloadEndpoint for `pod` in namespace `ns` on the node, at address `ip_index` of its
+    block."""
     name = f"{node_name.replace('-', '--')}-k8s-{pod.replace('-', '--')}-eth0"
     return f"{V3}/workloadendpoints/{ns}/{name}", {
         "apiVersion": "projectcalico.org/v3",
@@ -110,6 +119,8 @@ def workload(
 
 
 def policy(ns: str, name: str, app: str, order: int, port: int) -> tuple[str, dict[str, Any]]:
+    """A NetworkPolicy on `app`: frontends may reach it over TCP on `port` and
+    8080-8090; it may not reach 10.0.0.0/8."""
     return f"{V3}/networkpolicies/{ns}/{name}", {
         "apiVersion": "projectcalico.org/v3",
         "kind": "NetworkPolicy",
@@ -133,6 +144,7 @@ def policy(ns: str, name: str, app: str, order: int, port: int) -> tuple[str, di
 
 
 def global_policy(name: str, order: int) -> tuple[str, dict[str, Any]]:
+    """A GlobalNetworkPolicy allowing ICMP everywhere."""
     return f"{V3}/globalnetworkpolicies/{name}", {
         "apiVersion": "projectcalico.org/v3",
         "kind": "GlobalNetworkPolicy",
@@ -148,6 +160,7 @@ def global_policy(name: str, order: int) -> tuple[str, dict[str, Any]]:
 
 
 def profile(ns: str) -> tuple[str, dict[str, Any]]:
+    """The `kns.<ns>` namespace profile with its labels to apply."""
     return f"{V3}/profiles/kns.{ns}", {
         "apiVersion": "projectcalico.org/v3",
         "kind": "Profile",
@@ -186,6 +199,8 @@ def seed_cluster(nodes: int, pods_per_node: int) -> Iterator[tuple[str, dict[str
 
 @dataclass(frozen=True, slots=True)
 class Op:
+    """One churn operation: a put (`value`) or a delete (`value` None) of `key`."""
+
     key: str
     value: dict[str, Any] | None  # None: delete
 
@@ -202,6 +217,7 @@ class Churn:
         self._n = 0
 
     def next(self) -> Op:
+        """The next operation; deterministic for a given seed."""
         rng = self._rng
         self._n += 1
         roll = rng.random()

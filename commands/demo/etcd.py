@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import grpc.aio
+from etcd3aio.auth import AuthService
+
 from typha.errors import DatastoreError
 
 
@@ -48,12 +51,16 @@ class EtcdTLS:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (another process may take it before you bind)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 class EmbeddedEtcd:
+    """A real etcd server as a child process, on free loopback ports, with its data in a
+    directory of its own.  Use as a context manager, or call `start()` and then `stop()`."""
+
     def __init__(
         self,
         data_dir: str | None = None,
@@ -77,9 +84,23 @@ class EmbeddedEtcd:
 
     @property
     def endpoint(self) -> str:
+        """`host:port` of the client URL."""
         return f"{self.host}:{self.client_port}"
 
+    async def enable_auth(self, user: str, password: str) -> None:
+        """Turn on etcd's authentication with `user` as its root user.  Only
+        for a plain-text instance; afterwards clients must authenticate."""
+        channel = grpc.aio.insecure_channel(self.endpoint)
+        try:
+            auth = AuthService(channel)
+            await auth.user_add(user, password)
+            await auth.user_grant_role(user, "root")
+            await auth.auth_enable()
+        finally:
+            await channel.close()
+
     def command(self) -> list[str]:
+        """The etcd command line this instance runs."""
         scheme = "https" if self.tls else "http"
         client = f"{scheme}://{self.host}:{self.client_port}"
         peer = f"http://{self.host}:{self.peer_port}"
@@ -110,6 +131,8 @@ class EmbeddedEtcd:
         return cmd
 
     def start(self, timeout: float = 30.0) -> EmbeddedEtcd:
+        """Start etcd and wait until it answers; raises DatastoreError if it does not within
+        `timeout`."""
         self.spawn()
         self.wait_ready(timeout)
         return self
@@ -130,6 +153,7 @@ class EmbeddedEtcd:
         self.proc = None
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until etcd answers a read; raises DatastoreError after `timeout`."""
         deadline = time.monotonic() + timeout
         ctx = None
         if self.tls is not None:
@@ -153,6 +177,8 @@ class EmbeddedEtcd:
         raise DatastoreError(f"etcd did not become healthy in {timeout}s; see {self.log_file}")
 
     def stop(self) -> None:
+        """Stop etcd (SIGTERM, then SIGKILL after 10 s) and remove its data
+        directory if this instance created it."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -186,9 +212,11 @@ class EtcdCluster:
 
     @property
     def endpoints(self) -> list[str]:
+        """Every member's client `host:port`."""
         return [m.endpoint for m in self.members]
 
     def start(self, timeout: float = 60.0) -> EtcdCluster:
+        """Start every member and wait for a leader."""
         for m in self.members:  # all must run before any can elect a leader
             m.spawn()
         for m in self.members:
@@ -196,5 +224,6 @@ class EtcdCluster:
         return self
 
     def stop(self) -> None:
+        """Stop every member."""
         for m in self.members:
             m.stop()

@@ -29,6 +29,7 @@ from typha.datastore.etcd_state import read_etcd_state
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `typha demo`."""
     p.add_argument(
         "--duration", type=float, default=0.0, help="seconds to run (default: until Ctrl-C)"
     )
@@ -52,6 +53,7 @@ class Latency:
     deliveries: int = 0
 
     def delivered(self, last: int, revision: int, now: float) -> None:
+        """An agent reached `revision`; record the latency of every write up to it."""
         i = bisect.bisect_right(self.put_revs, last)
         j = bisect.bisect_right(self.put_revs, revision)
         for k in range(i, j):
@@ -60,6 +62,7 @@ class Latency:
 
 
 async def seed(endpoints: tuple[str, ...], nodes: int, pods: int) -> int:
+    """Write the sample cluster into etcd; returns the revision."""
     conn = EtcdConnection(endpoints)
     try:
         items = [(key, orjson.dumps(value)) for key, value in seed_cluster(nodes, pods)]
@@ -70,6 +73,8 @@ async def seed(endpoints: tuple[str, ...], nodes: int, pods: int) -> int:
 
 
 async def run_demo(ns: argparse.Namespace) -> int:
+    """Run the whole demo; returns the exit status (1 if any agent's digest differs from etcd's
+    at the end)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,6 +137,8 @@ async def run_demo(ns: argparse.Namespace) -> int:
 async def drive_churn(
     endpoints: tuple[str, ...], ns: argparse.Namespace, lat: Latency, stop: asyncio.Event
 ) -> None:
+    """Write churn at `ns.rate` operations per second until `stop` is set, recording when
+    each revision was written."""
     conn = EtcdConnection(endpoints)
     churn = Churn(ns.nodes, seed=int(time.time()))
     interval = 1.0 / ns.rate if ns.rate > 0 else 1.0
@@ -169,6 +176,7 @@ async def live_view(
     ns: argparse.Namespace,
     stop: asyncio.Event,
 ) -> None:
+    """Print one line per second: agents, sync, revision, throughput and latency."""
     start = time.monotonic()
     last_puts, last_deliv = 0, 0
     tty = sys.stdout.isatty()
@@ -211,6 +219,8 @@ async def final_check(
     clients: list[SyncClient],
     agents: list[Agent],
 ) -> int:
+    """Compare the server's and every agent's digest with one computed from etcd; print the
+    result and return the exit status (0 if all match)."""
     truth = await read_etcd_state(endpoints)
     revision, digest, keys = truth.revision, truth.digest, truth.keys
     deadline = time.monotonic() + 15

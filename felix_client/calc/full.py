@@ -20,6 +20,9 @@ from felix_client.dataplane.batch import ChainKey, Route, Rule
 
 @dataclass(frozen=True, slots=True)
 class Tables:
+    """A node's tables: routes by destination, IP sets by selector text, chains by (endpoint key,
+    direction)."""
+
     routes: dict[str, Route]
     ipsets: dict[str, set[str]]
     chains: dict[ChainKey, tuple[Rule, ...]]

@@ -26,6 +26,7 @@ def _str(v: Any) -> str:
 
 
 def net4(text: Any) -> IPv4Net | None:
+    """`text` as an IPv4 network, or None if it is not one."""
     if not isinstance(text, str):
         return None
     try:
@@ -36,11 +37,14 @@ def net4(text: Any) -> IPv4Net | None:
 
 
 def labels_of(meta: dict[str, Any]) -> dict[str, str]:
+    """The string-valued labels of a `metadata` object."""
     return {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)}
 
 
 @dataclass(frozen=True, slots=True)
 class Node:
+    """The fields of a Node resource the agent uses."""
+
     name: str
     ip: str | None
     subnet: IPv4Net | None
@@ -48,6 +52,7 @@ class Node:
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Node:
+        """Read a Node value; fields of the wrong type count as absent."""
         meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
         bgp = _dict(spec.get("bgp"))
         ip: str | None = None
@@ -73,12 +78,15 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Pool:
+    """The fields of an IPPool the agent uses."""
+
     cidr: IPv4Net
     ipip: str  # Never, Always, CrossSubnet
     vxlan: str
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Pool | None:
+        """Read an IPPool value; None if its CIDR is unusable."""
         spec = _dict(value.get("spec"))
         cidr = net4(spec.get("cidr"))
         if cidr is None:
@@ -90,11 +98,14 @@ class Pool:
 
 @dataclass(frozen=True, slots=True)
 class Block:
+    """An IPAM block: its CIDR and the node it is affine to."""
+
     cidr: IPv4Net
     node: str | None
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Block | None:
+        """Read a block value; None if its CIDR is unusable."""
         cidr = net4(value.get("cidr"))
         if cidr is None:
             return None
@@ -104,6 +115,8 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
+    """The fields of a workload or host endpoint the agent uses."""
+
     node: str
     namespace: str
     labels: dict[str, str]
@@ -113,6 +126,8 @@ class Endpoint:
 
     @staticmethod
     def parse(value: dict[str, Any], *, host: bool = False) -> Endpoint:
+        """Read an endpoint value (`host`: a HostEndpoint, whose addresses are `expectedIPs`);
+        fields of the wrong type count as absent."""
         meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
         raw = spec.get("expectedIPs") if host else spec.get("ipNetworks")
         nets = tuple(n for n in (net4(x) for x in _list(raw)) if n is not None)

@@ -24,6 +24,9 @@ from felix_client.dataplane.batch import Route
 
 
 class RouteCalc:
+    """Graph node: routes for one node.  Feed it nodes, pools, blocks and workload endpoints;
+    after each batch read `changed` and `effective(dst)`, then clear `changed`."""
+
     def __init__(self, node: str) -> None:
         self.node = node
         self.nodes: dict[str, Node] = {}
@@ -41,12 +44,14 @@ class RouteCalc:
     # -- the table -------------------------------------------------------------
 
     def effective(self, dst: str) -> Route | None:
+        """The route that wins for `dst` now, or None."""
         claims = self._claims.get(dst)
         if not claims:
             return None
         return claims[min(claims)]
 
     def table(self) -> dict[str, Route]:
+        """Every effective route, by destination."""
         return {dst: r for dst in self._claims if (r := self.effective(dst)) is not None}
 
     def _own(self, owner: str, routes: dict[str, Route]) -> None:
@@ -71,6 +76,7 @@ class RouteCalc:
     # -- updates ---------------------------------------------------------------
 
     def set_node(self, name: str, node: Node | None) -> None:
+        """A node changed (None: deleted): refreshes the routes through it."""
         old = self.nodes.pop(name, None)
         if node is not None:
             self.nodes[name] = node
@@ -86,6 +92,7 @@ class RouteCalc:
             self._refresh_wep(w)
 
     def set_pool(self, key: str, pool: Pool | None) -> None:
+        """An IP pool changed (None: deleted): refreshes the routes it encapsulates."""
         if pool is None:
             self.pools.pop(key, None)
         else:
@@ -93,6 +100,7 @@ class RouteCalc:
         self._refresh_all()  # pools are few and change rarely
 
     def set_block(self, key: str, block: Block | None) -> None:
+        """An IPAM block changed (None: deleted)."""
         old = self.blocks.pop(key, None)
         if old is not None and old.node is not None:
             self.blocks_by_node[old.node].discard(key)
@@ -106,6 +114,7 @@ class RouteCalc:
                 self._refresh_wep(w)
 
     def set_wep(self, key: str, ep: Endpoint | None) -> None:
+        """A workload endpoint changed (None: deleted)."""
         old = self.weps.pop(key, None)
         if old is not None:
             self.weps_by_node[old.node].discard(key)

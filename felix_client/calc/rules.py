@@ -44,6 +44,8 @@ def scoped(sel_text: Any, ns_sel_text: Any, namespace: str | None) -> Selector |
 
 
 def compile_side(ent: Any, namespace: str | None) -> Match:
+    """Compile one rule side (`source` or `destination`) into a Match, scoping its selectors.
+    Raises SelectorError."""
     ent = _dict(ent)
     sel = scoped(ent.get("selector"), ent.get("namespaceSelector"), namespace)
     not_sel = scoped(ent.get("notSelector"), None, namespace)
@@ -58,6 +60,8 @@ def compile_side(ent: Any, namespace: str | None) -> Match:
 
 
 def compile_rules(raw: Any, namespace: str | None, origin: str) -> tuple[Rule, ...]:
+    """Compile a rule list; `origin` names the policy or profile in each rule.  Raises
+    SelectorError."""
     rules = raw if isinstance(raw, list) else []
     out = []
     for r in rules:
@@ -77,6 +81,9 @@ def compile_rules(raw: Any, namespace: str | None, origin: str) -> tuple[Rule, .
 
 @dataclass(frozen=True, slots=True)
 class PolicyDef:
+    """A policy compiled for the agent: its sort key, its (scoped) selector, and its rules per
+    direction (None: not applied in that direction)."""
+
     sort_key: tuple[int, str, float, str]
     selector: Selector
     ingress: tuple[Rule, ...] | None  # None: the policy does not apply to ingress
@@ -115,12 +122,15 @@ class PolicyDef:
 
 @dataclass(frozen=True, slots=True)
 class ProfileDef:
+    """A profile compiled for the agent: its rules and the labels it applies."""
+
     ingress: tuple[Rule, ...]
     egress: tuple[Rule, ...]
     labels: dict[str, str]  # labelsToApply
 
     @staticmethod
     def parse(value: dict[str, Any]) -> ProfileDef:
+        """Compile a Profile value.  Raises SelectorError."""
         meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
         name = f"profile {meta.get('name', '')}"
         return ProfileDef(
@@ -177,6 +187,7 @@ def chain(
 
 
 def ipsets_of(rules: tuple[Rule, ...]) -> set[str]:
+    """The IP sets (selector texts) a chain's rules reference."""
     out: set[str] = set()
     for r in rules:
         for side in (r.src, r.dst):

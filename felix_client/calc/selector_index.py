@@ -22,6 +22,9 @@ Event = tuple[SelectorId, ItemKey, bool]
 
 
 class SelectorIndex:
+    """Which items each selector matches, kept incrementally.  Add selectors and items in any
+    order; each call returns the (selector, item, added) events it caused."""
+
     def __init__(self) -> None:
         self._selectors: dict[SelectorId, Selector] = {}
         self._by_label: defaultdict[str, set[SelectorId]] = defaultdict(set)
@@ -31,9 +34,11 @@ class SelectorIndex:
         self._matches_of: defaultdict[ItemKey, set[SelectorId]] = defaultdict(set)
 
     def members(self, sid: SelectorId) -> frozenset[ItemKey]:
+        """The items `sid` matches now."""
         return frozenset(self._members.get(sid, ()))
 
     def selectors_matching(self, key: ItemKey) -> frozenset[SelectorId]:
+        """The selectors matching item `key` now."""
         return frozenset(self._matches_of.get(key, ()))
 
     # -- selectors -----------------------------------------------------------
@@ -59,6 +64,7 @@ class SelectorIndex:
         return out
 
     def remove_selector(self, sid: SelectorId) -> list[Event]:
+        """Unregister a selector; events for every item it matched."""
         sel = self._selectors.pop(sid, None)
         if sel is None:
             return []

@@ -14,6 +14,8 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True, order=True)
 class Route:
+    """One route: to `dst`, of `kind` local (dev), blackhole, via (next hop), ipip or vxlan."""
+
     dst: str
     kind: str  # local, blackhole, via, ipip, vxlan
     via: str = ""
@@ -61,6 +63,9 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One ACL rule: action, protocol, and what the source and destination must match; `origin`
+    names the policy or profile it came from."""
+
     action: str  # Allow, Deny, Log, Pass
     protocol: str = ""
     src: Match = Match()
@@ -81,6 +86,7 @@ class Rule:
 
 
 def ipset_name(selector_text: str) -> str:
+    """The kernel name of the IP set for a selector text (hashed to fit the 31-character limit)."""
     return "cali40s:" + hashlib.blake2b(selector_text.encode(), digest_size=8).hexdigest()[:14]
 
 
@@ -89,6 +95,9 @@ ChainKey = tuple[str, str]  # (endpoint key, "ingress" | "egress")
 
 @dataclass(slots=True)
 class DataplaneBatch:
+    """What the dataplane must change after one batch of updates.  Drivers apply it in the order
+    the Dataplane protocol gives."""
+
     routes_set: dict[str, Route] = field(default_factory=dict)
     routes_del: set[str] = field(default_factory=set)
     ipsets_create: set[str] = field(default_factory=set)
@@ -99,6 +108,7 @@ class DataplaneBatch:
     chains_del: set[ChainKey] = field(default_factory=set)
 
     def empty(self) -> bool:
+        """True if there is nothing to do."""
         return not any(
             (
                 self.routes_set,
@@ -113,6 +123,7 @@ class DataplaneBatch:
         )
 
     def ops(self) -> int:
+        """How many operations the batch holds (for metrics)."""
         return (
             len(self.routes_set)
             + len(self.routes_del)

@@ -33,6 +33,8 @@ EVENT_DELETE = 1
 
 @dataclass(frozen=True, slots=True)
 class KeyValue:
+    """One key and its value as read from etcd, with the revision it was last modified at."""
+
     key: bytes
     value: bytes
     mod_revision: int
@@ -40,6 +42,8 @@ class KeyValue:
 
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
+    """One watch event: a put or a delete of `key`, made at `mod_revision`."""
+
     deleted: bool
     key: bytes
     value: bytes
@@ -97,9 +101,11 @@ class WatchStream:
             yield await self._requests.get()
 
     def request_progress(self) -> None:
+        """Ask etcd for a progress notification on this watch."""
         self._requests.put_nowait(WatchRequest(progress_request={}))
 
     def cancel(self) -> None:
+        """End the watch stream."""
         self._call.cancel()
 
     async def __aiter__(self) -> AsyncIterator[WatchBatch]:
@@ -182,6 +188,7 @@ class EtcdConnection:
         self._metadata = (("token", resp.token),)
 
     async def close(self) -> None:
+        """Close the channel; the connection cannot be used afterwards."""
         await self._channel.close()
 
     async def put_many(self, items: Sequence[tuple[str, bytes | None]]) -> int:
@@ -209,6 +216,7 @@ class EtcdConnection:
         return int(resp.ID)
 
     async def revoke(self, lease: int) -> None:
+        """Revoke a lease (its keys disappear)."""
         try:
             await self._lease.revoke(lease, timeout=self._timeout)
         except Exception as exc:
@@ -233,6 +241,7 @@ class EtcdConnection:
         return int(resp.header.revision)
 
     async def compact(self, revision: int) -> None:
+        """Compact etcd's history up to `revision`."""
         try:
             await self._kv.compact(revision, timeout=self._timeout)
         except Exception as exc:

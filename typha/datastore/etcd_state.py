@@ -17,6 +17,8 @@ from typha.datastore.etcd_client import EtcdConnection, EtcdOptions
 
 @dataclass(frozen=True, slots=True)
 class EtcdState:
+    """The valid state straight from etcd: revision, key count and digest."""
+
     revision: int
     digest: str
     keys: int
@@ -25,12 +27,15 @@ class EtcdState:
 
 @dataclass(frozen=True, slots=True)
 class EtcdEntries:
+    """The valid entries straight from etcd at one revision, and how many were invalid."""
+
     revision: int
     entries: dict[str, bytes]  # key -> canonical JSON
     invalid: int
 
     @property
     def digest(self) -> int:
+        """The state digest of the entries."""
         return sum(entry_hash_canonical(k, v) for k, v in self.entries.items()) % (1 << 128)
 
 
@@ -54,6 +59,8 @@ async def read_entries(
 async def read_etcd_state(
     endpoints: Sequence[str] | EtcdOptions, prefix: str = "/calico/"
 ) -> EtcdState:
+    """Read the served prefix straight from etcd, validated as the server would, and summarise
+    it."""
     conn = EtcdConnection(endpoints)
     try:
         await conn.authenticate()

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class CheckStats:
+    """Counters of the source check, for metrics."""
+
     checks: int = 0
     matches: int = 0
     mismatches: int = 0
@@ -32,6 +34,9 @@ class CheckStats:
 
 
 class SourceCheck:
+    """Compares the cache with etcd every `interval` and asks the syncer to list again when they
+    differ."""
+
     def __init__(
         self,
         connect: Callable[[], EtcdConnection],
@@ -48,6 +53,7 @@ class SourceCheck:
         self.stats = CheckStats()
 
     async def run(self) -> None:
+        """Check every `interval` seconds until cancelled."""
         while True:
             await asyncio.sleep(self._interval)
             await self.check_once()
@@ -56,7 +62,7 @@ class SourceCheck:
         """True: digests match; False: mismatch (a resync was requested);
         None: could not check now (not in sync, etcd unreachable, compacted)."""
         snap: Snapshot = self._cache.current  # immutable: safe to compare later
-        if not self._syncer.in_sync or snap.revision == 0:
+        if not self._syncer.following or snap.revision == 0:
             self.stats.skipped += 1
             return None
         conn = self._connect()
@@ -84,6 +90,7 @@ class SourceCheck:
 
 
 def describe_difference(snap: Snapshot, truth: EtcdEntries, limit: int = 5) -> str:
+    """A short description of the keys that differ between a snapshot and etcd, for the log."""
     ours = snap.entries
     missing = [k for k in truth.entries if k not in ours]
     extra = [k for k in ours if k not in truth.entries]

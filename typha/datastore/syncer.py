@@ -48,6 +48,8 @@ _RESYNC = object()  # queued into the watch loop by request_resync()
 
 @dataclass(slots=True)
 class SyncerStats:
+    """Counters of the syncer's work, for metrics."""
+
     lists: int = 0
     pages: int = 0
     watches: int = 0
@@ -72,11 +74,13 @@ class RetryBackoff:
         self.current = initial  # the next delay's upper bound
 
     def delay(self) -> float:
+        """The next delay: jittered, then double the upper bound."""
         delay = random.uniform(self.current / 2, self.current)
         self.current = min(self.current * 2, self.maximum)
         return delay
 
     def reset(self) -> None:
+        """Start again from the initial delay (a watch delivered)."""
         self.current = self.initial
 
 
@@ -117,8 +121,11 @@ class Syncer:
         self._loaded = False
         self.backoff = RetryBackoff(backoff_initial, backoff_max)
         self.watch_timeout = watch_timeout
-        self.in_sync = False
-        self.listed = False
+        # The cache holds a complete state agents may be given (the first
+        # list is done and, with backfill, the replay has reached the head).
+        self.has_state = False
+        # The watch is established and caught up: what we hold is current.
+        self.following = False
         self.status = DatastoreStatus.WAITING
         self.stats = SyncerStats()
         self._rl = RateLimitedLog(log)
@@ -144,7 +151,7 @@ class Syncer:
                 self._on_status(status)
 
     def _out_of_sync(self) -> None:
-        self.in_sync = False
+        self.following = False
         self._set_status(DatastoreStatus.WAITING)
 
     async def run(self) -> None:
@@ -156,14 +163,14 @@ class Syncer:
             raise
 
     async def _run(self) -> None:
-        need_list = not self.listed  # once loaded, a restarted run re-watches
+        need_list = not self.has_state  # once loaded, a restarted run re-watches
         while True:
             conn = self._connect()
             try:
                 await conn.authenticate()
                 if need_list or self._resync_requested:
                     self._resync_requested = False
-                    if self.listed:
+                    if self.has_state:
                         self._set_status(DatastoreStatus.RESYNCING)
                     await self._list(conn)
                     need_list = False
@@ -190,7 +197,7 @@ class Syncer:
 
     async def _list(self, conn: EtcdConnection) -> None:
         """Read the whole prefix at one revision, validating page by page."""
-        revision = 0 if self.listed else await self._backfill_revision(conn)
+        revision = 0 if self.has_state else await self._backfill_revision(conn)
         try:
             revision, valid, pages = await self._read_valid(conn, revision)
         except DatastoreError as exc:
@@ -201,10 +208,10 @@ class Syncer:
             revision, valid, pages = await self._read_valid(conn, 0)
         self.stats.lists += 1
         self.stats.pages += pages
-        if not self.listed:
+        if not self.has_state:
             self._cache.load(valid.items(), revision)
             self._loaded = True
-            self.listed = self._catch_up_to == 0
+            self.has_state = self._catch_up_to == 0
         else:
             self._resync(valid, revision)
         self._safe_revision = revision
@@ -249,9 +256,9 @@ class Syncer:
         replay is proven complete up to the head revision of that moment:
         by an event at or past it, or by etcd's answer to a progress
         request (which it gives only to a watch that has sent everything)."""
-        if self.listed or not self._loaded or proven < self._catch_up_to:
+        if self.has_state or not self._loaded or proven < self._catch_up_to:
             return
-        self.listed = True
+        self.has_state = True
         log.info("history backfilled; serving from revision %d", self._cache.revision)
         self._on_change()
 
@@ -314,7 +321,7 @@ class Syncer:
                             f"etcd watch silent for {quiet:.1f}s: no events and no answer "
                             "to progress requests"
                         ) from None
-                    catching_up = self._loaded and not self.listed
+                    catching_up = self._loaded and not self.has_state
                     if (quiet >= progress_every or catching_up) and now - asked >= tick:
                         stream.request_progress()
                         self.stats.progress_requests += 1
@@ -343,6 +350,8 @@ class Syncer:
             await asyncio.gather(reader, return_exceptions=True)
 
     def apply_watch_group(self, group: list[WatchBatch | Exception | object], now: float) -> None:
+        """Apply one group of watch items (batches, progress notifications, errors) as one cache
+        update.  The watch loop calls it; tests feed it synthetic batches."""
         updates: list[Update] = []
         revision = self._cache.revision
         proven = 0  # revision up to which this group proves the watch complete
@@ -357,7 +366,7 @@ class Syncer:
                 if item.canceled:
                     raise DatastoreError(f"watch canceled: {item.cancel_reason}")
                 if item.created:
-                    self.in_sync = True
+                    self.following = True
                     log.info("watching %s from revision %d", self._prefix, self._safe_revision + 1)
                     continue
                 # The watch delivered: etcd is back for real.
@@ -381,7 +390,7 @@ class Syncer:
             if moved and self._cache.apply(updates, revision, now) is not None:
                 self._on_change()
             self._check_caught_up(proven)
-            if self.in_sync and self.listed:
+            if self.following and self.has_state:
                 self._set_status(DatastoreStatus.IN_SYNC)
 
     def _updates(self, events: Iterable[WatchEvent]) -> list[Update]:

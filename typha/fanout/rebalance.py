@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class RebalanceStats:
+    """Counters of the rebalancer, for metrics."""
+
     rounds: int = 0
     shed: int = 0
     replicas_seen: int = 0
@@ -51,6 +53,9 @@ def to_shed(mine: int, total: int, replicas: int, tolerance: float) -> int:
 
 
 class Rebalancer:
+    """Registers this replica with its connection count and sheds connections above the fair
+    share; `run()` it supervised."""
+
     def __init__(
         self,
         connect: Callable[[], EtcdConnection],
@@ -70,6 +75,7 @@ class Rebalancer:
         self.stats = RebalanceStats()
 
     async def run(self) -> None:
+        """Register, then rebalance every `interval` until cancelled."""
         lease = 0
         while True:
             conn = self._connect()

@@ -87,6 +87,7 @@ class AgentProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
         # On a TLS port this runs once the handshake is done.
+        """The transport is ready (after TLS, if any): start the stream."""
         self.transport = cast(asyncio.Transport, transport)
         server = self.server
         server.handshake_done(self)
@@ -106,6 +107,7 @@ class AgentProtocol(asyncio.Protocol):
             server.schedule(self)
 
     def data_received(self, data: bytes) -> None:
+        """Bytes from the agent: feed the stream, answer the hello."""
         stream = self.stream
         if stream is None:
             return
@@ -126,6 +128,7 @@ class AgentProtocol(asyncio.Protocol):
         server.schedule(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The transport is gone: count why."""
         reason = CloseReason.PEER_CLOSED
         if self.stream is not None and self.stream.core.close_reason is not None:
             reason = self.stream.core.close_reason
@@ -134,6 +137,7 @@ class AgentProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         # Stop reading too: a peer that sends but never reads would otherwise
         # have us queue replies (PONGs) without bound.
+        """The transport's buffer is full: pause the stream and reading."""
         if self.stream is not None:
             self.stream.pause_writing(self.server.now())
             self.server.schedule(self)
@@ -141,6 +145,7 @@ class AgentProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        """The transport drained: resume reading and writing."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
         if self.stream is not None:
@@ -191,6 +196,7 @@ class AgentProtocol(asyncio.Protocol):
             self.abort(CloseReason.SLOW_CLIENT)
 
     def handle_timer(self, now: float) -> None:
+        """The stream's deadline came: run it, then write what it queued."""
         stream = self.stream
         if stream is None:
             return
@@ -225,10 +231,12 @@ class AgentProtocol(asyncio.Protocol):
 
     @property
     def paused_since(self) -> float | None:
+        """Since when the transport has pushed back, or None."""
         return self.stream.paused_since if self.stream is not None else None
 
     @property
     def streaming(self) -> bool:
+        """The agent is being streamed to (its hello was answered)."""
         return self.stream is not None and self.stream.streaming
 
 

@@ -4,29 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
-import orjson
 import pytest
 
-from commands.demo.cluster import Churn, seed_cluster
 from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
+from tests.cluster import apply_churn, seed_sample, serve_config
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
-from typha.datastore.etcd_client import EtcdConnection
+from typha.config import ServeConfig
 from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
 
 
 def config(etcd: EmbeddedEtcd, port: int, name: str) -> ServeConfig:
-    return ServeConfig(
-        etcd_endpoints=(etcd.endpoint,),
-        listen=HostPort("127.0.0.1", port),
-        http_listen=HostPort("127.0.0.1", 0),
-        server_id=name,
+    return serve_config(
+        etcd.endpoint,
+        name,
+        port=port,
         rebalance_interval=0.5,
         shutdown_timeout=1.0,
         batch_window=0.005,
@@ -44,29 +40,13 @@ def held_ports(n: int) -> list[socket.socket]:
 
 
 @pytest.fixture
-async def seeded(etcd: EmbeddedEtcd) -> AsyncIterator[EmbeddedEtcd]:
-    conn = EtcdConnection([etcd.endpoint])
-    await conn.put_many([(k, orjson.dumps(v)) for k, v in seed_cluster(20, 10)])
-    await conn.close()
+async def seeded(etcd: EmbeddedEtcd) -> EmbeddedEtcd:
+    await seed_sample(etcd.endpoint, 20, 10)
     return etcd
 
 
 async def churn(etcd: EmbeddedEtcd, stop: asyncio.Event, seed: int) -> int:
-    conn = EtcdConnection([etcd.endpoint])
-    gen = Churn(20, seed=seed)
-    n = 0
-    try:
-        while not stop.is_set():
-            op = gen.next()
-            if op.value is None:
-                await conn.delete(op.key)
-            else:
-                await conn.put(op.key, orjson.dumps(op.value))
-            n += 1
-            await asyncio.sleep(0.01)
-    finally:
-        await conn.close()
-    return n
+    return await apply_churn(etcd.endpoint, 1 << 30, nodes=20, seed=seed, stop=stop, pause=0.01)
 
 
 async def start_clients(addrs: str, n: int) -> list[SyncClient]:

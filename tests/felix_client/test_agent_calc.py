@@ -9,9 +9,9 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from commands.demo.cluster import Churn, seed_cluster
 from commands.demo.etcd import EmbeddedEtcd
 from felix_client.calc import compute
+from tests.cluster import apply_churn, seed_sample
 from tests.conftest import (
     Proc,
     http_json,
@@ -27,18 +27,8 @@ pytestmark = pytest.mark.integration
 
 
 async def write(endpoint: str) -> None:
-    conn = EtcdConnection([endpoint])
-    try:
-        await conn.put_many([(k, orjson.dumps(v)) for k, v in seed_cluster(12, 6)])
-        churn = Churn(nodes=12, seed=7)
-        for _ in range(400):
-            op = churn.next()
-            if op.value is None:
-                await conn.delete(op.key)
-            else:
-                await conn.put(op.key, orjson.dumps(op.value))
-    finally:
-        await conn.close()
+    await seed_sample(endpoint, 12, 6)
+    await apply_churn(endpoint, 400, nodes=12, seed=7)
 
 
 async def expected(endpoint: str, node: str) -> tuple[int, int, int]:

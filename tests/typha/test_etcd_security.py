@@ -9,14 +9,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from etcd3aio.auth import AuthService
 
 from commands.demo.etcd import EmbeddedEtcd, EtcdTLS
 from felix_client import SyncClient
 from tests.certs import CertAuthority
+from tests.cluster import serve_config
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection, EtcdOptions
 from typha.datastore.etcd_state import read_etcd_state
 
@@ -24,13 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 def config(endpoint: str, **kw: object) -> ServeConfig:
-    return ServeConfig(
-        etcd_endpoints=(endpoint,),
-        listen=HostPort("127.0.0.1", 0),
-        http_listen=HostPort("127.0.0.1", 0),
-        server_id="sec",
-        **kw,  # type: ignore[arg-type]
-    )
+    return serve_config(endpoint, "sec", **kw)
 
 
 @pytest.fixture
@@ -82,7 +76,7 @@ async def test_etcd_over_tls_with_a_client_certificate(
     try:
         await async_wait_until(lambda: no_cert.syncer.stats.errors >= 2, "errors counted")
         assert not no_cert.ready()
-        assert not no_cert.syncer.listed
+        assert not no_cert.syncer.has_state
     finally:
         await no_cert.stop()
 
@@ -91,12 +85,7 @@ async def test_etcd_with_username_and_password(etcd: EmbeddedEtcd) -> None:
     conn = EtcdConnection([etcd.endpoint])
     await conn.put("/calico/felix/a", orjson.dumps({"a": 1}))
     await conn.close()
-    admin = EtcdConnection([etcd.endpoint])
-    auth = AuthService(admin._channel)
-    await auth.user_add("root", "s3cret")
-    await auth.user_grant_role("root", "root")
-    await auth.auth_enable()
-    await admin.close()
+    await etcd.enable_auth("root", "s3cret")
 
     app = TyphaApp(config(etcd.endpoint, etcd_username="root", etcd_password="s3cret"))
     await app.start()

@@ -13,9 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from commands.demo.cluster import Churn, seed_cluster
 from commands.demo.etcd import EmbeddedEtcd, EtcdCluster
 from felix_client import SyncClient
+from tests.cluster import apply_churn, seed_sample, serve_config
 from tests.conftest import (
     Proc,
     async_wait_until,
@@ -26,60 +26,23 @@ from tests.conftest import (
     wait_until,
 )
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import read_etcd_state
-from typha.errors import DatastoreError
 
 pytestmark = pytest.mark.integration
 
 
 def config(endpoints: list[str], **kw: object) -> ServeConfig:
-    return ServeConfig(
-        etcd_endpoints=tuple(endpoints),
-        listen=HostPort("127.0.0.1", 0),
-        http_listen=HostPort("127.0.0.1", 0),
-        server_id="faults",
-        **kw,  # type: ignore[arg-type]
-    )
+    return serve_config(endpoints, "faults", **kw)
 
 
 async def churn(endpoints: list[str], ops: int, seed: int) -> None:
-    conn = EtcdConnection(endpoints)
-    try:
-        c = Churn(nodes=10, seed=seed)
-        items: list[tuple[str, bytes | None]] = []
-        for _ in range(ops):
-            op = c.next()
-            items.append((op.key, orjson.dumps(op.value) if op.value is not None else None))
-        # One write per op: each is its own revision, as a real cluster's writes are.
-        for key, value in items:
-            await write_retrying(conn, key, value)
-    finally:
-        await conn.close()
-
-
-async def write_retrying(conn: EtcdConnection, key: str, value: bytes | None) -> None:
-    """The test's writer rides out elections (a killed leader) like a real client."""
-    for attempt in range(100):
-        try:
-            if value is None:
-                await conn.delete(key)
-            else:
-                await conn.put(key, value)
-            return
-        except DatastoreError:
-            if attempt == 99:
-                raise
-            await asyncio.sleep(0.1)
+    await apply_churn(endpoints, ops, nodes=10, seed=seed)
 
 
 async def seed(endpoints: list[str]) -> None:
-    conn = EtcdConnection(endpoints)
-    try:
-        await conn.put_many([(k, orjson.dumps(v)) for k, v in seed_cluster(10, 5)])
-    finally:
-        await conn.close()
+    await seed_sample(endpoints, 10, 5)
 
 
 @pytest.fixture

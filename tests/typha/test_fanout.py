@@ -18,9 +18,10 @@ from felix_client import Replica, SyncClient
 from snapshot import canonical_json, digest_of
 from syncproto import ClientHello, Codec
 from tests.certs import CertAuthority, Issued
+from tests.cluster import serve_config
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import read_etcd_state
 
@@ -28,13 +29,7 @@ pytestmark = pytest.mark.integration
 
 
 def config(etcd: EmbeddedEtcd, server_id: str, **kw: object) -> ServeConfig:
-    return ServeConfig(
-        etcd_endpoints=(etcd.endpoint,),
-        listen=HostPort("127.0.0.1", 0),
-        http_listen=HostPort("127.0.0.1", 0),
-        server_id=server_id,
-        **kw,  # type: ignore[arg-type]
-    )
+    return serve_config(etcd.endpoint, server_id, **kw)
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import orjson
 import pytest
 
 from commands.demo.cluster import seed_cluster
 from commands.demo.etcd import EmbeddedEtcd
 from felix_client.calc import compute
+from tests.cluster import write_state
 from tests.conftest import Proc, free_port, http_json, start_typha, wait_until
-from typha.datastore.etcd_client import EtcdConnection
 
 pytestmark = pytest.mark.integration
 
@@ -26,19 +25,11 @@ def relocated() -> dict[str, object]:
     return {PREFIX + k.removeprefix("/calico/"): v for k, v in seed_cluster(6, 5)}
 
 
-async def write(endpoint: str, state: dict[str, object]) -> None:
-    conn = EtcdConnection([endpoint])
-    try:
-        await conn.put_many([(k, orjson.dumps(v)) for k, v in state.items()])
-    finally:
-        await conn.close()
-
-
 def test_agents_program_routes_under_a_non_default_prefix(
     etcd: EmbeddedEtcd, procs: Callable[..., Proc]
 ) -> None:
     state = relocated()
-    asyncio.run(write(etcd.endpoint, state))
+    asyncio.run(write_state(etcd.endpoint, state))
     _, agent_port, http_port = start_typha(procs, etcd, "--prefix", PREFIX)
     assert http_json(f"http://127.0.0.1:{http_port}/status")["keys"] == len(state)
     expected = compute(state, NODE, prefix=PREFIX)

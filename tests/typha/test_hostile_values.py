@@ -141,7 +141,7 @@ def test_hostile_values_never_stall_the_syncer(
     encoder = FrameEncoder(max_frame=16 << 20)
     cache = SnapshotCache(encode_batch=encoder.batch, encode_snapshot=encoder.snapshot)
     syncer = Syncer(lambda: None, "/calico/", cache, lambda: None)  # type: ignore[arg-type,return-value]
-    syncer.listed = syncer.in_sync = True
+    syncer.has_state = syncer.following = True
     replica = Replica()
     codec = Codec(max_frame=16 << 20)
     decoder = FrameDecoder(16 << 20)

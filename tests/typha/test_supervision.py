@@ -88,7 +88,7 @@ async def test_a_task_that_dies_is_reported_and_restarted(
     method: str,
 ) -> None:
     at_failure: list[tuple[bool, bool]] = []  # (ready, syncer in sync) when it died
-    app.supervisor.on_failure = lambda name: at_failure.append((app.ready(), app.syncer.in_sync))
+    app.supervisor.on_failure = lambda name: at_failure.append((app.ready(), app.syncer.following))
     caplog.set_level(logging.ERROR, logger="typha.supervisor")
     calls = fail_once(getattr(app, target), method, monkeypatch)
     if task == "syncer":

@@ -24,6 +24,7 @@ from commands.demo.etcd import EmbeddedEtcd
 from syncproto import ClientHello, Codec, MsgType, Ping, encode_frame
 from syncproto.frames import FLAG_ZSTD, HEADER
 from tests.certs import CertAuthority
+from tests.cluster import put_items
 from tests.conftest import (
     Proc,
     free_port,
@@ -35,7 +36,6 @@ from tests.conftest import (
     wait_until,
 )
 from tests.tcp_proxy import TcpProxy
-from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import read_etcd_state
 
 pytestmark = pytest.mark.integration
@@ -47,11 +47,7 @@ CODEC = Codec(max_frame=16 * 1024 * 1024)
 
 
 async def put(endpoint: str, items: list[tuple[str, bytes | None]]) -> int:
-    conn = EtcdConnection([endpoint])
-    try:
-        return await conn.put_many(items)
-    finally:
-        await conn.close()
+    return await put_items(endpoint, items)
 
 
 def seed(etcd: EmbeddedEtcd, n: int = 10, size: int = 100) -> int:

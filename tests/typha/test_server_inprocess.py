@@ -12,9 +12,10 @@ import pytest
 from commands.demo.etcd import EmbeddedEtcd, free_port
 from felix_client import SyncClient
 from syncproto import HEADER_SIZE, ClientHello, Codec, MsgType, encode_frame
+from tests.cluster import serve_config
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import read_etcd_state
 
@@ -22,13 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def config(etcd: EmbeddedEtcd, port: int = 0) -> ServeConfig:
-    return ServeConfig(
-        etcd_endpoints=(etcd.endpoint,),
-        listen=HostPort("127.0.0.1", port),
-        http_listen=HostPort("127.0.0.1", 0),
-        server_id="t",
-        handshake_timeout=2.0,
-    )
+    return serve_config(etcd.endpoint, "t", port=port, handshake_timeout=2.0)
 
 
 @pytest.fixture
