@@ -5,15 +5,17 @@ CalicoModelError              base of everything below
 └── InvalidValue              a datastore value that is not a valid Calico resource
                               (carries a short `reason`, used as a metric label)
 
-Both describe data that came from outside (the datastore, a policy author): the
-server skips such a value and counts it; the agent treats a rule it cannot
-honour as matching nothing.
+Both describe data that came from outside (the datastore, a policy author), so
+both are also `snapshot.errors.RemoteError`: the server skips such a value and
+counts it; the agent treats a rule it cannot honour as matching nothing.
 """
 
 from __future__ import annotations
 
+from snapshot.errors import RemoteError
 
-class CalicoModelError(Exception):
+
+class CalicoModelError(RemoteError):
     """Base class for domain model errors."""
 
 

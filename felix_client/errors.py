@@ -2,10 +2,10 @@
 
 FelixClientError              base of everything below
 ├── ConfigError               local misuse: a bad address list or option
-│                             (also a syncproto.errors.ConfigError)
+│                             (also a syncproto.errors.ConfigError, a LocalMisuse)
 ├── NotConnected              wait_in_sync() cannot succeed: the client is closed
 └── ServerMisbehaved          remote: the server sent something we cannot accept
-    │                         (also a syncproto.errors.RemoteError); the client resyncs
+    │                         (also a snapshot.errors.RemoteError); the client resyncs
     ├── DigestMismatch        our state's digest differs from the one the server sent
     └── BadValue              a value that is not a canonical JSON object
 

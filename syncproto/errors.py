@@ -1,49 +1,55 @@
-"""Errors raised by the wire protocol core, and the two bases every package shares.
+"""Errors raised by the wire protocol core.
 
-SyncProtoError
-├── LocalMisuse               base, in every package, of "the caller did something wrong"
-│   ├── UsageError            an API called in a state where that call is not allowed
-│   └── ConfigError           a bad option or file given by the operator (TLS files, limits)
-└── RemoteError               base, in every package, of "the other side failed or misbehaved"
-    ├── ProtocolError         the peer violated the wire protocol; carries a `code`
-    │   ├── FrameTooLarge     a length prefix above the negotiated maximum
-    │   ├── MalformedMessage  a frame whose header or msgpack body is not what the spec says
-    │   ├── HandshakeError    a hello that is missing, late, repeated or incompatible
-    │   └── RateLimited       more messages than the per-connection budget allows
-    └── ConnectionTimeout     the peer went silent past a deadline; carries a `code`
+SyncProtoError                base of this package's errors
+├── UsageError                local misuse: an API called in a state where it is not allowed
+├── ConfigError               local misuse: a bad option or file given by the operator
+├── ProtocolError             remote: the peer violated the wire protocol; carries a `code`
+│   ├── FrameTooLarge         a length prefix above the negotiated maximum
+│   ├── MalformedMessage      a frame whose header or msgpack body is not what the spec says
+│   ├── HandshakeError        a hello that is missing, late, repeated or incompatible
+│   └── RateLimited           more messages than the per-connection budget allows
+└── ConnectionTimeout         remote: the peer went silent past a deadline; carries a `code`
 
-`typha.errors` and `felix_client.errors` derive their own local and remote errors from
-`LocalMisuse` and `RemoteError`, so `except RemoteError` catches every way a peer or
-the datastore can let a caller down, whichever package raised it.  A `code` is a
-`CloseReason`: the metric label and the reason in the GOODBYE sent to the peer.
+Local misuse also derives from `snapshot.errors.LocalMisuse`, remote trouble from
+`snapshot.errors.RemoteError` (re-exported here), as in every package: `except
+RemoteError` catches every way a peer, the datastore or its data can let a caller
+down, whichever package raised it.  A `code` is a `CloseReason`: the metric label
+and the reason in the GOODBYE sent to the peer.
 """
 
 from __future__ import annotations
 
+from snapshot.errors import LocalMisuse, RemoteError
 from syncproto.vocabulary import CloseReason
+
+__all__ = [
+    "ConfigError",
+    "ConnectionTimeout",
+    "FrameTooLarge",
+    "HandshakeError",
+    "LocalMisuse",
+    "MalformedMessage",
+    "ProtocolError",
+    "RateLimited",
+    "RemoteError",
+    "SyncProtoError",
+    "UsageError",
+]
 
 
 class SyncProtoError(Exception):
     """Base class for wire protocol errors."""
 
 
-class LocalMisuse(SyncProtoError):
-    """The caller (this process, its operator or its code) did something wrong."""
-
-
-class UsageError(LocalMisuse):
+class UsageError(SyncProtoError, LocalMisuse):
     """An API was called in a state where that call is not allowed."""
 
 
-class ConfigError(LocalMisuse):
+class ConfigError(SyncProtoError, LocalMisuse):
     """Invalid configuration given by the operator."""
 
 
-class RemoteError(SyncProtoError):
-    """The other side (a peer or the datastore) failed or misbehaved."""
-
-
-class ProtocolError(RemoteError):
+class ProtocolError(SyncProtoError, RemoteError):
     """The peer sent something that violates the wire protocol."""
 
     code = CloseReason.PROTOCOL_ERROR
@@ -73,7 +79,7 @@ class RateLimited(ProtocolError):
     code = CloseReason.RATE_LIMITED
 
 
-class ConnectionTimeout(RemoteError):
+class ConnectionTimeout(SyncProtoError, RemoteError):
     """The peer was silent for longer than the protocol allows."""
 
     def __init__(self, code: CloseReason) -> None:

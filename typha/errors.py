@@ -2,9 +2,9 @@
 
 TyphaError                    base of everything below
 ├── ConfigError               local misuse: a bad flag, env var or option value
-│                             (also a syncproto.errors.ConfigError)
+│                             (also a syncproto.errors.ConfigError, a LocalMisuse)
 └── DatastoreError            remote: etcd could not be reached or answered something
-                              unusable (also a syncproto.errors.RemoteError)
+                              unusable (also a snapshot.errors.RemoteError)
 
 Wire protocol errors come from `syncproto.errors`, invalid values and selectors
 from `calico_model.errors`.
