@@ -1,4 +1,4 @@
-"""The `typha` command: `typha serve` and `typha demo`."""
+"""The `typha` command: `typha serve`, `typha demo` and `typha check-values`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
+import orjson
 import uvloop
 
+from calico_model.errors import InvalidValue
+from calico_model.validation import validate
 from typha.app import TyphaApp
 from typha.config import ServeConfig, add_serve_arguments, serve_config
 from typha.errors import ConfigError
@@ -42,6 +45,41 @@ async def serve(config: ServeConfig) -> int:
     return 0
 
 
+def check_values(path: str, prefix: str) -> int:
+    """`typha check-values`: JSON lines `{"key": K, "value": V}` in, one line
+    `{"key": K, "valid": bool, "reason": str}` out per input line, judged by
+    the server's own validation.  A line that is not such an object is
+    reported invalid with reason `bad_input`.  Returns 0."""
+    prefix = prefix if prefix.endswith("/") else prefix + "/"
+    stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    out = sys.stdout.buffer
+    with stream:
+        for line in stream:
+            if not line.strip():
+                continue
+            out.write(orjson.dumps(_check_line(line, prefix)) + b"\n")
+    out.flush()
+    return 0
+
+
+def _check_line(line: bytes, prefix: str) -> dict[str, object]:
+    try:
+        item = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {"key": "", "valid": False, "reason": "bad_input"}
+    if not isinstance(item, dict) or not isinstance(item.get("key"), str) or "value" not in item:
+        key = item.get("key") if isinstance(item, dict) else ""
+        return {"key": key if isinstance(key, str) else "", "valid": False, "reason": "bad_input"}
+    key = item["key"]
+    try:
+        validate(key, orjson.dumps(item["value"]), prefix)
+    except InvalidValue as exc:
+        return {"key": key, "valid": False, "reason": exc.reason}
+    except orjson.JSONEncodeError:
+        return {"key": key, "valid": False, "reason": "bad_input"}
+    return {"key": key, "valid": True, "reason": ""}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `typha` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="typha", description=__doc__)
@@ -49,10 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="serve agents from etcd")
     add_serve_arguments(p_serve, os.environ)
     p_demo = sub.add_parser("demo", help="embedded etcd + server + agents + churn, live")
+    p_check = sub.add_parser("check-values", help="validate JSON lines {key, value} as served")
+    p_check.add_argument("file", nargs="?", default="-", help="JSON lines (- = stdin)")
+    p_check.add_argument("--prefix", default="/calico/", help="the served key prefix")
+    # Imported here: `typha serve` need not load the demo (and with it the agent).
     from commands.demo.run import add_demo_arguments
 
     add_demo_arguments(p_demo)
     ns = parser.parse_args(argv)
+    if ns.command == "check-values":
+        return check_values(ns.file, ns.prefix)
     try:
         if ns.command == "serve":
             config = serve_config(ns)
