@@ -67,6 +67,30 @@ class Backoff:
         return d
 
 
+class ReconnectBackoff(Backoff):
+    """The client's reconnect delays: they grow with every connection that
+    ends, and start again from `initial` only after a connection that stayed
+    in sync for `healthy_after` seconds.  (A server that accepts the hello
+    and then fails must not be hammered at the initial rate.)"""
+
+    def __init__(
+        self,
+        initial: float,
+        maximum: float,
+        healthy_after: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(initial, maximum, rng)
+        self.healthy_after = healthy_after
+
+    def after_connection(self, in_sync_since: float | None, now: float) -> float:
+        """The delay before the next attempt, given when the connection that
+        just ended reached sync (None: it never did) and the time now."""
+        if in_sync_since is not None and now - in_sync_since >= self.healthy_after:
+            self.reset()
+        return self.delay()
+
+
 class AddressRotation:
     """Yields addresses in a per-client shuffled order, round and round."""
 

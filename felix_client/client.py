@@ -28,7 +28,7 @@ from typing import Any
 
 from felix_client.addresses import (
     AddressRotation,
-    Backoff,
+    ReconnectBackoff,
     Resolver,
     parse_addresses,
     resolve_all,
@@ -111,9 +111,8 @@ class SyncClient:
         self._ssl = ssl_context
         self._server_name = server_name
         self._connect_timeout = connect_timeout
-        self._backoff = Backoff(backoff_initial, backoff_max)
+        self._backoff = ReconnectBackoff(backoff_initial, backoff_max, healthy_after, self._rng)
         self._tick = tick_interval
-        self._healthy_after = healthy_after
         self._stale = StalePolicy(upstream_stale_after)
         self._max_snapshot_bytes = max_snapshot_bytes
         self._avoid: str | None = None  # an address just left for being stale
@@ -304,10 +303,9 @@ class SyncClient:
                 self._replica.abandon_snapshot()
                 session, self._session = self._session, None
             since = session.in_sync_since if session is not None else None
-            if since is not None and loop.time() - since >= self._healthy_after:
-                self._backoff.reset()
+            delay = self._backoff.after_connection(since, loop.time())
             if not self._closed:
-                await asyncio.sleep(self._backoff.delay())
+                await asyncio.sleep(delay)
 
     async def _session_with(self, host: str, port: int) -> None:
         """One connection: connect, then move bytes between the socket and a
