@@ -2,9 +2,12 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY snapshot ./snapshot
+COPY syncproto ./syncproto
+COPY calico_model ./calico_model
 COPY typha ./typha
 COPY felix_client ./felix_client
-COPY snapshot ./snapshot
+COPY commands ./commands
 COPY loadtest ./loadtest
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -6,7 +6,7 @@ Builds a Calico-shaped cluster of about N keys (nodes, blocks, affinities,
 pods, policies, profiles), loads it into one node's Calculator, then applies
 the same mix of churn (pod adds/deletes/relabels, policy edits, node label
 changes) one update at a time and measures process CPU per update.  The
-budget (DESIGN.md) is a ratio large/small of at most 1.2.  Writes
+figure of interest is the ratio large/small (the target is at most 1.2).  Writes
 loadtest/results/agent_bench.json.
 """
 

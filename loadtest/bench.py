@@ -528,7 +528,7 @@ def budgets(r: dict[str, Any]) -> dict[str, Any]:
         return round(a / b, 3) if a and b else None
 
     vs_proxy = ratio(t["cpu_s_per_M_deliveries"], g["cpu_s_per_M_deliveries"])
-    # Per batch written to an agent, as DESIGN.md states this budget.
+    # Per batch written to an agent, the unit this target is stated in.
     vs_raw = ratio(t["cpu_us_per_frame_write"], raw["cpu_us_per_frame_write"])
     resume_frac = ratio(
         r["resume"]["bytes_resume_per_agent"], r["resume"]["bytes_snapshot_per_agent"]

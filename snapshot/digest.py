@@ -1,6 +1,6 @@
 """The state digest: one number that server, agents and etcd readers agree on.
 
-Defined in DESIGN.md and fixed: for every (key, value) in the synced view,
+A fixed contract (docs/architecture.md): for every (key, value) in the synced view,
 ``h = blake2b(key + b"\\0" + canonical_json(value), digest_size=16)`` read as a
 big-endian integer; the digest is the sum of ``h`` over the state mod 2**128,
 written as 32 lowercase hex digits.  Because it is a sum, adding or removing

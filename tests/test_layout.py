@@ -51,3 +51,11 @@ def test_every_source_folder_is_a_listed_package() -> None:
         if p.parent.name not in {"tests"} and not p.parent.name.startswith(".")
     }
     assert found == set(PACKAGES)
+
+
+def test_the_image_and_the_wheel_carry_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for package in PACKAGES:
+        assert f"COPY {package} ./{package}" in dockerfile, package
+        assert f'"{package}*"' in pyproject, package

@@ -1,4 +1,4 @@
-"""Calico-shaped sample data (DATA_MODEL.md) and a seeded churn generator.
+"""Calico-shaped sample data (docs/data-model.md) and a seeded churn generator.
 
 Used by `typha demo`, the integration tests and the load tests, so all three
 exercise the same shapes.  Deterministic for a given seed.
@@ -58,7 +58,7 @@ POOL_CIDR = "10.240.0.0/12"  # room for 4,096 nodes' /26 blocks from 10.244.0.0
 
 def block_base(node_index: int) -> str:
     """Node i's block starts at 10.(244 + i // 256).(i % 256).0: node 7 has
-    10.244.7.0/26, as in DATA_MODEL.md, and every node up to 3,071 its own."""
+    10.244.7.0/26, and every node up to 3,071 its own."""
     return f"10.{244 + node_index // 256}.{node_index % 256}"
 
 

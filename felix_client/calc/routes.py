@@ -1,6 +1,6 @@
 """Routes for one node, maintained incrementally.
 
-What BIRD and Felix would program for node N (DATA_MODEL.md):
+What BIRD and Felix would program for node N (docs/data-model.md):
   * a local workload's IP:        `ip/32 dev caliXXX scope link`
   * a block affine to N:          `blackhole <block>`
   * a block affine to node M:     `<block> via <M>`, or through tunl0 / vxlan.calico

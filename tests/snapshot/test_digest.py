@@ -11,7 +11,7 @@ from snapshot.digest import MODULUS, parse_digest
 
 
 def reference_h(key: str, value: object) -> int:
-    # Written out from DESIGN.md, independently of snapshot.digest.
+    # Written out from the documented contract, independently of snapshot.digest.
     data = key.encode() + b"\0" + orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return int.from_bytes(blake2b(data, digest_size=16).digest(), "big")
 

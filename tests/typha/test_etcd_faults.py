@@ -1,4 +1,4 @@
-"""Issue 4: agents end with exactly etcd's state whatever etcd does."""
+"""Agents end with exactly etcd's state whatever etcd does."""
 
 from __future__ import annotations
 

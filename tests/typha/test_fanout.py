@@ -1,4 +1,4 @@
-"""Issue 3's fan-out behaviour against a real etcd: resume across replicas,
+"""Fan-out behaviour against a real etcd: resume across replicas,
 stalled clients, TLS allow lists."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 7: replicas share the agents fairly; a rolling restart costs deltas."""
+"""Replicas share the agents fairly; a rolling restart costs deltas."""
 
 from __future__ import annotations
 
