@@ -11,9 +11,10 @@ import orjson
 from aiohttp import web
 
 from calico_model.keys import DEFAULT_PREFIX
-from felix_client.calc import Calculator, MemoryDataplane
+from felix_client.calc import Calculator
 from felix_client.client import SyncClient
 from felix_client.config import AgentConfig
+from felix_client.dataplane import MemoryDataplane
 from felix_client.dataplane.batch import ipset_name
 
 

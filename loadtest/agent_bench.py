@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from commands.demo.cluster import Churn, seed_cluster
-from felix_client.calc import Calculator, MemoryDataplane
+from felix_client.calc import Calculator
+from felix_client.dataplane import MemoryDataplane
 
 PODS_PER_NODE = 46  # with node, block and affinity keys: ~49 keys per node
 

@@ -1,15 +1,7 @@
-"""The agent's calculation: routes and ACLs for one node, kept incrementally."""
+"""The agent's calculation graph: routes and ACLs for one node, kept
+incrementally (`Calculator`), and the from-scratch reference (`compute`)."""
 
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.full import Tables, compute
-from felix_client.dataplane import DataplaneBatch, MemoryDataplane, Route, Rule
 
-__all__ = [
-    "Calculator",
-    "DataplaneBatch",
-    "MemoryDataplane",
-    "Route",
-    "Rule",
-    "Tables",
-    "compute",
-]
+__all__ = ["Calculator", "Tables", "compute"]
