@@ -53,15 +53,12 @@ Listener = Callable[[list[Change], int], None]
 
 
 @dataclass(slots=True)
-class ClientStats:
-    """Counters of one client over its lifetime."""
+class ClientStats(SessionStats):
+    """Counters of one client over its lifetime (its sessions count into the
+    inherited fields)."""
 
     connects: int = 0
     connect_failures: int = 0
-    snapshots: int = 0
-    resumes: int = 0
-    deltas: int = 0
-    progress: int = 0
     digest_mismatches: int = 0
     protocol_errors: int = 0
     internal_errors: int = 0
@@ -322,6 +319,7 @@ class SyncClient:
             stale=self._stale,
             max_snapshot_bytes=self._max_snapshot_bytes,
             on_applied=self._deliver,
+            stats=self.stats,
         )
         try:
             writer.write(session.data_to_send())
@@ -352,7 +350,6 @@ class SyncClient:
                             self._avoid = ip
                             raise
                 finally:
-                    self._count(session)
                     out = session.data_to_send()
                     if out and not writer.is_closing():
                         writer.write(out)
@@ -416,12 +413,3 @@ class SyncClient:
         if status is not None and status is not self._logged_upstream:
             log.info("%s: %s reports datastore %s", self.node, self.server, status.value)
         self._logged_upstream = status
-
-    def _count(self, session: ClientSession) -> None:
-        """Fold the session's counters into the client's."""
-        st, ss = self.stats, session.stats
-        st.snapshots += ss.snapshots
-        st.resumes += ss.resumes
-        st.deltas += ss.deltas
-        st.progress += ss.progress
-        session.stats = SessionStats()

@@ -81,7 +81,8 @@ class Applied:
 
 @dataclass(slots=True)
 class SessionStats:
-    """What one session did (the client adds these up)."""
+    """What sessions did; a client passes the same object to each of its
+    sessions, so the counts cover its lifetime."""
 
     snapshots: int = 0
     resumes: int = 0
@@ -103,6 +104,7 @@ class ClientSession:
         stale: StalePolicy,
         max_snapshot_bytes: int,
         on_applied: Callable[[Applied], None],
+        stats: SessionStats | None = None,
     ) -> None:
         self.replica = replica
         self._on_applied = on_applied
@@ -113,7 +115,7 @@ class ClientSession:
             revision=replica.revision,
             digest=replica.digest if replica.revision else "",
         )
-        self.stats = SessionStats()
+        self.stats = stats if stats is not None else SessionStats()
         self.upstream: DatastoreStatus | None = None  # None: the server never said
         self.in_sync_since: float | None = None
         self.goodbye: Goodbye | None = None
@@ -222,7 +224,3 @@ class ClientSession:
         self._stale.escalate()
         self.core.close(CloseReason.UPSTREAM_STALE)
         raise StaleUpstream(f"server has reported {status.value!r} for {waited:.0f}s")
-
-    def abandon(self) -> None:
-        """The connection ended: drop a half-received snapshot."""
-        self.replica.abandon_snapshot()

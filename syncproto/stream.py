@@ -64,7 +64,6 @@ class ServerStream:
         "core",
         "paused_since",
         "seq",
-        "status_frame",
         "verdict",
     )
 
@@ -88,7 +87,6 @@ class ServerStream:
         self._wait_until: float | None = None  # a client ahead of us waits until then
         self._snapshot: list[bytes] | None = None
         self._snapshot_pos = 0
-        self.status_frame: bytes | None = None
 
     # -- state -------------------------------------------------------------
 
@@ -128,12 +126,11 @@ class ServerStream:
             return True
         if not ready:
             return False
-        self.status_frame = status_frame
         decision = self._decide(now)
         if decision is None:
             return False
         if decision >= 0:
-            self._accept(SyncMode.RESUME)
+            self._accept(SyncMode.RESUME, status_frame)
             self._stats.resumes += 1
             self.seq = decision
             hello = self.core.hello
@@ -144,7 +141,7 @@ class ServerStream:
                 progress = Progress(hello.revision, current.revision, format_digest(current.digest))
                 self.core.send_frames((self.core.codec.encode(progress),))
             return True
-        self._accept(SyncMode.SNAPSHOT)
+        self._accept(SyncMode.SNAPSHOT, status_frame)
         snap, frames = self._history.snapshot_frames(compressed=CAP_ZSTD in self.core.caps)
         self.seq = snap.seq
         self._snapshot = frames
@@ -186,16 +183,15 @@ class ServerStream:
         self._stats.resume_refused += 1
         return -1
 
-    def _accept(self, sync: SyncMode) -> None:
+    def _accept(self, sync: SyncMode, status_frame: bytes) -> None:
         core = self.core
         core.accept(sync=sync)
-        if core.wants_datastore_status and self.status_frame is not None:
-            core.send_frames((self.status_frame,))
+        if core.wants_datastore_status:
+            core.send_frames((status_frame,))
 
     def send_status(self, frame: bytes) -> bool:
         """Queue a DATASTORE_STATUS frame if this client takes them; True if
         queued (the caller must then write `next_output()`)."""
-        self.status_frame = frame
         core = self.core
         if core.state is State.OPEN and core.wants_datastore_status:
             core.send_frames((frame,))

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus, Limits
 from syncproto.encoding import FrameEncoder
+from syncproto.stream import StreamPolicy
 from syncproto.tls import PeerPolicy, server_context
 from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
@@ -140,8 +141,9 @@ class TyphaApp:
             ),
             limits=ServerLimits(
                 max_connections=cfg.max_connections,
-                max_buffer_bytes=cfg.max_client_buffer_bytes,
-                max_lag=cfg.max_client_lag,
+                stream=StreamPolicy(
+                    max_buffer_bytes=cfg.max_client_buffer_bytes, max_lag=cfg.max_client_lag
+                ),
             ),
             peer_policy=PeerPolicy(cfg.tls_allowed_cns, cfg.tls_allowed_uri_sans),
         )

@@ -73,7 +73,8 @@ class Calculator:
         self.policy.set_endpoint(key, ep)
 
     def _on_host_endpoint(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
-        self.policy.set_endpoint(key, Endpoint.parse(value, host=True) if value else None)
+        ep = Endpoint.parse(value, host=True) if value is not None else None
+        self.policy.set_endpoint(key, ep)
 
     def _on_block(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
         self.routes.set_block(key, Block.parse(value) if value is not None else None)

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from felix_client import NotConnected, SyncClient
+from tests.conftest import async_wait_until
 
 
 def unused_port() -> int:
@@ -20,7 +21,8 @@ async def test_wait_in_sync_raises_not_connected_when_closed_while_waiting() -> 
     client = SyncClient(f"127.0.0.1:{unused_port()}", node="n1", backoff_initial=0.01)
     await client.start()
     waiter = asyncio.create_task(client.wait_in_sync())
-    await asyncio.sleep(0.05)
+    # Nothing listens there: wait until the client has tried and failed.
+    await async_wait_until(lambda: client.stats.connect_failures >= 2, "connect attempts")
     assert not waiter.done()
     await client.close()
     async with asyncio.timeout(10):

@@ -41,17 +41,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
-    """Limits of the listener and, through `stream_policy`, of each client."""
+    """Limits of the listener; `stream` holds those each client's stream
+    enforces."""
 
     max_connections: int = 20_000
-    max_buffer_bytes: int = 8 * 1024 * 1024
-    max_lag: float = 30.0
     write_high_water: int = 256 * 1024
-    resume_wait: float = 5.0
-
-    def stream_policy(self) -> StreamPolicy:
-        """What each client's stream enforces."""
-        return StreamPolicy(self.max_buffer_bytes, self.max_lag, self.resume_wait)
+    stream: StreamPolicy = StreamPolicy()
 
 
 @dataclass(slots=True)
@@ -262,7 +257,6 @@ class AgentServer:
         self.server_id = server_id
         self.proto_limits = proto_limits
         self.limits = limits
-        self._policy = limits.stream_policy()
         self.peer_policy = peer_policy
         self._ready = ready
         self._tick_interval = tick_interval
@@ -299,7 +293,7 @@ class AgentServer:
             server_id=self.server_id,
             now=self.now(),
             limits=self.proto_limits,
-            policy=self._policy,
+            policy=self.limits.stream,
             stats=self.stats,
         )
 
