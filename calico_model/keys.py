@@ -2,7 +2,8 @@
 
 Calico keeps its v3 resources under `<prefix>resources/v3/projectcalico.org/
 <plural>/[<namespace>/]<name>` and its IPAM blocks under
-`<prefix>ipam/v2/assignment/ipv4/block/<a.b.c.d-len>`.  The prefix is the
+`<prefix>ipam/v2/assignment/ipv4/block/<a.b.c.d-len>` (IPv6 blocks under
+`.../ipv6/block/<addr-len>`).  The prefix is the
 operator's (`--prefix`, default `/calico/`); everything below it is Calico's.
 Server and agent must parse with the same prefix: an agent with the wrong one
 recognises no key and programs nothing.
@@ -16,6 +17,7 @@ from enum import Enum
 DEFAULT_PREFIX = "/calico/"
 V3_PATH = "resources/v3/projectcalico.org/"
 BLOCK_PATH = "ipam/v2/assignment/ipv4/block/"
+BLOCK_PATH_V6 = "ipam/v2/assignment/ipv6/block/"
 
 
 class Kind(Enum):
@@ -30,6 +32,7 @@ class Kind(Enum):
     GLOBAL_NETWORK_POLICY = "GlobalNetworkPolicy"
     PROFILE = "Profile"
     FELIX_CONFIGURATION = "FelixConfiguration"
+    TIER = "Tier"
 
 
 # plural in the key -> kind, and whether the key carries a namespace
@@ -42,6 +45,7 @@ V3_PLURALS: dict[str, tuple[Kind, bool]] = {
     "globalnetworkpolicies": (Kind.GLOBAL_NETWORK_POLICY, False),
     "profiles": (Kind.PROFILE, False),
     "felixconfigurations": (Kind.FELIX_CONFIGURATION, False),
+    "tiers": (Kind.TIER, False),
 }
 _PLURAL_OF = {kind: plural for plural, (kind, _) in V3_PLURALS.items()}
 
@@ -60,7 +64,7 @@ class KeyLayout:
     """Parses and builds keys under one prefix.  The prefix must start and end
     with "/" (ValueError otherwise)."""
 
-    __slots__ = ("_blocks", "_v3", "prefix")
+    __slots__ = ("_blocks", "_blocks6", "_v3", "prefix")
 
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         if not (prefix.startswith("/") and prefix.endswith("/")):
@@ -68,6 +72,7 @@ class KeyLayout:
         self.prefix = prefix
         self._v3 = prefix + V3_PATH
         self._blocks = prefix + BLOCK_PATH
+        self._blocks6 = prefix + BLOCK_PATH_V6
 
     def parse(self, key: str) -> ResourceKey | None:
         """The typed key, or None for a key outside the layout (unknown kinds,
@@ -86,17 +91,18 @@ class KeyLayout:
             if "/" in rest:
                 return None
             return ResourceKey(kind, rest)
-        if key.startswith(self._blocks):
-            name = key[len(self._blocks) :]
-            if not name or "/" in name:
-                return None
-            return ResourceKey(Kind.IPAM_BLOCK, name)
+        for path in (self._blocks, self._blocks6):
+            if key.startswith(path):
+                name = key[len(path) :]
+                if not name or "/" in name or (":" in name) != (path is self._blocks6):
+                    return None
+                return ResourceKey(Kind.IPAM_BLOCK, name)
         return None
 
     def key(self, rk: ResourceKey) -> str:
         """The datastore key of `rk` (the inverse of `parse`)."""
         if rk.kind is Kind.IPAM_BLOCK:
-            return self._blocks + rk.name
+            return (self._blocks6 if ":" in rk.name else self._blocks) + rk.name
         plural = _PLURAL_OF[rk.kind]
         if rk.namespace:
             return f"{self._v3}{plural}/{rk.namespace}/{rk.name}"

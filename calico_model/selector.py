@@ -2,17 +2,22 @@
 
     expr  := and ('||' and)*
     and   := unary ('&&' unary)*
-    unary := '!' unary | '(' expr ')' | 'all()' | 'global()' | 'has(' LABEL ')'
-           | LABEL ('==' | '!=') STRING
-           | LABEL ['not'] 'in' '{' [STRING (',' STRING)*] '}'
-           | LABEL 'contains' STRING | LABEL 'starts' 'with' STRING | LABEL 'ends' 'with' STRING
+    unary := '!'* ( '(' expr ')' | 'all()' | 'global()' | 'has(' LABEL ')'
+                  | LABEL ('==' | '!=' | 'contains' | 'starts with' | 'ends with') STRING
+                  | LABEL ('in' | 'not in') '{' [STRING (',' STRING)* [',']] '}' )
 
-An empty selector means all().  `parse` raises SelectorError naming the
-position of the problem.  Selectors come from the datastore, so their size is
-bounded (MAX_LENGTH characters, MAX_DEPTH levels of `!` and parentheses): the
-parser, matcher and printer recurse, and a hostile value must fail validation
-rather than reach Python's recursion limit.  Parsed selectors are immutable and hashable, and
-`str()` gives a canonical text, so equal selectors can share an IP set.
+`startswith`, `endswith` and `notin` are accepted as one word; only spaces and
+tabs separate tokens; labels are at most MAX_LABEL characters.  These follow
+Calico's tokenizer, as does the canonical text `str()` gives: values in double
+quotes (single if the value holds a double quote), `&&` and `||` groups
+always parenthesised, set members sorted.  An empty selector means all().
+
+`parse` raises SelectorError naming the position of the problem.  Selectors
+come from the datastore, so their size is bounded (MAX_LENGTH characters,
+MAX_DEPTH levels of parentheses): the parser, matcher and printer recurse,
+and a hostile value must fail validation rather than reach Python's
+recursion limit.  Parsed selectors are immutable and hashable, and equal
+selectors print the same canonical text, so they share an IP set.
 """
 
 from __future__ import annotations
@@ -29,18 +34,12 @@ Labels = Mapping[str, str]
 MAX_LENGTH = 4096
 MAX_DEPTH = 32
 
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<op>&&|\|\||==|!=|[!(){},])
-    | (?P<str>'[^']*'|"[^"]*")
-    | (?P<word>[A-Za-z0-9_./\-]+)
-    )""",
-    re.VERBOSE,
-)
+MAX_LABEL = 512  # Calico's limit on a label name in a selector
 
 
 def _quote(s: str) -> str:
-    return f"'{s}'" if "'" not in s else f'"{s}"'
+    # Calico's canonical form: double quotes unless the value holds one.
+    return f"'{s}'" if '"' in s else f'"{s}"'
 
 
 class Selector:
@@ -76,7 +75,9 @@ class All(Selector):
 
 @dataclass(frozen=True, slots=True)
 class Global(All):
-    """`global()`: matches what `all()` matches here; kept distinct so its text survives."""
+    """`global()`: matches everything, as in Calico's evaluator.  Its meaning
+    "not namespaced" exists only in a rule's namespaceSelector, where the policy
+    compiler replaces it (see `namespace_scope`)."""
 
     def __str__(self) -> str:
         return "global()"
@@ -148,7 +149,7 @@ class In(Selector):
         return frozenset((self.key,))
 
     def __str__(self) -> str:
-        vals = ", ".join(_quote(v) for v in sorted(self.values))
+        vals = ", ".join(_quote(v) for v in sorted(self.values, key=str.encode))
         return f"{self.key} {'not in' if self.negated else 'in'} {{{vals}}}"
 
 
@@ -167,7 +168,7 @@ class Not(Selector):
         return self.inner.labels_used()
 
     def __str__(self) -> str:
-        return f"!({self.inner})"
+        return f"!{self.inner}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,7 @@ class And(Selector):
         return frozenset().union(*(p.labels_used() for p in self.parts))
 
     def __str__(self) -> str:
-        return " && ".join(f"({p})" if isinstance(p, Or) else str(p) for p in self.parts)
+        return "(" + " && ".join(str(p) for p in self.parts) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,24 +204,127 @@ class Or(Selector):
         return frozenset().union(*(p.labels_used() for p in self.parts))
 
     def __str__(self) -> str:
-        return " || ".join(str(p) for p in self.parts)
+        return "(" + " || ".join(str(p) for p in self.parts) + ")"
+
+
+_IDENT = re.compile(r"[A-Za-z0-9_./\-]*")
+_SPACE = " \t"  # the only whitespace Calico's tokenizer skips
+
+
+def _is_boundary(text: str, pos: int) -> bool:
+    return pos >= len(text) or not _IDENT.match(text, pos, pos + 1).group()  # type: ignore[union-attr]
+
+
+class _Tokenizer:
+    """Calico's tokenizer: after a label only an operator may follow (`not in`
+    and `notin`, `starts with` and `startswith` alike); `has(`, `all(` and
+    `global(` are written without a space before the parenthesis; labels are at
+    most MAX_LABEL characters; strings have no escapes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens: list[tuple[str, str, int]] = []  # (kind, value, position)
+
+    def run(self) -> list[tuple[str, str, int]]:
+        text, pos, toks = self.text, 0, self.tokens
+        while True:
+            while pos < len(text) and text[pos] in _SPACE:
+                pos += 1
+            if pos >= len(text):
+                return toks
+            c = text[pos]
+            after_label = bool(toks) and toks[-1][0] == "label"
+            if c in "(){},":
+                toks.append(("op", c, pos))
+                pos += 1
+            elif c in "'\"":
+                end = text.find(c, pos + 1)
+                if end < 0:
+                    raise SelectorError(text, pos, "unterminated string")
+                toks.append(("str", text[pos + 1 : end], pos))
+                pos = end + 1
+            elif text.startswith(("==", "!=", "&&", "||"), pos):
+                toks.append(("op", text[pos : pos + 2], pos))
+                pos += 2
+            elif c == "!":
+                toks.append(("op", "!", pos))
+                pos += 1
+            elif c in "=&|":
+                raise SelectorError(text, pos, f"expected {c * 2!r}")
+            elif after_label:
+                pos = self._operator(pos)
+            else:
+                pos = self._word(pos)
+
+    def _operator(self, pos: int) -> int:
+        for name, words in _OPERATORS:
+            end = self._cut_words(pos, words)
+            if end is not None:
+                self.tokens.append(("op", name, pos))
+                return end
+        label = self.tokens[-1][1]
+        raise SelectorError(self.text, pos, f"expected an operator after label {label!r}")
+
+    def _cut_words(self, pos: int, words: tuple[str, ...]) -> int | None:
+        text = self.text
+        for word in words:
+            if not text.startswith(word, pos):
+                return None
+            pos += len(word)
+            while pos < len(text) and text[pos] in _SPACE:
+                pos += 1
+        # trailing spaces were skipped; the boundary is checked after the last word
+        end = pos
+        while end > 0 and text[end - 1] in _SPACE:
+            end -= 1
+        return pos if _is_boundary(text, end) else None
+
+    def _word(self, pos: int) -> int:
+        text = self.text
+        for fn in ("has(", "all(", "global("):
+            if text.startswith(fn, pos):
+                p = pos + len(fn)
+                while p < len(text) and text[p] in _SPACE:
+                    p += 1
+                arg = ""
+                if fn == "has(":
+                    arg, p = self._ident(p)
+                    while p < len(text) and text[p] in _SPACE:
+                        p += 1
+                if not text.startswith(")", p):
+                    raise SelectorError(text, p, f"no closing ')' after {fn}")
+                self.tokens.append((fn[:-1], arg, pos))
+                return p + 1
+        ident, end = self._ident(pos)
+        self.tokens.append(("label", ident, pos))
+        return end
+
+    def _ident(self, pos: int) -> tuple[str, int]:
+        m = _IDENT.match(self.text, pos)
+        ident = m.group() if m else ""
+        if not ident:
+            found = self.text[pos : pos + 1] or "end"
+            raise SelectorError(self.text, pos, f"expected a label name, found {found!r}")
+        if len(ident) > MAX_LABEL:
+            raise SelectorError(self.text, pos, f"label longer than {MAX_LABEL} characters")
+        return ident, pos + len(ident)
+
+
+# Longest spelling first: "in" must not win over "not in" (it cannot, but
+# "notin" must not be read as a label either).
+_OPERATORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("contains", ("contains",)),
+    ("starts with", ("starts", "with")),
+    ("ends with", ("ends", "with")),
+    ("not in", ("not", "in")),
+    ("in", ("in",)),
+)
 
 
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens: list[tuple[str, str, int]] = []  # (kind, value, position)
-        pos = 0
-        while pos < len(text):
-            m = _TOKEN.match(text, pos)
-            if m is None or m.end() == pos:
-                if text[pos:].strip() == "":
-                    break
-                start = pos + (len(text[pos:]) - len(text[pos:].lstrip()))
-                raise SelectorError(text, start, f"unexpected character {text[start]!r}")
-            kind = m.lastgroup or ""
-            self.tokens.append((kind, m.group(kind), m.start(kind)))
-            pos = m.end()
+        self.tokens = _Tokenizer(text).run()
         self.i = 0
         self.depth = 0
 
@@ -236,90 +340,81 @@ class _Parser:
 
     def expect(self, value: str) -> None:
         kind, v, pos = self.take()
-        if v != value or kind == "str":
+        if v != value or kind != "op":
             raise SelectorError(self.text, pos, f"expected {value!r}, found {v or 'end'!r}")
 
     def string(self) -> str:
         kind, v, pos = self.take()
         if kind != "str":
             raise SelectorError(self.text, pos, f"expected a quoted string, found {v or 'end'!r}")
-        return v[1:-1]
+        return v
 
     def expr(self) -> Selector:
         parts = [self.conj()]
-        while self.peek()[1] == "||" and self.peek()[0] == "op":
+        while self.peek()[:2] == ("op", "||"):
             self.take()
             parts.append(self.conj())
         return parts[0] if len(parts) == 1 else Or(tuple(parts))
 
     def conj(self) -> Selector:
         parts = [self.unary()]
-        while self.peek()[1] == "&&" and self.peek()[0] == "op":
+        while self.peek()[:2] == ("op", "&&"):
             self.take()
             parts.append(self.unary())
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
     def unary(self) -> Selector:
+        # Like Calico, a run of '!' toggles one negation of the operation that follows.
+        negated = False
+        while self.peek()[:2] == ("op", "!"):
+            self.take()
+            negated = not negated
+        sel = self.operation()
+        return Not(sel) if negated else sel
+
+    def operation(self) -> Selector:
         kind, v, pos = self.take()
-        if kind == "op" and v in ("!", "("):
+        if kind == "has":
+            return Has(v)
+        if kind == "all":
+            return All()
+        if kind == "global":
+            return Global()
+        if (kind, v) == ("op", "("):
             self.depth += 1
             if self.depth > MAX_DEPTH:
                 raise SelectorError(self.text, pos, f"nested deeper than {MAX_DEPTH} levels")
-            inner: Selector
-            if v == "!":
-                inner = Not(self.unary())
-            else:
-                inner = self.expr()
-                self.expect(")")
+            inner = self.expr()
+            self.expect(")")
             self.depth -= 1
             return inner
-        if kind != "word":
+        if kind != "label":
             raise SelectorError(
                 self.text, pos, f"expected a label or function, found {v or 'end'!r}"
             )
-        if v in ("all", "global", "has") and self.peek()[1] == "(":
-            self.take()
-            if v == "has":
-                k2, label, p2 = self.take()
-                if k2 != "word":
-                    raise SelectorError(self.text, p2, "has() needs a label name")
-                self.expect(")")
-                return Has(label)
-            self.expect(")")
-            return All() if v == "all" else Global()
         return self.comparison(v)
 
     def comparison(self, key: str) -> Selector:
         kind, v, pos = self.take()
-        if kind == "op" and v in ("==", "!="):
+        if kind == "op" and v in ("==", "!=", "contains", "starts with", "ends with"):
             return Compare(key, v, self.string())
-        if kind == "word" and v == "not":
-            self.expect("in")
-            return In(key, self.values(), negated=True)
-        if kind == "word" and v == "in":
-            return In(key, self.values())
-        if kind == "word" and v == "contains":
-            return Compare(key, "contains", self.string())
-        if kind == "word" and v in ("starts", "ends"):
-            self.expect("with")
-            return Compare(key, f"{v} with", self.string())
+        if kind == "op" and v in ("in", "not in"):
+            return In(key, self.values(), negated=v == "not in")
         raise SelectorError(
             self.text, pos, f"expected an operator after {key!r}, found {v or 'end'!r}"
         )
 
     def values(self) -> frozenset[str]:
+        # Calico accepts an empty set and a trailing comma: {'a', 'b',}
         self.expect("{")
         out: set[str] = set()
-        if self.peek()[1] == "}" and self.peek()[0] == "op":
-            self.take()
-            return frozenset()
-        while True:
+        while self.peek()[0] == "str":
             out.add(self.string())
-            kind, v, pos = self.take()
-            if kind == "op" and v == "}":
-                return frozenset(out)
-            if not (kind == "op" and v == ","):
-                raise SelectorError(self.text, pos, f"expected ',' or '}}', found {v or 'end'!r}")
+            if self.peek()[:2] != ("op", ","):
+                break
+            self.take()
+        self.expect("}")
+        return frozenset(out)
 
 
 @lru_cache(maxsize=4096)
@@ -363,3 +458,20 @@ def conjoin(*parts: Selector) -> Selector:
     if not kept:
         return All()
     return kept[0] if len(kept) == 1 else And(kept)
+
+
+def replace_all(sel: Selector, all_: Selector, global_: Selector) -> Selector:
+    """The same selector with every `all()` replaced by `all_` and every
+    `global()` by `global_`: how Calico gives those two meaning inside a
+    namespaceSelector."""
+    if isinstance(sel, Global):
+        return global_
+    if isinstance(sel, All):
+        return all_
+    if isinstance(sel, Not):
+        return Not(replace_all(sel.inner, all_, global_))
+    if isinstance(sel, And):
+        return And(tuple(replace_all(p, all_, global_) for p in sel.parts))
+    if isinstance(sel, Or):
+        return Or(tuple(replace_all(p, all_, global_) for p in sel.parts))
+    return sel

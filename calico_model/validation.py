@@ -23,7 +23,15 @@ from typing import Any
 import orjson
 
 from calico_model.errors import InvalidValue, SelectorError
-from calico_model.keys import BLOCK_PATH, V3_PATH, V3_PLURALS, KeyLayout, Kind, ResourceKey
+from calico_model.keys import (
+    BLOCK_PATH,
+    BLOCK_PATH_V6,
+    V3_PATH,
+    V3_PLURALS,
+    KeyLayout,
+    Kind,
+    ResourceKey,
+)
 from calico_model.selector import parse as parse_selector
 from snapshot import canonical_json
 
@@ -91,7 +99,7 @@ def _check_unparsed(key: str, layout: KeyLayout) -> None:
     v3 = layout.prefix + V3_PATH
     if key.startswith(v3) and key[len(v3) :].partition("/")[0] in V3_PLURALS:
         raise InvalidValue("bad_key", f"not <plural>/[<namespace>/]<name>: {key[:200]!r}")
-    if key.startswith(layout.prefix + BLOCK_PATH):
+    if key.startswith((layout.prefix + BLOCK_PATH, layout.prefix + BLOCK_PATH_V6)):
         raise InvalidValue("bad_key", f"not a block key: {key[:200]!r}")
 
 

@@ -61,10 +61,11 @@ def compute_tables(argv: Sequence[str]) -> int:
     tables = compute(state, ns.node, prefix=normalise_prefix(ns.prefix))
     out: dict[str, Any] = {
         "routes": [str(tables.routes[dst]) for dst in sorted(tables.routes)],
-        "ipsets": {sid: sorted(members) for sid, members in sorted(tables.ipsets.items())},
+        "ipsets": {sid.name: sorted(members) for sid, members in sorted(tables.ipsets.items())},
+        "ipset_defs": {sid.name: sid.to_dict() for sid in sorted(tables.ipsets)},
         "chains": {
-            f"{direction} {key}": [str(rule) for rule in rules]
-            for (key, direction), rules in sorted(tables.chains.items())
+            str(ck): [rule.to_dict() for rule in rules]
+            for ck, rules in sorted(tables.chains.items())
         },
     }
     sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")

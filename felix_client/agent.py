@@ -15,7 +15,6 @@ from felix_client.calc import Calculator
 from felix_client.client import SyncClient
 from felix_client.config import AgentConfig
 from felix_client.dataplane import MemoryDataplane
-from felix_client.dataplane.batch import ipset_name
 
 
 class Agent:
@@ -53,10 +52,10 @@ class Agent:
         lines += ["", "# ip sets"]
         for sid in sorted(dp.ipsets):
             members = " ".join(sorted(dp.ipsets[sid]))
-            lines.append(f"{ipset_name(sid)}  ({sid}): {members}")
+            lines.append(f"{sid.name}  ({sid.to_dict()}): {members}")
         lines += ["", "# chains"]
-        for (ep, direction), rules in sorted(dp.chains.items()):
-            lines.append(f"{direction} {ep.rsplit('/', 2)[-2]}/{ep.rsplit('/', 1)[-1]}:")
+        for ck, rules in sorted(dp.chains.items()):
+            lines.append(f"{ck}:")
             lines += [f"  {r}" for r in rules]
         return "\n".join(lines) + "\n"
 

@@ -8,7 +8,7 @@ set of local endpoints whose chains must be rendered again.
 
 from __future__ import annotations
 
-from felix_client.calc.rules import PolicyDef
+from felix_client.calc.policy_defs import PolicyDef
 from felix_client.calc.selector_index import Event, SelectorIndex
 
 
@@ -53,7 +53,7 @@ class ActivePolicies:
 
     def policies_for(self, key: str) -> list[PolicyDef]:
         """The policies whose selector matches this local endpoint."""
-        return [self.policies[p] for p in self._index.selectors_matching(key)]
+        return [self.policies[str(p)] for p in self._index.selectors_matching(key)]
 
     def _events(self, events: list[Event]) -> None:
         for _, key, _ in events:

@@ -12,8 +12,9 @@ from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
 from felix_client.calc.dispatcher import Dispatcher
 from felix_client.calc.model import Block, Endpoint, Node, Pool
 from felix_client.calc.policy import PolicyCalc
+from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
 from felix_client.calc.routes import RouteCalc
-from felix_client.calc.rules import PolicyDef, ProfileDef
+from felix_client.calc.rules import Unenforceable
 from felix_client.dataplane.batch import DataplaneBatch, Route
 from syncproto.ratelimit import RateLimitedLog
 
@@ -46,6 +47,7 @@ class Calculator:
         d.register(Kind.NETWORK_POLICY, self._on_policy)
         d.register(Kind.GLOBAL_NETWORK_POLICY, self._on_policy)
         d.register(Kind.PROFILE, self._on_profile)
+        d.register(Kind.TIER, self._on_tier)
 
     def apply(self, changes: Iterable[tuple[str, Any | None]]) -> DataplaneBatch:
         """Apply changes in order; return the dataplane work they caused."""
@@ -94,14 +96,29 @@ class Calculator:
                 # A bad selector disables that policy; the rest carries on.
                 self.errors["bad_selector"] += 1
                 self._rl.log(logging.WARNING, "sel", "disabling policy %s: %s", key, exc)
+            else:
+                self._count(key, pol.problems)
         self.policy.set_policy(key, pol)
 
     def _on_profile(self, key: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
-        prof = None
-        if value is not None:
-            try:
-                prof = ProfileDef.parse(value)
-            except SelectorError as exc:
-                self.errors["bad_selector"] += 1
-                self._rl.log(logging.WARNING, "sel", "disabling profile %s: %s", key, exc)
+        prof = ProfileDef.parse(value) if value is not None else None
+        if prof is not None:
+            self._count(key, prof.problems)
         self.policy.set_profile(rk.name, prof)
+
+    def _on_tier(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+        self.policy.set_tier(rk.name, TierDef.parse(value) if value is not None else None)
+
+    def _count(self, key: str, problems: tuple[Unenforceable, ...]) -> None:
+        """Rules the agent cannot enforce match nothing; say so, and count them."""
+        for reason in problems:
+            self.errors[f"rule_{reason}"] += 1
+        if problems:
+            self._rl.log(
+                logging.WARNING,
+                "unenforceable",
+                "%s: %d rule(s) match nothing (%s): the agent cannot enforce them",
+                key,
+                len(problems),
+                ", ".join(sorted(set(problems))),
+            )

@@ -1,19 +1,19 @@
 """Graph node: renders the rule chains of local endpoints.
 
-For each dirty endpoint and direction it compiles the chain from the
-policies that apply (or its profiles), compares it with what it rendered
-before, and emits only real changes, telling the IP set node which sets a
-chain started or stopped using.
+For each dirty endpoint it assembles every chain (per direction, IP family
+and, for host endpoints, stage) from the policies that select it
+(chain_build), compares them with what it rendered before, and emits only
+real changes, telling the IP set node which sets a chain started or stopped
+using.
 """
 
 from __future__ import annotations
 
+from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import IpSetMembership
 from felix_client.calc.model import Endpoint
-from felix_client.calc.rules import PolicyDef, ProfileDef, chain, ipsets_of
+from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
 from felix_client.dataplane.batch import ChainKey, DataplaneBatch, Rule
-
-DIRECTIONS = ("ingress", "egress")
 
 
 class ChainRenderer:
@@ -21,6 +21,7 @@ class ChainRenderer:
 
     def __init__(self, ipsets: IpSetMembership) -> None:
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
+        self._by_endpoint: dict[str, set[ChainKey]] = {}
         self._ipsets = ipsets
         self._out = DataplaneBatch()
 
@@ -29,13 +30,19 @@ class ChainRenderer:
         key: str,
         ep: Endpoint | None,
         policies: list[PolicyDef],
+        tiers: dict[str, TierDef],
         profiles: dict[str, ProfileDef],
     ) -> None:
-        """Render both chains of `key` from the policies that apply to it;
-        `ep` None (deleted, or not local) removes them."""
-        for direction in DIRECTIONS:
-            new = chain(direction, policies, ep, profiles) if ep is not None else None
-            self._update((key, direction), new)
+        """Render every chain of `key` from the policies that select it; `ep`
+        None (deleted, or not local) removes them."""
+        new = endpoint_chains(key, ep, policies, tiers, profiles) if ep is not None else {}
+        old_keys = self._by_endpoint.pop(key, set())
+        for ck in old_keys - new.keys():
+            self._update(ck, None)
+        for ck, rules in new.items():
+            self._update(ck, rules)
+        if new:
+            self._by_endpoint[key] = set(new)
 
     def _update(self, ck: ChainKey, new: tuple[Rule, ...] | None) -> None:
         old = self.chains.get(ck)

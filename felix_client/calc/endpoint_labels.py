@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from felix_client.calc.model import Endpoint
-from felix_client.calc.rules import ProfileDef, effective_labels
+from felix_client.calc.policy_defs import ProfileDef, effective_labels
 
 
 class EndpointLabels:

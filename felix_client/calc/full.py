@@ -5,7 +5,6 @@ way to audit a running agent."""
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +12,12 @@ from typing import Any
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
 from calico_model.selector import parse as parse_selector
-from felix_client.calc.model import Block, Endpoint, IPv4Net, Node, Pool
-from felix_client.calc.rules import PolicyDef, ProfileDef, chain, effective_labels, ipsets_of
-from felix_client.dataplane.batch import ChainKey, Route, Rule
+from felix_client.calc.chain_build import endpoint_chains, ipsets_of
+from felix_client.calc.ipset_members import members_of
+from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
+from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, effective_labels
+from felix_client.calc.routes import remote_route, within
+from felix_client.dataplane.batch import ChainKey, IpSetId, Route, Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +26,7 @@ class Tables:
     direction)."""
 
     routes: dict[str, Route]
-    ipsets: dict[str, set[str]]
+    ipsets: dict[IpSetId, set[str]]
     chains: dict[ChainKey, tuple[Rule, ...]]
 
 
@@ -40,6 +42,7 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
     weps: dict[str, Endpoint] = {}
     policies: list[PolicyDef] = []
     profiles: dict[str, ProfileDef] = {}
+    tiers: dict[str, TierDef] = {}
     for key in sorted(state):
         value = state[key]
         if not isinstance(value, dict):
@@ -64,32 +67,14 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
             with contextlib.suppress(SelectorError):
                 policies.append(PolicyDef.parse(value, namespaced=kind is Kind.NETWORK_POLICY))
         elif kind is Kind.PROFILE:
-            with contextlib.suppress(SelectorError):
-                profiles[rk.name] = ProfileDef.parse(value)
+            profiles[rk.name] = ProfileDef.parse(value)
+        elif kind is Kind.TIER:
+            tiers[rk.name] = TierDef.parse(value)
 
     me = nodes.get(node)
 
-    def pool_for(net: IPv4Net) -> Pool | None:
-        cands = [p for p in pools if net.subnet_of(p.cidr)]
-        return max(cands, key=lambda p: p.cidr.prefixlen) if cands else None
-
-    def tunnel(mode: str, ip: str) -> bool:
-        if mode == "Always":
-            return True
-        if mode == "CrossSubnet":
-            return me is None or me.subnet is None or ipaddress.ip_address(ip) not in me.subnet
-        return False
-
-    def remote(dst: str, net: IPv4Net, node_name: str) -> Route | None:
-        n = nodes.get(node_name)
-        if n is None or n.ip is None:
-            return None
-        p = pool_for(net)
-        if p is not None and tunnel(p.vxlan, n.ip):
-            return Route(dst, "vxlan", via=n.vxlan_addr or n.ip)
-        if p is not None and tunnel(p.ipip, n.ip):
-            return Route(dst, "ipip", via=n.ip)
-        return Route(dst, "via", via=n.ip)
+    def remote(dst: str, net: IPNet, node_name: str) -> Route | None:
+        return remote_route(dst, net, nodes.get(node_name), me, pools)
 
     claims: dict[str, dict[str, Route]] = {}
     for key, b in blocks:
@@ -105,7 +90,7 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
             r = None
             if ep.node == node:
                 r = Route(dst, "local", dev=ep.iface) if ep.iface else None
-            elif not any(net.subnet_of(b.cidr) for _, b in blocks if b.node == ep.node):
+            elif not any(within(net, b.cidr) for _, b in blocks if b.node == ep.node):
                 r = remote(dst, net, ep.node)
             if r is not None:
                 claims.setdefault(dst, {})["w:" + key] = r
@@ -117,14 +102,16 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
         if ep.node != node:
             continue
         matching = [p for p in policies if p.selector.matches(labels[key])]
-        for direction in ("ingress", "egress"):
-            chains[(key, direction)] = chain(direction, matching, ep, profiles)
-    ipsets: dict[str, set[str]] = {}
+        chains.update(endpoint_chains(key, ep, matching, tiers, profiles))
+    ipsets: dict[IpSetId, set[str]] = {}
     for rules in chains.values():
         for sid in ipsets_of(rules):
             if sid not in ipsets:
-                sel = parse_selector(sid)
+                sel = parse_selector(sid.selector)
                 ipsets[sid] = {
-                    str(n) for k, ep in eps.items() if sel.matches(labels[k]) for n in ep.nets
+                    m
+                    for k, ep in eps.items()
+                    if sel.matches(labels[k])
+                    for m in members_of(sid, ep)
                 }
     return Tables(routes, ipsets, chains)

@@ -1,9 +1,11 @@
 """Graph node: the members of every IP set some chain uses.
 
-An IP set is a rule's (scoped) selector; its members are the IPs of every
-endpoint, on any node, whose labels it matches.  Sets exist only while a
-chain references them (reference counted), and an IP stays in a set while
-any matching endpoint holds it.  Changes accumulate in a pending batch.
+An IP set is a rule's (scoped) selector and an IP family; its members are the
+addresses of that family of every endpoint, on any node, whose labels it
+matches.  A named-port set's members are `ip,proto:port` for the matching
+endpoints whose `spec.ports` names the port.  Sets exist only while a chain
+references them (reference counted), and a member stays in a set while any
+matching endpoint gives it.  Changes accumulate in a pending batch.
 """
 
 from __future__ import annotations
@@ -12,9 +14,24 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 
 from calico_model.selector import parse as parse_selector
-from felix_client.calc.model import Endpoint
+from felix_client.calc.model import PROTOCOL_NAMES, Endpoint
 from felix_client.calc.selector_index import SelectorIndex
-from felix_client.dataplane.batch import DataplaneBatch
+from felix_client.dataplane.batch import DataplaneBatch, IpSetId
+
+
+def members_of(sid: IpSetId, ep: Endpoint | None) -> set[str]:
+    """What endpoint `ep` contributes to set `sid` if the selector matches it."""
+    if ep is None:
+        return set()
+    addrs = ep.addresses(sid.family)
+    if not sid.port_name:
+        return set(addrs)
+    out: set[str] = set()
+    for p in ep.ports:
+        if p.name == sid.port_name and sid.protocol in (None, p.protocol):
+            proto = PROTOCOL_NAMES.get(p.protocol, str(p.protocol))
+            out.update(f"{a.split('/')[0]},{proto}:{p.port}" for a in addrs)
+    return out
 
 
 class IpSetMembership:
@@ -24,28 +41,35 @@ class IpSetMembership:
     def __init__(self, eps: Mapping[str, Endpoint]) -> None:
         self._eps = eps  # every endpoint, shared with EndpointLabels
         self._index = SelectorIndex()  # over all endpoints; active sets only
-        self._refs: Counter[str] = Counter()  # set -> chains using it
-        self._members: defaultdict[str, Counter[str]] = defaultdict(Counter)  # set -> ip -> eps
+        self._refs: Counter[IpSetId] = Counter()  # set -> chains using it
+        # set -> member -> how many endpoints give it
+        self._members: defaultdict[IpSetId, Counter[str]] = defaultdict(Counter)
         self._out = DataplaneBatch()
 
     def set_endpoint(
         self, key: str, labels: dict[str, str] | None, old: Endpoint | None, new: Endpoint | None
     ) -> None:
-        """An endpoint's labels or IPs changed (from `old` to `new`)."""
-        old_ips = {str(n) for n in old.nets} if old is not None else set()
-        new_ips = {str(n) for n in new.nets} if new is not None else set()
+        """An endpoint's labels, addresses or ports changed (from `old` to `new`)."""
         before = self._index.selectors_matching(key)
-        for sid, _, added in self._index.update_item(key, labels):
-            for ip in new_ips if added else old_ips:
-                self._member(sid, ip, +1 if added else -1)
-        if old_ips != new_ips:
-            for sid in before & self._index.selectors_matching(key):
-                for ip in old_ips:
-                    self._member(sid, ip, -1)
-                for ip in new_ips:
-                    self._member(sid, ip, +1)
+        events = self._index.update_item(key, labels)
+        same = (
+            old is not None and new is not None and (old.nets, old.ports) == (new.nets, new.ports)
+        )
+        if same:
+            touched = {sid for sid, _, _ in events}
+        else:
+            touched = set(before) | self._index.selectors_matching(key)
+        after = self._index.selectors_matching(key)
+        for sid in touched:
+            assert isinstance(sid, IpSetId)
+            was = members_of(sid, old) if sid in before else set()
+            now = members_of(sid, new) if sid in after else set()
+            for m in was - now:
+                self._member(sid, m, -1)
+            for m in now - was:
+                self._member(sid, m, +1)
 
-    def ref(self, sid: str, delta: int) -> None:
+    def ref(self, sid: IpSetId, delta: int) -> None:
         """A chain started (+1) or stopped (-1) using the set `sid`."""
         before = self._refs[sid]
         self._refs[sid] = before + delta
@@ -53,9 +77,9 @@ class IpSetMembership:
             # If a delete is pending in this batch it stays: delete-then-create
             # replaces the set, dropping members the dataplane still holds.
             self._out.ipsets_create.add(sid)
-            for _, key, _ in self._index.add_selector(sid, parse_selector(sid)):
-                for net in self._eps[key].nets:
-                    self._member(sid, str(net), +1)
+            for _, key, _ in self._index.add_selector(sid, parse_selector(sid.selector)):
+                for m in members_of(sid, self._eps[key]):
+                    self._member(sid, m, +1)
         elif before + delta <= 0:
             del self._refs[sid]
             self._index.remove_selector(sid)
@@ -76,7 +100,7 @@ class IpSetMembership:
         for name, ips in out.ipset_remove.items():
             batch.ipset_remove.setdefault(name, set()).update(ips)
 
-    def _member(self, sid: str, ip: str, delta: int) -> None:
+    def _member(self, sid: IpSetId, ip: str, delta: int) -> None:
         counts = self._members[sid]
         before = counts[ip]
         counts[ip] = before + delta

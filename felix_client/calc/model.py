@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 IPv4Net = ipaddress.IPv4Network
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# IANA protocol numbers of Calico's protocol names.
+PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
+PROTOCOL_NAMES = {n: name.lower() for name, n in PROTOCOL_NUMBERS.items()}
 
 
 def _dict(v: Any) -> dict[str, Any]:
@@ -36,6 +41,30 @@ def net4(text: Any) -> IPv4Net | None:
     return net if isinstance(net, IPv4Net) else None
 
 
+def net(text: Any) -> IPNet | None:
+    """`text` as an IPv4 or IPv6 network (host bits dropped), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def protocol_number(value: Any) -> int | None:
+    """A Calico protocol (name or number 1-255) as its number, or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 1 <= value <= 255 else None
+    if isinstance(value, str):
+        if value in PROTOCOL_NUMBERS:
+            return PROTOCOL_NUMBERS[value]
+        if value.isascii() and value.isdigit() and 1 <= int(value) <= 255:
+            return int(value)
+    return None
+
+
 def labels_of(meta: dict[str, Any]) -> dict[str, str]:
     """The string-valued labels of a `metadata` object."""
     return {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)}
@@ -49,6 +78,9 @@ class Node:
     ip: str | None
     subnet: IPv4Net | None
     vxlan_addr: str | None
+    ip6: str | None = None
+    subnet6: ipaddress.IPv6Network | None = None
+    vxlan_addr6: str | None = None
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Node:
@@ -73,14 +105,32 @@ class Node:
                     ip = cand
                     break
         vx = _str(spec.get("ipv4VXLANTunnelAddr")) or None
-        return Node(_str(meta.get("name")), ip, subnet, vx)
+        ip6: str | None = None
+        subnet6: ipaddress.IPv6Network | None = None
+        try:
+            iface6 = ipaddress.ip_interface(_str(bgp.get("ipv6Address")))
+            if iface6.version == 6:
+                ip6, subnet6 = str(iface6.ip), ipaddress.IPv6Network(iface6.network)
+        except ValueError:
+            pass
+        vx6 = _str(spec.get("ipv6VXLANTunnelAddr")) or None
+        return Node(_str(meta.get("name")), ip, subnet, vx, ip6, subnet6, vx6)
+
+    def address(self, family: int) -> str | None:
+        """The node's address of one family."""
+        return self.ip if family == 4 else self.ip6
+
+    def in_subnet(self, family: int, addr: str) -> bool | None:
+        """Whether `addr` is in this node's subnet of that family (None: unknown)."""
+        subnet = self.subnet if family == 4 else self.subnet6
+        return None if subnet is None else ipaddress.ip_address(addr) in subnet
 
 
 @dataclass(frozen=True, slots=True)
 class Pool:
     """The fields of an IPPool the agent uses."""
 
-    cidr: IPv4Net
+    cidr: IPNet
     ipip: str  # Never, Always, CrossSubnet
     vxlan: str
 
@@ -88,7 +138,7 @@ class Pool:
     def parse(value: dict[str, Any]) -> Pool | None:
         """Read an IPPool value; None if its CIDR is unusable."""
         spec = _dict(value.get("spec"))
-        cidr = net4(spec.get("cidr"))
+        cidr = net(spec.get("cidr"))
         if cidr is None:
             return None
         return Pool(
@@ -100,17 +150,26 @@ class Pool:
 class Block:
     """An IPAM block: its CIDR and the node it is affine to."""
 
-    cidr: IPv4Net
+    cidr: IPNet
     node: str | None
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Block | None:
         """Read a block value; None if its CIDR is unusable."""
-        cidr = net4(value.get("cidr"))
+        cidr = net(value.get("cidr"))
         if cidr is None:
             return None
         aff = _str(value.get("affinity"))
         return Block(cidr, aff[5:] if aff.startswith("host:") else None)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPort:
+    """One entry of an endpoint's `spec.ports`: a port name rules may use."""
+
+    name: str
+    protocol: int
+    port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +179,11 @@ class Endpoint:
     node: str
     namespace: str
     labels: dict[str, str]
-    nets: tuple[IPv4Net, ...]
+    nets: tuple[IPNet, ...]
     iface: str
     profiles: tuple[str, ...]
+    ports: tuple[NamedPort, ...] = ()
+    host: bool = False
 
     @staticmethod
     def parse(value: dict[str, Any], *, host: bool = False) -> Endpoint:
@@ -130,7 +191,14 @@ class Endpoint:
         fields of the wrong type count as absent."""
         meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
         raw = spec.get("expectedIPs") if host else spec.get("ipNetworks")
-        nets = tuple(n for n in (net4(x) for x in _list(raw)) if n is not None)
+        nets = tuple(n for n in (net(x) for x in _list(raw)) if n is not None)
+        ports = []
+        for p in _list(spec.get("ports")):
+            p = _dict(p)
+            name, number = _str(p.get("name")), p.get("port")
+            proto = protocol_number(p.get("protocol"))
+            if name and proto is not None and isinstance(number, int) and 1 <= number <= 65535:
+                ports.append(NamedPort(name, proto, number))
         return Endpoint(
             node=_str(spec.get("node")),
             namespace=_str(meta.get("namespace")),
@@ -138,4 +206,10 @@ class Endpoint:
             nets=nets,
             iface=_str(spec.get("interfaceName")),
             profiles=tuple(p for p in _list(spec.get("profiles")) if isinstance(p, str)),
+            ports=tuple(ports),
+            host=host,
         )
+
+    def addresses(self, family: int) -> tuple[str, ...]:
+        """The endpoint's addresses of one family, as IP set members."""
+        return tuple(str(n) for n in self.nets if n.version == family)

@@ -16,7 +16,7 @@ from felix_client.calc.chains import ChainRenderer
 from felix_client.calc.endpoint_labels import EndpointLabels
 from felix_client.calc.ipset_members import IpSetMembership
 from felix_client.calc.model import Endpoint
-from felix_client.calc.rules import PolicyDef, ProfileDef
+from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
 from felix_client.dataplane.batch import ChainKey, DataplaneBatch, Rule
 
 
@@ -29,6 +29,7 @@ class PolicyCalc:
         self.active = ActivePolicies(node)
         self.ipsets = IpSetMembership(self.endpoints.eps)
         self.renderer = ChainRenderer(self.ipsets)
+        self.tiers: dict[str, TierDef] = {}
 
     @property
     def chains(self) -> dict[ChainKey, tuple[Rule, ...]]:
@@ -51,6 +52,15 @@ class PolicyCalc:
         """A (global) network policy changed (None: deleted or disabled)."""
         self.active.set_policy(key, pol)
 
+    def set_tier(self, name: str, tier: TierDef | None) -> None:
+        """A tier changed (None: deleted).  Tiers are few and change rarely:
+        every local endpoint is rendered again."""
+        if tier is None:
+            self.tiers.pop(name, None)
+        else:
+            self.tiers[name] = tier
+        self.active.dirty |= self.active.local
+
     def flush(self, batch: DataplaneBatch) -> None:
         """Render the dirty chains and move everything pending into `batch`."""
         dirty, self.active.dirty = self.active.dirty, set()
@@ -59,7 +69,7 @@ class PolicyCalc:
         for key in sorted(dirty):
             ep = eps.get(key) if key in active.local else None
             pols = active.policies_for(key) if ep is not None else []
-            self.renderer.render(key, ep, pols, profiles)
+            self.renderer.render(key, ep, pols, self.tiers, profiles)
         self.renderer.flush_into(batch)
         self.ipsets.flush_into(batch)
 

@@ -9,6 +9,9 @@ What BIRD and Felix would program for node N (docs/data-model.md):
   * a remote workload IP outside every block affine to its node (borrowed):
                                   `ip/32 via <its node>` (tunnelled likewise)
 
+IPv6 works the same way with the nodes' IPv6 addresses (`/128` routes, IPv6
+blocks and pools, VXLAN through `vxlan-v6.calico`); IPv6 has no IPIP.
+
 Each route has an owner (a block or an endpoint); when two owners claim one
 destination the smallest owner id wins, deterministically.  An update
 refreshes only the owners it can affect.
@@ -16,10 +19,10 @@ refreshes only the owners it can affect.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
+from collections.abc import Iterable
 
-from felix_client.calc.model import Block, Endpoint, IPv4Net, Node, Pool
+from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
 from felix_client.dataplane.batch import Route
 
 
@@ -83,7 +86,7 @@ class RouteCalc:
         if old == node:
             return  # e.g. only labels changed: nothing routing depends on
         if name == self.node:
-            if (old and old.subnet) != (node and node.subnet):
+            if (old and (old.subnet, old.subnet6)) != (node and (node.subnet, node.subnet6)):
                 self._refresh_all()  # our subnet decides CrossSubnet for everyone
             return
         for b in list(self.blocks_by_node.get(name, ())):
@@ -158,37 +161,47 @@ class RouteCalc:
                     routes[dst] = r
         self._own("w:" + key, routes)
 
-    def _covered(self, net: IPv4Net, node: str) -> bool:
-        return any(net.subnet_of(self.blocks[b].cidr) for b in self.blocks_by_node.get(node, ()))
+    def _covered(self, net: IPNet, node: str) -> bool:
+        return any(within(net, self.blocks[b].cidr) for b in self.blocks_by_node.get(node, ()))
 
-    def _remote(self, dst: str, net: IPv4Net, node_name: str) -> Route | None:
-        node = self.nodes.get(node_name)
-        if node is None or node.ip is None:
-            return None  # nowhere to send it (yet)
-        pool = self._pool_for(net)
-        if pool is not None:
-            if self._tunnel(pool.vxlan, node.ip):
-                return Route(dst, "vxlan", via=node.vxlan_addr or node.ip)
-            if self._tunnel(pool.ipip, node.ip):
-                return Route(dst, "ipip", via=node.ip)
-        return Route(dst, "via", via=node.ip)
+    def _remote(self, dst: str, net: IPNet, node_name: str) -> Route | None:
+        return remote_route(
+            dst, net, self.nodes.get(node_name), self.nodes.get(self.node), self.pools.values()
+        )
 
-    def _pool_for(self, net: IPv4Net) -> Pool | None:
-        best: Pool | None = None
-        for key in sorted(self.pools):
-            pool = self.pools[key]
-            if net.subnet_of(pool.cidr) and (
-                best is None or pool.cidr.prefixlen > best.cidr.prefixlen
-            ):
-                best = pool
-        return best
 
-    def _tunnel(self, mode: str, remote_ip: str) -> bool:
-        if mode == "Always":
-            return True
-        if mode == "CrossSubnet":
-            me = self.nodes.get(self.node)
-            if me is None or me.subnet is None:
-                return True
-            return ipaddress.ip_address(remote_ip) not in me.subnet
-        return False
+def within(net: IPNet, outer: IPNet) -> bool:
+    """`net` lies inside `outer` (False across families)."""
+    return net.version == outer.version and net.subnet_of(outer)  # type: ignore[arg-type]
+
+
+def remote_route(
+    dst: str, net: IPNet, node: Node | None, me: Node | None, pools: Iterable[Pool]
+) -> Route | None:
+    """The route to `net` on the remote `node` (None while it has no address
+    of that family): tunnelled as the most specific enclosing pool says.
+    IPv6 has no IPIP; its VXLAN uses the node's IPv6 VTEP address."""
+    family = net.version
+    addr = node.address(family) if node is not None else None
+    if node is None or addr is None:
+        return None  # nowhere to send it (yet)
+    pool: Pool | None = None
+    for p in pools:
+        if within(net, p.cidr) and (pool is None or p.cidr.prefixlen > pool.cidr.prefixlen):
+            pool = p
+    if pool is not None:
+        if _tunnel(pool.vxlan, family, addr, me):
+            vtep = node.vxlan_addr if family == 4 else node.vxlan_addr6
+            return Route(dst, "vxlan", via=vtep or addr)
+        if family == 4 and _tunnel(pool.ipip, family, addr, me):
+            return Route(dst, "ipip", via=addr)
+    return Route(dst, "via", via=addr)
+
+
+def _tunnel(mode: str, family: int, remote_ip: str, me: Node | None) -> bool:
+    if mode == "Always":
+        return True
+    if mode == "CrossSubnet":
+        same = me.in_subnet(family, remote_ip) if me is not None else None
+        return same is not True
+    return False

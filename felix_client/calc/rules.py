@@ -1,198 +1,327 @@
-"""Compiling policies and profiles into rules (pure functions).
+"""Compiling Calico rules (pure functions), with Calico's semantics.
 
-Rule selectors are scoped the way Calico scopes them: in a namespaced
-NetworkPolicy a selector matches endpoints of the same namespace unless the
-rule gives a namespaceSelector; namespaceSelectors match the namespace labels
-endpoints inherit (under the `pcns.` prefix) from their `kns.<ns>` profile.
-Each distinct scoped selector is one IP set, shared by every rule using it.
+A rule side's selectors are combined the way Calico's datastore layer does it
+before Felix sees them:
+
+* `namespaceSelector` reads the namespace labels endpoints inherit from their
+  `kns.<ns>` profile, which already carry the `pcns.` prefix; in it `all()`
+  means "any namespaced endpoint" and `global()` "any endpoint with no
+  namespace" (host endpoints);
+* in a namespaced policy, a side that uses any selector field (`selector`,
+  `notSelector`, `serviceAccounts`, `namespaceSelector`) is limited to the
+  policy's namespace unless it gives a namespaceSelector: so a lone
+  `notSelector` means "in this namespace and not ...", never "anywhere else";
+* `serviceAccounts.names` matches the endpoint label
+  `projectcalico.org/serviceaccount`, `serviceAccounts.selector` the `pcsa.`
+  labels inherited from the `ksa.<ns>.<name>` profile.
+
+A rule is compiled once into a `RuleSpec` and rendered per IP family: a rule
+whose `ipVersion`, nets or ICMP flavour belong to the other family cannot
+match there and is left out of that family's chain.  What the agent cannot
+enforce (a `services` match, which needs Kubernetes endpoint data that etcd
+does not hold; an `http` match, which is L7; a value it cannot read) makes
+the rule match nothing: it is left out of every chain and the reason
+counted.  Never the opposite: a rule is never widened by dropping a field.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from calico_model.selector import All, Compare, Selector, conjoin, prefixed
+from calico_model.errors import SelectorError
+from calico_model.selector import (
+    All,
+    And,
+    Compare,
+    Has,
+    In,
+    Not,
+    Selector,
+    conjoin,
+    prefixed,
+    replace_all,
+)
 from calico_model.selector import parse as parse_selector
-from felix_client.calc.model import Endpoint, labels_of
-from felix_client.dataplane.batch import Match, Rule
+from felix_client.calc.model import IPNet, net, protocol_number
+from felix_client.dataplane.batch import Action, IpSetId, Match, Rule
 
 NS_LABEL = "projectcalico.org/namespace"
+SA_LABEL = "projectcalico.org/serviceaccount"
 NS_PREFIX = "pcns."
-DEFAULT_TIER = "default"
+SA_PREFIX = "pcsa."
+ICMP, ICMPV6 = 1, 58
+
+
+class Unenforceable(StrEnum):
+    """Why a rule was compiled to match nothing (the metric label)."""
+
+    SERVICES = "services"
+    HTTP = "http"
+    BAD_FIELD = "bad_field"
+    BAD_SELECTOR = "bad_selector"
+
+
+class _Skip(Exception):
+    def __init__(self, reason: Unenforceable) -> None:
+        self.reason = reason
 
 
 def _dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-def _strs(v: Any) -> tuple[str, ...]:
-    return tuple(str(x) for x in v) if isinstance(v, list) else ()
+def _set(v: Any) -> bool:
+    """Calico treats an empty string or list as not given."""
+    return v is not None and v != "" and v != [] and v != {}
 
 
-def scoped(sel_text: Any, ns_sel_text: Any, namespace: str | None) -> Selector | None:
-    """The effective selector of a rule side, or None if it has none.
-    Raises SelectorError."""
-    if not isinstance(sel_text, str) and not isinstance(ns_sel_text, str):
-        return None
-    sel: Selector = parse_selector(sel_text) if isinstance(sel_text, str) else All()
-    if isinstance(ns_sel_text, str):
-        return conjoin(sel, prefixed(parse_selector(ns_sel_text), NS_PREFIX))
-    if namespace:
-        return conjoin(sel, Compare(NS_LABEL, "==", namespace))
-    return sel
+def _sel(text: Any) -> Selector:
+    if not isinstance(text, str):
+        raise SelectorError(repr(text)[:40], 0, "a selector must be a string")
+    return parse_selector(text)
 
 
-def compile_side(ent: Any, namespace: str | None) -> Match:
-    """Compile one rule side (`source` or `destination`) into a Match, scoping its selectors.
-    Raises SelectorError."""
-    ent = _dict(ent)
-    sel = scoped(ent.get("selector"), ent.get("namespaceSelector"), namespace)
-    not_sel = scoped(ent.get("notSelector"), None, namespace)
-    return Match(
-        nets=_strs(ent.get("nets")),
-        not_nets=_strs(ent.get("notNets")),
-        ports=_strs(ent.get("ports")),
-        not_ports=_strs(ent.get("notPorts")),
-        ipset=str(sel) if sel is not None else "",
-        not_ipset=str(not_sel) if not_sel is not None else "",
-    )
-
-
-def compile_rules(raw: Any, namespace: str | None, origin: str) -> tuple[Rule, ...]:
-    """Compile a rule list; `origin` names the policy or profile in each rule.  Raises
+def namespace_selector(text: Any) -> Selector:
+    """A namespaceSelector as a selector over endpoint labels.  Raises
     SelectorError."""
-    rules = raw if isinstance(raw, list) else []
-    out = []
-    for r in rules:
-        r = _dict(r)
-        proto = r.get("protocol")
-        out.append(
-            Rule(
-                action=str(r.get("action", "")),
-                protocol=str(proto) if proto is not None else "",
-                src=compile_side(r.get("source"), namespace),
-                dst=compile_side(r.get("destination"), namespace),
-                origin=origin,
-            )
+    return replace_all(prefixed(_sel(text), NS_PREFIX), Has(NS_LABEL), Not(Has(NS_LABEL)))
+
+
+def service_account_selector(sam: Any) -> Selector | None:
+    """A `serviceAccounts: {names, selector}` match as an endpoint selector.
+    Raises SelectorError."""
+    sam = _dict(sam)
+    parts: list[Selector] = []
+    if _set(sam.get("selector")):
+        parts.append(prefixed(_sel(sam["selector"]), SA_PREFIX))
+    names = sam.get("names")
+    if _set(names):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SelectorError(repr(names)[:40], 0, "names must be a list of strings")
+        parts.append(In(SA_LABEL, frozenset(names)))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class SideSpec:
+    """One compiled rule side, before it is split by IP family."""
+
+    nets: tuple[IPNet, ...] = ()
+    not_nets: tuple[IPNet, ...] = ()
+    ports: tuple[str, ...] = ()
+    not_ports: tuple[str, ...] = ()
+    port_names: tuple[str, ...] = ()
+    not_port_names: tuple[str, ...] = ()
+    selector: Selector | None = None
+    not_selector: Selector | None = None
+
+    def for_family(self, family: int, protocol: int | None) -> Match | None:
+        """This side in one family's chain, or None if it cannot match there."""
+        nets = tuple(str(n) for n in self.nets if n.version == family)
+        if self.nets and not nets:
+            return None
+        sel = str(self.selector) if self.selector is not None else None
+        named_sel = sel or str(All())
+        return Match(
+            nets=nets,
+            not_nets=tuple(str(n) for n in self.not_nets if n.version == family),
+            ports=self.ports,
+            not_ports=self.not_ports,
+            named_ports=tuple(IpSetId(family, named_sel, p, protocol) for p in self.port_names),
+            not_named_ports=tuple(
+                IpSetId(family, named_sel, p, protocol) for p in self.not_port_names
+            ),
+            ipset=IpSetId(family, sel) if sel is not None else None,
+            not_ipset=(
+                IpSetId(family, str(self.not_selector)) if self.not_selector is not None else None
+            ),
         )
+
+
+def _nets(v: Any) -> tuple[IPNet, ...]:
+    if not _set(v):
+        return ()
+    if not isinstance(v, list):
+        raise _Skip(Unenforceable.BAD_FIELD)
+    out = []
+    for text in v:
+        n = net(text)
+        if n is None:
+            raise _Skip(Unenforceable.BAD_FIELD)
+        out.append(n)
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyDef:
-    """A policy compiled for the agent: its sort key, its (scoped) selector, and its rules per
-    direction (None: not applied in that direction)."""
-
-    sort_key: tuple[int, str, float, str]
-    selector: Selector
-    ingress: tuple[Rule, ...] | None  # None: the policy does not apply to ingress
-    egress: tuple[Rule, ...] | None
-
-    @staticmethod
-    def parse(value: dict[str, Any], *, namespaced: bool) -> PolicyDef:
-        """Raises SelectorError for a bad selector anywhere in the policy."""
-        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
-        name = str(meta.get("name", ""))
-        ns = str(meta.get("namespace", "")) if namespaced else None
-        sel = parse_selector(spec.get("selector") if isinstance(spec.get("selector"), str) else "")
-        if ns:
-            sel = conjoin(sel, Compare(NS_LABEL, "==", ns))
-        elif isinstance(spec.get("namespaceSelector"), str):
-            sel = conjoin(sel, prefixed(parse_selector(spec["namespaceSelector"]), NS_PREFIX))
-        types = spec.get("types")
-        if not isinstance(types, list):
-            types = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
-        tier = str(spec["tier"]) if isinstance(spec.get("tier"), str) else DEFAULT_TIER
-        order = spec.get("order")
-        order_f = (
-            float(order)
-            if isinstance(order, int | float) and not isinstance(order, bool)
-            else float("inf")
-        )
-        origin = f"{ns}/{name}" if ns else name
-        return PolicyDef(
-            # Named tiers first (by name), the default tier last; then order, then name.
-            sort_key=(1 if tier == DEFAULT_TIER else 0, tier, order_f, origin),
-            selector=sel,
-            ingress=compile_rules(spec.get("ingress"), ns, origin) if "Ingress" in types else None,
-            egress=compile_rules(spec.get("egress"), ns, origin) if "Egress" in types else None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileDef:
-    """A profile compiled for the agent: its rules and the labels it applies."""
-
-    ingress: tuple[Rule, ...]
-    egress: tuple[Rule, ...]
-    labels: dict[str, str]  # labelsToApply
-
-    @staticmethod
-    def parse(value: dict[str, Any]) -> ProfileDef:
-        """Compile a Profile value.  Raises SelectorError."""
-        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
-        name = f"profile {meta.get('name', '')}"
-        return ProfileDef(
-            ingress=compile_rules(spec.get("ingress"), None, name),
-            egress=compile_rules(spec.get("egress"), None, name),
-            labels=labels_of({"labels": spec.get("labelsToApply")}),
-        )
-
-
-END_OF_TIER = Rule("Deny", origin="end of policies: no policy allowed it")
-
-
-def effective_labels(ep: Endpoint, profiles: dict[str, ProfileDef]) -> dict[str, str]:
-    """The endpoint's own labels plus those its profiles apply (namespace
-    profiles' under the pcns. prefix); its own labels win."""
-    labels = dict(ep.labels)
-    if ep.namespace:
-        labels.setdefault(NS_LABEL, ep.namespace)
-    for name in ep.profiles:
-        prof = profiles.get(name)
-        if prof is None:
+def _ports(v: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(numeric ports and ranges, port names)."""
+    if not _set(v):
+        return (), ()
+    if not isinstance(v, list):
+        raise _Skip(Unenforceable.BAD_FIELD)
+    numeric: list[str] = []
+    names: list[str] = []
+    for p in v:
+        if isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535:
+            numeric.append(str(p))
             continue
-        prefix = NS_PREFIX if name.startswith("kns.") else ""
-        for k, v in prof.labels.items():
-            labels.setdefault(prefix + k, v)
-    return labels
+        if not isinstance(p, str) or not p:
+            raise _Skip(Unenforceable.BAD_FIELD)
+        lo, sep, hi = p.partition(":")
+        if lo.isascii() and lo.isdigit() and (not sep or (hi.isascii() and hi.isdigit())):
+            a, b = int(lo), int(hi) if sep else int(lo)
+            if not 1 <= a <= b <= 65535:
+                raise _Skip(Unenforceable.BAD_FIELD)
+            numeric.append(p if sep and a != b else str(a))
+        elif sep:
+            raise _Skip(Unenforceable.BAD_FIELD)
+        else:
+            names.append(p)
+    return tuple(numeric), tuple(names)
 
 
-def chain(
-    direction: str,
-    policies: list[PolicyDef],
-    ep: Endpoint,
-    profiles: dict[str, ProfileDef],
-) -> tuple[Rule, ...]:
-    """The rule chain of one endpoint and direction: the rules of the
-    policies that select it, in order, closed by a deny; or, if no policy
-    applies in this direction, its profiles' rules."""
-    rules: list[Rule] = []
-    applied = False
-    for pol in sorted(policies, key=lambda p: p.sort_key):
-        rs = pol.ingress if direction == "ingress" else pol.egress
-        if rs is None:
-            continue
-        applied = True
-        rules.extend(rs)
-    if applied:
-        rules.append(END_OF_TIER)
-        return tuple(rules)
-    for name in ep.profiles:
-        prof = profiles.get(name)
-        if prof is not None:
-            rules.extend(prof.ingress if direction == "ingress" else prof.egress)
-    return tuple(rules)
+def compile_side(ent: Any, namespace: str) -> SideSpec:
+    """One rule side with its selectors combined as Calico combines them.
+    Raises _Skip."""
+    ent = _dict(ent)
+    if _set(ent.get("services")):
+        raise _Skip(Unenforceable.SERVICES)
+    ns_sel: Selector | None = None
+    if _set(ent.get("namespaceSelector")):
+        ns_sel = namespace_selector(ent["namespaceSelector"])
+    elif namespace:
+        ns_sel = Compare(NS_LABEL, "==", namespace)
+    parts: list[Selector] = []
+    if (sa := service_account_selector(ent.get("serviceAccounts"))) is not None:
+        parts.append(sa)
+    if _set(ent.get("selector")):
+        parts.append(_sel(ent["selector"]))
+    selector: Selector | None = None
+    if parts:
+        selector = parts[0] if len(parts) == 1 else And(tuple(parts))
+    not_sel = _sel(ent["notSelector"]) if _set(ent.get("notSelector")) else None
+    if ns_sel is not None and (
+        selector is not None or not_sel is not None or _set(ent.get("namespaceSelector"))
+    ):
+        selector = ns_sel if selector is None else conjoin(ns_sel, selector)
+    ports, names = _ports(ent.get("ports"))
+    not_ports, not_names = _ports(ent.get("notPorts"))
+    return SideSpec(
+        nets=_nets(ent.get("nets")),
+        not_nets=_nets(ent.get("notNets")),
+        ports=ports,
+        not_ports=not_ports,
+        port_names=names,
+        not_port_names=not_names,
+        selector=selector,
+        not_selector=not_sel,
+    )
 
 
-def ipsets_of(rules: tuple[Rule, ...]) -> set[str]:
-    """The IP sets (selector texts) a chain's rules reference."""
-    out: set[str] = set()
-    for r in rules:
-        for side in (r.src, r.dst):
-            if side.ipset:
-                out.add(side.ipset)
-            if side.not_ipset:
-                out.add(side.not_ipset)
-    return out
+def _icmp(v: Any) -> tuple[int | None, int | None]:
+    if not _set(v):
+        return None, None
+    v = _dict(v)
+    t, c = v.get("type"), v.get("code")
+    for x in (t, c):
+        if x is not None and (not isinstance(x, int) or isinstance(x, bool)):
+            raise _Skip(Unenforceable.BAD_FIELD)
+    if c is not None and t is None:
+        raise _Skip(Unenforceable.BAD_FIELD)
+    return t, c
+
+
+def _proto(v: Any) -> int | None:
+    if v is None:
+        return None
+    n = protocol_number(v)
+    if n is None:
+        raise _Skip(Unenforceable.BAD_FIELD)
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One compiled rule, before it is split by IP family."""
+
+    action: Action
+    ip_version: int | None
+    protocol: int | None
+    not_protocol: int | None
+    icmp: tuple[int | None, int | None]
+    not_icmp: tuple[int | None, int | None]
+    src: SideSpec
+    dst: SideSpec
+    origin: str
+
+    def for_family(self, family: int, group: str) -> Rule | None:
+        """The rule in one family's chain, or None if it cannot match there."""
+        if self.ip_version is not None and self.ip_version != family:
+            return None
+        if self.protocol == (ICMPV6 if family == 4 else ICMP):
+            return None  # the other family's ICMP never occurs here
+        src = self.src.for_family(family, self.protocol)
+        dst = self.dst.for_family(family, self.protocol)
+        if src is None or dst is None:
+            return None
+        return Rule(
+            action=self.action,
+            protocol=self.protocol,
+            not_protocol=self.not_protocol,
+            icmp_type=self.icmp[0],
+            icmp_code=self.icmp[1],
+            not_icmp_type=self.not_icmp[0],
+            not_icmp_code=self.not_icmp[1],
+            src=src,
+            dst=dst,
+            group=group,
+            origin=self.origin,
+        )
+
+
+def compile_rule(raw: Any, namespace: str, origin: str) -> RuleSpec:
+    """One rule; raises _Skip (with the reason) if it must match nothing."""
+    try:
+        return _compile_rule(_dict(raw), namespace, origin)
+    except SelectorError:
+        raise _Skip(Unenforceable.BAD_SELECTOR) from None
+
+
+def _compile_rule(r: dict[str, Any], namespace: str, origin: str) -> RuleSpec:
+    try:
+        action = Action(str(r.get("action")))
+    except ValueError:
+        raise _Skip(Unenforceable.BAD_FIELD) from None
+    if _set(r.get("http")):
+        raise _Skip(Unenforceable.HTTP)
+    ipv = r.get("ipVersion")
+    if ipv is not None and ipv not in (4, 6):
+        raise _Skip(Unenforceable.BAD_FIELD)
+    return RuleSpec(
+        action=action,
+        ip_version=ipv,
+        protocol=_proto(r.get("protocol")),
+        not_protocol=_proto(r.get("notProtocol")),
+        icmp=_icmp(r.get("icmp")),
+        not_icmp=_icmp(r.get("notICMP")),
+        src=compile_side(r.get("source"), namespace),
+        dst=compile_side(r.get("destination"), namespace),
+        origin=origin,
+    )
+
+
+def compile_rules(
+    raw: Any, namespace: str, origin: str, problems: list[Unenforceable]
+) -> tuple[RuleSpec, ...]:
+    """A rule list; rules that must match nothing are left out and their
+    reasons appended to `problems`."""
+    out = []
+    for r in raw if isinstance(raw, list) else []:
+        try:
+            out.append(compile_rule(r, namespace, origin))
+        except _Skip as skip:
+            problems.append(skip.reason)
+    return tuple(out)

@@ -10,11 +10,11 @@ the ones indexed under the item's keys are evaluated.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 
 from calico_model.selector import Selector
 
-SelectorId = str
+SelectorId = Hashable
 ItemKey = str
 Labels = Mapping[str, str]
 # (selector id, item key, now a member?)

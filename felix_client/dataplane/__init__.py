@@ -3,23 +3,29 @@
 memory)."""
 
 from felix_client.dataplane.batch import (
+    Action,
     ChainKey,
     Dataplane,
     DataplaneBatch,
+    Direction,
+    IpSetId,
     Match,
     Route,
     Rule,
-    ipset_name,
+    Stage,
 )
 from felix_client.dataplane.memory import MemoryDataplane
 
 __all__ = [
+    "Action",
     "ChainKey",
     "Dataplane",
     "DataplaneBatch",
+    "Direction",
+    "IpSetId",
     "Match",
     "MemoryDataplane",
     "Route",
     "Rule",
-    "ipset_name",
+    "Stage",
 ]

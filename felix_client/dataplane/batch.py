@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Route:
-    """One route: to `dst`, of `kind` local (dev), blackhole, via (next hop), ipip or vxlan."""
+    """One route: to `dst` (IPv4 or IPv6), of `kind` local (dev), blackhole,
+    via (next hop), ipip or vxlan."""
 
     dst: str
     kind: str  # local, blackhole, via, ipip, vxlan
@@ -29,20 +31,112 @@ class Route:
         if self.kind == "ipip":
             return f"{self.dst} via {self.via} dev tunl0 onlink"
         if self.kind == "vxlan":
-            return f"{self.dst} via {self.via} dev vxlan.calico onlink"
+            dev = "vxlan-v6.calico" if ":" in self.dst else "vxlan.calico"
+            return f"{self.dst} via {self.via} dev {dev} onlink"
         return f"{self.dst} via {self.via}"
+
+
+class Action(StrEnum):
+    """A rule's action.  Allow and Deny end evaluation, Log continues, Pass skips
+    the rest of the rule's group (its tier, or its profile)."""
+
+    ALLOW = "Allow"
+    DENY = "Deny"
+    LOG = "Log"
+    PASS = "Pass"
+
+
+class Direction(StrEnum):
+    """Traffic into (ingress) or out of (egress) an endpoint."""
+
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+
+class Stage(StrEnum):
+    """Where a chain sits: `normal` (workloads and host endpoints); host
+    endpoints also have `forward` (applyOnForward policies), `pre-dnat`
+    (preDNAT policies, ingress only) and `untracked` (doNotTrack policies)."""
+
+    NORMAL = "normal"
+    FORWARD = "forward"
+    PRE_DNAT = "pre-dnat"
+    UNTRACKED = "untracked"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class IpSetId:
+    """An IP set: the addresses of one family of every endpoint a selector
+    matches; or, for a named port (`port_name`), the `ip,proto:port` members
+    of those endpoints whose `spec.ports` names it (with `protocol`, when the
+    rule gives one)."""
+
+    family: int  # 4 or 6
+    selector: str  # canonical selector text
+    port_name: str = ""
+    protocol: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The kernel name: hashed to fit the 31-character limit."""
+        kind = "n" if self.port_name else "s"
+        text = f"{self.selector}|{self.port_name}|{self.protocol}"
+        digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()[:14]
+        return f"cali{self.family}0{kind}:{digest}"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The set's definition as JSON-ready fields."""
+        out: dict[str, Any] = {"family": self.family, "selector": self.selector}
+        if self.port_name:
+            out["port_name"] = self.port_name
+            out["protocol"] = self.protocol
+        return out
+
+
+def _non_empty(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v not in (None, (), "", [])}
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One side (source or destination) of a rule."""
+    """One side (source or destination) of a rule.  It matches when every
+    field given matches: the address is in `nets` (if any), in no `not_nets`,
+    in `ipset` (if any), not in `not_ipset`; the port is in `ports` or the
+    (address, port) in one of `named_ports` (if either is given), and in
+    neither `not_ports` nor `not_named_ports`."""
 
     nets: tuple[str, ...] = ()
     not_nets: tuple[str, ...] = ()
-    ports: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()  # "80" or "8080:8090"
     not_ports: tuple[str, ...] = ()
-    ipset: str = ""  # IP set id (selector text), "" for none
-    not_ipset: str = ""
+    named_ports: tuple[IpSetId, ...] = ()
+    not_named_ports: tuple[IpSetId, ...] = ()
+    ipset: IpSetId | None = None
+    not_ipset: IpSetId | None = None
+
+    def sets(self) -> tuple[IpSetId, ...]:
+        """Every IP set this side references."""
+        out = list(self.named_ports) + list(self.not_named_ports)
+        out += [s for s in (self.ipset, self.not_ipset) if s is not None]
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (sets by kernel name); empty fields left out."""
+        return _non_empty(
+            {
+                "nets": list(self.nets),
+                "not_nets": list(self.not_nets),
+                "ports": list(self.ports),
+                "not_ports": list(self.not_ports),
+                "named_ports": [s.name for s in self.named_ports],
+                "not_named_ports": [s.name for s in self.not_named_ports],
+                "ipset": self.ipset.name if self.ipset else None,
+                "not_ipset": self.not_ipset.name if self.not_ipset else None,
+            }
+        )
 
     def __str__(self) -> str:
         parts = []
@@ -51,31 +145,69 @@ class Match:
         if self.not_nets:
             parts.append("!net " + ",".join(self.not_nets))
         if self.ipset:
-            parts.append(f"set {ipset_name(self.ipset)}")
+            parts.append(f"set {self.ipset}")
         if self.not_ipset:
-            parts.append(f"!set {ipset_name(self.not_ipset)}")
-        if self.ports:
-            parts.append("port " + ",".join(self.ports))
-        if self.not_ports:
-            parts.append("!port " + ",".join(self.not_ports))
+            parts.append(f"!set {self.not_ipset}")
+        if self.ports or self.named_ports:
+            parts.append("port " + ",".join([*self.ports, *map(str, self.named_ports)]))
+        if self.not_ports or self.not_named_ports:
+            parts.append("!port " + ",".join([*self.not_ports, *map(str, self.not_named_ports)]))
         return " ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One ACL rule: action, protocol, and what the source and destination must match; `origin`
+    """One ACL rule: everything a dataplane needs to render it exactly.
+    Protocols are IANA numbers.  `group` is the tier or profile the rule
+    belongs to (a Pass skips to the first rule of another group); `origin`
     names the policy or profile it came from."""
 
-    action: str  # Allow, Deny, Log, Pass
-    protocol: str = ""
+    action: Action
+    protocol: int | None = None
+    not_protocol: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    not_icmp_type: int | None = None
+    not_icmp_code: int | None = None
     src: Match = Match()
     dst: Match = Match()
-    origin: str = ""  # the policy or profile it came from
+    group: str = ""
+    origin: str = ""
+
+    def sets(self) -> tuple[IpSetId, ...]:
+        """Every IP set the rule references."""
+        return self.src.sets() + self.dst.sets()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields; empty fields left out."""
+        return _non_empty(
+            {
+                "action": str(self.action),
+                "protocol": self.protocol,
+                "not_protocol": self.not_protocol,
+                "icmp_type": self.icmp_type,
+                "icmp_code": self.icmp_code,
+                "not_icmp_type": self.not_icmp_type,
+                "not_icmp_code": self.not_icmp_code,
+                "src": self.src.to_dict() or None,
+                "dst": self.dst.to_dict() or None,
+                "group": self.group,
+                "origin": self.origin,
+            }
+        )
 
     def __str__(self) -> str:
         parts = [self.action.lower()]
-        if self.protocol:
+        if self.protocol is not None:
             parts.append(f"proto {self.protocol}")
+        if self.not_protocol is not None:
+            parts.append(f"!proto {self.not_protocol}")
+        if self.icmp_type is not None:
+            code = f"/{self.icmp_code}" if self.icmp_code is not None else ""
+            parts.append(f"icmp {self.icmp_type}{code}")
+        if self.not_icmp_type is not None:
+            code = f"/{self.not_icmp_code}" if self.not_icmp_code is not None else ""
+            parts.append(f"!icmp {self.not_icmp_type}{code}")
         if s := str(self.src):
             parts.append(f"from {s}")
         if d := str(self.dst):
@@ -85,12 +217,18 @@ class Rule:
         return " ".join(parts)
 
 
-def ipset_name(selector_text: str) -> str:
-    """The kernel name of the IP set for a selector text (hashed to fit the 31-character limit)."""
-    return "cali40s:" + hashlib.blake2b(selector_text.encode(), digest_size=8).hexdigest()[:14]
+class ChainKey(NamedTuple):
+    """A chain's identity: the endpoint's datastore key, the direction, the IP
+    family (4 or 6) and the stage."""
 
+    endpoint: str
+    direction: Direction
+    family: int
+    stage: Stage = Stage.NORMAL
 
-ChainKey = tuple[str, str]  # (endpoint key, "ingress" | "egress")
+    def __str__(self) -> str:
+        stage = "" if self.stage is Stage.NORMAL else f" {self.stage}"
+        return f"{self.endpoint} {self.direction} v{self.family}{stage}"
 
 
 @dataclass(slots=True)
@@ -100,10 +238,10 @@ class DataplaneBatch:
 
     routes_set: dict[str, Route] = field(default_factory=dict)
     routes_del: set[str] = field(default_factory=set)
-    ipsets_create: set[str] = field(default_factory=set)
-    ipsets_delete: set[str] = field(default_factory=set)
-    ipset_add: dict[str, set[str]] = field(default_factory=dict)
-    ipset_remove: dict[str, set[str]] = field(default_factory=dict)
+    ipsets_create: set[IpSetId] = field(default_factory=set)
+    ipsets_delete: set[IpSetId] = field(default_factory=set)
+    ipset_add: dict[IpSetId, set[str]] = field(default_factory=dict)
+    ipset_remove: dict[IpSetId, set[str]] = field(default_factory=dict)
     chains_set: dict[ChainKey, tuple[Rule, ...]] = field(default_factory=dict)
     chains_del: set[ChainKey] = field(default_factory=set)
 

@@ -4,7 +4,7 @@ computation."""
 
 from __future__ import annotations
 
-from felix_client.dataplane.batch import ChainKey, DataplaneBatch, Route, Rule
+from felix_client.dataplane.batch import ChainKey, DataplaneBatch, IpSetId, Route, Rule
 
 
 class MemoryDataplane:
@@ -12,7 +12,7 @@ class MemoryDataplane:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
-        self.ipsets: dict[str, set[str]] = {}
+        self.ipsets: dict[IpSetId, set[str]] = {}
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
         self.batches = 0
         self.ops = 0

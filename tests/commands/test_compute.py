@@ -22,10 +22,20 @@ def test_compute_prints_the_tables_the_agent_would_program(
     out = orjson.loads(capsys.readouterr().out)
     expected = compute(state, "node-1", prefix="/x/")
     assert len(out["routes"]) == len(expected.routes) > 4
-    assert {k: set(v) for k, v in out["ipsets"].items()} == expected.ipsets
-    assert sum(len(c) for c in out["chains"].values()) == sum(
-        len(c) for c in expected.chains.values()
-    )
+    assert {k: set(v) for k, v in out["ipsets"].items()} == {
+        sid.name: members for sid, members in expected.ipsets.items()
+    }
+    assert {name: d["selector"] for name, d in out["ipset_defs"].items()} == {
+        sid.name: sid.selector for sid in expected.ipsets
+    }
+    assert out["chains"] == {
+        str(ck): [r.to_dict() for r in rules] for ck, rules in expected.chains.items()
+    }
+    # Every rule names its action; named-port sets list ip,proto:port members.
+    assert all("action" in r for rules in out["chains"].values() for r in rules)
+    named = [m for n, ms in out["ipsets"].items() if n.startswith("cali40n:") for m in ms]
+    assert named
+    assert all(",tcp:" in m for m in named)
 
 
 def test_compute_refuses_input_that_is_not_one_object(

@@ -7,7 +7,8 @@ from typing import Any
 from commands.demo.cluster import profile
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.full import compute
-from felix_client.dataplane import MemoryDataplane, ipset_name
+from felix_client.dataplane import Direction, IpSetId, MemoryDataplane
+from felix_client.dataplane.batch import ChainKey
 
 V3 = "/calico/resources/v3/projectcalico.org"
 
@@ -60,7 +61,7 @@ GLOBAL_ICMP = (
         "spec": {
             "order": 10,
             "selector": "all()",
-            "namespaceSelector": "projectcalico.org/name == 'shop'",
+            "namespaceSelector": "projectcalico.org/name == 'shop'",  # pcns. on the profile
             "ingress": [
                 {
                     "action": "Allow",
@@ -84,8 +85,8 @@ CLUSTER = [
     GLOBAL_ICMP,
 ]
 
-FE = "app == 'frontend' && projectcalico.org/namespace == 'shop'"
-ANY_NS = "has(pcns.projectcalico.org/name)"
+FE = IpSetId(4, '(projectcalico.org/namespace == "shop" && app == "frontend")')
+ANY_NS = IpSetId(4, "has(pcns.projectcalico.org/name)")
 
 
 def program(items: list[tuple[str, Any]]) -> tuple[Calculator, MemoryDataplane]:
@@ -96,37 +97,45 @@ def program(items: list[tuple[str, Any]]) -> tuple[Calculator, MemoryDataplane]:
 
 
 def chain_text(dp: MemoryDataplane, ep: str, direction: str) -> list[str]:
-    return [str(r) for r in dp.chains[(f"{V3}/workloadendpoints/shop/{ep}", direction)]]
+    key = ChainKey(f"{V3}/workloadendpoints/shop/{ep}", Direction(direction), 4)
+    return [str(r) for r in dp.chains[key]]
 
 
 def test_ordered_policies_then_end_of_tier() -> None:
     _, dp = program(CLUSTER)
     assert chain_text(dp, "web1", "ingress") == [
-        f"allow proto ICMP from set {ipset_name(ANY_NS)} # icmp",
-        f"allow proto TCP from set {ipset_name(FE)} to port 80,8080:8090 # shop/allow-frontend",
-        "deny # end of policies: no policy allowed it",
+        f"allow proto 1 from set {ANY_NS} # icmp",
+        f"allow proto 6 from set {FE} to port 80,8080:8090 # shop/allow-frontend",
+        "deny # end of tier default",
+        "allow # profile kns.shop",
+        "deny # end of profiles",
     ]
     assert chain_text(dp, "web1", "egress") == [
         "deny to net 10.0.0.0/8 # shop/allow-frontend",
-        "deny # end of policies: no policy allowed it",
+        "deny # end of tier default",
+        "allow # profile kns.shop",
+        "deny # end of profiles",
     ]
 
 
 def test_profiles_apply_when_no_policy_does() -> None:
     _, dp = program(CLUSTER)
     # db1 is selected by the global ICMP policy for ingress only.
-    assert chain_text(dp, "db1", "egress") == ["allow # profile kns.shop"]
-    assert chain_text(dp, "db1", "ingress")[0].startswith("allow proto ICMP")
+    assert chain_text(dp, "db1", "egress") == ["allow # profile kns.shop", "deny # end of profiles"]
+    assert chain_text(dp, "db1", "ingress")[0].startswith("allow proto 1 ")
 
 
 def test_ip_sets_hold_the_selected_endpoints_and_only_remote_nodes_matter_for_chains() -> None:
     _calc, dp = program(CLUSTER)
+    v6 = {IpSetId(6, FE.selector): set()}  # ICMP rules are IPv4 only
     assert dp.ipsets == {
         FE: {"10.0.2.1/32", "10.0.3.1/32"},
         ANY_NS: {"10.0.1.1/32", "10.0.1.2/32", "10.0.2.1/32", "10.0.3.1/32", "10.0.3.2/32"},
+        **v6,
     }
-    assert len(dp.chains) == 4  # two local endpoints x two directions
-    assert dp.acl_rules == 3 + 2 + 2 + 1
+    assert len(dp.chains) == 8  # two local endpoints x two directions x two families
+    v4 = [c for k, c in dp.chains.items() if k.family == 4]
+    assert sum(map(len, v4)) == 5 + 4 + 4 + 2
     tables = compute(dict(CLUSTER), "n1")
     assert tables.ipsets == dp.ipsets
     assert tables.chains == dp.chains
@@ -154,16 +163,19 @@ def test_a_bad_selector_disables_only_that_policy() -> None:
     )
     calc, dp = program([*CLUSTER, bad])
     assert calc.errors["bad_selector"] == 1
-    assert len(chain_text(dp, "web1", "ingress")) == 3  # unchanged by the bad policy
+    assert len(chain_text(dp, "web1", "ingress")) == 5  # unchanged by the bad policy
 
 
 def test_removing_the_last_user_of_an_ip_set_deletes_it() -> None:
     calc, dp = program(CLUSTER)
     batch = calc.apply([(ALLOW_FRONTEND[0], None)])
-    assert batch.ipsets_delete == {FE}
+    assert batch.ipsets_delete == {FE, IpSetId(6, FE.selector)}
     dp.apply(batch)
     assert FE not in dp.ipsets
-    assert chain_text(dp, "web1", "egress") == ["allow # profile kns.shop"]
+    assert chain_text(dp, "web1", "egress") == [
+        "allow # profile kns.shop",
+        "deny # end of profiles",
+    ]
 
 
 def test_an_ip_change_with_the_same_labels_updates_the_ip_sets() -> None:
@@ -191,6 +203,6 @@ def test_a_local_endpoint_that_leaves_loses_its_chains() -> None:
     calc, dp = program(CLUSTER)
     key = wep("web1", "n1", "10.0.1.1")[0]
     batch = calc.apply([(key, None)])
-    assert batch.chains_del == {(key, "ingress"), (key, "egress")}
+    assert batch.chains_del == {ChainKey(key, d, f) for d in Direction for f in (4, 6)}
     dp.apply(batch)
-    assert (key, "ingress") not in dp.chains
+    assert not [k for k in dp.chains if k.endpoint == key]

@@ -1,0 +1,236 @@
+"""Policies, profiles and tiers as the agent holds them (parsed once per change).
+
+Calico's rules, which these follow:
+
+* A policy's `selector` in a NetworkPolicy selects only its own namespace; a
+  GlobalNetworkPolicy's `namespaceSelector` reads the `pcns.` labels (its
+  `all()` meaning "namespaced"); `serviceAccountSelector` reads the `pcsa.`
+  labels.
+* `spec.types` absent or empty: `[Ingress]` if there are no egress rules,
+  `[Egress]` if there are egress rules and no ingress rules, both if there
+  are both (the default Calico's API writes).
+* Tiers: `spec.order` (absent: after every ordered tier), then name; tiers
+  named by a policy but with no Tier resource come after every known tier.
+  `spec.defaultAction` is `Deny` unless it says `Pass`.  The `default` tier
+  exists with order 1,000,000 even when the datastore holds no Tier for it,
+  as it always does in a Calico cluster.
+* Within a tier: `order` (absent: after every ordered policy), then name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from calico_model.errors import SelectorError
+from calico_model.selector import All, And, Compare, Global, Has, Selector, prefixed, replace_all
+from calico_model.selector import parse as parse_selector
+from felix_client.calc.model import Endpoint, labels_of
+from felix_client.calc.rules import (
+    NS_LABEL,
+    NS_PREFIX,
+    SA_LABEL,
+    SA_PREFIX,
+    RuleSpec,
+    Unenforceable,
+    compile_rules,
+)
+from felix_client.dataplane.batch import Action, Direction
+
+DEFAULT_TIER = "default"
+DEFAULT_TIER_ORDER = 1_000_000.0
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None
+
+
+def _given(v: Any) -> bool:
+    return v is not None and v != "" and v != []
+
+
+@dataclass(frozen=True, slots=True)
+class TierDef:
+    """A tier's order (None: unordered) and its end-of-tier action."""
+
+    order: float | None
+    default_action: Action
+
+    @staticmethod
+    def parse(value: dict[str, Any]) -> TierDef:
+        """Read a Tier value; fields of the wrong type count as absent."""
+        spec = _dict(value.get("spec"))
+        action = Action.PASS if spec.get("defaultAction") == "Pass" else Action.DENY
+        return TierDef(_number(spec.get("order")), action)
+
+
+BUILTIN_DEFAULT_TIER = TierDef(DEFAULT_TIER_ORDER, Action.DENY)
+MISSING_TIER = TierDef(None, Action.DENY)
+
+
+def tier_sort_key(name: str, tiers: dict[str, TierDef]) -> tuple[bool, bool, float, str]:
+    """Sort key of a tier: known before unknown, ordered before unordered,
+    then order, then name."""
+    tier = tiers.get(name)
+    if tier is None and name == DEFAULT_TIER:
+        tier = BUILTIN_DEFAULT_TIER
+    known = tier is not None
+    order = tier.order if tier is not None else None
+    return (not known, order is None, order if order is not None else 0.0, name)
+
+
+def tier_of(name: str, tiers: dict[str, TierDef]) -> TierDef:
+    """The tier's definition (built-in default, or Deny for an unknown tier)."""
+    tier = tiers.get(name)
+    if tier is None:
+        return BUILTIN_DEFAULT_TIER if name == DEFAULT_TIER else MISSING_TIER
+    return tier
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDef:
+    """A (global) network policy compiled for the agent."""
+
+    name: str  # "<namespace>/<name>" for a NetworkPolicy
+    tier: str
+    sort_key: tuple[float, str]
+    selector: Selector
+    ingress: tuple[RuleSpec, ...] | None  # None: the policy does not govern ingress
+    egress: tuple[RuleSpec, ...] | None
+    do_not_track: bool = False
+    pre_dnat: bool = False
+    apply_on_forward: bool = False
+    problems: tuple[Unenforceable, ...] = ()
+
+    def rules(self, direction: Direction) -> tuple[RuleSpec, ...] | None:
+        """The rules for one direction, or None if the policy does not govern it."""
+        return self.ingress if direction is Direction.INGRESS else self.egress
+
+    @staticmethod
+    def parse(value: dict[str, Any], *, namespaced: bool) -> PolicyDef:
+        """Compile a policy.  Raises SelectorError for a bad policy-level selector."""
+        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
+        name = str(meta.get("name", ""))
+        ns = str(meta.get("namespace", "")) if namespaced else ""
+        sel = _policy_selector(spec, ns)
+        raw_in, raw_out = spec.get("ingress"), spec.get("egress")
+        types = spec.get("types")
+        if not isinstance(types, list) or not types:
+            has_in, has_out = _given(raw_in), _given(raw_out)
+            types = ["Egress"] if has_out and not has_in else ["Ingress"]
+            if has_in and has_out:
+                types.append("Egress")
+        pre_dnat = spec.get("preDNAT") is True and not namespaced
+        origin = f"{ns}/{name}" if ns else name
+        problems: list[Unenforceable] = []
+        ingress = compile_rules(raw_in, ns, origin, problems) if "Ingress" in types else None
+        egress = (
+            compile_rules(raw_out, ns, origin, problems)
+            if "Egress" in types and not pre_dnat
+            else None
+        )
+        tier = spec.get("tier")
+        order = _number(spec.get("order"))
+        kind = "NetworkPolicy" if namespaced else "GlobalNetworkPolicy"
+        return PolicyDef(
+            name=origin,
+            tier=tier if isinstance(tier, str) and tier else DEFAULT_TIER,
+            # Calico breaks order ties on "name/namespace/kind".
+            sort_key=(order if order is not None else math.inf, f"{name}/{ns}/{kind}"),
+            selector=sel,
+            ingress=ingress,
+            egress=egress,
+            do_not_track=spec.get("doNotTrack") is True and not namespaced,
+            pre_dnat=pre_dnat,
+            apply_on_forward=spec.get("applyOnForward") is True and not namespaced,
+            problems=tuple(problems),
+        )
+
+
+def _policy_selector(spec: dict[str, Any], ns: str) -> Selector:
+    """The endpoints a policy applies to, combined as Calico combines it.
+    Raises SelectorError."""
+    sel = _parse(spec.get("selector"))
+    if ns:
+        sel = _append(sel, Compare(NS_LABEL, "==", ns))
+        if _given(spec.get("serviceAccountSelector")):
+            sa = prefixed(_parse_given(spec["serviceAccountSelector"]), SA_PREFIX)
+            sel = _append(sel, sa)
+        return sel if sel is not None else All()
+    # As Calico does it: `all()` anywhere in the combined selector then means
+    # "namespaced" (or "has a service account").
+    if _given(spec.get("namespaceSelector")):
+        sel = _append(sel, prefixed(_parse_given(spec["namespaceSelector"]), NS_PREFIX))
+        sel = replace_all(sel, Has(NS_LABEL), Global())
+    if _given(spec.get("serviceAccountSelector")):
+        sa = prefixed(_parse_given(spec["serviceAccountSelector"]), SA_PREFIX)
+        sel = replace_all(_append(sel, sa), Has(SA_LABEL), Global())
+    return sel if sel is not None else All()
+
+
+def _parse(text: Any) -> Selector | None:
+    return _parse_given(text) if _given(text) else None
+
+
+def _parse_given(text: Any) -> Selector:
+    if not isinstance(text, str):
+        raise SelectorError(repr(text)[:40], 0, "a selector must be a string")
+    return parse_selector(text)
+
+
+def _append(current: Selector | None, new: Selector) -> Selector:
+    return new if current is None else And((current, new))
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileDef:
+    """A profile compiled for the agent: its rules and the labels it applies."""
+
+    name: str
+    ingress: tuple[RuleSpec, ...]
+    egress: tuple[RuleSpec, ...]
+    labels: dict[str, str]  # labelsToApply
+    problems: tuple[Unenforceable, ...] = ()
+
+    def rules(self, direction: Direction) -> tuple[RuleSpec, ...]:
+        """The rules for one direction."""
+        return self.ingress if direction is Direction.INGRESS else self.egress
+
+    @staticmethod
+    def parse(value: dict[str, Any]) -> ProfileDef:
+        """Compile a Profile value."""
+        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
+        name = str(meta.get("name", ""))
+        origin = f"profile {name}"
+        problems: list[Unenforceable] = []
+        return ProfileDef(
+            name=name,
+            ingress=compile_rules(spec.get("ingress"), "", origin, problems),
+            egress=compile_rules(spec.get("egress"), "", origin, problems),
+            labels=labels_of({"labels": spec.get("labelsToApply")}),
+            problems=tuple(problems),
+        )
+
+
+def effective_labels(ep: Endpoint, profiles: dict[str, ProfileDef]) -> dict[str, str]:
+    """The endpoint's own labels, then what its profiles apply (first profile
+    first); its own labels win.  Profile labels are taken as they are: real
+    `kns.`/`ksa.` profiles carry them already prefixed `pcns.`/`pcsa.`.  A
+    workload's namespace label is implied by its key, as Calico's workload
+    endpoints always carry it."""
+    labels = dict(ep.labels)
+    if ep.namespace:
+        labels.setdefault(NS_LABEL, ep.namespace)
+    for name in ep.profiles:
+        prof = profiles.get(name)
+        if prof is not None:
+            for k, v in prof.labels.items():
+                labels.setdefault(k, v)
+    return labels
