@@ -16,13 +16,16 @@ decides what is valid.
 from __future__ import annotations
 
 import functools
-import ipaddress
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from calico_model.errors import InvalidValue, SelectorError
+from calico_model import fields, validate_policy, validate_resources
+from calico_model.errors import InvalidValue, Reason
+from calico_model.fields import DNS_LABEL
 from calico_model.keys import (
     BLOCK_PATH,
     BLOCK_PATH_V6,
@@ -32,7 +35,6 @@ from calico_model.keys import (
     Kind,
     ResourceKey,
 )
-from calico_model.selector import parse as parse_selector
 from snapshot import canonical_json
 
 # Deepest JSON nesting accepted.  Real Calico objects nest under 10 levels;
@@ -56,7 +58,9 @@ def validate(key: str, raw: bytes, prefix: str = "/calico/") -> Validated:
     except InvalidValue:
         raise
     except Exception as exc:  # see the module docstring: validate is total
-        raise InvalidValue("unprocessable", f"{type(exc).__name__}: {str(exc)[:120]}") from None
+        raise InvalidValue(
+            Reason.UNPROCESSABLE, f"{type(exc).__name__}: {str(exc)[:120]}"
+        ) from None
 
 
 def admit(raw_key: bytes, raw_value: bytes, prefix: str) -> tuple[str, bytes]:
@@ -65,7 +69,7 @@ def admit(raw_key: bytes, raw_value: bytes, prefix: str) -> tuple[str, bytes]:
     try:
         key = raw_key.decode()
     except UnicodeDecodeError:
-        raise InvalidValue("key_not_utf8", f"key {raw_key[:80]!r} is not UTF-8") from None
+        raise InvalidValue(Reason.KEY_NOT_UTF8, f"key {raw_key[:80]!r} is not UTF-8") from None
     return key, validate(key, raw_value, prefix).canonical
 
 
@@ -73,9 +77,9 @@ def _validate(key: str, raw: bytes, prefix: str) -> Validated:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidValue("not_json", str(exc)[:120]) from None
+        raise InvalidValue(Reason.NOT_JSON, str(exc)[:120]) from None
     if not isinstance(value, dict):
-        raise InvalidValue("not_object", f"value is a JSON {type(value).__name__}")
+        raise InvalidValue(Reason.NOT_OBJECT, f"value is a JSON {type(value).__name__}")
     _check_depth(value)
     layout = _layout(prefix)
     rk = layout.parse(key)
@@ -98,9 +102,9 @@ def _check_unparsed(key: str, layout: KeyLayout) -> None:
     agent could not tell which resource it is."""
     v3 = layout.prefix + V3_PATH
     if key.startswith(v3) and key[len(v3) :].partition("/")[0] in V3_PLURALS:
-        raise InvalidValue("bad_key", f"not <plural>/[<namespace>/]<name>: {key[:200]!r}")
+        raise InvalidValue(Reason.BAD_KEY, f"not <plural>/[<namespace>/]<name>: {key[:200]!r}")
     if key.startswith((layout.prefix + BLOCK_PATH, layout.prefix + BLOCK_PATH_V6)):
-        raise InvalidValue("bad_key", f"not a block key: {key[:200]!r}")
+        raise InvalidValue(Reason.BAD_KEY, f"not a block key: {key[:200]!r}")
 
 
 def _check_depth(value: dict[str, Any]) -> None:
@@ -109,137 +113,77 @@ def _check_depth(value: dict[str, Any]) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise InvalidValue("too_deep", f"nested deeper than {MAX_DEPTH} levels")
+            raise InvalidValue(Reason.TOO_DEEP, f"nested deeper than {MAX_DEPTH} levels")
         children = node.values() if isinstance(node, dict) else node
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
+_LABEL_RE = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_NAME_PATTERNS = {
+    Kind.NETWORK_POLICY: re.compile(
+        f"^(({_LABEL_RE})(\\.{_LABEL_RE})?|((knp|ossg)\\.default\\.{_LABEL_RE}(\\.{_LABEL_RE})*))$"
+    ),
+    Kind.GLOBAL_NETWORK_POLICY: re.compile(f"^({_LABEL_RE}\\.)?{_LABEL_RE}$"),
+    Kind.TIER: DNS_LABEL,
+}
 
 
 def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> None:
     kind = rk.kind.value
     if value.get("kind") != kind:
-        raise InvalidValue("kind_mismatch", f"key says {kind}, value says {value.get('kind')!r}")
+        raise InvalidValue(
+            Reason.KIND_MISMATCH, f"kind: key says {kind}, value says {value.get('kind')!r:.40}"
+        )
     meta = value.get("metadata")
     if not isinstance(meta, dict):
-        raise InvalidValue("bad_metadata", "metadata must be an object")
+        raise InvalidValue(Reason.BAD_METADATA, "metadata: must be an object")
     ns, name = rk.namespace, rk.name
     if ns and meta.get("namespace") != ns:
         raise InvalidValue(
-            "namespace_mismatch", f"key namespace {ns!r} != {meta.get('namespace')!r}"
+            Reason.NAMESPACE_MISMATCH,
+            f"metadata.namespace: key says {ns!r}, value says {meta.get('namespace')!r:.60}",
         )
     if meta.get("name") != name:
-        raise InvalidValue("name_mismatch", f"key name {name!r} != {meta.get('name')!r}")
+        raise InvalidValue(
+            Reason.NAME_MISMATCH,
+            f"metadata.name: key says {name!r}, value says {meta.get('name')!r:.60}",
+        )
+    pattern = _NAME_PATTERNS.get(rk.kind, fields.SUBDOMAIN)
+    fields.name(name, "metadata.name", pattern, 63 if rk.kind is Kind.TIER else 253)
+    if ns:
+        fields.name(ns, "metadata.namespace", DNS_LABEL, 63)
+    fields.labels(meta.get("labels"), "metadata.labels")
     spec = value.get("spec")
+    if spec is None and rk.kind is Kind.TIER:
+        spec = {}
     if not isinstance(spec, dict):
-        raise InvalidValue("bad_spec", "spec must be an object")
-    if kind == "IPPool":
-        _cidr(spec.get("cidr"), "IPPool spec.cidr")
-    elif kind == "WorkloadEndpoint":
-        for net in _list(spec, "ipNetworks", "bad_cidr"):
-            _cidr(net, "ipNetworks")
-    elif kind in ("NetworkPolicy", "GlobalNetworkPolicy"):
-        _selector(spec.get("selector"), "spec.selector")
-        if kind == "GlobalNetworkPolicy":
-            _selector(spec.get("namespaceSelector"), "spec.namespaceSelector")
-        _rules(spec)
-    elif kind == "Profile":
-        _rules(spec)
-    elif kind == "Node":
-        bgp = spec.get("bgp")
-        if isinstance(bgp, dict) and bgp.get("ipv4Address") is not None:
-            _cidr(bgp.get("ipv4Address"), "spec.bgp.ipv4Address")
+        raise InvalidValue(Reason.BAD_SPEC, "spec: must be an object")
+    _SPEC_CHECKS[rk.kind](spec)
 
 
-ACTIONS = frozenset({"Allow", "Deny", "Log", "Pass"})
-PROTOCOLS = frozenset({"TCP", "UDP", "ICMP", "SCTP", "UDPLite", "ICMPv6"})
+def _check_policy(spec: dict[str, Any]) -> None:
+    validate_policy.check_policy(spec, global_=False)
 
 
-def _list(d: dict[str, Any], name: str, reason: str) -> list[Any]:
-    value = d.get(name, [])
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidValue(reason, f"{name} must be a list")
-    return value
+def _check_global_policy(spec: dict[str, Any]) -> None:
+    validate_policy.check_policy(spec, global_=True)
 
 
-def _selector(text: Any, what: str) -> None:
-    if text is None:
-        return
-    if not isinstance(text, str):
-        raise InvalidValue("bad_selector", f"{what} must be a string")
-    try:
-        parse_selector(text)
-    except SelectorError as exc:
-        raise InvalidValue("bad_selector", f"{what}: {exc}") from None
-
-
-def _rules(spec: dict[str, Any]) -> None:
-    for direction in ("ingress", "egress"):
-        for i, rule in enumerate(_list(spec, direction, "bad_rule")):
-            where = f"{direction}[{i}]"
-            if not isinstance(rule, dict):
-                raise InvalidValue("bad_rule", f"{where} must be an object")
-            if rule.get("action") not in ACTIONS:
-                raise InvalidValue("bad_action", f"{where}: action {rule.get('action')!r}")
-            proto = rule.get("protocol")
-            if (
-                proto is not None
-                and proto not in PROTOCOLS
-                and not (
-                    isinstance(proto, int) and not isinstance(proto, bool) and 1 <= proto <= 255
-                )
-            ):
-                raise InvalidValue("bad_protocol", f"{where}: protocol {proto!r}")
-            for side in ("source", "destination"):
-                ent = rule.get(side)
-                if ent is None:
-                    continue
-                if not isinstance(ent, dict):
-                    raise InvalidValue("bad_rule", f"{where}.{side} must be an object")
-                for sel in ("selector", "notSelector", "namespaceSelector"):
-                    _selector(ent.get(sel), f"{where}.{side}.{sel}")
-                for nets in ("nets", "notNets"):
-                    for net in _list(ent, nets, "bad_cidr"):
-                        _cidr(net, f"{where}.{side}.{nets}")
-                for ports in ("ports", "notPorts"):
-                    for port in _list(ent, ports, "bad_port"):
-                        _port(port, f"{where}.{side}.{ports}")
-
-
-def _port(port: Any, what: str) -> None:
-    if isinstance(port, int) and not isinstance(port, bool):
-        if not 0 <= port <= 65535:
-            raise InvalidValue("bad_port", f"{what}: {port} out of range")
-        return
-    if not isinstance(port, str) or not port:
-        raise InvalidValue("bad_port", f"{what}: {port!r}")
-    lo, sep, hi = port.partition(":")
-    if not sep:
-        if _number(lo):
-            _port(int(lo), what)
-        elif any(c.isdigit() for c in lo[:1]) or len(lo) > 63:
-            raise InvalidValue("bad_port", f"{what}: {port[:20]!r}")
-        return  # a named port
-    if not (_number(lo) and _number(hi) and int(lo) <= int(hi) <= 65535):
-        raise InvalidValue("bad_port", f"{what}: range {port[:20]!r}")
-
-
-def _number(text: str) -> bool:
-    """ASCII digits only, at most 5 of them ('²' is a digit to str.isdigit)."""
-    return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
+_SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any]], None]] = {
+    Kind.NODE: validate_resources.check_node,
+    Kind.IP_POOL: validate_resources.check_pool,
+    Kind.WORKLOAD_ENDPOINT: validate_resources.check_workload,
+    Kind.HOST_ENDPOINT: validate_resources.check_host_endpoint,
+    Kind.FELIX_CONFIGURATION: validate_resources.check_felix_config,
+    Kind.NETWORK_POLICY: _check_policy,
+    Kind.GLOBAL_NETWORK_POLICY: _check_global_policy,
+    Kind.PROFILE: validate_policy.check_profile,
+    Kind.TIER: validate_policy.check_tier,
+}
 
 
 def _check_block(name: str, value: dict[str, Any]) -> None:
     key_cidr = name.replace("-", "/", 1)
-    cidr = _cidr(value.get("cidr"), "block cidr")
-    if str(cidr) != str(_cidr(key_cidr, "block key")):
-        raise InvalidValue("block_cidr_mismatch", f"key {key_cidr} != value {cidr}")
-
-
-def _cidr(text: Any, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if not isinstance(text, str):
-        raise InvalidValue("bad_cidr", f"{what} must be a string")
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError as exc:
-        raise InvalidValue("bad_cidr", f"{what}: {exc}") from None
+    cidr = fields.cidr(value.get("cidr"), "cidr")
+    if str(cidr) != str(fields.cidr(key_cidr, "key")):
+        raise InvalidValue(Reason.BLOCK_CIDR_MISMATCH, f"cidr: key says {key_cidr}, value {cidr}")

@@ -48,7 +48,8 @@ async def serve(config: ServeConfig) -> int:
 def check_values(path: str, prefix: str) -> int:
     """`typha check-values`: JSON lines `{"key": K, "value": V}` in, one line
     `{"key": K, "valid": bool, "reason": str}` out per input line, judged by
-    the server's own validation.  A line that is not such an object is
+    the server's own validation.  A reason is `<label>: <field>: <problem>`,
+    the label being the one `typha_invalid_values` counts.  A line that is not such an object is
     reported invalid with reason `bad_input`.  Returns 0."""
     prefix = prefix if prefix.endswith("/") else prefix + "/"
     stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
@@ -74,7 +75,7 @@ def _check_line(line: bytes, prefix: str) -> dict[str, object]:
     try:
         validate(key, orjson.dumps(item["value"]), prefix)
     except InvalidValue as exc:
-        return {"key": key, "valid": False, "reason": exc.reason}
+        return {"key": key, "valid": False, "reason": str(exc)}
     except orjson.JSONEncodeError:
         return {"key": key, "valid": False, "reason": "bad_input"}
     return {"key": key, "valid": True, "reason": ""}

@@ -36,10 +36,13 @@ def test_each_line_gets_a_verdict_from_the_servers_validation() -> None:
         orjson.dumps({"value": {}}),
     ]
     out = run(lines)
+    assert out[1]["reason"] == "kind_mismatch: kind: key says IPPool, value says 'Nonsense'"
+    assert str(out[2]["reason"]).startswith("not_object: ")
+    out[1]["reason"] = out[2]["reason"] = "-"
     assert out == [
         {"key": key, "valid": True, "reason": ""},
-        {"key": key, "valid": False, "reason": "kind_mismatch"},
-        {"key": f"{V3}/ippools/p", "valid": False, "reason": "not_object"},
+        {"key": key, "valid": False, "reason": "-"},
+        {"key": f"{V3}/ippools/p", "valid": False, "reason": "-"},
         {"key": "", "valid": False, "reason": "bad_input"},
         {"key": "", "valid": False, "reason": "bad_input"},
     ]
@@ -52,8 +55,6 @@ def test_the_prefix_decides_which_keys_are_resources() -> None:
     line = orjson.dumps({"key": moved, "value": bad})
     # Under /calico/ the key is not a resource key: only JSON-object checks apply.
     assert run([line])[0]["valid"] is True
-    assert run([line], "--prefix", "/other/")[0] == {
-        "key": moved,
-        "valid": False,
-        "reason": "kind_mismatch",
-    }
+    verdict = run([line], "--prefix", "/other/")[0]
+    assert verdict["valid"] is False
+    assert str(verdict["reason"]).startswith("kind_mismatch: kind: ")

@@ -38,7 +38,7 @@ def with_selector(sel: str) -> bytes:
 
 
 def with_port(port: object) -> bytes:
-    rule = {"action": "Allow", "destination": {"ports": [port]}}
+    rule = {"action": "Allow", "protocol": "TCP", "destination": {"ports": [port]}}
     return orjson.dumps({**POLICY, "spec": {**POLICY["spec"], "ingress": [rule]}})
 
 

@@ -1,0 +1,174 @@
+"""Field checks shared by every kind's validation.  Each raises InvalidValue
+with a reason from `Reason` and a detail that starts with the field's path
+(`spec.ingress[0].destination.ports[1]: ...`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from calico_model.errors import InvalidValue, Reason, SelectorError
+from calico_model.field_spec import port_problem
+from calico_model.selector import parse as parse_selector
+
+_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+SUBDOMAIN = re.compile(f"^{_LABEL}(\\.{_LABEL})*$")
+DNS_LABEL = re.compile(f"^{_LABEL}$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+_ENDPOINT_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DIGITS = re.compile(r"^[0-9]+$")
+_RANGE = re.compile(r"^[0-9]+:[0-9]+$")
+INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+
+PROTOCOL_NAMES = frozenset({"TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"})
+PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP", 6, 17, 132})
+
+
+def fail(reason: Reason, path: str, message: str) -> InvalidValue:
+    """The error for field `path`."""
+    return InvalidValue(reason, f"{path}: {message}")
+
+
+def is_int(v: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def obj(v: Any, path: str, reason: Reason = Reason.BAD_FIELD) -> dict[str, Any]:
+    """`v` as an object; None counts as empty."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise fail(reason, path, "must be an object")
+    return v
+
+
+def items(v: Any, path: str, reason: Reason = Reason.BAD_FIELD) -> list[Any]:
+    """`v` as a list; None counts as empty."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise fail(reason, path, "must be a list")
+    return v
+
+
+def string(v: Any, path: str) -> str:
+    """`v` as a string; None counts as empty."""
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise fail(Reason.BAD_FIELD, path, "must be a string")
+    return v
+
+
+def name(v: Any, path: str, pattern: re.Pattern[str] = SUBDOMAIN, max_len: int = 253) -> None:
+    """A resource name: lower-case DNS subdomain (or the stricter `pattern`)."""
+    if not isinstance(v, str) or not v:
+        raise fail(Reason.BAD_NAME, path, "must be a non-empty string")
+    if len(v) > max_len:
+        raise fail(Reason.BAD_NAME, path, f"longer than {max_len} characters")
+    if not pattern.match(v):
+        shown = v[:60]
+        raise fail(Reason.BAD_NAME, path, f"{shown!r} does not match {pattern.pattern}")
+
+
+def label_key(k: str, path: str) -> None:
+    """A Kubernetes qualified name: `[prefix/]name`, name at most 63 characters."""
+    prefix, sep, nm = k.rpartition("/")
+    if sep and (not prefix or len(prefix) > 253 or not SUBDOMAIN.match(prefix)):
+        raise fail(
+            Reason.BAD_LABEL, path, f"label key prefix {prefix[:60]!r} is not a DNS subdomain"
+        )
+    if not nm or len(nm) > 63 or not _QUALIFIED_NAME.match(nm):
+        raise fail(Reason.BAD_LABEL, path, f"label key {k[:80]!r} is not a qualified name")
+
+
+def labels(v: Any, path: str) -> None:
+    """A label map: qualified-name keys, values of at most 63 characters."""
+    for k, val in obj(v, path, Reason.BAD_LABEL).items():
+        label_key(k, f"{path}[{k[:60]!r}]")
+        if not isinstance(val, str) or len(val) > 63 or not _LABEL_VALUE.match(val):
+            raise fail(Reason.BAD_LABEL, f"{path}[{k[:60]!r}]", f"bad label value {val!r:.80}")
+
+
+def cidr(
+    v: Any, path: str, *, strict: bool = False
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR (or a bare address); `strict`: host bits must be zero."""
+    if not isinstance(v, str):
+        raise fail(Reason.BAD_CIDR, path, "must be a string")
+    try:
+        return ipaddress.ip_network(v, strict=strict)
+    except ValueError as exc:
+        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
+
+
+def ip(v: Any, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A bare IP address."""
+    if not isinstance(v, str):
+        raise fail(Reason.BAD_CIDR, path, "must be a string")
+    try:
+        return ipaddress.ip_address(v)
+    except ValueError as exc:
+        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
+
+
+def interface_cidr(v: Any, path: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """An address with its prefix length (`192.168.0.7/24`)."""
+    if not isinstance(v, str):
+        raise fail(Reason.BAD_CIDR, path, "must be a string")
+    try:
+        return ipaddress.ip_interface(v)
+    except ValueError as exc:
+        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
+
+
+def selector(v: Any, path: str) -> None:
+    """A selector that parses (absent or empty is fine)."""
+    if v is None:
+        return
+    if not isinstance(v, str):
+        raise fail(Reason.BAD_SELECTOR, path, "must be a string")
+    try:
+        parse_selector(v)
+    except SelectorError as exc:
+        raise fail(Reason.BAD_SELECTOR, path, str(exc)) from None
+
+
+def protocol(v: Any, path: str) -> None:
+    """A protocol name Calico knows, or a number 1-255."""
+    if v is None or v in PROTOCOL_NAMES or (is_int(v) and 1 <= v <= 255):
+        return
+    raise fail(
+        Reason.BAD_PROTOCOL,
+        path,
+        f"{v!r:.40} is not TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255",
+    )
+
+
+def port(v: Any, path: str) -> bool:
+    """A port (1-65535), a range `a:b`, or a port name; True if it is a name."""
+    if isinstance(v, str) and not _DIGITS.match(v) and not _RANGE.match(v):
+        if not _PORT_NAME.match(v):
+            raise fail(Reason.BAD_PORT, path, f"{v[:20]!r} is not a port, range or port name")
+        return True
+    if (problem := port_problem(v)) is not None:
+        raise fail(Reason.BAD_PORT, path, problem)
+    return False
+
+
+def endpoint_port_name(v: Any, path: str) -> None:
+    """A Kubernetes port name: at most 15 characters of [a-z0-9-], a letter
+    among them, no leading, trailing or doubled '-'."""
+    ok = (
+        isinstance(v, str)
+        and 0 < len(v) <= 15
+        and _ENDPOINT_PORT_NAME.match(v) is not None
+        and any(c.isalpha() for c in v)
+        and "--" not in v
+    )
+    if not ok:
+        raise fail(Reason.BAD_PORT, path, f"{v!r:.20} is not a valid port name")
