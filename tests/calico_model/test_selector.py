@@ -111,3 +111,51 @@ def selectors(draw: st.DrawFn, depth: int = 0) -> str:
 def test_canonical_form_matches_the_same_labels(text: str, labels: dict[str, str]) -> None:
     sel = parse(text)
     assert parse(str(sel)).matches(labels) == sel.matches(labels)
+
+
+# -- Calico's tokenizer and canonical form ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("a startswith 'x'", 'a starts with "x"'),
+        ("a endswith'x'", 'a ends with "x"'),
+        ("a notin {'x'}", 'a not in {"x"}'),
+        ("a not   in {'y', 'x',}", 'a not in {"x", "y"}'),  # trailing comma, sorted
+        ("a in {}", "a in {}"),
+        ("a == 'b' && c == 'd' || e == 'f'", '((a == "b" && c == "d") || e == "f")'),
+        ("!(a == 'b')", '!a == "b"'),
+        ("!!has(a)", "has(a)"),
+        ("!(a == 'b' || has(c))", '!(a == "b" || has(c))'),
+        ("a == 'say \"hi\"'", "a == 'say \"hi\"'"),
+        ("\thas( a )", "has(a)"),
+        ("global()", "global()"),
+    ],
+)
+def test_canonical_text_is_calicos(text: str, canonical: str) -> None:
+    assert str(parse(text)) == canonical
+    assert parse(canonical) == parse(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a\n== 'b'",  # only spaces and tabs separate tokens
+        "has (a)",  # the function name touches its parenthesis
+        "a in {'x',,}",
+        "a b",
+        "a = 'b'",
+        "a & b",
+        "a" * 513 + " == 'b'",  # labels are at most 512 characters
+        "has(" + "a" * 513 + ")",
+        "a containsx 'b'",
+    ],
+)
+def test_what_calicos_tokenizer_refuses(text: str) -> None:
+    with pytest.raises(SelectorError):
+        parse(text)
+
+
+def test_a_label_of_512_characters_is_fine() -> None:
+    assert parse("a" * 512 + " == 'b'").matches({"a" * 512: "b"})
