@@ -59,11 +59,8 @@ def side_matches(m: Match, ip: str, port: int, proto: int, sets: dict[IpSetId, s
         named = any(_named(ip, proto, port, s, sets) for s in m.named_ports)
         if not (numeric or named):
             return False
-    if _port_in(port, m.not_ports) or any(
-        _named(ip, proto, port, s, sets) for s in m.not_named_ports
-    ):
-        return False
-    return True
+    excluded = _port_in(port, m.not_ports)
+    return not excluded and not any(_named(ip, proto, port, s, sets) for s in m.not_named_ports)
 
 
 def rule_matches(r: Rule, p: Packet, sets: dict[IpSetId, set[str]]) -> bool:
@@ -76,9 +73,9 @@ def rule_matches(r: Rule, p: Packet, sets: dict[IpSetId, set[str]]) -> bool:
         p.icmp_type != r.icmp_type or (r.icmp_code is not None and p.icmp_code != r.icmp_code)
     ):
         return False
-    if r.not_icmp_type is not None and p.icmp_type == r.not_icmp_type:
-        if r.not_icmp_code is None or p.icmp_code == r.not_icmp_code:
-            return False
+    not_icmp = r.not_icmp_type is not None and p.icmp_type == r.not_icmp_type
+    if not_icmp and (r.not_icmp_code is None or p.icmp_code == r.not_icmp_code):
+        return False
     return side_matches(r.src, p.src, p.sport, p.protocol, sets) and side_matches(
         r.dst, p.dst, p.dport, p.protocol, sets
     )
