@@ -63,6 +63,7 @@ def compute_tables(argv: Sequence[str]) -> int:
         "routes": [str(tables.routes[dst]) for dst in sorted(tables.routes)],
         "ipsets": {sid.name: sorted(members) for sid, members in sorted(tables.ipsets.items())},
         "ipset_defs": {sid.name: sid.to_dict() for sid in sorted(tables.ipsets)},
+        "endpoints": {key: info.to_dict() for key, info in sorted(tables.endpoints.items())},
         "chains": {
             str(ck): [rule.to_dict() for rule in rules]
             for ck, rules in sorted(tables.chains.items())

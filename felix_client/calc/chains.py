@@ -13,7 +13,7 @@ from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import IpSetMembership
 from felix_client.calc.model import Endpoint
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
-from felix_client.dataplane.batch import ChainKey, DataplaneBatch, Rule
+from felix_client.dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, Rule
 
 
 class ChainRenderer:
@@ -22,6 +22,7 @@ class ChainRenderer:
     def __init__(self, ipsets: IpSetMembership) -> None:
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
         self._by_endpoint: dict[str, set[ChainKey]] = {}
+        self.endpoints: dict[str, EndpointInfo] = {}
         self._ipsets = ipsets
         self._out = DataplaneBatch()
 
@@ -36,6 +37,14 @@ class ChainRenderer:
         """Render every chain of `key` from the policies that select it; `ep`
         None (deleted, or not local) removes them."""
         new = endpoint_chains(key, ep, policies, tiers, profiles) if ep is not None else {}
+        info = ep.info() if ep is not None else None
+        if info is not None and self.endpoints.get(key) != info:
+            self.endpoints[key] = info
+            self._out.endpoints_set[key] = info
+            self._out.endpoints_del.discard(key)
+        elif info is None and self.endpoints.pop(key, None) is not None:
+            self._out.endpoints_del.add(key)
+            self._out.endpoints_set.pop(key, None)
         old_keys = self._by_endpoint.pop(key, set())
         for ck in old_keys - new.keys():
             self._update(ck, None)
@@ -68,3 +77,9 @@ class ChainRenderer:
         out, self._out = self._out, DataplaneBatch()
         batch.chains_set.update(out.chains_set)
         batch.chains_del |= out.chains_del
+        for key, info in out.endpoints_set.items():
+            batch.endpoints_set[key] = info
+            batch.endpoints_del.discard(key)
+        for key in out.endpoints_del:
+            batch.endpoints_del.add(key)
+            batch.endpoints_set.pop(key, None)

@@ -17,17 +17,18 @@ from felix_client.calc.ipset_members import members_of
 from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, effective_labels
 from felix_client.calc.routes import remote_route, within
-from felix_client.dataplane.batch import ChainKey, IpSetId, Route, Rule
+from felix_client.dataplane.batch import ChainKey, EndpointInfo, IpSetId, Route, Rule
 
 
 @dataclass(frozen=True, slots=True)
 class Tables:
-    """A node's tables: routes by destination, IP sets by selector text, chains by (endpoint key,
-    direction)."""
+    """A node's tables: routes by destination, IP sets, chains, and where each
+    local endpoint's chains attach."""
 
     routes: dict[str, Route]
     ipsets: dict[IpSetId, set[str]]
     chains: dict[ChainKey, tuple[Rule, ...]]
+    endpoints: dict[str, EndpointInfo]
 
 
 def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX) -> Tables:
@@ -114,4 +115,5 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
                     if sel.matches(labels[k])
                     for m in members_of(sid, ep)
                 }
-    return Tables(routes, ipsets, chains)
+    endpoints = {key: ep.info() for key, ep in eps.items() if ep.node == node}
+    return Tables(routes, ipsets, chains, endpoints)

@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from felix_client.dataplane.batch import EndpointInfo, EndpointKind
+
 IPv4Net = ipaddress.IPv4Network
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -209,6 +211,11 @@ class Endpoint:
             ports=tuple(ports),
             host=host,
         )
+
+    def info(self) -> EndpointInfo:
+        """Where this endpoint's chains attach, for the dataplane."""
+        kind = EndpointKind.HOST if self.host else EndpointKind.WORKLOAD
+        return EndpointInfo(kind, self.iface, tuple(str(n.network_address) for n in self.nets))
 
     def addresses(self, family: int) -> tuple[str, ...]:
         """The endpoint's addresses of one family, as IP set members."""

@@ -217,6 +217,32 @@ class Rule:
         return " ".join(parts)
 
 
+class EndpointKind(StrEnum):
+    """A workload (its host-side `cali*` interface) or a host endpoint."""
+
+    WORKLOAD = "workload"
+    HOST = "host"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """Where a local endpoint's chains attach.  A workload by its interface;
+    a host endpoint by `interface` (`*`: every host interface) or, when that
+    is empty, by whichever interface holds one of its `addresses`."""
+
+    kind: EndpointKind
+    interface: str
+    addresses: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {
+            "kind": str(self.kind),
+            "interface": self.interface,
+            "addresses": list(self.addresses),
+        }
+
+
 class ChainKey(NamedTuple):
     """A chain's identity: the endpoint's datastore key, the direction, the IP
     family (4 or 6) and the stage."""
@@ -244,6 +270,8 @@ class DataplaneBatch:
     ipset_remove: dict[IpSetId, set[str]] = field(default_factory=dict)
     chains_set: dict[ChainKey, tuple[Rule, ...]] = field(default_factory=dict)
     chains_del: set[ChainKey] = field(default_factory=set)
+    endpoints_set: dict[str, EndpointInfo] = field(default_factory=dict)
+    endpoints_del: set[str] = field(default_factory=set)
 
     def empty(self) -> bool:
         """True if there is nothing to do."""
@@ -257,6 +285,8 @@ class DataplaneBatch:
                 self.ipset_remove,
                 self.chains_set,
                 self.chains_del,
+                self.endpoints_set,
+                self.endpoints_del,
             )
         )
 
@@ -271,6 +301,8 @@ class DataplaneBatch:
             + sum(len(v) for v in self.ipset_remove.values())
             + len(self.chains_set)
             + len(self.chains_del)
+            + len(self.endpoints_set)
+            + len(self.endpoints_del)
         )
 
 
@@ -279,5 +311,6 @@ class Dataplane(Protocol):
 
     def apply(self, batch: DataplaneBatch) -> None:
         """Apply one batch; must be idempotent.  Order: route deletes, route
-        sets; IP set deletes, creates, member adds, member removes; chain
-        deletes, chain sets."""
+        sets; IP set deletes, creates, member adds, member removes; endpoint
+        sets (where chains attach); chain deletes, chain sets; endpoint
+        deletes."""

@@ -4,7 +4,14 @@ computation."""
 
 from __future__ import annotations
 
-from felix_client.dataplane.batch import ChainKey, DataplaneBatch, IpSetId, Route, Rule
+from felix_client.dataplane.batch import (
+    ChainKey,
+    DataplaneBatch,
+    EndpointInfo,
+    IpSetId,
+    Route,
+    Rule,
+)
 
 
 class MemoryDataplane:
@@ -14,6 +21,7 @@ class MemoryDataplane:
         self.routes: dict[str, Route] = {}
         self.ipsets: dict[IpSetId, set[str]] = {}
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
+        self.endpoints: dict[str, EndpointInfo] = {}
         self.batches = 0
         self.ops = 0
 
@@ -33,9 +41,12 @@ class MemoryDataplane:
             self.ipsets.setdefault(name, set()).update(members)
         for name, members in batch.ipset_remove.items():
             self.ipsets.get(name, set()).difference_update(members)
+        self.endpoints.update(batch.endpoints_set)
         for key in batch.chains_del:
             self.chains.pop(key, None)
         self.chains.update(batch.chains_set)
+        for ep in batch.endpoints_del:
+            self.endpoints.pop(ep, None)
 
     @property
     def acl_rules(self) -> int:

@@ -31,6 +31,10 @@ def test_compute_prints_the_tables_the_agent_would_program(
     assert out["chains"] == {
         str(ck): [r.to_dict() for r in rules] for ck, rules in expected.chains.items()
     }
+    assert out["endpoints"] == {k: i.to_dict() for k, i in expected.endpoints.items()}
+    assert {e["kind"] for e in out["endpoints"].values()} == {
+        "workload"
+    }  # node-1: no host endpoint
     # Every rule names its action; named-port sets list ip,proto:port members.
     assert all("action" in r for rules in out["chains"].values() for r in rules)
     named = [m for n, ms in out["ipsets"].items() if n.startswith("cali40n:") for m in ms]

@@ -340,6 +340,7 @@ def run(batches: list[list[tuple[str, Any]]], node: str = "n1") -> None:
         assert dp.routes == expected.routes
         assert dp.chains == expected.chains
         assert dp.ipsets == expected.ipsets
+        assert dp.endpoints == expected.endpoints
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,16 @@ import pytest
 from calico_model.selector import parse
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.full import Tables, compute
-from felix_client.dataplane import Action, ChainKey, Direction, IpSetId, MemoryDataplane, Stage
+from felix_client.dataplane import (
+    Action,
+    ChainKey,
+    Direction,
+    EndpointInfo,
+    EndpointKind,
+    IpSetId,
+    MemoryDataplane,
+    Stage,
+)
 from tests.felix_client.verdict import Packet, verdict
 
 V3 = "/calico/resources/v3/projectcalico.org"
@@ -134,6 +143,8 @@ class Net:
         assert dp.chains == oracle.chains
         assert dp.ipsets == oracle.ipsets
         assert dp.routes == oracle.routes
+        assert dp.endpoints == oracle.endpoints
+        self.endpoints = dp.endpoints
         self.chains, self.sets, self.routes = dp.chains, dp.ipsets, dp.routes
 
     def chain(
@@ -423,6 +434,19 @@ def test_do_not_track_pre_dnat_and_forward_policies() -> None:
     # Forward policies exist but none governs egress: no chain, so no verdict there.
     assert ChainKey(f"{V3}/hostendpoints/h1", OUT, 4, Stage.FORWARD) not in net.chains
     assert ChainKey(f"{V3}/hostendpoints/h1", OUT, 4, Stage.PRE_DNAT) not in net.chains
+    # Where the chains attach: a workload by interface, a host endpoint by
+    # interface name or, without one, by its expected addresses.
+    assert net.endpoints[f"{V3}/workloadendpoints/shop/web"] == EndpointInfo(
+        EndpointKind.WORKLOAD, "caliweb", ("10.0.1.1", "fd00::1:1")
+    )
+    assert net.endpoints[f"{V3}/hostendpoints/h1"] == EndpointInfo(
+        EndpointKind.HOST, "eth0", ("192.168.0.1",)
+    )
+    by_ip = hep("h2", "192.168.0.2")
+    by_ip[1]["spec"].pop("interfaceName")
+    assert Net([*BASE, by_ip]).endpoints[by_ip[0]] == EndpointInfo(
+        EndpointKind.HOST, "", ("192.168.0.2",)
+    )
     # No forward policy at all: forwarded traffic is allowed.
     net = Net([*BASE, hep("h1", "192.168.0.1")])
     assert net.text("h1", IN, stage=Stage.FORWARD) == [
