@@ -23,12 +23,12 @@ from commands.demo.cluster import Churn, seed_cluster
 from felix_client.calc import Calculator
 from felix_client.dataplane import MemoryDataplane
 
-PODS_PER_NODE = 46  # with node, block and affinity keys: ~49 keys per node
+PODS_PER_NODE = 45  # with node, IPv4 and IPv6 blocks and affinity: ~49 keys per node
 
 
 def cluster(keys: int) -> tuple[int, list[tuple[str, Any]]]:
     """The sample cluster sized to about `keys` keys: (nodes, items)."""
-    nodes = max(2, keys // (PODS_PER_NODE + 3))
+    nodes = max(2, keys // (PODS_PER_NODE + 4))
     return nodes, list(seed_cluster(nodes, PODS_PER_NODE))
 
 

@@ -85,9 +85,7 @@ def _chain(
         if not governing:
             continue
         for pol in governing:
-            for spec in pol.rules(direction) or ():
-                if (r := spec.for_family(family, name)) is not None:
-                    rules.append(r)
+            rules.extend(pol.rules_for(direction, family))
         if stage in (Stage.NORMAL, Stage.FORWARD) and tier.default_action is Action.DENY:
             rules.append(Rule(Action.DENY, group=name, origin=f"end of tier {name}"))
     if stage is Stage.FORWARD and not tiers:
@@ -97,10 +95,7 @@ def _chain(
             prof = profiles.get(pname)
             if prof is None:
                 continue
-            group = f"profile {pname}"
-            for spec in prof.rules(direction):
-                if (r := spec.for_family(family, group)) is not None:
-                    rules.append(r)
+            rules.extend(prof.rules_for(direction, family))
         rules.append(Rule(Action.DENY, origin="end of profiles"))
     return tuple(rules)
 

@@ -20,7 +20,7 @@ Calico's rules, which these follow:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from calico_model.errors import SelectorError
@@ -36,7 +36,7 @@ from felix_client.calc.rules import (
     Unenforceable,
     compile_rules,
 )
-from felix_client.dataplane.batch import Action, Direction
+from felix_client.dataplane.batch import Action, Direction, Rule
 
 DEFAULT_TIER = "default"
 DEFAULT_TIER_ORDER = 1_000_000.0
@@ -108,10 +108,19 @@ class PolicyDef:
     pre_dnat: bool = False
     apply_on_forward: bool = False
     problems: tuple[Unenforceable, ...] = ()
+    # Rendered once per direction and family when parsed: chains are built
+    # far more often than policies change.
+    rendered: dict[tuple[Direction, int], tuple[Rule, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def rules(self, direction: Direction) -> tuple[RuleSpec, ...] | None:
         """The rules for one direction, or None if the policy does not govern it."""
         return self.ingress if direction is Direction.INGRESS else self.egress
+
+    def rules_for(self, direction: Direction, family: int) -> tuple[Rule, ...]:
+        """The rules for one direction as they appear in one family's chain."""
+        return self.rendered.get((direction, family), ())
 
     @staticmethod
     def parse(value: dict[str, Any], *, namespaced: bool) -> PolicyDef:
@@ -139,7 +148,9 @@ class PolicyDef:
         tier = spec.get("tier")
         order = _number(spec.get("order"))
         kind = "NetworkPolicy" if namespaced else "GlobalNetworkPolicy"
+        group = tier if isinstance(tier, str) and tier else DEFAULT_TIER
         return PolicyDef(
+            rendered=_render(ingress, egress, group),
             name=origin,
             tier=tier if isinstance(tier, str) and tier else DEFAULT_TIER,
             # Calico breaks order ties on "name/namespace/kind".
@@ -152,6 +163,17 @@ class PolicyDef:
             apply_on_forward=spec.get("applyOnForward") is True and not namespaced,
             problems=tuple(problems),
         )
+
+
+def _render(
+    ingress: tuple[RuleSpec, ...] | None, egress: tuple[RuleSpec, ...] | None, group: str
+) -> dict[tuple[Direction, int], tuple[Rule, ...]]:
+    out: dict[tuple[Direction, int], tuple[Rule, ...]] = {}
+    for direction, specs in ((Direction.INGRESS, ingress), (Direction.EGRESS, egress)):
+        for family in (4, 6):
+            rules = (spec.for_family(family, group) for spec in specs or ())
+            out[(direction, family)] = tuple(r for r in rules if r is not None)
+    return out
 
 
 def _policy_selector(spec: dict[str, Any], ns: str) -> Selector:
@@ -198,10 +220,18 @@ class ProfileDef:
     egress: tuple[RuleSpec, ...]
     labels: dict[str, str]  # labelsToApply
     problems: tuple[Unenforceable, ...] = ()
+    rendered: dict[tuple[Direction, int], tuple[Rule, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def rules(self, direction: Direction) -> tuple[RuleSpec, ...]:
         """The rules for one direction."""
         return self.ingress if direction is Direction.INGRESS else self.egress
+
+    def rules_for(self, direction: Direction, family: int) -> tuple[Rule, ...]:
+        """The rules for one direction as they appear in one family's chain
+        (each profile is its own group)."""
+        return self.rendered.get((direction, family), ())
 
     @staticmethod
     def parse(value: dict[str, Any]) -> ProfileDef:
@@ -210,10 +240,13 @@ class ProfileDef:
         name = str(meta.get("name", ""))
         origin = f"profile {name}"
         problems: list[Unenforceable] = []
+        ingress = compile_rules(spec.get("ingress"), "", origin, problems)
+        egress = compile_rules(spec.get("egress"), "", origin, problems)
         return ProfileDef(
+            rendered=_render(ingress, egress, origin),
             name=name,
-            ingress=compile_rules(spec.get("ingress"), "", origin, problems),
-            egress=compile_rules(spec.get("egress"), "", origin, problems),
+            ingress=ingress,
+            egress=egress,
             labels=labels_of({"labels": spec.get("labelsToApply")}),
             problems=tuple(problems),
         )
