@@ -5,7 +5,7 @@ Transcribed from Calico's FelixConfigurationSpec (projectcalico.org/v3), with
 the integer ranges Felix's own parameter parsing enforces and, for ports,
 VNIs and MTUs that Felix leaves open, the ranges the kernel allows; the
 checks that use it are in `felix_config.py`.  A field missing here is one
-Calico does not know, and calicoctl refuses it.
+no Calico release defined, and calicoctl refuses it.
 """
 
 from __future__ import annotations
@@ -221,3 +221,25 @@ FIELDS: dict[str, F] = {
     "xdpEnabled": F(K.BOOL),
     "xdpRefreshInterval": F(K.DURATION),
 }
+
+# Fields earlier Calico releases defined and later removed.  Calico still
+# reads objects that carry them (the extra field is ignored), so a stored
+# FelixConfiguration written by an older release stays valid here too.
+REMOVED = (
+    "bpfKubeProxyEndpointSlicesEnabled",
+    "bpfKubeProxyHealtzPort",
+    "bpfOverlayIPOnDevice",
+    "bpfRedirectToPeerFromL3Device",
+    "flowLogsEnableNetworkSets",
+    "flowLogsFileIncludeLabels",
+    "flowLogsFileIncludePolicies",
+    "flowLogsFileIncludeService",
+    "flowLogsMaxOriginalIPsIncluded",
+    "iptablesLockFilePath",
+    "iptablesLockTimeout",
+    "maglevMaxEndpointsPerService",
+    "maglevMaxService",
+    "nfNetlinkBufSize",
+    "programRoutes",
+)
+FIELDS.update({name: F(K.ANY) for name in REMOVED})

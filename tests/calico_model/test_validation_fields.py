@@ -271,3 +271,8 @@ INVALID = [
 )
 def test_invalid_fields_are_refused_naming_the_field(item: tuple[str, Any], expected: str) -> None:
     assert refused(item).startswith(expected)
+
+
+def test_a_felix_configuration_from_an_older_release_stays_valid() -> None:
+    key, value = felix(iptablesLockTimeout="0s", programRoutes="Enabled", logSeverityScreen="Info")
+    validate(key, orjson.dumps(value))

@@ -703,3 +703,44 @@ def test_tier_ports_and_profile_label_changes_alone_update_what_depends_on_them(
     assert dp.ipsets[sa_set] == {"10.0.1.2/32"}
     _step(calc, dp, state, *sa_profile("shop", "api", role="frontend"))
     assert dp.ipsets[sa_set] == set()
+
+
+def test_profiles_in_order_each_its_own_group_then_deny() -> None:
+    first = (
+        f"{V3}/profiles/p1",
+        {
+            "kind": "Profile",
+            "metadata": {"name": "p1"},
+            "spec": {
+                "ingress": [
+                    {"action": "Log"},
+                    {"action": "Pass", "source": {"nets": ["10.9.0.0/16"]}},
+                    {"action": "Deny", "source": {"nets": ["10.9.1.0/24"]}},
+                ]
+            },
+        },
+    )
+    second = (
+        f"{V3}/profiles/p2",
+        {
+            "kind": "Profile",
+            "metadata": {"name": "p2"},
+            "spec": {
+                "ingress": [
+                    {"action": "Allow", "source": {"nets": ["10.9.0.0/16"]}},
+                ]
+            },
+        },
+    )
+    ep = wep("web", "10.0.1.1", app="web")
+    ep[1]["spec"]["profiles"] = ["p1", "p2"]
+    net = Net([first, second, ep])
+    assert net.text("web", IN) == [
+        "log # profile p1",
+        "pass from net 10.9.0.0/16 # profile p1",
+        "deny from net 10.9.1.0/24 # profile p1",
+        "allow from net 10.9.0.0/16 # profile p2",
+        "deny # end of profiles",
+    ]
+    assert net.decide("web", IN, from_("10.9.1.5")) is ALLOW  # passed over p1's deny
+    assert net.decide("web", IN, from_("10.8.0.1")) is DENY  # no profile allowed it
