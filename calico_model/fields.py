@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from calico_model.errors import InvalidValue, Reason, SelectorError
 from calico_model.field_spec import port_problem
@@ -94,36 +95,33 @@ def labels(v: Any, path: str) -> None:
             raise fail(Reason.BAD_LABEL, f"{path}[{k[:60]!r}]", f"bad label value {val!r:.80}")
 
 
+T = TypeVar("T")
+
+
+def _address(parse: Callable[[str], T], v: Any, path: str) -> T:
+    if not isinstance(v, str):
+        raise fail(Reason.BAD_CIDR, path, "must be a string")
+    try:
+        return parse(v)
+    except ValueError as exc:
+        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
+
+
 def cidr(
     v: Any, path: str, *, strict: bool = False
 ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """A CIDR (or a bare address); `strict`: host bits must be zero."""
-    if not isinstance(v, str):
-        raise fail(Reason.BAD_CIDR, path, "must be a string")
-    try:
-        return ipaddress.ip_network(v, strict=strict)
-    except ValueError as exc:
-        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
+    return _address(lambda text: ipaddress.ip_network(text, strict=strict), v, path)
 
 
 def ip(v: Any, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """A bare IP address."""
-    if not isinstance(v, str):
-        raise fail(Reason.BAD_CIDR, path, "must be a string")
-    try:
-        return ipaddress.ip_address(v)
-    except ValueError as exc:
-        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
+    return _address(ipaddress.ip_address, v, path)
 
 
 def interface_cidr(v: Any, path: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     """An address with its prefix length (`192.168.0.7/24`)."""
-    if not isinstance(v, str):
-        raise fail(Reason.BAD_CIDR, path, "must be a string")
-    try:
-        return ipaddress.ip_interface(v)
-    except ValueError as exc:
-        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
+    return _address(ipaddress.ip_interface, v, path)
 
 
 def selector(v: Any, path: str) -> None:

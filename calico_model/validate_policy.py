@@ -3,7 +3,6 @@ validates them (per field; the first problem found is reported)."""
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from typing import Any
 
@@ -11,6 +10,7 @@ from calico_model.errors import Reason
 from calico_model.fields import (
     DNS_LABEL,
     PORT_PROTOCOLS,
+    cidr,
     fail,
     is_int,
     items,
@@ -168,7 +168,7 @@ def _entity(ent: dict[str, Any], path: str, proto: Any, ipv: Any, versions: set[
     for f in ("nets", "notNets"):
         for i, text in enumerate(items(ent.get(f), f"{path}.{f}", Reason.BAD_CIDR)):
             where = f"{path}.{f}[{i}]"
-            net = _net(text, where)
+            net = cidr(text, where)
             if f == "notNets" and net.prefixlen == 0:
                 raise fail(Reason.BAD_CIDR, where, "a catch-all net in notNets matches nothing")
             if ipv is not None and net.version != ipv:
@@ -189,15 +189,6 @@ def _entity(ent: dict[str, Any], path: str, proto: Any, ipv: Any, versions: set[
                 )
             if proto is not None and proto not in PORT_PROTOCOLS:
                 raise fail(Reason.BAD_PORT, f"{path}.{f}[{i}]", f"protocol {proto} has no ports")
-
-
-def _net(text: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if not isinstance(text, str):
-        raise fail(Reason.BAD_CIDR, path, "must be a string")
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError as exc:
-        raise fail(Reason.BAD_CIDR, path, str(exc)) from None
 
 
 def _services(

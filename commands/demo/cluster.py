@@ -47,18 +47,21 @@ def node(name: str, index: int) -> dict[str, Any]:
     }
 
 
-def ippool() -> tuple[str, dict[str, Any]]:
-    """The one IP pool covering every block (POOL_CIDR, no encapsulation)."""
-    return f"{V3}/ippools/default-ipv4", {
+def ippool(
+    name: str = "default-ipv4", cidr: str = "", block_size: int = 26, nat: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """An IP pool without encapsulation; by default the IPv4 one covering
+    every block (POOL_CIDR)."""
+    return f"{V3}/ippools/{name}", {
         "apiVersion": "projectcalico.org/v3",
         "kind": "IPPool",
-        "metadata": {"name": "default-ipv4"},
+        "metadata": {"name": name},
         "spec": {
-            "cidr": POOL_CIDR,
-            "blockSize": 26,
+            "cidr": cidr or POOL_CIDR,
+            "blockSize": block_size,
             "ipipMode": "Never",
             "vxlanMode": "Never",
-            "natOutgoing": True,
+            "natOutgoing": nat,
             "disabled": False,
         },
     }
@@ -70,19 +73,7 @@ POOL_CIDR_V6 = "fd00:10:244::/48"
 
 def ippool_v6() -> tuple[str, dict[str, Any]]:
     """The IPv6 pool (/122 blocks, Calico's default for IPv6)."""
-    return f"{V3}/ippools/default-ipv6", {
-        "apiVersion": "projectcalico.org/v3",
-        "kind": "IPPool",
-        "metadata": {"name": "default-ipv6"},
-        "spec": {
-            "cidr": POOL_CIDR_V6,
-            "blockSize": 122,
-            "ipipMode": "Never",
-            "vxlanMode": "Never",
-            "natOutgoing": False,
-            "disabled": False,
-        },
-    }
+    return ippool("default-ipv6", POOL_CIDR_V6, 122, nat=False)
 
 
 def block6_cidr(node_index: int) -> str:
