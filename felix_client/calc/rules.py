@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from calico_model.errors import SelectorError
+from calico_model import fields
+from calico_model.errors import InvalidValue, SelectorError
 from calico_model.selector import (
     All,
     And,
@@ -157,7 +158,7 @@ def _nets(v: Any) -> tuple[IPNet, ...]:
 
 
 def _ports(v: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(numeric ports and ranges, port names)."""
+    """(numeric ports and ranges, port names), read as the server validates them."""
     if not _set(v):
         return (), ()
     if not isinstance(v, list):
@@ -165,21 +166,11 @@ def _ports(v: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     numeric: list[str] = []
     names: list[str] = []
     for p in v:
-        if isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535:
-            numeric.append(str(p))
-            continue
-        if not isinstance(p, str) or not p:
-            raise _Skip(Unenforceable.BAD_FIELD)
-        lo, sep, hi = p.partition(":")
-        if lo.isascii() and lo.isdigit() and (not sep or (hi.isascii() and hi.isdigit())):
-            a, b = int(lo), int(hi) if sep else int(lo)
-            if not 1 <= a <= b <= 65535:
-                raise _Skip(Unenforceable.BAD_FIELD)
-            numeric.append(p if sep and a != b else str(a))
-        elif sep:
-            raise _Skip(Unenforceable.BAD_FIELD)
-        else:
-            names.append(p)
+        try:
+            named = fields.port(p, "port")
+        except InvalidValue:
+            raise _Skip(Unenforceable.BAD_FIELD) from None
+        (names if named else numeric).append(str(p))
     return tuple(numeric), tuple(names)
 
 
