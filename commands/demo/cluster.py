@@ -82,16 +82,27 @@ def block6_cidr(node_index: int) -> str:
 
 
 def block6(node_name: str, node_index: int) -> tuple[str, dict[str, Any]]:
-    """The IPv6 IPAM block of node number `node_index`."""
-    cidr = block6_cidr(node_index)
-    key = f"/calico/ipam/v2/assignment/ipv6/block/{cidr.replace('/', '-')}"
+    """The IPv6 IPAM block of node number `node_index` (its allocations are
+    not tracked: the sample's IPv6 addresses are assigned by index)."""
+    return _ipam_block(6, block6_cidr(node_index), node_name, [None] * 64, list(range(64)), [])
+
+
+def _ipam_block(
+    family: int,
+    cidr: str,
+    node_name: str,
+    allocations: list[int | None],
+    unallocated: list[int],
+    attributes: list[dict[str, str]],
+) -> tuple[str, dict[str, Any]]:
+    key = f"/calico/ipam/v2/assignment/ipv{family}/block/{cidr.replace('/', '-')}"
     return key, {
         "cidr": cidr,
         "affinity": f"host:{node_name}",
         "strictAffinity": False,
-        "allocations": [None] * 64,
-        "unallocated": list(range(64)),
-        "attributes": [],
+        "allocations": allocations,
+        "unallocated": unallocated,
+        "attributes": attributes,
     }
 
 
@@ -108,16 +119,14 @@ def block_cidr(node_index: int) -> str:
 
 def block(node_name: str, node_index: int, used: int = 3) -> tuple[str, dict[str, Any]]:
     """The IPAM block of node number `node_index`, with `used` addresses allocated."""
-    cidr = block_cidr(node_index)
-    key = f"/calico/ipam/v2/assignment/ipv4/block/{cidr.replace('/', '-')}"
-    return key, {
-        "cidr": cidr,
-        "affinity": f"host:{node_name}",
-        "strictAffinity": False,
-        "allocations": [0, None, 1] + [None] * 61,
-        "unallocated": list(range(3 + used, 64)),
-        "attributes": [{"handle_id": f"k8s-pod-network.{node_name}"}],
-    }
+    return _ipam_block(
+        4,
+        block_cidr(node_index),
+        node_name,
+        [0, None, 1] + [None] * 61,
+        list(range(3 + used, 64)),
+        [{"handle_id": f"k8s-pod-network.{node_name}"}],
+    )
 
 
 def affinity(node_name: str, node_index: int) -> tuple[str, dict[str, Any]]:
