@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY snapshot ./snapshot
 COPY syncproto ./syncproto
 COPY calico_model ./calico_model
+COPY dataplane ./dataplane
 COPY typha ./typha
 COPY felix_client ./felix_client
 COPY commands ./commands

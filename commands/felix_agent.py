@@ -1,7 +1,7 @@
 """The `felix-agent` command.
 
     felix-agent --typha H:P[,H:P...] --node NAME [--http-listen H:P] [--prefix /calico/]
-                [--dataplane memory]
+                [--dataplane memory|linux] [--dataplane-netns PATH] [--resync-interval S]
     felix-agent compute --node NAME [--prefix /calico/] [FILE]
 
 Every flag of the first form is also an env var FELIX_<FLAG>.  `compute` reads
@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import uvloop
 
+from dataplane.errors import KernelUnavailable
 from felix_client.agent import run_agent
 from felix_client.calc import compute
 from felix_client.config import AgentConfig, normalise_prefix, parse_agent_args
@@ -88,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"felix-agent: {exc}", file=sys.stderr)
         return 2
+    except KernelUnavailable as exc:
+        print(f"felix-agent: the linux dataplane cannot start: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

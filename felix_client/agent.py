@@ -11,10 +11,11 @@ import orjson
 from aiohttp import web
 
 from calico_model.keys import DEFAULT_PREFIX
+from dataplane import MemoryDataplane
+from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc import Calculator
 from felix_client.client import SyncClient
-from felix_client.config import AgentConfig
-from felix_client.dataplane import MemoryDataplane
+from felix_client.config import AgentConfig, DataplaneKind
 
 
 class Agent:
@@ -27,13 +28,17 @@ class Agent:
         client: SyncClient,
         *,
         node: str,
-        dataplane: str = "memory",
+        dataplane: MemoryDataplane | None = None,
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self.client = client
         self.node = node
-        self.dataplane_name = dataplane
-        self.dataplane = MemoryDataplane()
+        self.dataplane = dataplane if dataplane is not None else MemoryDataplane()
+        self.dataplane_name = (
+            DataplaneKind.LINUX
+            if isinstance(self.dataplane, LinuxDataplane)
+            else DataplaneKind.MEMORY
+        )
         self.calc = Calculator(node, prefix=prefix)
         self.updates_applied = 0
         client.add_listener(self._on_changes)
@@ -79,7 +84,8 @@ class Agent:
             "dataplane_ops": self.dataplane.ops,
             "calc_errors": dict(self.calc.errors),
             "server": c.server,
-            "dataplane": self.dataplane_name,
+            "dataplane": str(self.dataplane_name),
+            "kernel": self.dataplane.kernel_status(),
             "updates_applied": self.updates_applied,
             "digest_mismatches": c.stats.digest_mismatches,
             "protocol_errors": c.stats.protocol_errors,
@@ -123,11 +129,38 @@ async def run_agent(
         upstream_stale_after=config.upstream_stale_after,
         max_snapshot_bytes=config.max_snapshot_bytes,
     ) as client:
-        agent = Agent(client, node=config.node, dataplane=config.dataplane, prefix=config.prefix)
+        dataplane = make_dataplane(config)
+        agent = Agent(client, node=config.node, dataplane=dataplane, prefix=config.prefix)
         runner = web.AppRunner(agent.http_app(), access_log=None)
         await runner.setup()
+        resync = None
+        if isinstance(dataplane, LinuxDataplane) and config.resync_interval > 0:
+            resync = asyncio.create_task(_resync_every(dataplane, config.resync_interval, stop))
         try:
             await web.TCPSite(runner, config.http_host, config.http_port).start()
             await stop.wait()
         finally:
+            if resync is not None:
+                resync.cancel()
             await runner.cleanup()
+            if isinstance(dataplane, LinuxDataplane):
+                dataplane.close()
+
+
+def make_dataplane(config: AgentConfig) -> MemoryDataplane:
+    """The configured driver.  Raises KernelUnavailable if `linux` cannot
+    reach the kernel (no privilege, no libnftables, no such namespace)."""
+    if config.dataplane is DataplaneKind.LINUX:
+        return LinuxDataplane(netns=config.dataplane_netns or None)
+    return MemoryDataplane()
+
+
+async def _resync_every(dataplane: LinuxDataplane, interval: float, stop: asyncio.Event) -> None:
+    """Put back what someone changed in the kernel, every `interval` seconds.
+    Runs on the event loop, between batches, so it never races one."""
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(interval):
+                await stop.wait()
+        except TimeoutError:
+            dataplane.resync()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout
 from felix_client.addresses import parse_addresses
@@ -21,6 +22,13 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.upper().replace("-", "_")
 
 
+class DataplaneKind(StrEnum):
+    """The dataplane drivers."""
+
+    MEMORY = "memory"
+    LINUX = "linux"
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     """A checked agent configuration."""
@@ -30,7 +38,9 @@ class AgentConfig:
     http_host: str
     http_port: int
     prefix: str = DEFAULT_PREFIX
-    dataplane: str = "memory"
+    dataplane: DataplaneKind = DataplaneKind.MEMORY
+    dataplane_netns: str = ""
+    resync_interval: float = 90.0
     log_level: str = "INFO"
     tls_ca_file: str = ""
     tls_cert_file: str = ""
@@ -55,7 +65,18 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("node", None, "this node's name (required)")
     add("prefix", DEFAULT_PREFIX, "datastore prefix the server serves")
     add("http-listen", "127.0.0.1:9099", "status port H:P")
-    add("dataplane", "memory", "dataplane driver", choices=["memory"])
+    add("dataplane", "memory", "dataplane driver", choices=[d.value for d in DataplaneKind])
+    add(
+        "dataplane-netns",
+        "",
+        "linux: program this network namespace (a path such as /run/netns/N) instead of"
+        " the agent's own; the connection to typha stays in the agent's namespace",
+    )
+    add(
+        "resync-interval",
+        "90",
+        "linux: seconds between checks that repair routes and rules someone changed (0: never)",
+    )
     add("log-level", "INFO", "log level")
     add("tls-ca-file", "", "CA that signs typha's certificate (PEM)")
     add("tls-cert-file", "", "this agent's certificate (PEM)")
@@ -93,6 +114,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
     try:
         stale = float(ns.upstream_stale_after)
         max_snapshot = int(ns.max_snapshot_bytes)
+        resync = float(ns.resync_interval)
     except ValueError as exc:
         raise ConfigError(f"bad number: {exc}") from None
     return AgentConfig(
@@ -101,7 +123,9 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         http_host=host,
         http_port=port,
         prefix=normalise_prefix(ns.prefix),
-        dataplane=ns.dataplane,
+        dataplane=DataplaneKind(ns.dataplane),
+        dataplane_netns=ns.dataplane_netns,
+        resync_interval=resync,
         log_level=ns.log_level,
         tls_ca_file=ns.tls_ca_file,
         tls_cert_file=ns.tls_cert_file,

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from commands.demo.cluster import Churn, seed_cluster
+from dataplane import MemoryDataplane
 from felix_client.calc import Calculator
-from felix_client.dataplane import MemoryDataplane
 
 PODS_PER_NODE = 45  # with node, IPv4 and IPv6 blocks and affinity: ~49 keys per node
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import calico_model.errors as model
+import dataplane.errors as dataplane_errors
 import felix_client.errors as client
 import snapshot.errors as state
 import syncproto.errors as proto
@@ -30,6 +31,8 @@ REMOTE = [
     client.ServerMisbehaved,
     client.DigestMismatch,
     client.BadValue,
+    dataplane_errors.DataplaneError,
+    dataplane_errors.KernelUnavailable,
     model.SelectorError,
     model.InvalidValue,
 ]

@@ -12,6 +12,7 @@ PACKAGES = [
     "snapshot",
     "syncproto",
     "calico_model",
+    "dataplane",
     "typha",
     "felix_client",
     "commands",

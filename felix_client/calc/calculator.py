@@ -9,13 +9,13 @@ from typing import Any
 
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
+from dataplane.batch import DataplaneBatch, Route
 from felix_client.calc.dispatcher import Dispatcher
 from felix_client.calc.model import Block, Endpoint, Node, Pool
 from felix_client.calc.policy import PolicyCalc
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
 from felix_client.calc.routes import RouteCalc
 from felix_client.calc.rules import Unenforceable
-from felix_client.dataplane.batch import DataplaneBatch, Route
 from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)

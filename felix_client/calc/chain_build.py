@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from dataplane.batch import Action, ChainKey, Direction, IpSetId, Rule, Stage
 from felix_client.calc.model import Endpoint
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, tier_of, tier_sort_key
-from felix_client.dataplane.batch import Action, ChainKey, Direction, IpSetId, Rule, Stage
 
 FAMILIES = (4, 6)
 

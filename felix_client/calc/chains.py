@@ -9,11 +9,11 @@ using.
 
 from __future__ import annotations
 
+from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, Rule
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import IpSetMembership
 from felix_client.calc.model import Endpoint
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
-from felix_client.dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, Rule
 
 
 class ChainRenderer:

@@ -12,12 +12,12 @@ from typing import Any
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
 from calico_model.selector import parse as parse_selector
+from dataplane.batch import ChainKey, EndpointInfo, IpSetId, Route, Rule
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import members_of
 from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, effective_labels
 from felix_client.calc.routes import remote_route, within
-from felix_client.dataplane.batch import ChainKey, EndpointInfo, IpSetId, Route, Rule
 
 
 @dataclass(frozen=True, slots=True)

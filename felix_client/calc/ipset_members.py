@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 
+from calico_model.protocols import PROTOCOL_NAMES
 from calico_model.selector import parse as parse_selector
-from felix_client.calc.model import PROTOCOL_NAMES, Endpoint
+from dataplane.batch import DataplaneBatch, IpSetId
+from felix_client.calc.model import Endpoint
 from felix_client.calc.selector_index import SelectorIndex
-from felix_client.dataplane.batch import DataplaneBatch, IpSetId
 
 
 def members_of(sid: IpSetId, ep: Endpoint | None) -> set[str]:

@@ -10,14 +10,11 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from felix_client.dataplane.batch import EndpointInfo, EndpointKind
+from calico_model.protocols import protocol_number
+from dataplane.batch import EndpointInfo, EndpointKind
 
 IPv4Net = ipaddress.IPv4Network
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# IANA protocol numbers of Calico's protocol names.
-PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
-PROTOCOL_NAMES = {n: name.lower() for name, n in PROTOCOL_NUMBERS.items()}
 
 
 def _dict(v: Any) -> dict[str, Any]:
@@ -51,20 +48,6 @@ def net(text: Any) -> IPNet | None:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
-
-
-def protocol_number(value: Any) -> int | None:
-    """A Calico protocol (name or number 1-255) as its number, or None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 1 <= value <= 255 else None
-    if isinstance(value, str):
-        if value in PROTOCOL_NUMBERS:
-            return PROTOCOL_NUMBERS[value]
-        if value.isascii() and value.isdigit() and 1 <= int(value) <= 255:
-            return int(value)
-    return None
 
 
 def labels_of(meta: dict[str, Any]) -> dict[str, str]:

@@ -11,13 +11,13 @@ a batch that touches one endpoint many times renders it once.
 
 from __future__ import annotations
 
+from dataplane.batch import ChainKey, DataplaneBatch, Rule
 from felix_client.calc.active_policies import ActivePolicies
 from felix_client.calc.chains import ChainRenderer
 from felix_client.calc.endpoint_labels import EndpointLabels
 from felix_client.calc.ipset_members import IpSetMembership
 from felix_client.calc.model import Endpoint
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
-from felix_client.dataplane.batch import ChainKey, DataplaneBatch, Rule
 
 
 class PolicyCalc:

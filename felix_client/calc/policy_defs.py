@@ -26,6 +26,7 @@ from typing import Any
 from calico_model.errors import SelectorError
 from calico_model.selector import All, And, Compare, Global, Has, Selector, prefixed, replace_all
 from calico_model.selector import parse as parse_selector
+from dataplane.batch import Action, Direction, Rule
 from felix_client.calc.model import Endpoint, labels_of
 from felix_client.calc.rules import (
     NS_LABEL,
@@ -36,7 +37,6 @@ from felix_client.calc.rules import (
     Unenforceable,
     compile_rules,
 )
-from felix_client.dataplane.batch import Action, Direction, Rule
 
 DEFAULT_TIER = "default"
 DEFAULT_TIER_ORDER = 1_000_000.0

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from dataplane.batch import Route
 from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
-from felix_client.dataplane.batch import Route
 
 
 class RouteCalc:

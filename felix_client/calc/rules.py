@@ -32,6 +32,7 @@ from typing import Any
 
 from calico_model import fields
 from calico_model.errors import InvalidValue, SelectorError
+from calico_model.protocols import protocol_number
 from calico_model.selector import (
     All,
     And,
@@ -45,8 +46,8 @@ from calico_model.selector import (
     replace_all,
 )
 from calico_model.selector import parse as parse_selector
-from felix_client.calc.model import IPNet, net, protocol_number
-from felix_client.dataplane.batch import Action, IpSetId, Match, Rule
+from dataplane.batch import Action, IpSetId, Match, Rule
+from felix_client.calc.model import IPNet, net
 
 NS_LABEL = "projectcalico.org/namespace"
 SA_LABEL = "projectcalico.org/serviceaccount"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from commands.demo.cluster import profile
+from dataplane import Direction, IpSetId, MemoryDataplane
+from dataplane.batch import ChainKey
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.full import compute
-from felix_client.dataplane import Direction, IpSetId, MemoryDataplane
-from felix_client.dataplane.batch import ChainKey
 
 V3 = "/calico/resources/v3/projectcalico.org"
 

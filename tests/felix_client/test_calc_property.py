@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataplane import MemoryDataplane
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.full import compute
-from felix_client.dataplane import MemoryDataplane
 
 V3 = "/calico/resources/v3/projectcalico.org"
 NODES = ["n1", "n2", "n3"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataplane import MemoryDataplane
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.full import compute
-from felix_client.dataplane import MemoryDataplane
 
 V3 = "/calico/resources/v3/projectcalico.org"
 

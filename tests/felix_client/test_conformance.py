@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 from calico_model.selector import parse
-from felix_client.calc.calculator import Calculator
-from felix_client.calc.full import Tables, compute
-from felix_client.dataplane import (
+from dataplane import (
     Action,
     ChainKey,
     Direction,
@@ -27,6 +25,8 @@ from felix_client.dataplane import (
     MemoryDataplane,
     Stage,
 )
+from felix_client.calc.calculator import Calculator
+from felix_client.calc.full import Tables, compute
 from tests.felix_client.verdict import Packet, verdict
 
 V3 = "/calico/resources/v3/projectcalico.org"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from felix_client.calc.model import PROTOCOL_NAMES
-from felix_client.dataplane import Action, IpSetId, Match, Rule
+from calico_model.protocols import PROTOCOL_NAMES
+from dataplane import Action, IpSetId, Match, Rule
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ computation."""
 
 from __future__ import annotations
 
-from felix_client.dataplane.batch import (
+from dataplane.batch import (
     ChainKey,
     DataplaneBatch,
     EndpointInfo,
@@ -47,6 +47,10 @@ class MemoryDataplane:
         self.chains.update(batch.chains_set)
         for ep in batch.endpoints_del:
             self.endpoints.pop(ep, None)
+
+    def kernel_status(self) -> dict[str, int]:
+        """What the driver did to a kernel (nothing, for this one)."""
+        return {}
 
     @property
     def acl_rules(self) -> int:

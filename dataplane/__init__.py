@@ -2,7 +2,7 @@
 `DataplaneBatch`es, a driver applies them (`memory` keeps the tables in
 memory)."""
 
-from felix_client.dataplane.batch import (
+from dataplane.batch import (
     Action,
     ChainKey,
     Dataplane,
@@ -16,7 +16,7 @@ from felix_client.dataplane.batch import (
     Rule,
     Stage,
 )
-from felix_client.dataplane.memory import MemoryDataplane
+from dataplane.memory import MemoryDataplane
 
 __all__ = [
     "Action",

@@ -1,0 +1,20 @@
+"""Errors raised by the dataplane drivers.
+
+DataplaneError                the kernel refused or failed a change; the agent
+│                             counts it and repairs on its next resync
+│                             (remote: also a snapshot.errors.RemoteError)
+└── KernelUnavailable         what a driver needs is missing: a library, a
+                              kernel feature, the privilege to use it
+"""
+
+from __future__ import annotations
+
+from snapshot.errors import RemoteError
+
+
+class DataplaneError(RemoteError):
+    """The kernel refused or failed a dataplane change."""
+
+
+class KernelUnavailable(DataplaneError):
+    """The machine lacks what a dataplane needs (library, module, privilege)."""

@@ -1,0 +1,243 @@
+"""The `linux` dataplane driver: routes over netlink, workload interfaces
+through /proc/sys, ACLs in an nftables table of our own.
+
+It keeps the desired tables as the memory driver does (the agent's /status
+and /dump read them), and the nftables table as a model (`nft_model`).
+The first batch, and every `resync`, reads what the kernel holds and writes
+only the difference: an agent restarting on a correct node changes nothing,
+and one wrong route or rule is put back alone.  Later batches write only
+what they change: per batch, netlink calls for its routes and one nftables
+transaction for its sets, chains and dispatch entries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dataplane.batch import DataplaneBatch, EndpointKind
+from dataplane.errors import DataplaneError
+from dataplane.linux import nft_model as M
+from dataplane.linux import nft_render as R
+from dataplane.linux.kernel_thread import KernelThread
+from dataplane.linux.links import (
+    Sysctl,
+    configure_host,
+    configure_workload_interface,
+)
+from dataplane.linux.nft_lib import Nft
+from dataplane.linux.routes import RouteTable
+from dataplane.memory import MemoryDataplane
+from syncproto.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+IFF_UP = 1
+
+
+@dataclass
+class _Affected:
+    chains: set[str] = field(default_factory=set)
+    sets: set[str] = field(default_factory=set)
+    maps: bool = False
+
+
+def _restrict(m: M.NftModel, a: _Affected) -> M.NftModel:
+    out = M.NftModel(table=m.table)
+    out.chains = {n: m.chains[n] for n in a.chains if n in m.chains}
+    out.sets = {n: m.sets[n] for n in a.sets if n in m.sets}
+    if a.maps:
+        out.maps = {k: dict(v) for k, v in m.maps.items()}
+    return out
+
+
+class LinuxDataplane(MemoryDataplane):
+    """Programs the network namespace it runs in, or `netns` (a path such as
+    /run/netns/node-1) for its kernel work only.  Needs root (CAP_NET_ADMIN)
+    and libnftables; raises KernelUnavailable otherwise."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        super().__init__()
+        self.kernel_stats: Counter[str] = Counter()
+        self._rl = RateLimitedLog(log)
+        self._desired = M.base_model()
+        self._programmed: M.NftModel | None = None  # None: read the kernel first
+        self._unconfigured: set[str] = set()  # workload interfaces not there yet
+        self._thread = KernelThread(netns)
+        self._thread.call(self._open)
+
+    def _open(self) -> None:
+        from pyroute2 import IPRoute  # imported here: only this driver needs it
+
+        self._ipr = IPRoute()
+        self._nft = Nft()
+        self._sysctl = Sysctl()
+        self._routes = RouteTable(self._ipr)
+        configure_host(self._sysctl)
+
+    # -- the Dataplane interface -------------------------------------------------
+
+    def apply(self, batch: DataplaneBatch) -> None:
+        """Record the batch, then program it (the first time: the whole
+        difference from what the kernel holds)."""
+        super().apply(batch)
+        affected = self._update_model(batch)
+        self._thread.call(lambda: self._program(batch, affected))
+
+    def resync(self) -> dict[str, int]:
+        """Compare the kernel with the desired tables and repair every
+        difference (routes, interface settings, the nftables table).  Returns
+        what it had to change."""
+        return self._thread.call(self._resync_kernel)
+
+    def close(self) -> None:
+        """Release the netlink socket and the nftables context; the kernel
+        state stays (a restarted agent takes it over)."""
+
+        def shut() -> None:
+            self._nft.close()
+            self._ipr.close()
+
+        self._thread.call(shut)
+        self._thread.close()
+
+    # -- the desired nftables model ------------------------------------------------
+
+    def _update_model(self, batch: DataplaneBatch) -> _Affected:
+        m, a = self._desired, _Affected()
+        for sid in batch.ipsets_delete:
+            m.sets.pop(R.set_name(sid), None)
+            a.sets.add(R.set_name(sid))
+        touched = batch.ipsets_create | batch.ipset_add.keys() | batch.ipset_remove.keys()
+        for sid in touched:
+            a.sets.add(R.set_name(sid))
+            if sid in self.ipsets:
+                M.set_set(m, sid, self.ipsets[sid])
+        for ck in batch.chains_del | batch.chains_set.keys():
+            a.chains |= M.chain_names(m, ck)
+            M.remove_chain(m, ck)
+            if ck in batch.chains_set:
+                M.set_chain(m, ck, batch.chains_set[ck])
+            a.chains |= M.chain_names(m, ck)
+        if batch.chains_set or batch.chains_del or batch.endpoints_set or batch.endpoints_del:
+            M.set_dispatch(m, self.chains, self.endpoints)
+            a.maps = True
+        return a
+
+    # -- on the kernel thread ------------------------------------------------------
+
+    def _program(self, batch: DataplaneBatch, affected: _Affected) -> None:
+        if self._programmed is None:
+            self._resync_kernel()
+            return
+        try:
+            for info in batch.endpoints_set.values():
+                if info.kind is EndpointKind.WORKLOAD and info.interface:
+                    self._unconfigured.add(info.interface)
+            self._configure_interfaces()
+            for dst in batch.routes_del:
+                self._routes.delete(dst)
+            for route in batch.routes_set.values():
+                self._routes.set(route)
+            self._routes.retry_pending()
+            old = _restrict(self._programmed, affected)
+            new = _restrict(self._desired, affected)
+            script = M.diff(old, new)
+            if script:
+                self._nft.run("\n".join(script) + "\n")
+                self.kernel_stats["nft_statements"] += len(script)
+                self.kernel_stats["nft_transactions"] += 1
+            self._adopt(affected)
+        except DataplaneError as exc:
+            # The kernel state is now unknown: read it again on the next batch.
+            self.kernel_stats["errors"] += 1
+            self._programmed = None
+            self._rl.log(logging.ERROR, "apply", "dataplane update failed, will resync: %s", exc)
+
+    def _adopt(self, a: _Affected) -> None:
+        p, d = self._programmed, self._desired
+        assert p is not None
+        for n in a.chains:
+            if n in d.chains:
+                p.chains[n] = d.chains[n]
+            else:
+                p.chains.pop(n, None)
+        for n in a.sets:
+            if n in d.sets:
+                p.sets[n] = d.sets[n]
+            else:
+                p.sets.pop(n, None)
+        if a.maps:
+            p.maps = {k: dict(v) for k, v in d.maps.items()}
+
+    def _configure_interfaces(self) -> None:
+        """Bring each new workload interface up and set what it needs; one
+        that does not exist yet is tried again on the next batch or resync."""
+        for iface in list(self._unconfigured):
+            found = self._ipr.link_lookup(ifname=iface)
+            if not found:
+                continue
+            link = self._ipr.link("get", index=found[0])[0]
+            if not link["flags"] & IFF_UP:
+                self._ipr.link("set", index=found[0], state="up")
+                self._sysctl.writes += 1
+            if configure_workload_interface(self._sysctl, iface):
+                self._unconfigured.discard(iface)
+
+    def _resync_kernel(self) -> dict[str, int]:
+        before = (self._routes.changes, self._sysctl.writes)
+        try:
+            self._unconfigured |= {
+                i.interface
+                for i in self.endpoints.values()
+                if i.kind is EndpointKind.WORKLOAD and i.interface
+            }
+            self._configure_interfaces()
+            self._routes.resync(self.routes)
+            kernel = self._read_table()
+            script = M.diff(kernel, self._desired)
+            if script:
+                self._nft.run("\n".join(script) + "\n")
+                self.kernel_stats["nft_statements"] += len(script)
+            self._programmed = self._desired.copy()
+        except DataplaneError as exc:
+            self.kernel_stats["errors"] += 1
+            self._programmed = None
+            self._rl.log(logging.ERROR, "resync", "dataplane resync failed: %s", exc)
+            script = []
+        repaired = {
+            "routes": self._routes.changes - before[0],
+            "sysctls": self._sysctl.writes - before[1],
+            "nft_statements": len(script),
+        }
+        self.kernel_stats["resyncs"] += 1
+        self.kernel_stats["repairs"] += sum(repaired.values())
+        if any(repaired.values()):
+            log.info("dataplane resync changed %s", repaired)
+        return repaired
+
+    def _read_table(self) -> M.NftModel:
+        try:
+            out = self._nft.run_json(f"list table inet {R.TABLE}")
+        except DataplaneError:
+            return M.NftModel(table=False)  # no table yet
+        return M.from_kernel_json(json.loads(out))
+
+    def kernel_status(self) -> dict[str, int]:
+        """Counters for /status: kernel writes, resyncs, repairs, errors, and
+        routes waiting for their device."""
+        return {
+            "kernel_changes": self.kernel_changes(),
+            "resyncs": self.kernel_stats["resyncs"],
+            "repairs": self.kernel_stats["repairs"],
+            "errors": self.kernel_stats["errors"],
+            "nft_transactions": self.kernel_stats["nft_transactions"],
+            "pending_routes": len(self._routes.pending),
+        }
+
+    def kernel_changes(self) -> int:
+        """Kernel writes so far: routes, settings and nftables statements."""
+        return self._thread.call(
+            lambda: self._routes.changes + self._sysctl.writes + self.kernel_stats["nft_statements"]
+        )

@@ -1,0 +1,211 @@
+"""The agent's nftables table as data, and the difference between two of them.
+
+`NftModel` is what the table holds: chains (declaration and rules), sets
+(declaration and elements) and dispatch maps (interface to chain).  Every
+rule carries a comment that is a hash of its text and position, so a table
+read back from the kernel (`from_kernel_json`) compares with the one the
+agent wants without parsing nft's rule syntax back.  `diff(old, new)` is the
+one transaction that turns `old` into `new`, touching nothing that is equal:
+an agent that restarts on a node whose table is right writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataplane.batch import ChainKey, EndpointInfo, EndpointKind, IpSetId, Rule
+from dataplane.linux import nft_render as R
+
+
+@dataclass(frozen=True, slots=True)
+class ChainDef:
+    """One chain: its declaration (hook, if any) and its rules as (comment, text)."""
+
+    decl: str
+    rules: tuple[tuple[str, str], ...]
+
+    def comments(self) -> tuple[str, ...]:
+        """What identifies the rules in the kernel."""
+        return tuple(c for c, _ in self.rules)
+
+
+@dataclass
+class NftModel:
+    """What the agent's table holds (or must hold)."""
+
+    chains: dict[str, ChainDef] = field(default_factory=dict)
+    sets: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)
+    table: bool = True
+
+    def copy(self) -> NftModel:
+        """A copy that can change independently."""
+        return NftModel(
+            dict(self.chains),
+            dict(self.sets),
+            {k: dict(v) for k, v in self.maps.items()},
+            self.table,
+        )
+
+
+def _comment(name: str, index: int, text: str) -> str:
+    return hashlib.blake2b(f"{name}|{index}|{text}".encode(), digest_size=8).hexdigest()
+
+
+def chain_def(name: str, decl: str, statements: list[str]) -> ChainDef:
+    """A chain from its rule bodies (the text after `add rule inet T <name>`)."""
+    return ChainDef(decl, tuple((_comment(name, i, s), s) for i, s in enumerate(statements)))
+
+
+def base_model() -> NftModel:
+    """The table with its dispatch maps and hooked base chains, nothing else."""
+    m = NftModel()
+    for name, decl, stmts in R.base_chains():
+        m.chains[name] = chain_def(name, decl, stmts)
+    for name in R.map_names():
+        m.maps[name] = {}
+    return m
+
+
+def set_chain(m: NftModel, ck: ChainKey, rules: tuple[Rule, ...]) -> None:
+    """Put one endpoint chain (and its group chains) into the model."""
+    for name, stmts in R.chain_bodies(ck, rules):
+        m.chains[name] = chain_def(name, "", stmts)
+
+
+def chain_names(m: NftModel, ck: ChainKey) -> set[str]:
+    """The names of an endpoint chain and its group chains in the model."""
+    prefix = R.chain_name(ck)
+    return {n for n in m.chains if n == prefix or n.startswith(prefix + "_")}
+
+
+def remove_chain(m: NftModel, ck: ChainKey) -> None:
+    """Remove one endpoint chain and its group chains from the model."""
+    for name in chain_names(m, ck):
+        del m.chains[name]
+
+
+def set_set(m: NftModel, sid: IpSetId, members: set[str]) -> None:
+    """Put one IP set with its members into the model."""
+    m.sets[R.set_name(sid)] = (R.set_spec(sid), frozenset(R.element(sid, x) for x in members))
+
+
+def set_dispatch(
+    m: NftModel, chains: dict[ChainKey, tuple[Rule, ...]], endpoints: dict[str, EndpointInfo]
+) -> None:
+    """Recompute the dispatch maps: each local workload's interface to its chains."""
+    for name in m.maps:
+        m.maps[name] = {}
+    for ck in chains:
+        info = endpoints.get(ck.endpoint)
+        if info is None or info.kind is not EndpointKind.WORKLOAD or not info.interface:
+            continue
+        if R.dispatched(ck):
+            m.maps[R.dispatch_map(ck.direction, ck.family)][info.interface] = R.chain_name(ck)
+
+
+def diff(old: NftModel, new: NftModel) -> list[str]:
+    """Statements turning `old` into `new` as one transaction; empty if equal."""
+    t = f"inet {R.TABLE}"
+    out: list[str] = []
+    if not old.table:
+        out.append(f"add table {t}")
+    for name, (spec, members) in new.sets.items():
+        have = old.sets.get(name)
+        if have is None or have[0] != spec:
+            if have is not None:
+                out.append(f"flush set {t} {name}")
+            out.append(f"add set {t} {name} {{ {spec} }}")
+            add = members
+        else:
+            add = members - have[1]
+        if add:
+            out.append(f"add element {t} {name} {{ {', '.join(sorted(add))} }}")
+    for name in new.maps:
+        if name not in old.maps:
+            out.append(f"add map {t} {name} {{ type ifname : verdict; }}")
+    changed = [
+        n
+        for n, c in new.chains.items()
+        if old.chains.get(n) != c and _differs(old.chains.get(n), c)
+    ]
+    # Declare every chain before any rule jumps to one.
+    for name in changed:
+        c = new.chains[name]
+        out.append(f"add chain {t} {name}" + (f" {{ {c.decl} }}" if c.decl else ""))
+    for name in changed:
+        out.append(f"flush chain {t} {name}")
+        out += [f'add rule {t} {name} {s} comment "{k}"' for k, s in new.chains[name].rules]
+    for name, targets in new.maps.items():
+        had = old.maps.get(name, {})
+        gone = [i for i, c in had.items() if targets.get(i) != c]
+        if gone:
+            out.append(f"delete element {t} {name} {{ {', '.join(_q(i) for i in sorted(gone))} }}")
+        fresh = {i: c for i, c in targets.items() if had.get(i) != c}
+        if fresh:
+            items = ", ".join(f"{_q(i)} : jump {c}" for i, c in sorted(fresh.items()))
+            out.append(f"add element {t} {name} {{ {items} }}")
+    removed = [n for n in old.chains if n not in new.chains]
+    out += [f"flush chain {t} {n}" for n in removed]
+    out += [f"delete chain {t} {n}" for n in sorted(removed, key=len)]
+    for name, (_, members) in new.sets.items():
+        have = old.sets.get(name)
+        if have is not None and have[0] == new.sets[name][0] and (gone_m := have[1] - members):
+            out.append(f"delete element {t} {name} {{ {', '.join(sorted(gone_m))} }}")
+    out += [f"delete set {t} {n}" for n in old.sets if n not in new.sets]
+    out += [f"delete map {t} {n}" for n in old.maps if n not in new.maps]
+    return out
+
+
+def _differs(have: ChainDef | None, want: ChainDef) -> bool:
+    return have is None or have.comments() != want.comments() or have.decl != want.decl
+
+
+def _q(iface: str) -> str:
+    return f'"{iface}"'
+
+
+def from_kernel_json(doc: dict[str, Any]) -> NftModel:
+    """The table as `nft -j list table` reports it (empty model, `table`
+    False, if there is no such table)."""
+    m = NftModel(table=False)
+    rules: dict[str, list[str]] = {}
+    decls: dict[str, str] = {}
+    for obj in doc.get("nftables", []):
+        if "table" in obj:
+            m.table = True
+        elif "chain" in obj:
+            c = obj["chain"]
+            decls[c["name"]] = R.hook_decl(c) if "hook" in c else ""
+            rules.setdefault(c["name"], [])
+        elif "rule" in obj:
+            r = obj["rule"]
+            rules.setdefault(r["chain"], []).append(r.get("comment", ""))
+        elif "set" in obj:
+            s = obj["set"]
+            m.sets[s["name"]] = (
+                R.set_spec_of_kernel(s),
+                frozenset(_elem(e) for e in s.get("elem", [])),
+            )
+        elif "map" in obj:
+            mp = obj["map"]
+            m.maps[mp["name"]] = {
+                e[0]: e[1].get("jump", {}).get("target", "")
+                for e in mp.get("elem", [])
+                if isinstance(e, list) and isinstance(e[1], dict)
+            }
+    for name, comments in rules.items():
+        m.chains[name] = ChainDef(decls.get(name, ""), tuple((c, "") for c in comments))
+    return m
+
+
+def _elem(e: Any) -> str:
+    if isinstance(e, dict) and "concat" in e:
+        a, p, port = e["concat"]
+        return f"{ipaddress.ip_address(a)} . {p} . {port}"
+    if isinstance(e, dict) and "prefix" in e:
+        return f"{e['prefix']['addr']}/{e['prefix']['len']}"
+    return str(ipaddress.ip_address(e))

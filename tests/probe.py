@@ -1,0 +1,88 @@
+"""Packet probes run inside a test namespace (`python -m tests.probe ...`):
+one ICMP echo, or a TCP connect; exit status 0 if answered within the time.
+
+    python -m tests.probe ping ADDR [TIMEOUT]
+    python -m tests.probe connect ADDR PORT [TIMEOUT]
+    python -m tests.probe listen PORT SECONDS
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(addr: str, timeout: float) -> bool:
+    """One ICMP echo request; True if the reply comes back in time."""
+    ident = os.getpid() & 0xFFFF
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
+    payload = b"typha-probe"
+    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+        s.settimeout(timeout)
+        s.sendto(packet, (addr, 0))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data, (src, _) = s.recvfrom(2048)
+            except TimeoutError:
+                return False
+            ihl = (data[0] & 0x0F) * 4
+            kind, _, _, rid, _ = struct.unpack("!BBHHH", data[ihl : ihl + 8])
+            if src == addr and kind == 0 and rid == ident:
+                return True
+    return False
+
+
+def connect(addr: str, port: int, timeout: float) -> bool:
+    """A TCP connect; True if it is accepted in time."""
+    try:
+        with socket.create_connection((addr, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def listen(port: int, seconds: float) -> None:
+    """Accept connections on every address for `seconds`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.listen(16)
+        s.settimeout(0.2)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                conn, _ = s.accept()
+                conn.close()
+            except TimeoutError:
+                continue
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; the exit status says whether the probe was answered."""
+    cmd = argv[0]
+    if cmd == "ping":
+        return 0 if ping(argv[1], float(argv[2]) if len(argv) > 2 else 1.0) else 1
+    if cmd == "connect":
+        return 0 if connect(argv[1], int(argv[2]), float(argv[3]) if len(argv) > 3 else 1.0) else 1
+    if cmd == "listen":
+        listen(int(argv[1]), float(argv[2]))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
