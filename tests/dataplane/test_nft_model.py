@@ -1,0 +1,123 @@
+"""The nftables model and its difference (pure: no kernel)."""
+
+from __future__ import annotations
+
+from dataplane import Action, ChainKey, Direction, EndpointInfo, EndpointKind, IpSetId, Match, Rule
+from dataplane.linux import nft_model as M
+from dataplane.linux import nft_render as R
+
+CK = ChainKey("/k/wep/a", Direction.INGRESS, 4)
+SID = IpSetId(4, 'app == "db"')
+NAMED = IpSetId(4, "all()", "http", 6)
+RULES = (
+    Rule(
+        Action.ALLOW,
+        protocol=6,
+        src=Match(ipset=SID),
+        dst=Match(ports=("80",), named_ports=(NAMED,)),
+        group="default",
+    ),
+    Rule(Action.DENY, group="default", origin="end of tier default"),
+    Rule(Action.LOG, group="profile p", origin="profile p"),
+    Rule(Action.DENY, origin="end of profiles"),
+)
+
+
+def model() -> M.NftModel:
+    m = M.base_model()
+    M.set_set(m, SID, {"10.0.0.1/32", "10.0.0.2/32"})
+    M.set_set(m, NAMED, {"10.0.0.1,tcp:8080"})
+    M.set_chain(m, CK, RULES)
+    M.set_dispatch(
+        m, {CK: RULES}, {CK.endpoint: EndpointInfo(EndpointKind.WORKLOAD, "calia", ("10.0.0.9",))}
+    )
+    return m
+
+
+def test_equal_models_need_no_statement() -> None:
+    assert M.diff(model(), model()) == []
+
+
+def test_from_nothing_sets_and_chains_are_declared_before_rules_use_them() -> None:
+    script = M.diff(M.NftModel(table=False), model())
+    assert script[0] == f"add table inet {R.TABLE}"
+    first_rule = next(i for i, s in enumerate(script) if s.startswith("add rule"))
+    declared = [s for s in script[:first_rule] if s.startswith(("add chain", "add set"))]
+    assert len(declared) == len([s for s in script if s.startswith(("add chain", "add set"))])
+    assert any("10.0.0.1 . tcp . 8080" in s for s in script)
+    assert any('"calia" : jump e_' in s for s in script)
+
+
+def test_a_port_given_by_number_and_by_name_becomes_two_nft_rules() -> None:
+    stmts = R.rule_statements(RULES[0], 4, "x")
+    assert len(stmts) == 2
+    assert "th dport 80" in stmts[0]
+    assert "ip daddr . meta l4proto . th dport @n4_" in stmts[1]
+    assert all("ip saddr @s4_" in s and s.endswith("return") for s in stmts)
+
+
+def test_groups_become_chains_and_pass_returns_from_them() -> None:
+    bodies = dict(R.chain_bodies(CK, RULES))
+    main = bodies[R.chain_name(CK)]
+    assert main[0] == f"jump {R.chain_name(CK)}_0"
+    assert main[-1] == "counter drop"
+    assert bodies[f"{R.chain_name(CK)}_1"] == ['log prefix "calico ingress profile p " counter']
+    passing = R.rule_statements(Rule(Action.PASS, group="t"), 4, "x")
+    assert passing == ["counter return"]
+
+
+def test_removing_an_endpoint_flushes_before_deleting_and_drops_its_dispatch_entry() -> None:
+    new = model()
+    M.remove_chain(new, CK)
+    M.set_dispatch(new, {}, {})
+    script = M.diff(model(), new)
+    deletes = [i for i, s in enumerate(script) if s.startswith("delete chain")]
+    flushes = [i for i, s in enumerate(script) if s.startswith("flush chain")]
+    assert deletes
+    assert max(flushes) < min(deletes)
+    unmap = next(
+        i for i, s in enumerate(script) if s.startswith("delete element") and "to_wl4" in s
+    )
+    assert unmap < min(deletes)
+
+
+def test_a_changed_member_list_adds_and_deletes_only_the_difference() -> None:
+    new = model()
+    M.set_set(new, SID, {"10.0.0.2/32", "10.0.0.3/32"})
+    script = M.diff(model(), new)
+    name = R.set_name(SID)
+    assert script == [
+        f"add element inet {R.TABLE} {name} {{ 10.0.0.3 }}",
+        f"delete element inet {R.TABLE} {name} {{ 10.0.0.1 }}",
+    ]
+
+
+def test_a_table_read_back_compares_by_rule_comments() -> None:
+    want = model()
+    doc = {"nftables": [{"table": {"family": "inet", "name": R.TABLE}}]}
+    for name, c in want.chains.items():
+        chain: dict[str, object] = {"name": name, "table": R.TABLE}
+        if c.decl:
+            chain.update({"type": "filter", "hook": name, "prio": 0, "policy": "accept"})
+        doc["nftables"].append({"chain": chain})
+        doc["nftables"] += [{"rule": {"chain": name, "comment": k}} for k, _ in c.rules]
+    for name, (spec, members) in want.sets.items():
+        kind = spec.removeprefix("type ").removesuffix(";").split(" . ")
+        elems = [
+            {"concat": [*m.split(" . ")[:2], int(m.split(" . ")[2])]} if " . " in m else m
+            for m in members
+        ]
+        doc["nftables"].append(
+            {"set": {"name": name, "type": kind if len(kind) > 1 else kind[0], "elem": elems}}
+        )
+    for name, targets in want.maps.items():
+        elem = [[i, {"jump": {"target": c}}] for i, c in targets.items()]
+        doc["nftables"].append({"map": {"name": name, "elem": elem}})
+    have = M.from_kernel_json(doc)
+    assert M.diff(have, want) == []
+    # One rule gone from one chain: that chain alone is rewritten.
+    name = R.chain_name(CK)
+    have.chains[name] = M.ChainDef("", have.chains[name].rules[1:])
+    script = M.diff(have, want)
+    assert script[0] == f"add chain inet {R.TABLE} {name}"
+    assert all(name in s for s in script)
