@@ -15,6 +15,7 @@ from dataplane.batch import (
     Route,
     Rule,
     Stage,
+    Vtep,
 )
 from dataplane.memory import MemoryDataplane
 
@@ -32,4 +33,5 @@ __all__ = [
     "Route",
     "Rule",
     "Stage",
+    "Vtep",
 ]

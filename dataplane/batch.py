@@ -243,6 +243,17 @@ class EndpointInfo:
         }
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Vtep:
+    """A node's VXLAN tunnel endpoint: the node, its underlay address, its
+    tunnel device's address and MAC."""
+
+    node: str
+    underlay: str
+    address: str
+    mac: str
+
+
 class ChainKey(NamedTuple):
     """A chain's identity: the endpoint's datastore key, the direction, the IP
     family (4 or 6) and the stage."""
@@ -272,6 +283,8 @@ class DataplaneBatch:
     chains_del: set[ChainKey] = field(default_factory=set)
     endpoints_set: dict[str, EndpointInfo] = field(default_factory=dict)
     endpoints_del: set[str] = field(default_factory=set)
+    vteps_set: dict[str, Vtep] = field(default_factory=dict)  # by node; the own node's too
+    vteps_del: set[str] = field(default_factory=set)
 
     def empty(self) -> bool:
         """True if there is nothing to do."""
@@ -287,6 +300,8 @@ class DataplaneBatch:
                 self.chains_del,
                 self.endpoints_set,
                 self.endpoints_del,
+                self.vteps_set,
+                self.vteps_del,
             )
         )
 
@@ -303,6 +318,8 @@ class DataplaneBatch:
             + len(self.chains_del)
             + len(self.endpoints_set)
             + len(self.endpoints_del)
+            + len(self.vteps_set)
+            + len(self.vteps_del)
         )
 
 
@@ -310,7 +327,8 @@ class Dataplane(Protocol):
     """What every dataplane driver offers the calculation."""
 
     def apply(self, batch: DataplaneBatch) -> None:
-        """Apply one batch; must be idempotent.  Order: route deletes, route
-        sets; IP set deletes, creates, member adds, member removes; endpoint
-        sets (where chains attach); chain deletes, chain sets; endpoint
-        deletes."""
+        """Apply one batch; must be idempotent.  Order: VXLAN tunnel
+        endpoints (the own node's device, then each peer's neighbour and
+        forwarding entries); route deletes, route sets; IP set deletes,
+        creates, member adds, member removes; endpoint sets (where chains
+        attach); chain deletes, chain sets; endpoint deletes."""

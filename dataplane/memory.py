@@ -11,6 +11,7 @@ from dataplane.batch import (
     IpSetId,
     Route,
     Rule,
+    Vtep,
 )
 
 
@@ -22,6 +23,7 @@ class MemoryDataplane:
         self.ipsets: dict[IpSetId, set[str]] = {}
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
         self.endpoints: dict[str, EndpointInfo] = {}
+        self.vteps: dict[str, Vtep] = {}
         self.batches = 0
         self.ops = 0
 
@@ -29,6 +31,9 @@ class MemoryDataplane:
         """Apply one batch, in the order the Dataplane protocol gives."""
         self.batches += 1
         self.ops += batch.ops()
+        for node in batch.vteps_del:
+            self.vteps.pop(node, None)
+        self.vteps.update(batch.vteps_set)
         for dst in batch.routes_del:
             self.routes.pop(dst, None)
         self.routes.update(batch.routes_set)

@@ -1,5 +1,5 @@
-"""The `linux` dataplane driver: routes over netlink, workload interfaces
-through /proc/sys, ACLs in an nftables table of our own.
+"""The `linux` dataplane driver: routes and the VXLAN device over netlink,
+workload interfaces through /proc/sys, ACLs in an nftables table of our own.
 
 It keeps the desired tables as the memory driver does (the agent's /status
 and /dump read them), and the nftables table as a model (`nft_model`).
@@ -29,6 +29,7 @@ from dataplane.linux.links import (
 )
 from dataplane.linux.nft_lib import Nft
 from dataplane.linux.routes import RouteTable
+from dataplane.linux.vxlan import Vxlan
 from dataplane.memory import MemoryDataplane
 from syncproto.ratelimit import RateLimitedLog
 
@@ -57,8 +58,10 @@ class LinuxDataplane(MemoryDataplane):
     /run/netns/node-1) for its kernel work only.  Needs root (CAP_NET_ADMIN)
     and libnftables; raises KernelUnavailable otherwise."""
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, node: str = "") -> None:
         super().__init__()
+        self.node = node  # to tell our VXLAN endpoint from the peers'
+
         self.kernel_stats: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
         self._desired = M.base_model()
@@ -74,6 +77,7 @@ class LinuxDataplane(MemoryDataplane):
         self._nft = Nft()
         self._sysctl = Sysctl()
         self._routes = RouteTable(self._ipr)
+        self._vxlan = Vxlan(self._ipr, self.node)
         configure_host(self._sysctl)
 
     # -- the Dataplane interface -------------------------------------------------
@@ -136,6 +140,8 @@ class LinuxDataplane(MemoryDataplane):
                 if info.kind is EndpointKind.WORKLOAD and info.interface:
                     self._unconfigured.add(info.interface)
             self._configure_interfaces()
+            if batch.vteps_set or batch.vteps_del:
+                self._vxlan.sync(self.vteps)
             for dst in batch.routes_del:
                 self._routes.delete(dst)
             for route in batch.routes_set.values():
@@ -194,6 +200,7 @@ class LinuxDataplane(MemoryDataplane):
                 if i.kind is EndpointKind.WORKLOAD and i.interface
             }
             self._configure_interfaces()
+            vxlan = self._vxlan.sync(self.vteps)
             self._routes.resync(self.routes)
             kernel = self._read_table()
             script = M.diff(kernel, self._desired)
@@ -205,8 +212,9 @@ class LinuxDataplane(MemoryDataplane):
             self.kernel_stats["errors"] += 1
             self._programmed = None
             self._rl.log(logging.ERROR, "resync", "dataplane resync failed: %s", exc)
-            script = []
+            script, vxlan = [], 0
         repaired = {
+            "vxlan": vxlan,
             "routes": self._routes.changes - before[0],
             "sysctls": self._sysctl.writes - before[1],
             "nft_statements": len(script),
@@ -239,5 +247,10 @@ class LinuxDataplane(MemoryDataplane):
     def kernel_changes(self) -> int:
         """Kernel writes so far: routes, settings and nftables statements."""
         return self._thread.call(
-            lambda: self._routes.changes + self._sysctl.writes + self.kernel_stats["nft_statements"]
+            lambda: (
+                self._routes.changes
+                + self._sysctl.writes
+                + self._vxlan.changes
+                + self.kernel_stats["nft_statements"]
+            )
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
-from dataplane.batch import DataplaneBatch, Route
+from dataplane.batch import DataplaneBatch, Route, Vtep
 from felix_client.calc.dispatcher import Dispatcher
 from felix_client.calc.model import Block, Endpoint, Node, Pool
 from felix_client.calc.policy import PolicyCalc
@@ -36,6 +36,7 @@ class Calculator:
         self.routes = RouteCalc(node)
         self.policy = PolicyCalc(node)
         self.programmed: dict[str, Route] = {}
+        self.programmed_vteps: dict[str, Vtep] = {}
         self.errors: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
         d = self.dispatcher = Dispatcher(KeyLayout(prefix))
@@ -64,6 +65,16 @@ class Calculator:
                 self.programmed[dst] = route
                 batch.routes_set[dst] = route
         self.routes.changed.clear()
+        for name in self.routes.vteps_changed:
+            node = self.routes.nodes.get(name)
+            vtep = node.vtep() if node is not None else None
+            if vtep is None:
+                if self.programmed_vteps.pop(name, None) is not None:
+                    batch.vteps_del.add(name)
+            elif self.programmed_vteps.get(name) != vtep:
+                self.programmed_vteps[name] = vtep
+                batch.vteps_set[name] = vtep
+        self.routes.vteps_changed.clear()
         self.policy.flush(batch)
         return batch
 

@@ -12,7 +12,7 @@ from typing import Any
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
 from calico_model.selector import parse as parse_selector
-from dataplane.batch import ChainKey, EndpointInfo, IpSetId, Route, Rule
+from dataplane.batch import ChainKey, EndpointInfo, IpSetId, Route, Rule, Vtep
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import members_of
 from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
@@ -29,6 +29,7 @@ class Tables:
     ipsets: dict[IpSetId, set[str]]
     chains: dict[ChainKey, tuple[Rule, ...]]
     endpoints: dict[str, EndpointInfo]
+    vteps: dict[str, Vtep]
 
 
 def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX) -> Tables:
@@ -116,4 +117,5 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
                     for m in members_of(sid, ep)
                 }
     endpoints = {key: ep.info() for key, ep in eps.items() if ep.node == node}
-    return Tables(routes, ipsets, chains, endpoints)
+    vteps = {name: v for name, n in nodes.items() if (v := n.vtep()) is not None}
+    return Tables(routes, ipsets, chains, endpoints, vteps)

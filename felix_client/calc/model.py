@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico_model.protocols import protocol_number
-from dataplane.batch import EndpointInfo, EndpointKind
+from dataplane.batch import EndpointInfo, EndpointKind, Vtep
 
 IPv4Net = ipaddress.IPv4Network
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -66,6 +66,13 @@ class Node:
     ip6: str | None = None
     subnet6: ipaddress.IPv6Network | None = None
     vxlan_addr6: str | None = None
+    vxlan_mac: str | None = None
+
+    def vtep(self) -> Vtep | None:
+        """The node's IPv4 VXLAN tunnel endpoint, if it has a complete one."""
+        if self.ip and self.vxlan_addr and self.vxlan_mac:
+            return Vtep(self.name, self.ip, self.vxlan_addr, self.vxlan_mac.lower())
+        return None
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Node:
@@ -99,7 +106,8 @@ class Node:
         except ValueError:
             pass
         vx6 = _str(spec.get("ipv6VXLANTunnelAddr")) or None
-        return Node(_str(meta.get("name")), ip, subnet, vx, ip6, subnet6, vx6)
+        mac = _str(spec.get("vxlanTunnelMACAddr")) or None
+        return Node(_str(meta.get("name")), ip, subnet, vx, ip6, subnet6, vx6, mac)
 
     def address(self, family: int) -> str | None:
         """The node's address of one family."""

@@ -43,6 +43,7 @@ class RouteCalc:
             dict
         )  # dst -> owner -> route
         self.changed: set[str] = set()  # destinations whose effective route may have changed
+        self.vteps_changed: set[str] = set()  # nodes whose VXLAN endpoint may have changed
 
     # -- the table -------------------------------------------------------------
 
@@ -85,6 +86,7 @@ class RouteCalc:
             self.nodes[name] = node
         if old == node:
             return  # e.g. only labels changed: nothing routing depends on
+        self.vteps_changed.add(name)
         if name == self.node:
             if (old and (old.subnet, old.subnet6)) != (node and (node.subnet, node.subnet6)):
                 self._refresh_all()  # our subnet decides CrossSubnet for everyone

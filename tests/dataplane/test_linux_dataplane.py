@@ -20,12 +20,11 @@ from tests.netns import Fabric, fabric, sh
 V3 = "/calico/resources/v3/projectcalico.org"
 
 
-def node(name: str, ip: str) -> tuple[str, Any]:
-    return f"{V3}/nodes/{name}", {
-        "kind": "Node",
-        "metadata": {"name": name},
-        "spec": {"bgp": {"ipv4Address": f"{ip}/24"}},
-    }
+def node(name: str, ip: str, vtep: str = "", mac: str = "") -> tuple[str, Any]:
+    spec: dict[str, Any] = {"bgp": {"ipv4Address": f"{ip}/24"}}
+    if vtep:
+        spec.update(ipv4VXLANTunnelAddr=vtep, vxlanTunnelMACAddr=mac)
+    return f"{V3}/nodes/{name}", {"kind": "Node", "metadata": {"name": name}, "spec": spec}
 
 
 def block(cidr: str, node_name: str) -> tuple[str, Any]:
@@ -83,16 +82,34 @@ STATE = dict(
 )
 
 
+# The same cluster with VXLAN: every pool address goes through the tunnel;
+# each node's VTEP address is the first of its block.
+VXLAN = dict(
+    [
+        node("n1", "192.168.77.1", "10.65.1.1", "66:00:00:00:00:01"),
+        node("n2", "192.168.77.2", "10.65.2.1", "66:00:00:00:00:02"),
+        (
+            f"{V3}/ippools/p",
+            {
+                "kind": "IPPool",
+                "metadata": {"name": "p"},
+                "spec": {"cidr": "10.65.0.0/16", "vxlanMode": "Always"},
+            },
+        ),
+    ]
+)
+
+
 class Cluster:
     """Two nodes on an underlay, five pods, a LinuxDataplane per node."""
 
-    def __init__(self, f: Fabric) -> None:
+    def __init__(self, f: Fabric, vxlan: bool = False) -> None:
         self.f = f
         self.nodes = {"n1": f.node("n1", "192.168.77.1/24"), "n2": f.node("n2", "192.168.77.2/24")}
         self.pods = {p: f.pod(self.nodes[n], p, f"cali{p}", ip) for p, (n, ip, _) in PODS.items()}
         self.calcs = {n: Calculator(n) for n in self.nodes}
-        self.dps = {n: LinuxDataplane(netns=f.path(ns)) for n, ns in self.nodes.items()}
-        self.state = dict(STATE)
+        self.dps = {n: LinuxDataplane(netns=f.path(ns), node=n) for n, ns in self.nodes.items()}
+        self.state = {**STATE, **(VXLAN if vxlan else {})}
         self.change(list(self.state.items()))
 
     def change(self, items: list[tuple[str, Any]]) -> None:
@@ -122,17 +139,28 @@ def cluster() -> Iterator[Cluster]:
             c.close()
 
 
-def test_profiles_decide_who_reaches_whom_on_one_node_and_across_nodes(cluster: Cluster) -> None:
-    assert cluster.reach("a", "c")  # same node, same profile
-    assert cluster.reach("a", "e")  # other node, same profile: routed via n2's address
-    assert not cluster.reach("a", "b")  # B admits only its own group
-    assert not cluster.reach("a", "d")
-    assert cluster.reach("e", "a")
-    assert not cluster.reach("b", "a")  # A's profile admits only the shared group
-    routes = sh(cluster.nodes["n1"], "ip", "route", "show", "proto", "80").stdout
-    assert "10.65.1.2 dev calia scope link" in routes
-    assert "10.65.2.0/26 via 192.168.77.2" in routes
-    assert "blackhole 10.65.1.0/26" in routes
+@pytest.mark.parametrize("vxlan", [False, True], ids=["routed", "vxlan"])
+def test_profiles_decide_who_reaches_whom_on_one_node_and_across_nodes(vxlan: bool) -> None:
+    with fabric() as f:
+        cluster = Cluster(f, vxlan=vxlan)
+        try:
+            assert cluster.reach("a", "c")  # same node, same profile
+            assert cluster.reach("a", "e")  # other node, same profile
+            assert not cluster.reach("a", "b")  # B admits only its own group
+            assert not cluster.reach("a", "d")
+            assert cluster.reach("e", "a")
+            assert not cluster.reach("b", "a")  # A's profile admits only the shared group
+            routes = sh(cluster.nodes["n1"], "ip", "route", "show", "proto", "80").stdout
+            assert "10.65.1.2 dev calia scope link" in routes
+            assert "blackhole 10.65.1.0/26" in routes
+            if vxlan:
+                assert "10.65.2.0/26 via 10.65.2.1 dev vxlan.calico onlink" in routes
+                fdb = sh(cluster.nodes["n1"], "bridge", "fdb", "show", "dev", "vxlan.calico").stdout
+                assert "66:00:00:00:00:02 dst 192.168.77.2 self permanent" in fdb
+            else:
+                assert "10.65.2.0/26 via 192.168.77.2 dev eth0" in routes
+        finally:
+            cluster.close()
 
 
 def test_a_policy_and_a_label_change_take_effect_and_deleting_the_policy_undoes_it(
@@ -170,7 +198,7 @@ def test_a_restarted_driver_changes_nothing_and_a_resync_repairs_exactly_what_wa
     cluster: Cluster,
 ) -> None:
     n1 = cluster.nodes["n1"]
-    again = LinuxDataplane(netns=cluster.f.path(n1))
+    again = LinuxDataplane(netns=cluster.f.path(n1), node="n1")
     try:
         again.apply(Calculator("n1").apply(list(cluster.state.items())))
         assert again.kernel_changes() == 0
@@ -182,7 +210,7 @@ def test_a_restarted_driver_changes_nothing_and_a_resync_repairs_exactly_what_wa
         repaired = again.resync()
         assert repaired["routes"] == 1
         assert repaired["nft_statements"] > 0
-        assert again.resync() == {"routes": 0, "sysctls": 0, "nft_statements": 0}
+        assert again.resync() == {"vxlan": 0, "routes": 0, "sysctls": 0, "nft_statements": 0}
         assert cluster.reach("a", "e")
         assert not cluster.reach("a", "b")
     finally:

@@ -56,6 +56,7 @@ def node_value(name: str, ip_last: int, subnet: int, vx: bool) -> dict[str, Any]
     spec: dict[str, Any] = {"bgp": {"ipv4Address": f"192.168.{subnet}.{ip_last}/24"}}
     if vx:
         spec["ipv4VXLANTunnelAddr"] = f"10.250.0.{ip_last}"
+        spec["vxlanTunnelMACAddr"] = f"66:00:00:00:00:{ip_last:02x}"
     return {"kind": "Node", "metadata": {"name": name}, "spec": spec}
 
 
@@ -341,6 +342,7 @@ def run(batches: list[list[tuple[str, Any]]], node: str = "n1") -> None:
         assert dp.chains == expected.chains
         assert dp.ipsets == expected.ipsets
         assert dp.endpoints == expected.endpoints
+        assert dp.vteps == expected.vteps
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

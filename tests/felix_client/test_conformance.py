@@ -144,6 +144,7 @@ class Net:
         assert dp.ipsets == oracle.ipsets
         assert dp.routes == oracle.routes
         assert dp.endpoints == oracle.endpoints
+        assert dp.vteps == oracle.vteps
         self.endpoints = dp.endpoints
         self.chains, self.sets, self.routes = dp.chains, dp.ipsets, dp.routes
 
