@@ -161,6 +161,14 @@ class Fabric:
             cwd=ROOT,
         )
 
+    def probe(self, ns: str, *args: str) -> subprocess.Popen[str]:
+        """Start a probe (`python -m tests.probe ...`) in `ns`; the caller
+        waits for it."""
+        cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.probe", *args]
+        return subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
     def _probe(self, ns: str, *args: str) -> bool:
         cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.probe", *args]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=10).returncode == 0

@@ -4,6 +4,9 @@ one ICMP echo, or a TCP connect; exit status 0 if answered within the time.
     python -m tests.probe ping ADDR [TIMEOUT]
     python -m tests.probe connect ADDR PORT [TIMEOUT]
     python -m tests.probe listen PORT SECONDS
+    python -m tests.probe echo PORT SECONDS          (echoes every byte back)
+    python -m tests.probe stream ADDR PORT SECONDS   (one connection, a byte
+        every 20 ms, each echoed within 2 s; prints "sent N echoed M")
 """
 
 from __future__ import annotations
@@ -71,6 +74,45 @@ def listen(port: int, seconds: float) -> None:
                 continue
 
 
+def echo(port: int, seconds: float) -> None:
+    """Echo every byte of one connection back, for `seconds`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.listen(1)
+        s.settimeout(seconds)
+        conn, _ = s.accept()
+        with conn:
+            conn.settimeout(seconds)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                conn.sendall(data)
+
+
+def stream(addr: str, port: int, seconds: float) -> tuple[int, int]:
+    """Send one byte every 20 ms over one connection for `seconds`; returns
+    (sent, echoed).  A byte not echoed within 2 s ends the stream."""
+    sent = echoed = 0
+    with socket.create_connection((addr, port), timeout=2) as s:
+        s.settimeout(2)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            s.sendall(b"x")
+            sent += 1
+            try:
+                if s.recv(1) == b"x":
+                    echoed += 1
+                else:
+                    break
+            except TimeoutError:
+                break
+            time.sleep(0.02)
+    return sent, echoed
+
+
 def main(argv: list[str]) -> int:
     """Entry point; the exit status says whether the probe was answered."""
     cmd = argv[0]
@@ -81,6 +123,13 @@ def main(argv: list[str]) -> int:
     if cmd == "listen":
         listen(int(argv[1]), float(argv[2]))
         return 0
+    if cmd == "echo":
+        echo(int(argv[1]), float(argv[2]))
+        return 0
+    if cmd == "stream":
+        sent, echoed = stream(argv[1], int(argv[2]), float(argv[3]))
+        print(f"sent {sent} echoed {echoed}")
+        return 0 if sent == echoed and sent > 0 else 1
     return 2
 
 

@@ -67,6 +67,7 @@ class LinuxDataplane(MemoryDataplane):
         self._desired = M.base_model()
         self._programmed: M.NftModel | None = None  # None: read the kernel first
         self._unconfigured: set[str] = set()  # workload interfaces not there yet
+        self._closed = False
         self._thread = KernelThread(netns)
         self._thread.call(self._open)
 
@@ -97,7 +98,10 @@ class LinuxDataplane(MemoryDataplane):
 
     def close(self) -> None:
         """Release the netlink socket and the nftables context; the kernel
-        state stays (a restarted agent takes it over)."""
+        state stays (a restarted agent takes it over).  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
 
         def shut() -> None:
             self._nft.close()

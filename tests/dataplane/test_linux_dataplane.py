@@ -8,6 +8,8 @@ with a veth as the CNI plugin would make them.  Probes are real packets
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +102,17 @@ VXLAN = dict(
 )
 
 
+def log_packets(ns: str) -> int:
+    """Packets counted by the Log rules of the agent's table in `ns`."""
+    doc = json.loads(sh(ns, "nft", "-j", "list", "table", "inet", "felix_typha").stdout)
+    total = 0
+    for obj in doc["nftables"]:
+        exprs = obj.get("rule", {}).get("expr", [])
+        if any("log" in e for e in exprs):
+            total += sum(e["counter"]["packets"] for e in exprs if "counter" in e)
+    return total
+
+
 class Cluster:
     """Two nodes on an underlay, five pods, a LinuxDataplane per node."""
 
@@ -175,6 +188,7 @@ def test_a_policy_and_a_label_change_take_effect_and_deleting_the_policy_undoes_
                 "selector": "group == 'shared'",
                 "types": ["Ingress"],
                 "ingress": [
+                    {"action": "Log", "protocol": "ICMP"},
                     {"action": "Deny", "source": {"selector": "role == 'blocked'"}},
                     {"action": "Pass"},
                 ],
@@ -184,6 +198,8 @@ def test_a_policy_and_a_label_change_take_effect_and_deleting_the_policy_undoes_
     key, value = wep("a", "n1", PODS["a"][1], "shared", role="blocked")
     cluster.change([deny, (key, value)])
     assert not cluster.reach("a", "c")
+    # The Log rule logged: its rule (log, then counter) counted the echo request.
+    assert log_packets(cluster.nodes["n1"]) >= 1
     assert not cluster.reach("a", "e")  # enforced on n2 too, from the label set there
     key, value = wep("a", "n1", PODS["a"][1], "shared")  # leaves the selected set
     cluster.change([(key, value)])
@@ -198,10 +214,21 @@ def test_a_restarted_driver_changes_nothing_and_a_resync_repairs_exactly_what_wa
     cluster: Cluster,
 ) -> None:
     n1 = cluster.nodes["n1"]
+    # An established TCP stream from a (n1) to e (n2), a byte echoed every 20 ms,
+    # runs while n1's driver is replaced by a new one, as when the agent restarts.
+    server = cluster.f.probe(cluster.pods["e"], "echo", "7000", "8")
+    time.sleep(0.3)
+    client = cluster.f.probe(cluster.pods["a"], "stream", PODS["e"][1], "7000", "3")
+    time.sleep(0.5)
+    cluster.dps["n1"].close()
     again = LinuxDataplane(netns=cluster.f.path(n1), node="n1")
     try:
         again.apply(Calculator("n1").apply(list(cluster.state.items())))
         assert again.kernel_changes() == 0
+        out, _ = client.communicate(timeout=15)
+        server.wait(timeout=15)
+        assert client.returncode == 0, out  # every byte sent was echoed: no packet lost
+        assert int(out.split()[1]) > 50
         # Someone deletes a route and flushes one of our chains by hand.
         sh(n1, "ip", "route", "del", "10.65.2.0/26")
         table = sh(n1, "nft", "-j", "list", "map", "inet", "felix_typha", "to_wl4").stdout
@@ -215,3 +242,4 @@ def test_a_restarted_driver_changes_nothing_and_a_resync_repairs_exactly_what_wa
         assert not cluster.reach("a", "b")
     finally:
         again.close()
+        cluster.dps["n1"] = again  # closed twice is harmless; the fixture closes the rest
