@@ -117,11 +117,14 @@ class LinuxDataplane(MemoryDataplane):
         for sid in batch.ipsets_delete:
             m.sets.pop(R.set_name(sid), None)
             a.sets.add(R.set_name(sid))
-        touched = batch.ipsets_create | batch.ipset_add.keys() | batch.ipset_remove.keys()
-        for sid in touched:
+        for sid in batch.ipsets_create:
             a.sets.add(R.set_name(sid))
-            if sid in self.ipsets:
-                M.set_set(m, sid, self.ipsets[sid])
+            M.set_set(m, sid, self.ipsets.get(sid, set()))
+        # Members change by difference: a set may hold many thousands.
+        for sid in batch.ipset_add.keys() | batch.ipset_remove.keys():
+            if sid in self.ipsets and sid not in batch.ipsets_create:
+                a.sets.add(R.set_name(sid))
+                M.update_set(m, sid, batch.ipset_add.get(sid, ()), batch.ipset_remove.get(sid, ()))
         for ck in batch.chains_del | batch.chains_set.keys():
             a.chains |= M.chain_names(m, ck)
             M.remove_chain(m, ck)
@@ -149,8 +152,11 @@ class LinuxDataplane(MemoryDataplane):
             for dst in batch.routes_del:
                 self._routes.delete(dst)
             for route in batch.routes_set.values():
-                self._routes.set(route)
-            self._routes.retry_pending()
+                self._routes.try_set(route)
+            if batch.endpoints_set or batch.vteps_set:
+                # A device a pending route waits for may be there now; other
+                # pending routes (an unreachable next hop) wait for the resync.
+                self._routes.retry_pending()
             old = _restrict(self._programmed, affected)
             new = _restrict(self._desired, affected)
             script = M.diff(old, new)
@@ -159,11 +165,20 @@ class LinuxDataplane(MemoryDataplane):
                 self.kernel_stats["nft_statements"] += len(script)
                 self.kernel_stats["nft_transactions"] += 1
             self._adopt(affected)
+            self._take_route_failures()
         except DataplaneError as exc:
             # The kernel state is now unknown: read it again on the next batch.
             self.kernel_stats["errors"] += 1
             self._programmed = None
             self._rl.log(logging.ERROR, "apply", "dataplane update failed, will resync: %s", exc)
+
+    def _take_route_failures(self) -> None:
+        failures, self._routes.failures = self._routes.failures, []
+        if failures:
+            self.kernel_stats["errors"] += len(failures)
+            self._rl.log(
+                logging.ERROR, "route", "%d route(s) refused, e.g. %s", len(failures), failures[0]
+            )
 
     def _adopt(self, a: _Affected) -> None:
         p, d = self._programmed, self._desired
@@ -212,6 +227,7 @@ class LinuxDataplane(MemoryDataplane):
                 self._nft.run("\n".join(script) + "\n")
                 self.kernel_stats["nft_statements"] += len(script)
             self._programmed = self._desired.copy()
+            self._take_route_failures()
         except DataplaneError as exc:
             self.kernel_stats["errors"] += 1
             self._programmed = None

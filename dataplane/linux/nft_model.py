@@ -12,7 +12,7 @@ an agent that restarts on a node whose table is right writes nothing.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,14 @@ def remove_chain(m: NftModel, ck: ChainKey) -> None:
 def set_set(m: NftModel, sid: IpSetId, members: set[str]) -> None:
     """Put one IP set with its members into the model."""
     m.sets[R.set_name(sid)] = (R.set_spec(sid), frozenset(R.element(sid, x) for x in members))
+
+
+def update_set(m: NftModel, sid: IpSetId, add: Iterable[str], remove: Iterable[str]) -> None:
+    """Change one IP set's members in the model by difference."""
+    spec, members = m.sets[R.set_name(sid)]
+    gone = {R.element(sid, x) for x in remove}
+    new = {R.element(sid, x) for x in add}
+    m.sets[R.set_name(sid)] = (spec, (members - gone) | new)
 
 
 def set_dispatch(
@@ -205,7 +213,7 @@ def from_kernel_json(doc: dict[str, Any]) -> NftModel:
 def _elem(e: Any) -> str:
     if isinstance(e, dict) and "concat" in e:
         a, p, port = e["concat"]
-        return f"{ipaddress.ip_address(a)} . {p} . {port}"
+        return f"{a} . {p} . {port}"
     if isinstance(e, dict) and "prefix" in e:
         return f"{e['prefix']['addr']}/{e['prefix']['len']}"
-    return str(ipaddress.ip_address(e))
+    return str(e)

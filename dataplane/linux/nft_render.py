@@ -25,7 +25,6 @@ next endpoint's chain; a Deny drops.  Every rule has a counter.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,11 +71,13 @@ def set_spec_of_kernel(s: dict[str, Any]) -> str:
 
 def element(sid: IpSetId, member: str) -> str:
     """One member as an nft set element: an address, or `addr . proto . port`."""
+    # Members are single addresses already in canonical text (the
+    # calculation prints them with `ipaddress`, as nft prints them back).
     if not sid.port_name:
-        return str(ipaddress.ip_network(member).network_address)
+        return member.partition("/")[0]
     addr, _, rest = member.partition(",")
     proto, _, port = rest.partition(":")
-    return f"{ipaddress.ip_address(addr)} . {proto} . {port}"
+    return f"{addr} . {proto} . {port}"
 
 
 def chain_name(ck: ChainKey) -> str:

@@ -71,6 +71,7 @@ class RouteTable:
         self._ipr = ipr
         self.pending: dict[str, Route] = {}  # waiting for their device
         self.changes = 0  # kernel writes made (routes set or deleted)
+        self.failures: list[str] = []  # routes the kernel refused, since last taken
 
     def _index(self, dev: str) -> int | None:
         found = self._ipr.link_lookup(ifname=dev)
@@ -120,6 +121,15 @@ class RouteTable:
         self.pending.pop(route.dst, None)
         return True
 
+    def try_set(self, route: Route) -> bool:
+        """`set`, but a refusal is recorded in `failures` instead of raised:
+        one bad route must not keep the others (or the ACLs) out."""
+        try:
+            return self.set(route)
+        except DataplaneError as exc:
+            self.failures.append(str(exc))
+            return False
+
     def delete(self, dst: str) -> None:
         """Remove the agent's route to `dst`, if the kernel has it."""
         self.pending.pop(dst, None)
@@ -136,7 +146,7 @@ class RouteTable:
         """Program pending routes whose device now exists; returns how many."""
         done = 0
         for route in list(self.pending.values()):
-            if self.set(route):
+            if self.try_set(route):
                 done += 1
         return done
 
@@ -150,7 +160,7 @@ class RouteTable:
             current = have.get(want.dst) if want is not None else None
             if want is not None and current is not None and current.satisfies(want):
                 self.pending.pop(dst, None)
-            elif self.set(route):
+            elif self.try_set(route):
                 written += 1
         wanted = {str(ipaddress.ip_network(d)) for d in desired}
         for dst in have.keys() - wanted:
@@ -189,4 +199,4 @@ class _NotYet(Exception):
     """The route cannot be programmed until its device or next hop is ready."""
 
 
-_NOT_YET = (100, 101, 19)  # ENETDOWN, ENETUNREACH, ENODEV
+_NOT_YET = (100, 101, 113, 19)  # ENETDOWN, ENETUNREACH, EHOSTUNREACH, ENODEV

@@ -1,12 +1,13 @@
 """The whole system on a fabric of namespaces: etcd and typha in an `infra`
 namespace on the underlay, a `felix-agent --dataplane linux` running inside
 each node's namespace and programming it, pods as namespaces with veths.
-The test reaches etcd and the agents' status ports from threads that enter
-their namespaces; nothing runs in, or changes, the root namespace's network."""
+The test writes to etcd from a process inside the infra namespace and reads
+the agents' status ports from threads that enter their namespaces; nothing
+runs in, or changes, the root namespace's network."""
 
 from __future__ import annotations
 
-import asyncio
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -17,14 +18,25 @@ import pytest
 
 from commands.demo.etcd import etcd_binary
 from dataplane.linux.kernel_thread import KernelThread
-from tests.cluster import put_items, write_state
 from tests.conftest import Proc, wait_until
 from tests.dataplane.test_linux_dataplane import PODS, STATE, V3, VXLAN
-from tests.netns import Fabric, fabric
+from tests.netns import ROOT, Fabric, fabric
 
 pytestmark = pytest.mark.integration
 
 INFRA = "192.168.77.100"
+
+
+def etcd_put(ns: str, items: dict[str, Any]) -> bool:
+    """Write (None deletes) to the infra etcd from inside its namespace."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.etcd_write", f"{INFRA}:2379"],
+        input=orjson.dumps(items),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    return done.returncode == 0
 
 
 def in_ns(f: Fabric, ns: str) -> KernelThread:
@@ -73,15 +85,8 @@ def test_agents_inside_their_nodes_reach_typha_over_the_fabric(tmp_path: Path, v
                 "--log-level",
                 "warn",
             )
-            etcd_ns = in_ns(f, infra)
-            threads.append(etcd_ns)
             state = {**STATE, **(VXLAN if vxlan else {})}
-            wait_until(
-                lambda: bool(
-                    etcd_ns.call(lambda: asyncio.run(write_state(f"{INFRA}:2379", state)))
-                ),
-                "etcd written over the fabric",
-            )
+            wait_until(lambda: etcd_put(infra, state), "etcd written over the fabric")
             run(
                 infra,
                 "typha",
@@ -136,11 +141,9 @@ def test_agents_inside_their_nodes_reach_typha_over_the_fabric(tmp_path: Path, v
                 },
             }
             key = f"{V3}/globalnetworkpolicies/deny-icmp"
-            etcd_ns.call(
-                lambda: asyncio.run(put_items(f"{INFRA}:2379", [(key, orjson.dumps(deny))]))
-            )
+            assert etcd_put(infra, {key: deny})
             wait_until(lambda: not reach("a", "e") and not reach("a", "c"), "the deny is in force")
-            etcd_ns.call(lambda: asyncio.run(put_items(f"{INFRA}:2379", [(key, None)])))
+            assert etcd_put(infra, {key: None})
             wait_until(lambda: reach("a", "e"), "deleting the policy restores it")
         finally:
             for p in reversed(procs):
