@@ -166,8 +166,9 @@ class LinuxDataplane(MemoryDataplane):
                 self.kernel_stats["nft_transactions"] += 1
             self._adopt(affected)
             self._take_route_failures()
-        except DataplaneError as exc:
+        except Exception as exc:  # a kernel refusal, or netlink failing under us
             # The kernel state is now unknown: read it again on the next batch.
+            # Never raised to the agent: its connection and calculation go on.
             self.kernel_stats["errors"] += 1
             self._programmed = None
             self._rl.log(logging.ERROR, "apply", "dataplane update failed, will resync: %s", exc)
@@ -228,7 +229,7 @@ class LinuxDataplane(MemoryDataplane):
                 self.kernel_stats["nft_statements"] += len(script)
             self._programmed = self._desired.copy()
             self._take_route_failures()
-        except DataplaneError as exc:
+        except Exception as exc:  # as in _program: counted, retried, never raised
             self.kernel_stats["errors"] += 1
             self._programmed = None
             self._rl.log(logging.ERROR, "resync", "dataplane resync failed: %s", exc)
