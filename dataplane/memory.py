@@ -53,7 +53,7 @@ class MemoryDataplane:
         for ep in batch.endpoints_del:
             self.endpoints.pop(ep, None)
 
-    def kernel_status(self) -> dict[str, int]:
+    def kernel_status(self) -> dict[str, int | str]:
         """What the driver did to a kernel (nothing, for this one)."""
         return {}
 

@@ -21,6 +21,7 @@ from dataplane.batch import DataplaneBatch, EndpointKind
 from dataplane.errors import DataplaneError
 from dataplane.linux import nft_model as M
 from dataplane.linux import nft_render as R
+from dataplane.linux.ipip import Ipip
 from dataplane.linux.kernel_thread import KernelThread
 from dataplane.linux.links import (
     Sysctl,
@@ -79,6 +80,7 @@ class LinuxDataplane(MemoryDataplane):
         self._sysctl = Sysctl()
         self._routes = RouteTable(self._ipr)
         self._vxlan = Vxlan(self._ipr, self.node)
+        self._ipip = Ipip(self._ipr)
         configure_host(self._sysctl)
 
     # -- the Dataplane interface -------------------------------------------------
@@ -151,6 +153,8 @@ class LinuxDataplane(MemoryDataplane):
                 self._vxlan.sync(self.vteps)
             for dst in batch.routes_del:
                 self._routes.delete(dst)
+            if any(r.kind == "ipip" for r in batch.routes_set.values()):
+                self._ipip.ensure()
             for route in batch.routes_set.values():
                 self._routes.try_set(route)
             if batch.endpoints_set or batch.vteps_set:
@@ -221,6 +225,8 @@ class LinuxDataplane(MemoryDataplane):
             }
             self._configure_interfaces()
             vxlan = self._vxlan.sync(self.vteps)
+            if any(r.kind == "ipip" for r in self.routes.values()):
+                self._ipip.ensure()
             self._routes.resync(self.routes)
             kernel = self._read_table()
             script = M.diff(kernel, self._desired)
@@ -253,7 +259,7 @@ class LinuxDataplane(MemoryDataplane):
             return M.NftModel(table=False)  # no table yet
         return M.from_kernel_json(json.loads(out))
 
-    def kernel_status(self) -> dict[str, int]:
+    def kernel_status(self) -> dict[str, int | str]:
         """Counters for /status: kernel writes, resyncs, repairs, errors, and
         routes waiting for their device."""
         return {
@@ -263,6 +269,7 @@ class LinuxDataplane(MemoryDataplane):
             "errors": self.kernel_stats["errors"],
             "nft_transactions": self.kernel_stats["nft_transactions"],
             "pending_routes": len(self._routes.pending),
+            "ipip": self._thread.call(lambda: self._ipip.state),
         }
 
     def kernel_changes(self) -> int:
