@@ -245,13 +245,25 @@ class EndpointInfo:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Vtep:
-    """A node's VXLAN tunnel endpoint: the node, its underlay address, its
-    tunnel device's address and MAC."""
+    """A node's VXLAN tunnel endpoints: per family, its underlay address, its
+    tunnel device's address and MAC ("" where the node has none)."""
 
     node: str
     underlay: str
     address: str
     mac: str
+    underlay6: str = ""
+    address6: str = ""
+    mac6: str = ""
+
+    def of(self, family: int) -> tuple[str, str, str] | None:
+        """(underlay, address, MAC) of one family, or None."""
+        t = (
+            (self.underlay, self.address, self.mac)
+            if family == 4
+            else (self.underlay6, self.address6, self.mac6)
+        )
+        return t if all(t) else None
 
 
 class ChainKey(NamedTuple):

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST_MAC = "ee:ee:ee:ee:ee:ee"  # as Calico's CNI plugin sets the host side
+HOST_LL = "fe80::ecee:eeff:feee:eeee"  # its link-local address: the pod's IPv6 gateway
 
 
 def kernel_missing() -> str | None:
@@ -78,9 +80,10 @@ class Fabric:
         """The namespace's path, for LinuxDataplane(netns=...)."""
         return f"/run/netns/{ns}"
 
-    def node(self, name: str, underlay_ip: str | None = None) -> str:
+    def node(self, name: str, underlay_ip: str | None = None, underlay_ip6: str = "") -> str:
         """A node namespace; with `underlay_ip` (a /24 address) its eth0 is
-        plugged into the fabric's underlay bridge."""
+        plugged into the fabric's underlay bridge (and given `underlay_ip6`,
+        a /64 address, too)."""
         ns = self.ns(name)
         if underlay_ip is not None:
             if not self.underlay:
@@ -109,35 +112,34 @@ class Fabric:
             # pods' gateway 169.254.1.1 only when the node has a route to it.
             gateway = underlay_ip.rsplit(".", 1)[0] + ".254"
             sh(ns, "ip", "route", "add", "default", "via", gateway, "dev", "eth0")
+            if underlay_ip6:
+                sh(ns, "ip", "-6", "addr", "add", underlay_ip6, "dev", "eth0", "nodad")
         return ns
 
-    def pod(self, node_ns: str, name: str, host_iface: str, ip: str) -> str:
+    def pod(self, node_ns: str, name: str, host_iface: str, ip: str, ip6: str = "") -> str:
         """A pod as the CNI plugin makes it: `eth0` with its /32 and a default
-        route via 169.254.1.1; the host side named `host_iface` in the node."""
+        route via 169.254.1.1; the host side named `host_iface` in the node,
+        with MAC ee:ee:ee:ee:ee:ee.  With `ip6`: its /128 and a default route
+        via the host side's link-local address."""
         ns = self.ns(name)
-        sh(
-            node_ns,
-            "ip",
-            "link",
-            "add",
-            host_iface,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns,
-        )
+        veth = ["ip", "link", "add", host_iface, "address", HOST_MAC, "type", "veth"]
+        sh(node_ns, *veth, "peer", "name", "eth0", "netns", ns)
+        # No duplicate address detection on the host side: its link-local
+        # address is the pod's IPv6 gateway and must answer at once.
+        sh(node_ns, "sysctl", "-qw", f"net.ipv6.conf.{host_iface}.accept_dad=0")
         sh(ns, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
         sh(ns, "ip", "link", "set", "eth0", "up")
         sh(ns, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
         sh(ns, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        if ip6:
+            sh(ns, "ip", "-6", "addr", "add", f"{ip6}/128", "dev", "eth0", "nodad")
+            sh(ns, "ip", "-6", "route", "add", "default", "via", HOST_LL, "dev", "eth0")
         return ns
 
     def ping(self, ns: str, ip: str) -> bool:
-        """One ICMP echo request from `ns`, one second to answer."""
-        return self._probe(ns, "ping", ip, "1")
+        """One ICMP (ICMPv6 for an IPv6 address) echo request from `ns`, one
+        second to answer."""
+        return self._probe(ns, "ping6" if ":" in ip else "ping", ip, "1")
 
     def connect(self, ns: str, ip: str, port: int) -> bool:
         """One TCP connect from `ns`, one second to be accepted."""

@@ -2,6 +2,7 @@
 one ICMP echo, or a TCP connect; exit status 0 if answered within the time.
 
     python -m tests.probe ping ADDR [TIMEOUT]
+    python -m tests.probe ping6 ADDR [TIMEOUT]
     python -m tests.probe connect ADDR PORT [TIMEOUT]
     python -m tests.probe listen PORT SECONDS
     python -m tests.probe echo PORT SECONDS          (echoes every byte back)
@@ -45,6 +46,25 @@ def ping(addr: str, timeout: float) -> bool:
             ihl = (data[0] & 0x0F) * 4
             kind, _, _, rid, _ = struct.unpack("!BBHHH", data[ihl : ihl + 8])
             if src == addr and kind == 0 and rid == ident:
+                return True
+    return False
+
+
+def ping6(addr: str, timeout: float) -> bool:
+    """One ICMPv6 echo request; the kernel fills in the checksum."""
+    ident = os.getpid() & 0xFFFF
+    packet = struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"typha-probe"
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+        s.settimeout(timeout)
+        s.sendto(packet, (addr, 0))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data, _ = s.recvfrom(2048)
+            except TimeoutError:
+                return False
+            kind, _, _, rid, _ = struct.unpack("!BBHHH", data[:8])
+            if kind == 129 and rid == ident:
                 return True
     return False
 
@@ -118,6 +138,8 @@ def main(argv: list[str]) -> int:
     cmd = argv[0]
     if cmd == "ping":
         return 0 if ping(argv[1], float(argv[2]) if len(argv) > 2 else 1.0) else 1
+    if cmd == "ping6":
+        return 0 if ping6(argv[1], float(argv[2]) if len(argv) > 2 else 1.0) else 1
     if cmd == "connect":
         return 0 if connect(argv[1], int(argv[2]), float(argv[3]) if len(argv) > 3 else 1.0) else 1
     if cmd == "listen":

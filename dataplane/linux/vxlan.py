@@ -1,12 +1,13 @@
-"""The IPv4 VXLAN tunnel: the `vxlan.calico` device and one neighbour and
-one forwarding entry per remote node.
+"""The VXLAN tunnels: `vxlan.calico` (IPv4) and `vxlan-v6.calico` (IPv6),
+each with one neighbour and one forwarding entry per remote node.
 
-As in Calico: VNI 4096 on UDP port 4789, learning off; the device carries
-the node's VTEP address (/32) and MAC from its Node resource; for each other
-node, a permanent neighbour entry (its VTEP address → its VTEP MAC) and a
-forwarding entry (that MAC → its underlay address).  Routes to remote blocks
-then go `via <VTEP address> dev vxlan.calico onlink`.  Only entries on our
-device are ever read or changed.
+As in Calico: VNI 4096 on UDP port 4789, learning off; a device carries the
+node's VTEP address of its family (/32, /128) and MAC from its Node
+resource; for each other node with a VTEP of that family, a permanent
+neighbour entry (its VTEP address → its VTEP MAC) and a forwarding entry
+(that MAC → its underlay address).  Routes to remote blocks then go
+`via <VTEP address> dev <device> onlink`.  Only entries on our devices are
+ever read or changed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from dataplane.batch import Vtep
 from dataplane.errors import DataplaneError
 
-DEVICE = "vxlan.calico"
+DEVICES = {4: "vxlan.calico", 6: "vxlan-v6.calico"}
+AF = {4: 2, 6: 10}
 VNI = 4096
 PORT = 4789
 NUD_PERMANENT = 0x80
@@ -24,44 +26,48 @@ NTF_SELF = 0x02
 
 
 class Vxlan:
-    """Keeps `vxlan.calico` and its peer entries as the VTEPs say."""
+    """Keeps both VXLAN devices and their peer entries as the VTEPs say."""
 
     def __init__(self, ipr: Any, node: str) -> None:
         self._ipr = ipr
         self.node = node
         self.changes = 0
 
-    def _index(self) -> int | None:
-        found = self._ipr.link_lookup(ifname=DEVICE)
-        return found[0] if found else None
-
     def sync(self, vteps: dict[str, Vtep]) -> int:
-        """Make the device and its entries match `vteps` (every node's,
+        """Make the devices and their entries match `vteps` (every node's,
         ours included); returns how many kernel changes that took."""
         before = self.changes
         own = vteps.get(self.node)
-        try:
-            idx = self._device(own) if own is not None else self._index()
-            if idx is None:
-                return 0
-            peers = {n: v for n, v in vteps.items() if n != self.node}
-            self._neighbours(idx, peers)
-            self._fdb(idx, peers)
-        except Exception as exc:
-            if isinstance(exc, DataplaneError):
+        for family in (4, 6):
+            mine = own.of(family) if own is not None else None
+            peers = {
+                n: t for n, v in vteps.items() if n != self.node and (t := v.of(family)) is not None
+            }
+            try:
+                idx = self._device(family, *mine) if mine is not None else self._index(family)
+                if idx is not None:
+                    self._neighbours(family, idx, peers)
+                    self._fdb(idx, peers)
+            except DataplaneError:
                 raise
-            raise DataplaneError(f"{DEVICE}: {exc}") from exc
+            except Exception as exc:
+                raise DataplaneError(f"{DEVICES[family]}: {exc}") from exc
         return self.changes - before
 
-    def _device(self, own: Vtep) -> int:
-        idx = self._index()
+    def _index(self, family: int) -> int | None:
+        found = self._ipr.link_lookup(ifname=DEVICES[family])
+        return int(found[0]) if found else None
+
+    def _device(self, family: int, underlay: str, address: str, mac: str) -> int:
+        name, idx = DEVICES[family], self._index(family)
+        local = "vxlan_local" if family == 4 else "vxlan_local6"
         if idx is not None:
             link = self._ipr.link("get", index=idx)[0]
             data = (link.get("linkinfo") or {}).get("data") or {}
             same = (
                 data.get("vxlan_id") == VNI
                 and data.get("vxlan_port") == PORT
-                and data.get("vxlan_local") == own.underlay
+                and data.get(local) == underlay
             )
             if not same:
                 self._ipr.link("del", index=idx)
@@ -70,35 +76,37 @@ class Vxlan:
         if idx is None:
             self._ipr.link(
                 "add",
-                ifname=DEVICE,
+                ifname=name,
                 kind="vxlan",
                 vxlan_id=VNI,
                 vxlan_port=PORT,
-                vxlan_local=own.underlay,
                 vxlan_learning=0,
+                **{local: underlay},
             )
             self.changes += 1
-            idx = self._index()
+            idx = self._index(family)
             assert idx is not None
         link = self._ipr.link("get", index=idx)[0]
-        if link.get("address") != own.mac or not link["flags"] & 1:
-            self._ipr.link("set", index=idx, address=own.mac, state="up")
+        if link.get("address") != mac or not link["flags"] & 1:
+            self._ipr.link("set", index=idx, address=mac, state="up")
             self.changes += 1
-        addrs = {a.get("address") for a in self._ipr.get_addr(index=idx, family=2)}
-        if own.address not in addrs:
+        plen = 32 if family == 4 else 128
+        addrs = {a.get("address") for a in self._ipr.get_addr(index=idx, family=AF[family])}
+        addrs = {a for a in addrs if a and not a.startswith("fe80:")}
+        if address not in addrs:
             for a in addrs:
-                self._ipr.addr("del", index=idx, address=a, prefixlen=32)
-            self._ipr.addr("add", index=idx, address=own.address, prefixlen=32)
+                self._ipr.addr("del", index=idx, address=a, prefixlen=plen)
+            self._ipr.addr("add", index=idx, address=address, prefixlen=plen)
             self.changes += 1
-        return int(idx)
+        return idx
 
-    def _neighbours(self, idx: int, peers: dict[str, Vtep]) -> None:
+    def _neighbours(self, family: int, idx: int, peers: dict[str, tuple[str, str, str]]) -> None:
         have = {
             n.get("dst"): n.get("lladdr")
-            for n in self._ipr.get_neighbours(ifindex=idx, family=2)
+            for n in self._ipr.get_neighbours(ifindex=idx, family=AF[family])
             if n["state"] & NUD_PERMANENT
         }
-        want = {v.address: v.mac for v in peers.values()}
+        want = {address: mac for _, address, mac in peers.values()}
         for dst, mac in want.items():
             if have.get(dst) != mac:
                 self._ipr.neigh("replace", dst=dst, lladdr=mac, ifindex=idx, state=NUD_PERMANENT)
@@ -107,13 +115,13 @@ class Vxlan:
             self._ipr.neigh("del", dst=dst, ifindex=idx)
             self.changes += 1
 
-    def _fdb(self, idx: int, peers: dict[str, Vtep]) -> None:
+    def _fdb(self, idx: int, peers: dict[str, tuple[str, str, str]]) -> None:
         have = {
             f.get("lladdr"): f.get("dst")
             for f in self._ipr.fdb("dump", ifindex=idx)
             if f.get("dst") and f["state"] & NUD_PERMANENT
         }
-        want = {v.mac: v.underlay for v in peers.values()}
+        want = {mac: underlay for underlay, _, mac in peers.values()}
         for mac, dst in want.items():
             if have.get(mac) != dst:
                 self._ipr.fdb(

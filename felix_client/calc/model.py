@@ -67,12 +67,18 @@ class Node:
     subnet6: ipaddress.IPv6Network | None = None
     vxlan_addr6: str | None = None
     vxlan_mac: str | None = None
+    vxlan_mac6: str | None = None
 
     def vtep(self) -> Vtep | None:
-        """The node's IPv4 VXLAN tunnel endpoint, if it has a complete one."""
-        if self.ip and self.vxlan_addr and self.vxlan_mac:
-            return Vtep(self.name, self.ip, self.vxlan_addr, self.vxlan_mac.lower())
-        return None
+        """The node's VXLAN tunnel endpoints, if it has a complete one of
+        either family."""
+        v4 = (self.ip, self.vxlan_addr, self.vxlan_mac)
+        v6 = (self.ip6, self.vxlan_addr6, self.vxlan_mac6)
+        t4 = (v4[0] or "", v4[1] or "", (v4[2] or "").lower()) if all(v4) else ("", "", "")
+        t6 = (v6[0] or "", v6[1] or "", (v6[2] or "").lower()) if all(v6) else ("", "", "")
+        if not any(t4) and not any(t6):
+            return None
+        return Vtep(self.name, *t4, *t6)
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Node:
@@ -107,7 +113,8 @@ class Node:
             pass
         vx6 = _str(spec.get("ipv6VXLANTunnelAddr")) or None
         mac = _str(spec.get("vxlanTunnelMACAddr")) or None
-        return Node(_str(meta.get("name")), ip, subnet, vx, ip6, subnet6, vx6, mac)
+        mac6 = _str(spec.get("vxlanTunnelMACAddrV6")) or None
+        return Node(_str(meta.get("name")), ip, subnet, vx, ip6, subnet6, vx6, mac, mac6)
 
     def address(self, family: int) -> str | None:
         """The node's address of one family."""

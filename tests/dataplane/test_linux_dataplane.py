@@ -269,3 +269,55 @@ def test_a_restarted_driver_changes_nothing_and_a_resync_repairs_exactly_what_wa
     finally:
         again.close()
         cluster.dps["n1"] = again  # closed twice is harmless; the fixture closes the rest
+
+
+def test_ipv6_pods_reach_each_other_through_the_ipv6_vxlan_tunnel() -> None:
+    v6 = {
+        "a": "fd00:65:0:1::2",
+        "c": "fd00:65:0:1::4",
+        "e": "fd00:65:0:2::3",
+        "b": "fd00:65:0:1::3",
+    }
+    underlay6 = {"n1": "fd00:77::1", "n2": "fd00:77::2"}
+    state: dict[str, Any] = dict(STATE)
+    for n, last in (("n1", 1), ("n2", 2)):
+        key, value = node(n, f"192.168.77.{last}")
+        value["spec"]["bgp"]["ipv6Address"] = f"{underlay6[n]}/64"
+        value["spec"]["ipv6VXLANTunnelAddr"] = f"fd00:65:0:{last}::1"
+        value["spec"]["vxlanTunnelMACAddrV6"] = f"66:00:00:00:06:0{last}"
+        state[key] = value
+        cidr = f"fd00:65:0:{last}::/122"
+        state[f"/calico/ipam/v2/assignment/ipv6/block/{cidr.replace('/', '-')}"] = {
+            "cidr": cidr,
+            "affinity": f"host:{n}",
+        }
+    state[f"{V3}/ippools/v6"] = {
+        "kind": "IPPool",
+        "metadata": {"name": "v6"},
+        "spec": {"cidr": "fd00:65::/48", "vxlanMode": "Always"},
+    }
+    for p, addr6 in v6.items():
+        key, value = wep(p, PODS[p][0], PODS[p][1], PODS[p][2])
+        value["spec"]["ipNetworks"].append(f"{addr6}/128")
+        state[key] = value
+    with fabric() as f:
+        nodes = {
+            n: f.node(n, f"192.168.77.{i}/24", f"{underlay6[n]}/64")
+            for i, n in ((1, "n1"), (2, "n2"))
+        }
+        pods = {
+            p: f.pod(nodes[n], p, f"cali{p}", ip, v6.get(p, "")) for p, (n, ip, _) in PODS.items()
+        }
+        dps = {n: LinuxDataplane(netns=f.path(ns), node=n) for n, ns in nodes.items()}
+        try:
+            for n, dp in dps.items():
+                dp.apply(Calculator(n).apply(list(state.items())))
+            assert f.ping(pods["a"], v6["c"])  # same node, IPv6
+            assert f.ping(pods["a"], v6["e"])  # across nodes, through vxlan-v6.calico
+            assert not f.ping(pods["a"], v6["b"])  # B's profile admits only its own group
+            routes = sh(nodes["n1"], "ip", "-6", "route", "show", "proto", "80").stdout
+            assert "fd00:65:0:2::/122 via fd00:65:0:2::1 dev vxlan-v6.calico" in routes
+            assert dps["n1"].kernel_status()["errors"] == 0
+        finally:
+            for dp in dps.values():
+                dp.close()
