@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
@@ -57,23 +57,14 @@ class Calculator:
             dispatch(key, value)
         batch = DataplaneBatch()
         for dst in self.routes.changed:
-            route = self.routes.effective(dst)
-            if route is None:
-                if self.programmed.pop(dst, None) is not None:
-                    batch.routes_del.add(dst)
-            elif self.programmed.get(dst) != route:
-                self.programmed[dst] = route
-                batch.routes_set[dst] = route
+            _emit(
+                self.programmed, dst, self.routes.effective(dst), batch.routes_set, batch.routes_del
+            )
         self.routes.changed.clear()
         for name in self.routes.vteps_changed:
             node = self.routes.nodes.get(name)
             vtep = node.vtep() if node is not None else None
-            if vtep is None:
-                if self.programmed_vteps.pop(name, None) is not None:
-                    batch.vteps_del.add(name)
-            elif self.programmed_vteps.get(name) != vtep:
-                self.programmed_vteps[name] = vtep
-                batch.vteps_set[name] = vtep
+            _emit(self.programmed_vteps, name, vtep, batch.vteps_set, batch.vteps_del)
         self.routes.vteps_changed.clear()
         self.policy.flush(batch)
         return batch
@@ -133,3 +124,19 @@ class Calculator:
                 len(problems),
                 ", ".join(sorted(set(problems))),
             )
+
+
+T = TypeVar("T")
+
+
+def _emit(
+    programmed: dict[str, T], key: str, new: T | None, sets: dict[str, T], dels: set[str]
+) -> None:
+    """Record in the batch what changed for `key` relative to what was
+    programmed, and remember the new value."""
+    if new is None:
+        if programmed.pop(key, None) is not None:
+            dels.add(key)
+    elif programmed.get(key) != new:
+        programmed[key] = new
+        sets[key] = new
