@@ -116,7 +116,7 @@ def stream(addr: str, port: int, seconds: float) -> tuple[int, int]:
     """Send one byte every 20 ms over one connection for `seconds`; returns
     (sent, echoed).  A byte not echoed within 2 s ends the stream."""
     sent = echoed = 0
-    with socket.create_connection((addr, port), timeout=2) as s:
+    with _connect_when_listening(addr, port) as s:
         s.settimeout(2)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -131,6 +131,18 @@ def stream(addr: str, port: int, seconds: float) -> tuple[int, int]:
                 break
             time.sleep(0.02)
     return sent, echoed
+
+
+def _connect_when_listening(addr: str, port: int, within: float = 5.0) -> socket.socket:
+    """Connect, retrying while the other side is not listening yet."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return socket.create_connection((addr, port), timeout=2)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def main(argv: list[str]) -> int:
