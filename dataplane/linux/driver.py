@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 IFF_UP = 1
+RTMGRP_LINK = 1
 
 
 @dataclass
@@ -82,6 +84,43 @@ class LinuxDataplane(MemoryDataplane):
         self._vxlan = Vxlan(self._ipr, self.node)
         self._ipip = Ipip(self._ipr)
         configure_host(self._sysctl)
+        # Started from the kernel thread, so it watches the same namespace;
+        # its netlink socket is its own (pyroute2 sockets stay in one thread).
+        ready = threading.Event()
+        threading.Thread(
+            target=self._watch_links, args=(ready,), name="dataplane-links", daemon=True
+        ).start()
+        ready.wait(10)
+
+    def _watch_links(self, ready: threading.Event) -> None:
+        """A new interface may be what a pending route or an unconfigured
+        workload waits for: program them at once, not at the next resync."""
+        from pyroute2 import IPRoute
+
+        self._links = IPRoute()
+        self._links.bind(groups=RTMGRP_LINK)
+        ready.set()
+        while not self._closed:
+            try:
+                events = self._links.get()
+            except Exception:
+                return  # the socket was closed: the driver is closing
+            if not self._closed and any(e.get("event") == "RTM_NEWLINK" for e in events):
+                try:
+                    self._thread.call(self._on_new_link)
+                except Exception:  # the kernel thread has stopped
+                    return
+
+    def _on_new_link(self) -> None:
+        if not self._unconfigured and not self._routes.pending:
+            return
+        try:
+            self._configure_interfaces()
+            self._routes.retry_pending()
+            self._take_route_failures()
+        except Exception as exc:  # as in _program: counted, never raised
+            self.kernel_stats["errors"] += 1
+            self._rl.log(logging.ERROR, "link", "programming a new interface failed: %s", exc)
 
     # -- the Dataplane interface -------------------------------------------------
 
@@ -108,6 +147,7 @@ class LinuxDataplane(MemoryDataplane):
         def shut() -> None:
             self._nft.close()
             self._ipr.close()
+            self._links.close()
 
         self._thread.call(shut)
         self._thread.close()

@@ -44,6 +44,7 @@ class KernelThread:
 
     def __init__(self, netns: str | None = None, name: str = "dataplane") -> None:
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._stopped = False
         started: Future[None] = Future()
         self._thread = threading.Thread(target=self._run, args=(netns, started), name=name)
         self._thread.daemon = True
@@ -64,9 +65,21 @@ class KernelThread:
                 fut.set_result(fn())
             except BaseException as exc:
                 fut.set_exception(exc)
+        self._stopped = True
+        # Calls queued behind the stop (another thread's) fail instead of
+        # waiting forever.
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job[1].set_exception(KernelUnavailable("the dataplane thread has stopped"))
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the kernel thread and return its result."""
+        if self._stopped:
+            raise KernelUnavailable("the dataplane thread has stopped")
         fut: Future[T] = Future()
         self._jobs.put((fn, fut))
         return fut.result()

@@ -17,6 +17,7 @@ import pytest
 
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
+from tests.conftest import wait_until
 from tests.netns import Fabric, fabric, sh
 
 V3 = "/calico/resources/v3/projectcalico.org"
@@ -323,3 +324,24 @@ def test_ipv6_pods_reach_each_other_through_the_ipv6_vxlan_tunnel() -> None:
         finally:
             for dp in dps.values():
                 dp.close()
+
+
+def test_an_interface_that_appears_later_is_programmed_without_waiting_for_a_resync() -> None:
+    with fabric() as f:
+        n1 = f.node("n1", "192.168.77.1/24")
+        dp = LinuxDataplane(netns=f.path(n1), node="n1")
+        try:
+            dp.apply(Calculator("n1").apply(list(STATE.items())))
+            assert dp.kernel_status()["pending_routes"] == 3  # a, b, c: no interface yet
+            a = f.pod(n1, "a", "calia", PODS["a"][1])  # the CNI plugin, after the agent
+            f.pod(n1, "c", "calic", PODS["c"][1])
+            routes = lambda: sh(n1, "ip", "route", "show", "proto", "80").stdout  # noqa: E731
+            wait_until(
+                lambda: "10.65.1.4 dev calic" in routes(), "calic's route from the link event"
+            )
+            assert "10.65.1.2 dev calia" in routes()
+            assert sh(n1, "sysctl", "-n", "net.ipv4.conf.calic.proxy_arp").stdout.strip() == "1"
+            assert f.ping(a, PODS["c"][1])
+            assert dp.kernel_status()["resyncs"] == 1  # only the start-up one
+        finally:
+            dp.close()
