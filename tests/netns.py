@@ -139,7 +139,7 @@ class Fabric:
     def ping(self, ns: str, ip: str) -> bool:
         """One ICMP (ICMPv6 for an IPv6 address) echo request from `ns`, one
         second to answer."""
-        return self._probe(ns, "ping6" if ":" in ip else "ping", ip, "1")
+        return self._probe(ns, "ping", ip, "1")
 
     def connect(self, ns: str, ip: str, port: int) -> bool:
         """One TCP connect from `ns`, one second to be accepted."""

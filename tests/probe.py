@@ -2,7 +2,6 @@
 one ICMP echo, or a TCP connect; exit status 0 if answered within the time.
 
     python -m tests.probe ping ADDR [TIMEOUT]
-    python -m tests.probe ping6 ADDR [TIMEOUT]
     python -m tests.probe connect ADDR PORT [TIMEOUT]
     python -m tests.probe listen PORT SECONDS
     python -m tests.probe echo PORT SECONDS          (echoes every byte back)
@@ -29,32 +28,19 @@ def _checksum(data: bytes) -> int:
 
 
 def ping(addr: str, timeout: float) -> bool:
-    """One ICMP echo request; True if the reply comes back in time."""
+    """One ICMP (ICMPv6 for an IPv6 address) echo request; True if the reply
+    comes back in time.  The kernel fills in an ICMPv6 checksum itself."""
+    v6 = ":" in addr
     ident = os.getpid() & 0xFFFF
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
+    request, reply = (128, 129) if v6 else (8, 0)
     payload = b"typha-probe"
-    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
-        s.settimeout(timeout)
-        s.sendto(packet, (addr, 0))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data, (src, _) = s.recvfrom(2048)
-            except TimeoutError:
-                return False
-            ihl = (data[0] & 0x0F) * 4
-            kind, _, _, rid, _ = struct.unpack("!BBHHH", data[ihl : ihl + 8])
-            if src == addr and kind == 0 and rid == ident:
-                return True
-    return False
-
-
-def ping6(addr: str, timeout: float) -> bool:
-    """One ICMPv6 echo request; the kernel fills in the checksum."""
-    ident = os.getpid() & 0xFFFF
-    packet = struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"typha-probe"
-    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+    header = struct.pack("!BBHHH", request, 0, 0, ident, 1)
+    checksum = 0 if v6 else _checksum(header + payload)
+    packet = struct.pack("!BBHHH", request, 0, checksum, ident, 1) + payload
+    family, proto = (
+        (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+    )
+    with socket.socket(family, socket.SOCK_RAW, proto) as s:
         s.settimeout(timeout)
         s.sendto(packet, (addr, 0))
         deadline = time.monotonic() + timeout
@@ -63,8 +49,9 @@ def ping6(addr: str, timeout: float) -> bool:
                 data, _ = s.recvfrom(2048)
             except TimeoutError:
                 return False
-            kind, _, _, rid, _ = struct.unpack("!BBHHH", data[:8])
-            if kind == 129 and rid == ident:
+            start = 0 if v6 else (data[0] & 0x0F) * 4  # IPv4 raw sockets see the IP header
+            kind, _, _, rid, _ = struct.unpack("!BBHHH", data[start : start + 8])
+            if kind == reply and rid == ident:
                 return True
     return False
 
@@ -150,8 +137,6 @@ def main(argv: list[str]) -> int:
     cmd = argv[0]
     if cmd == "ping":
         return 0 if ping(argv[1], float(argv[2]) if len(argv) > 2 else 1.0) else 1
-    if cmd == "ping6":
-        return 0 if ping6(argv[1], float(argv[2]) if len(argv) > 2 else 1.0) else 1
     if cmd == "connect":
         return 0 if connect(argv[1], int(argv[2]), float(argv[3]) if len(argv) > 3 else 1.0) else 1
     if cmd == "listen":

@@ -99,10 +99,9 @@ def _nets(nets: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
-def _side(m: Match, which: str, family: int, protocol: int | None) -> list[str] | None:
-    """Match expressions for one side, or None when the side cannot be
-    rendered as one rule (ports given both by number and by name: the caller
-    splits it)."""
+def _side(m: Match, which: str, family: int) -> list[str]:
+    """Match expressions for one side, except ports given both by number and
+    by name: those are alternatives (`_positive_port_variants`)."""
     ip = "ip" if family == 4 else "ip6"
     addr = f"{ip} {which}addr"
     out: list[str] = []
@@ -159,8 +158,8 @@ def rule_statements(rule: Rule, family: int, log_prefix: str) -> list[str]:
             head.append(
                 f"{icmp} type . {icmp} code != {{ {rule.not_icmp_type} . {rule.not_icmp_code} }}"
             )
-    src = _side(rule.src, "s", family, rule.protocol) or []
-    dst = _side(rule.dst, "d", family, rule.protocol) or []
+    src = _side(rule.src, "s", family)
+    dst = _side(rule.dst, "d", family)
     verdict = _verdict(rule.action, log_prefix)
     src_v = _positive_port_variants(rule.src, "s", family) or [""]
     dst_v = _positive_port_variants(rule.dst, "d", family) or [""]
