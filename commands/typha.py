@@ -103,9 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = serve_config(ns)
             setup_logging(config.log_level)
             return uvloop.run(serve(config))
+        setup_logging(ns.log_level)
+        if ns.dataplane == "linux":
+            from commands.demo.linux_run import run_linux_demo
+
+            ns.nodes = 3 if ns.nodes is None else ns.nodes
+            ns.pods_per_node = 2 if ns.pods_per_node is None else ns.pods_per_node
+            return uvloop.run(run_linux_demo(ns))
         from commands.demo.run import run_demo
 
-        setup_logging(ns.log_level)
+        ns.nodes = 50 if ns.nodes is None else ns.nodes
+        ns.pods_per_node = 10 if ns.pods_per_node is None else ns.pods_per_node
         return uvloop.run(run_demo(ns))
     except ConfigError as exc:
         print(f"typha: {exc}", file=sys.stderr)

@@ -14,7 +14,9 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -33,10 +35,22 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--duration", type=float, default=0.0, help="seconds to run (default: until Ctrl-C)"
     )
-    p.add_argument("--agents", type=int, default=20, help="agents to run (default 20)")
-    p.add_argument("--nodes", type=int, default=50, help="nodes in the seeded cluster")
-    p.add_argument("--pods-per-node", type=int, default=10)
-    p.add_argument("--rate", type=float, default=50.0, help="churn writes per second")
+    p.add_argument(
+        "--dataplane",
+        choices=["memory", "linux"],
+        default="memory",
+        help="memory: agents compute tables in memory (default); linux: builds network "
+        "namespaces (root only), one agent per node programs each, and shows which pods "
+        "reach which as policies change",
+    )
+    p.add_argument("--agents", type=int, default=20, help="agents to run (default 20; memory)")
+    p.add_argument(
+        "--nodes", type=int, default=None, help="nodes in the seeded cluster (50; linux: 3)"
+    )
+    p.add_argument("--pods-per-node", type=int, default=None, help="(10; linux: 2)")
+    p.add_argument("--step", type=float, default=5.0, help="seconds between policy changes (linux)")
+    p.add_argument("--vxlan", action="store_true", help="VXLAN instead of routing (linux)")
+    p.add_argument("--rate", type=float, default=50.0, help="churn writes per second (memory)")
     p.add_argument(
         "--etcd-endpoints", default="", help="use this etcd instead of starting an embedded one"
     )
@@ -61,36 +75,34 @@ class Latency:
         self.deliveries += j - i
 
 
-async def seed(endpoints: tuple[str, ...], nodes: int, pods: int) -> int:
-    """Write the sample cluster into etcd; returns the revision."""
+async def seed(endpoints: tuple[str, ...], items: Iterable[tuple[str, Any]]) -> int:
+    """Write `items` (key, JSON value) into etcd; returns how many."""
     conn = EtcdConnection(endpoints)
     try:
-        items = [(key, orjson.dumps(value)) for key, value in seed_cluster(nodes, pods)]
-        await conn.put_many(items)
+        data = [(key, orjson.dumps(value)) for key, value in items]
+        await conn.put_many(data)
     finally:
         await conn.close()
-    return len(items)
+    return len(data)
 
 
-async def run_demo(ns: argparse.Namespace) -> int:
-    """Run the whole demo; returns the exit status (1 if any agent's digest differs from etcd's
-    at the end)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+@contextlib.asynccontextmanager
+async def demo_stack(
+    etcd_endpoints: str, items: Iterable[tuple[str, Any]], description: str
+) -> AsyncIterator[tuple[tuple[str, ...], TyphaApp]]:
+    """etcd (embedded unless `etcd_endpoints` is given) seeded with `items`,
+    and a typha server on it, on 127.0.0.1; both stopped on exit."""
     etcd: EmbeddedEtcd | None = None
-    if ns.etcd_endpoints:
-        endpoints = tuple(ns.etcd_endpoints.split(","))
+    if etcd_endpoints:
+        endpoints = tuple(etcd_endpoints.split(","))
     else:
         print("starting embedded etcd ...", flush=True)
         etcd = await asyncio.to_thread(EmbeddedEtcd().start)
         endpoints = (etcd.endpoint,)
     app: TyphaApp | None = None
-    clients: list[SyncClient] = []
     try:
-        n = await seed(endpoints, ns.nodes, ns.pods_per_node)
-        print(f"etcd at {endpoints[0]}; seeded {n} keys ({ns.nodes} nodes)", flush=True)
+        n = await seed(endpoints, items)
+        print(f"etcd at {endpoints[0]}; seeded {n} keys ({description})", flush=True)
         app = TyphaApp(
             ServeConfig(
                 etcd_endpoints=endpoints,
@@ -105,33 +117,48 @@ async def run_demo(ns: argparse.Namespace) -> int:
             f"status on http://127.0.0.1:{app.http_port}/status",
             flush=True,
         )
-        lat = Latency()
-        agents: list[Agent] = []
-        for i in range(ns.agents):
-            c = SyncClient(f"127.0.0.1:{app.agent_port}", node=f"node-{i % max(ns.nodes, 1)}")
-            last = [0]
-
-            def on_update(changes: object, revision: int, last: list[int] = last) -> None:
-                lat.delivered(last[0], revision, time.monotonic())
-                last[0] = revision
-
-            c.add_listener(on_update)
-            agents.append(Agent(c, node=c.node))  # routes and ACLs, as felix-agent does
-            await c.start()
-            clients.append(c)
-        churn_task = asyncio.create_task(drive_churn(endpoints, ns, lat, stop))
-        await live_view(app, clients, lat, ns, stop)
-        stop.set()
-        await churn_task
-        return await final_check(endpoints, app, clients, agents)
+        yield endpoints, app
     finally:
-        for c in clients:
-            await c.close()
         if app is not None:
             await app.stop()
         if etcd is not None:
             etcd.stop()
             print("embedded etcd stopped", flush=True)
+
+
+async def run_demo(ns: argparse.Namespace) -> int:
+    """Run the whole demo; returns the exit status (1 if any agent's digest differs from etcd's
+    at the end)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    clients: list[SyncClient] = []
+    items = seed_cluster(ns.nodes, ns.pods_per_node)
+    async with demo_stack(ns.etcd_endpoints, items, f"{ns.nodes} nodes") as (endpoints, app):
+        try:
+            lat = Latency()
+            agents: list[Agent] = []
+            for i in range(ns.agents):
+                c = SyncClient(f"127.0.0.1:{app.agent_port}", node=f"node-{i % max(ns.nodes, 1)}")
+                last = [0]
+
+                def on_update(changes: object, revision: int, last: list[int] = last) -> None:
+                    lat.delivered(last[0], revision, time.monotonic())
+                    last[0] = revision
+
+                c.add_listener(on_update)
+                agents.append(Agent(c, node=c.node))  # routes and ACLs, as felix-agent does
+                await c.start()
+                clients.append(c)
+            churn_task = asyncio.create_task(drive_churn(endpoints, ns, lat, stop))
+            await live_view(app, clients, lat, ns, stop)
+            stop.set()
+            await churn_task
+            return await final_check(endpoints, app, clients, agents)
+        finally:
+            for c in clients:
+                await c.close()
 
 
 async def drive_churn(
