@@ -48,30 +48,37 @@ def _cpu() -> float:
     return t.user + t.system
 
 
+def node_namespace(ns: str, state: list[tuple[str, Any]]) -> set[str]:
+    """Make namespace `ns` look like node-1: an underlay interface holding
+    one /16 (IPv4) and /64 (IPv6) with every sample node's address, so routes
+    via any of them are on-link, and node-1's workload interfaces (veth
+    pairs).  Returns those interfaces' names."""
+    _ns(ns, "ip", "link", "set", "lo", "up")
+    _ns(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "uplink")
+    _ns(ns, "ip", "link", "set", "uplink", "up")
+    _ns(ns, "ip", "addr", "add", "192.168.0.2/16", "dev", "eth0")
+    _ns(ns, "ip", "addr", "add", "fd00:192:168::2/64", "dev", "eth0", "nodad")
+    _ns(ns, "ip", "link", "set", "eth0", "up")
+    _ns(ns, "ip", "route", "add", "default", "via", "192.168.0.254")
+    _ns(ns, "ip", "-6", "route", "add", "default", "via", "fd00:192:168::fe")
+    ifaces = {
+        v["spec"]["interfaceName"]
+        for k, v in state
+        if "/workloadendpoints/" in k and v["spec"]["node"] == NODE
+    }
+    for i, iface in enumerate(sorted(ifaces)):
+        _ns(ns, "ip", "link", "add", iface, "type", "veth", "peer", "name", f"p{i}")
+        _ns(ns, "ip", "link", "set", f"p{i}", "up")
+    return ifaces
+
+
 def measure(keys: int, updates: int) -> dict[str, Any]:
     """One size: initial programming, restart, churn updates."""
     nodes, state = cluster(keys)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        _ns(ns, "ip", "link", "set", "lo", "up")
-        # node-1's underlay: one /16 (IPv4) and /64 (IPv6) holding every
-        # sample node's address, so routes via any of them are on-link.
-        _ns(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "uplink")
-        _ns(ns, "ip", "link", "set", "uplink", "up")
-        _ns(ns, "ip", "addr", "add", "192.168.0.2/16", "dev", "eth0")
-        _ns(ns, "ip", "addr", "add", "fd00:192:168::2/64", "dev", "eth0", "nodad")
-        _ns(ns, "ip", "link", "set", "eth0", "up")
-        _ns(ns, "ip", "route", "add", "default", "via", "192.168.0.254")
-        _ns(ns, "ip", "-6", "route", "add", "default", "via", "fd00:192:168::fe")
-        ifaces = {
-            v["spec"]["interfaceName"]
-            for k, v in state
-            if "/workloadendpoints/" in k and v["spec"]["node"] == NODE
-        }
-        for i, iface in enumerate(sorted(ifaces)):
-            _ns(ns, "ip", "link", "add", iface, "type", "veth", "peer", "name", f"p{i}")
-            _ns(ns, "ip", "link", "set", f"p{i}", "up")
+        ifaces = node_namespace(ns, state)
         calc = Calculator(NODE)
         dp = LinuxDataplane(netns=f"/run/netns/{ns}", node=NODE)
         batch = calc.apply(state)

@@ -190,7 +190,7 @@ class LinuxDataplane(MemoryDataplane):
                     self._unconfigured.add(info.interface)
             self._configure_interfaces()
             if batch.vteps_set or batch.vteps_del:
-                self._vxlan.sync(self.vteps)
+                self._vxlan.update(self.vteps, batch.vteps_set.keys() | batch.vteps_del)
             for dst in batch.routes_del:
                 self._routes.delete(dst)
             if any(r.kind == "ipip" for r in batch.routes_set.values()):

@@ -274,6 +274,63 @@ def test_a_restarted_driver_changes_nothing_and_a_resync_repairs_exactly_what_wa
         cluster.dps["n1"] = again  # closed twice is harmless; the fixture closes the rest
 
 
+def test_a_start_up_over_one_wrong_route_changes_exactly_that_route(cluster: Cluster) -> None:
+    n1 = cluster.nodes["n1"]
+    cluster.dps["n1"].close()
+    # While no agent runs, one of its routes is pointed elsewhere by hand.
+    sh(n1, "ip", "route", "replace", "10.65.2.0/26", "via", "192.168.77.9", "proto", "80")
+    before = sh(n1, "ip", "route", "show", "proto", "80").stdout
+    assert "10.65.2.0/26 via 192.168.77.9" in before
+    again = LinuxDataplane(netns=cluster.f.path(n1), node="n1")
+    cluster.dps["n1"] = again
+    again.apply(Calculator("n1").apply(list(cluster.state.items())))
+    assert again.kernel_changes() == 1
+    after = sh(n1, "ip", "route", "show", "proto", "80").stdout
+    assert "10.65.2.0/26 via 192.168.77.2 dev eth0" in after
+    # Every other route is as it was, line for line.
+    def others(text: str) -> list[str]:
+        return sorted(line for line in text.splitlines() if "10.65.2.0/26" not in line)
+
+    assert others(before) == others(after)
+    assert len(others(before)) >= 4  # the local /32s and the blackhole were compared
+    assert cluster.reach("a", "e")
+
+
+def test_vxlan_peers_are_updated_one_by_one_and_match_a_full_sync() -> None:
+    with fabric() as f:
+        cluster = Cluster(f, vxlan=True)
+        try:
+            n1 = cluster.nodes["n1"]
+            dp = cluster.dps["n1"]
+            before = dp.kernel_changes()
+            # n2's VTEP gets another MAC (its device was re-created).
+            cluster.change([node("n2", "192.168.77.2", "10.65.2.1", "66:00:00:00:00:22")])
+            assert dp.kernel_changes() - before == 3  # neighbour replace, FDB del + add
+            fdb = sh(n1, "bridge", "fdb", "show", "dev", "vxlan.calico").stdout
+            assert "66:00:00:00:00:22 dst 192.168.77.2 self permanent" in fdb
+            assert "66:00:00:00:00:02" not in fdb
+            neigh = sh(n1, "ip", "neigh", "show", "dev", "vxlan.calico").stdout
+            assert "10.65.2.1 lladdr 66:00:00:00:00:22 PERMANENT" in neigh
+            assert cluster.reach("a", "e")
+            # A full read-back finds nothing the incremental updates missed.
+            assert dp.resync()["vxlan"] == 0
+            # A third node joins, then leaves: its entries come and go alone.
+            third = node("n3", "192.168.77.3", "10.65.3.1", "66:00:00:00:00:03")
+            cluster.change([third])
+            assert "10.65.3.1 lladdr 66:00:00:00:00:03" in sh(
+                n1, "ip", "neigh", "show", "dev", "vxlan.calico"
+            ).stdout
+            cluster.change([(third[0], None)])
+            assert "10.65.3.1" not in sh(n1, "ip", "neigh", "show", "dev", "vxlan.calico").stdout
+            assert "66:00:00:00:00:03" not in sh(
+                n1, "bridge", "fdb", "show", "dev", "vxlan.calico"
+            ).stdout
+            assert dp.resync()["vxlan"] == 0
+            assert dp.kernel_status()["errors"] == 0
+        finally:
+            cluster.close()
+
+
 def test_ipv6_pods_reach_each_other_through_the_ipv6_vxlan_tunnel() -> None:
     v6 = {
         "a": "fd00:65:0:1::2",
