@@ -5,11 +5,17 @@ DataplaneError                the kernel refused or failed a change; the agent
 │                             (remote: also a snapshot.errors.RemoteError)
 └── KernelUnavailable         what a driver needs is missing: a library, a
                               kernel feature, the privilege to use it
+BadFailsafePorts              a failsafe port list the caller gave cannot be
+                              read (local misuse: snapshot.errors.LocalMisuse)
 """
 
 from __future__ import annotations
 
-from snapshot.errors import RemoteError
+from snapshot.errors import LocalMisuse, RemoteError
+
+
+class BadFailsafePorts(LocalMisuse, ValueError):
+    """A failsafe port list is not `proto:port[,proto:port...]` or `none`."""
 
 
 class DataplaneError(RemoteError):

@@ -151,7 +151,9 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
     """The configured driver.  Raises KernelUnavailable if `linux` cannot
     reach the kernel (no privilege, no libnftables, no such namespace)."""
     if config.dataplane is DataplaneKind.LINUX:
-        return LinuxDataplane(netns=config.dataplane_netns or None, node=config.node)
+        return LinuxDataplane(
+            netns=config.dataplane_netns or None, node=config.node, failsafes=config.failsafes
+        )
     return MemoryDataplane()
 
 

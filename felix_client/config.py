@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout
+from dataplane.errors import BadFailsafePorts
+from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
 
@@ -41,6 +43,7 @@ class AgentConfig:
     dataplane: DataplaneKind = DataplaneKind.MEMORY
     dataplane_netns: str = ""
     resync_interval: float = 90.0
+    failsafes: Failsafes = field(default_factory=Failsafes)
     log_level: str = "INFO"
     tls_ca_file: str = ""
     tls_cert_file: str = ""
@@ -76,6 +79,16 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "resync-interval",
         "90",
         "linux: seconds between checks that repair routes and rules someone changed (0: never)",
+    )
+    add(
+        "failsafe-inbound-host-ports",
+        ",".join(str(p) for p in DEFAULT_INBOUND),
+        "linux: proto:port list (or none) that host endpoint policy never blocks inbound",
+    )
+    add(
+        "failsafe-outbound-host-ports",
+        ",".join(str(p) for p in DEFAULT_OUTBOUND),
+        "linux: proto:port list (or none) that host endpoint policy never blocks outbound",
     )
     add("log-level", "INFO", "log level")
     add("tls-ca-file", "", "CA that signs typha's certificate (PEM)")
@@ -117,6 +130,13 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         resync = float(ns.resync_interval)
     except ValueError as exc:
         raise ConfigError(f"bad number: {exc}") from None
+    try:
+        failsafes = Failsafes(
+            parse_ports(ns.failsafe_inbound_host_ports),
+            parse_ports(ns.failsafe_outbound_host_ports),
+        )
+    except BadFailsafePorts as exc:
+        raise ConfigError(str(exc)) from None
     return AgentConfig(
         typha=ns.typha,
         node=ns.node,
@@ -126,6 +146,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         dataplane=DataplaneKind(ns.dataplane),
         dataplane_netns=ns.dataplane_netns,
         resync_interval=resync,
+        failsafes=failsafes,
         log_level=ns.log_level,
         tls_ca_file=ns.tls_ca_file,
         tls_cert_file=ns.tls_cert_file,

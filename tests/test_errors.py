@@ -19,6 +19,7 @@ LOCAL = [
     proto.ConfigError,
     server.ConfigError,
     client.ConfigError,
+    dataplane_errors.BadFailsafePorts,
 ]
 REMOTE = [
     proto.ProtocolError,

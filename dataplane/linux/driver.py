@@ -12,14 +12,16 @@ transaction for its sets, chains and dispatch entries.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dataplane.batch import DataplaneBatch, EndpointKind
+from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind
 from dataplane.errors import DataplaneError
+from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_model as M
 from dataplane.linux import nft_render as R
 from dataplane.linux.ipip import Ipip
@@ -38,6 +40,8 @@ from syncproto.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 IFF_UP = 1
 RTMGRP_LINK = 1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
 
 
 @dataclass
@@ -56,18 +60,29 @@ def _restrict(m: M.NftModel, a: _Affected) -> M.NftModel:
     return out
 
 
+def _by_address(endpoints: dict[str, EndpointInfo]) -> bool:
+    """Whether a host endpoint is known only by its expected addresses."""
+    return any(i.kind is EndpointKind.HOST and not i.interface for i in endpoints.values())
+
+
 class LinuxDataplane(MemoryDataplane):
     """Programs the network namespace it runs in, or `netns` (a path such as
     /run/netns/node-1) for its kernel work only.  Needs root (CAP_NET_ADMIN)
     and libnftables; raises KernelUnavailable otherwise."""
 
-    def __init__(self, netns: str | None = None, node: str = "") -> None:
+    def __init__(
+        self, netns: str | None = None, node: str = "", failsafes: Failsafes | None = None
+    ) -> None:
         super().__init__()
         self.node = node  # to tell our VXLAN endpoint from the peers'
 
         self.kernel_stats: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
-        self._desired = M.base_model()
+        self._desired = M.base_model(failsafes)
+        # The memory tables change on the caller's thread; the kernel thread
+        # reads them on its own when an address moves (host endpoints by IP).
+        self._tables_lock = threading.Lock()
+        self._addr_ifaces: dict[str, str] = {}  # address -> interface holding it
         self._programmed: M.NftModel | None = None  # None: read the kernel first
         self._unconfigured: set[str] = set()  # workload interfaces not there yet
         self._closed = False
@@ -98,18 +113,23 @@ class LinuxDataplane(MemoryDataplane):
         from pyroute2 import IPRoute
 
         self._links = IPRoute()
-        self._links.bind(groups=RTMGRP_LINK)
+        self._links.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
         ready.set()
         while not self._closed:
             try:
                 events = self._links.get()
             except Exception:
                 return  # the socket was closed: the driver is closing
-            if not self._closed and any(e.get("event") == "RTM_NEWLINK" for e in events):
-                try:
+            kinds = {e.get("event") for e in events}
+            if self._closed:
+                return
+            try:
+                if "RTM_NEWLINK" in kinds:
                     self._thread.call(self._on_new_link)
-                except Exception:  # the kernel thread has stopped
-                    return
+                if kinds & {"RTM_NEWADDR", "RTM_DELADDR", "RTM_NEWLINK", "RTM_DELLINK"}:
+                    self._thread.call(self._on_address_change)
+            except Exception:  # the kernel thread has stopped
+                return
 
     def _on_new_link(self) -> None:
         if not self._unconfigured and not self._routes.pending:
@@ -122,14 +142,49 @@ class LinuxDataplane(MemoryDataplane):
             self.kernel_stats["errors"] += 1
             self._rl.log(logging.ERROR, "link", "programming a new interface failed: %s", exc)
 
+    def _on_address_change(self) -> None:
+        """A host endpoint given by its expected IPs follows its address to
+        whichever interface holds it now."""
+        with self._tables_lock:
+            if not _by_address(self.endpoints):
+                return
+            chains, endpoints = list(self.chains), dict(self.endpoints)
+        before = dict(self._addr_ifaces)
+        try:
+            self._refresh_addresses()
+            if self._addr_ifaces == before or self._programmed is None:
+                return
+            a = _Affected(maps=True)
+            a.chains = M.set_dispatch(self._desired, chains, endpoints, self._host_ifaces)
+            self._write(a)
+        except Exception as exc:  # as in _program: counted, never raised
+            self.kernel_stats["errors"] += 1
+            self._programmed = None
+            self._rl.log(logging.ERROR, "addr", "following a host address failed: %s", exc)
+
+    def _refresh_addresses(self) -> None:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self._ipr.get_links()}
+        found: dict[str, str] = {}
+        for a in self._ipr.get_addr():
+            addr = a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")
+            if addr and a["index"] in names:
+                found[str(ipaddress.ip_address(addr))] = names[a["index"]]
+        self._addr_ifaces = found
+
+    def _host_ifaces(self, info: EndpointInfo) -> list[str]:
+        if info.interface:
+            return [info.interface]
+        found = {self._addr_ifaces.get(str(ipaddress.ip_address(a))) for a in info.addresses}
+        return sorted(i for i in found if i)
+
     # -- the Dataplane interface -------------------------------------------------
 
     def apply(self, batch: DataplaneBatch) -> None:
         """Record the batch, then program it (the first time: the whole
         difference from what the kernel holds)."""
-        super().apply(batch)
-        affected = self._update_model(batch)
-        self._thread.call(lambda: self._program(batch, affected))
+        with self._tables_lock:
+            super().apply(batch)
+        self._thread.call(lambda: self._program(batch))
 
     def resync(self) -> dict[str, int]:
         """Compare the kernel with the desired tables and repair every
@@ -174,13 +229,21 @@ class LinuxDataplane(MemoryDataplane):
                 M.set_chain(m, ck, batch.chains_set[ck])
             a.chains |= M.chain_names(m, ck)
         if batch.chains_set or batch.chains_del or batch.endpoints_set or batch.endpoints_del:
-            M.set_dispatch(m, self.chains, self.endpoints)
+            if _by_address(self.endpoints):
+                self._refresh_addresses()
+            a.chains |= M.set_dispatch(m, self.chains, self.endpoints, self._host_ifaces)
             a.maps = True
         return a
 
     # -- on the kernel thread ------------------------------------------------------
 
-    def _program(self, batch: DataplaneBatch, affected: _Affected) -> None:
+    def _program(self, batch: DataplaneBatch) -> None:
+        try:
+            affected = self._update_model(batch)
+        except Exception as exc:  # netlink failing while resolving host addresses
+            self.kernel_stats["errors"] += 1
+            self._programmed = None
+            self._rl.log(logging.ERROR, "model", "dataplane model update failed: %s", exc)
         if self._programmed is None:
             self._resync_kernel()
             return
@@ -201,14 +264,7 @@ class LinuxDataplane(MemoryDataplane):
                 # A device a pending route waits for may be there now; other
                 # pending routes (an unreachable next hop) wait for the resync.
                 self._routes.retry_pending()
-            old = _restrict(self._programmed, affected)
-            new = _restrict(self._desired, affected)
-            script = M.diff(old, new)
-            if script:
-                self._nft.run("\n".join(script) + "\n")
-                self.kernel_stats["nft_statements"] += len(script)
-                self.kernel_stats["nft_transactions"] += 1
-            self._adopt(affected)
+            self._write(affected)
             self._take_route_failures()
         except Exception as exc:  # a kernel refusal, or netlink failing under us
             # The kernel state is now unknown: read it again on the next batch.
@@ -216,6 +272,18 @@ class LinuxDataplane(MemoryDataplane):
             self.kernel_stats["errors"] += 1
             self._programmed = None
             self._rl.log(logging.ERROR, "apply", "dataplane update failed, will resync: %s", exc)
+
+    def _write(self, affected: _Affected) -> None:
+        """One nftables transaction for what changed in the model."""
+        assert self._programmed is not None
+        old = _restrict(self._programmed, affected)
+        new = _restrict(self._desired, affected)
+        script = M.diff(old, new)
+        if script:
+            self._nft.run("\n".join(script) + "\n")
+            self.kernel_stats["nft_statements"] += len(script)
+            self.kernel_stats["nft_transactions"] += 1
+        self._adopt(affected)
 
     def _take_route_failures(self) -> None:
         failures, self._routes.failures = self._routes.failures, []
@@ -264,6 +332,9 @@ class LinuxDataplane(MemoryDataplane):
                 if i.kind is EndpointKind.WORKLOAD and i.interface
             }
             self._configure_interfaces()
+            if _by_address(self.endpoints):
+                self._refresh_addresses()
+                M.set_dispatch(self._desired, self.chains, self.endpoints, self._host_ifaces)
             vxlan = self._vxlan.sync(self.vteps)
             if any(r.kind == "ipip" for r in self.routes.values()):
                 self._ipip.ensure()
@@ -300,8 +371,9 @@ class LinuxDataplane(MemoryDataplane):
         return M.from_kernel_json(json.loads(out))
 
     def kernel_status(self) -> dict[str, int | str]:
-        """Counters for /status: kernel writes, resyncs, repairs, errors, and
-        routes waiting for their device."""
+        """Counters for /status: kernel writes, resyncs, repairs, errors,
+        routes waiting for their device, and the interfaces host endpoint
+        policy applies to (`*`: every other non-workload interface)."""
         return {
             "kernel_changes": self.kernel_changes(),
             "resyncs": self.kernel_stats["resyncs"],
@@ -310,7 +382,15 @@ class LinuxDataplane(MemoryDataplane):
             "nft_transactions": self.kernel_stats["nft_transactions"],
             "pending_routes": len(self._routes.pending),
             "ipip": self._thread.call(lambda: self._ipip.state),
+            "host_endpoint_interfaces": self._thread.call(self._policed_interfaces),
         }
+
+    def _policed_interfaces(self) -> str:
+        m = self._desired
+        names = sorted({i for n, mp in m.maps.items() if "_hep" in n for i in mp})
+        if any(m.chains[R.any_chain(n)].rules for n in m.maps if "_hep" in n):
+            names.append("*")
+        return ",".join(names)
 
     def kernel_changes(self) -> int:
         """Kernel writes so far: routes, settings and nftables statements."""

@@ -12,11 +12,12 @@ an agent that restarts on a node whose table is right writes nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataplane.batch import ChainKey, EndpointInfo, EndpointKind, IpSetId, Rule
+from dataplane.batch import ChainKey, EndpointInfo, EndpointKind, IpSetId, Rule, Stage
+from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_render as R
 
 
@@ -60,13 +61,16 @@ def chain_def(name: str, decl: str, statements: list[str]) -> ChainDef:
     return ChainDef(decl, tuple((_comment(name, i, s), s) for i, s in enumerate(statements)))
 
 
-def base_model() -> NftModel:
-    """The table with its dispatch maps and hooked base chains, nothing else."""
+def base_model(fs: Failsafes | None = None) -> NftModel:
+    """The table with its dispatch maps, hooked base chains and (empty)
+    all-interfaces chains, nothing else."""
     m = NftModel()
-    for name, decl, stmts in R.base_chains():
+    for name, decl, stmts in R.base_chains(fs):
         m.chains[name] = chain_def(name, decl, stmts)
     for name in R.map_names():
         m.maps[name] = {}
+        if "_hep" in name:
+            m.chains[R.any_chain(name)] = chain_def(R.any_chain(name), "", [])
     return m
 
 
@@ -102,17 +106,61 @@ def update_set(m: NftModel, sid: IpSetId, add: Iterable[str], remove: Iterable[s
 
 
 def set_dispatch(
-    m: NftModel, chains: dict[ChainKey, tuple[Rule, ...]], endpoints: dict[str, EndpointInfo]
-) -> None:
-    """Recompute the dispatch maps: each local workload's interface to its chains."""
+    m: NftModel,
+    chains: Iterable[ChainKey],
+    endpoints: dict[str, EndpointInfo],
+    host_ifaces: Callable[[EndpointInfo], list[str]],
+) -> set[str]:
+    """Recompute the dispatch maps (each local workload's interface, each
+    named host endpoint's interfaces, to their chains) and the
+    all-interfaces chains; `host_ifaces` names a host endpoint's interfaces
+    (its `interface`, or those holding its expected addresses).  Returns the
+    names of the all-interfaces chains, rewritten here."""
     for name in m.maps:
         m.maps[name] = {}
+    # As Felix decides: each interface belongs to the first host endpoint
+    # (by key) that names it or holds one of its addresses; the first
+    # all-interfaces endpoint takes every other non-workload interface.
+    owner: dict[str, str] = {}
+    star_key = ""
+    for key in sorted(endpoints):
+        ep = endpoints[key]
+        if ep.kind is not EndpointKind.HOST:
+            continue
+        if ep.interface == "*":
+            star_key = star_key or key
+            continue
+        for iface in host_ifaces(ep):
+            owner.setdefault(iface, key)
+    star: dict[str, str] = {}
     for ck in chains:
         info = endpoints.get(ck.endpoint)
-        if info is None or info.kind is not EndpointKind.WORKLOAD or not info.interface:
+        if info is None:
             continue
-        if R.dispatched(ck):
-            m.maps[R.dispatch_map(ck.direction, ck.family)][info.interface] = R.chain_name(ck)
+        if info.kind is EndpointKind.WORKLOAD:
+            if info.interface and R.dispatched(ck):
+                m.maps[R.dispatch_map(ck.direction, ck.family)][info.interface] = R.chain_name(ck)
+            continue
+        mp = R.dispatch_map(ck.direction, ck.family, EndpointKind.HOST, ck.stage)
+        if mp not in m.maps:
+            continue
+        if info.interface == "*":
+            # As in Calico, an all-interfaces endpoint has no untracked policy.
+            if ck.endpoint == star_key and ck.stage is not Stage.UNTRACKED:
+                star[mp] = R.chain_name(ck)
+            continue
+        for iface in host_ifaces(info):
+            if owner.get(iface) == ck.endpoint:
+                m.maps[mp][iface] = R.chain_name(ck)
+    named = sorted(owner)
+    rewritten = set()
+    for mp in m.maps:
+        if "_hep" not in mp:
+            continue
+        name = R.any_chain(mp)
+        m.chains[name] = chain_def(name, "", R.any_chain_rules(mp, star.get(mp, ""), named))
+        rewritten.add(name)
+    return rewritten
 
 
 def diff(old: NftModel, new: NftModel) -> list[str]:

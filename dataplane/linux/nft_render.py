@@ -33,11 +33,13 @@ from dataplane.batch import (
     Action,
     ChainKey,
     Direction,
+    EndpointKind,
     IpSetId,
     Match,
     Rule,
     Stage,
 )
+from dataplane.failsafe import Failsafes, ProtoPort
 
 TABLE = "felix_typha"
 ACCEPT_MARK = 0x10000
@@ -217,17 +219,76 @@ def _prefix(ck: ChainKey, r: Rule) -> str:
     return f"calico {ck.direction} {r.origin}"
 
 
-def dispatch_map(direction: Direction, family: int) -> str:
-    """The verdict map for one direction and family."""
-    return f"{'to' if direction is Direction.INGRESS else 'from'}_wl{family}"
+# Which side of the packet names the endpoint: a workload's egress is what
+# comes in from its interface; a host endpoint's ingress is.
+_IIF = {
+    (EndpointKind.WORKLOAD, Direction.EGRESS),
+    (EndpointKind.HOST, Direction.INGRESS),
+}
+_HOST_STAGE_PREFIX = {
+    Stage.NORMAL: "",
+    Stage.FORWARD: "fwd_",
+    Stage.PRE_DNAT: "pre_",
+    Stage.UNTRACKED: "raw_",
+}
+# The host endpoint maps: (stage, direction) pairs that exist.
+HOST_MAPS = (
+    (Stage.NORMAL, Direction.INGRESS),
+    (Stage.NORMAL, Direction.EGRESS),
+    (Stage.FORWARD, Direction.INGRESS),
+    (Stage.FORWARD, Direction.EGRESS),
+    (Stage.PRE_DNAT, Direction.INGRESS),
+    (Stage.UNTRACKED, Direction.INGRESS),
+    (Stage.UNTRACKED, Direction.EGRESS),
+)
+
+
+def incoming(kind: EndpointKind, direction: Direction) -> bool:
+    """Whether the endpoint is the packet's input interface (else its output)."""
+    return (kind, direction) in _IIF
+
+
+def dispatch_map(
+    direction: Direction,
+    family: int,
+    kind: EndpointKind = EndpointKind.WORKLOAD,
+    stage: Stage = Stage.NORMAL,
+) -> str:
+    """The verdict map (interface name to endpoint chain) for one kind of
+    endpoint, stage, direction and family."""
+    side = "from" if incoming(kind, direction) else "to"
+    if kind is EndpointKind.WORKLOAD:
+        return f"{side}_wl{family}"
+    return f"{_HOST_STAGE_PREFIX[stage]}{side}_hep{family}"
 
 
 def map_names() -> list[str]:
     """Every dispatch map."""
-    return [dispatch_map(d, f) for f in (4, 6) for d in Direction]
+    out = [dispatch_map(d, f) for f in (4, 6) for d in Direction]
+    out += [dispatch_map(d, f, EndpointKind.HOST, s) for f in (4, 6) for s, d in HOST_MAPS]
+    return out
 
 
-HOOKS = {"forward": 0, "input": 0}
+def any_chain(map_name: str) -> str:
+    """The chain that sends what no named host endpoint claimed to the
+    all-interfaces (`*`) host endpoint's chain of the same map."""
+    return f"any_{map_name}"
+
+
+def any_chain_rules(map_name: str, target: str, named: list[str]) -> list[str]:
+    """The body of `any_chain(map_name)`: every interface but workloads' and
+    those of named host endpoints goes to `target` (empty: no `*` endpoint)."""
+    if not target:
+        return []
+    io = "iifname" if "from_" in map_name else "oifname"
+    conds = [f'{io} != "{WORKLOAD_IFACES}"']
+    if named:
+        quoted = ", ".join(f'"{n}"' for n in named)
+        conds.append(f"{io} != {{ {quoted} }}")
+    return [" ".join([*conds, f"jump {target}"])]
+
+
+WORKLOAD_IFACES = "cali*"
 
 
 def hook_decl(c: dict[str, Any]) -> str:
@@ -235,37 +296,159 @@ def hook_decl(c: dict[str, Any]) -> str:
     return f"type {c['type']} hook {c['hook']} priority {c['prio']}; policy {c['policy']};"
 
 
-def base_chains() -> list[tuple[str, str, list[str]]]:
-    """The hooked chains: (name, declaration, rule bodies).  Established
-    flows pass, invalid ones drop, then each packet goes through the egress
-    chain of the workload it comes from and (forwarded) the ingress chain of
-    the workload it goes to, found by interface in the dispatch maps."""
-    clear = f"meta mark set mark and {~ACCEPT_MARK & 0xFFFFFFFF:#x}"
+def _failsafe(ports: tuple[ProtoPort, ...], which: str) -> list[str]:
+    if not ports:
+        return []
+    items = ", ".join(f"{p.protocol} . {p.port}" for p in ports)
+    return [f"meta l4proto . th {which}port {{ {items} }} counter accept"]
+
+
+def _host_dispatch(stage: Stage, direction: Direction, cond: str = "") -> list[str]:
     out = []
-    for hook, prio in HOOKS.items():
+    for family in (4, 6):
+        proto = "ipv4" if family == 4 else "ipv6"
+        mp = dispatch_map(direction, family, EndpointKind.HOST, stage)
+        io = "iifname" if incoming(EndpointKind.HOST, direction) else "oifname"
+        head = f"{cond} meta nfproto {proto}".strip()
+        out.append(f"{head} {io} vmap @{mp}")
+        out.append(f"{head} jump {any_chain(mp)}")
+    return out
+
+
+def _wl_dispatch(direction: Direction) -> list[str]:
+    out = []
+    for family in (4, 6):
+        proto = "ipv4" if family == 4 else "ipv6"
+        io = "iifname" if incoming(EndpointKind.WORKLOAD, direction) else "oifname"
+        out.append(f"meta nfproto {proto} {io} vmap @{dispatch_map(direction, family)}")
+    return out
+
+
+# IPv6 cannot work without neighbour discovery (nft never sees ARP, but it
+# sees its IPv6 counterpart): host endpoint policy does not apply to it.
+_ND = (
+    "meta nfproto ipv6 icmpv6 type { nd-router-solicit, nd-router-advert, "
+    "nd-neighbor-solicit, nd-neighbor-advert } counter accept"
+)
+
+
+def base_chains(fs: Failsafes | None = None) -> list[tuple[str, str, list[str]]]:
+    """The hooked chains: (name, declaration, rule bodies).
+
+    * `raw_prerouting` / `raw_output` (priority -300, before connection
+      tracking): host endpoints' untracked policy; an Allow there also
+      skips connection tracking.
+    * `mangle_prerouting` (-150, before DNAT): host endpoints' pre-DNAT policy.
+    * `input`, `forward`, `output` (0): established flows pass and invalid
+      ones drop; what an earlier stage allowed passes; workloads' chains by
+      interface, then host endpoints' (in `forward`, applyOnForward policy).
+
+    Failsafe ports bypass every host endpoint chain; workload interfaces
+    (`cali*`) never reach one.
+    """
+    fs = fs or Failsafes()
+    clear = f"meta mark set mark and {~ACCEPT_MARK & 0xFFFFFFFF:#x}"
+    accepted = f"meta mark and {ACCEPT_MARK:#x} != 0"
+    not_accepted = f"meta mark and {ACCEPT_MARK:#x} == 0"
+    wl = f'"{WORKLOAD_IFACES}"'
+    tracked = ["ct state established,related counter accept", "ct state invalid counter drop"]
+    chains: list[tuple[str, str, int, list[str]]] = [
+        (
+            "raw_prerouting",
+            "prerouting",
+            -300,
+            [
+                f"iifname {wl} return",
+                *_failsafe(fs.inbound, "d"),
+                # Replies to the host's own failsafe connections, which
+                # are not tracked yet at this point.
+                *_failsafe(fs.outbound, "s"),
+                clear,
+                *_host_dispatch(Stage.UNTRACKED, Direction.INGRESS),
+                f"{accepted} notrack counter accept",
+            ],
+        ),
+        (
+            "raw_output",
+            "output",
+            -300,
+            [
+                f"oifname {wl} return",
+                *_failsafe(fs.outbound, "d"),
+                *_failsafe(fs.inbound, "s"),
+                clear,
+                *_host_dispatch(Stage.UNTRACKED, Direction.EGRESS),
+                f"{accepted} notrack counter accept",
+            ],
+        ),
+        (
+            "mangle_prerouting",
+            "prerouting",
+            -150,
+            [
+                "ct state established,related counter accept",
+                f"{accepted} counter accept",
+                f"iifname {wl} return",
+                *_failsafe(fs.inbound, "d"),
+                clear,
+                *_host_dispatch(Stage.PRE_DNAT, Direction.INGRESS),
+            ],
+        ),
+        (
+            "input",
+            "input",
+            0,
+            [
+                *tracked,
+                f"{accepted} counter accept",
+                clear,
+                *_wl_dispatch(Direction.EGRESS),
+                f"iifname {wl} accept",
+                *_failsafe(fs.inbound, "d"),
+                _ND,
+                *_host_dispatch(Stage.NORMAL, Direction.INGRESS),
+            ],
+        ),
+        (
+            "forward",
+            "forward",
+            0,
+            [
+                *tracked,
+                # Allowed by pre-DNAT or untracked policy: no forward policy
+                # of the input host endpoint (workloads' chains still apply).
+                *_host_dispatch(Stage.FORWARD, Direction.INGRESS, not_accepted),
+                clear,
+                *_wl_dispatch(Direction.EGRESS),
+                clear,
+                *_wl_dispatch(Direction.INGRESS),
+                clear,
+                *_host_dispatch(Stage.FORWARD, Direction.EGRESS),
+            ],
+        ),
+        (
+            "output",
+            "output",
+            0,
+            [
+                *tracked,
+                f"{accepted} counter accept",
+                f"oifname {wl} accept",
+                clear,
+                *_failsafe(fs.outbound, "d"),
+                _ND,
+                *_host_dispatch(Stage.NORMAL, Direction.EGRESS),
+            ],
+        ),
+    ]
+    out = []
+    for name, hook, prio, stmts in chains:
         decl = hook_decl({"type": "filter", "hook": hook, "prio": prio, "policy": "accept"})
-        stmts = [
-            "ct state established,related counter accept",
-            "ct state invalid counter drop",
-            clear,
-        ]
-        for family in (4, 6):
-            proto = "ipv4" if family == 4 else "ipv6"
-            stmts.append(
-                f"meta nfproto {proto} iifname vmap @{dispatch_map(Direction.EGRESS, family)}"
-            )
-        if hook == "forward":
-            stmts.append(clear)
-            for family in (4, 6):
-                proto = "ipv4" if family == 4 else "ipv6"
-                stmts.append(
-                    f"meta nfproto {proto} oifname vmap @{dispatch_map(Direction.INGRESS, family)}"
-                )
-        out.append((hook, decl, stmts))
+        out.append((name, decl, stmts))
     return out
 
 
 def dispatched(ck: ChainKey) -> bool:
-    """Whether the chain is reached through the workload dispatch maps (host
-    endpoint chains are not dispatched by this layout yet)."""
+    """Whether a workload chain is reached through the dispatch maps (a
+    workload has only normal chains)."""
     return ck.stage is Stage.NORMAL

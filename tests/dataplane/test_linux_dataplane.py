@@ -287,6 +287,7 @@ def test_a_start_up_over_one_wrong_route_changes_exactly_that_route(cluster: Clu
     assert again.kernel_changes() == 1
     after = sh(n1, "ip", "route", "show", "proto", "80").stdout
     assert "10.65.2.0/26 via 192.168.77.2 dev eth0" in after
+
     # Every other route is as it was, line for line.
     def others(text: str) -> list[str]:
         return sorted(line for line in text.splitlines() if "10.65.2.0/26" not in line)
@@ -317,14 +318,16 @@ def test_vxlan_peers_are_updated_one_by_one_and_match_a_full_sync() -> None:
             # A third node joins, then leaves: its entries come and go alone.
             third = node("n3", "192.168.77.3", "10.65.3.1", "66:00:00:00:00:03")
             cluster.change([third])
-            assert "10.65.3.1 lladdr 66:00:00:00:00:03" in sh(
-                n1, "ip", "neigh", "show", "dev", "vxlan.calico"
-            ).stdout
+            assert (
+                "10.65.3.1 lladdr 66:00:00:00:00:03"
+                in sh(n1, "ip", "neigh", "show", "dev", "vxlan.calico").stdout
+            )
             cluster.change([(third[0], None)])
             assert "10.65.3.1" not in sh(n1, "ip", "neigh", "show", "dev", "vxlan.calico").stdout
-            assert "66:00:00:00:00:03" not in sh(
-                n1, "bridge", "fdb", "show", "dev", "vxlan.calico"
-            ).stdout
+            assert (
+                "66:00:00:00:00:03"
+                not in sh(n1, "bridge", "fdb", "show", "dev", "vxlan.calico").stdout
+            )
             assert dp.resync()["vxlan"] == 0
             assert dp.kernel_status()["errors"] == 0
         finally:

@@ -23,13 +23,20 @@ RULES = (
 )
 
 
+def _named(info: EndpointInfo) -> list[str]:
+    return [info.interface] if info.interface else []
+
+
 def model() -> M.NftModel:
     m = M.base_model()
     M.set_set(m, SID, {"10.0.0.1/32", "10.0.0.2/32"})
     M.set_set(m, NAMED, {"10.0.0.1,tcp:8080"})
     M.set_chain(m, CK, RULES)
     M.set_dispatch(
-        m, {CK: RULES}, {CK.endpoint: EndpointInfo(EndpointKind.WORKLOAD, "calia", ("10.0.0.9",))}
+        m,
+        {CK: RULES},
+        {CK.endpoint: EndpointInfo(EndpointKind.WORKLOAD, "calia", ("10.0.0.9",))},
+        _named,
     )
     return m
 
@@ -69,7 +76,7 @@ def test_groups_become_chains_and_pass_returns_from_them() -> None:
 def test_removing_an_endpoint_flushes_before_deleting_and_drops_its_dispatch_entry() -> None:
     new = model()
     M.remove_chain(new, CK)
-    M.set_dispatch(new, {}, {})
+    M.set_dispatch(new, {}, {}, _named)
     script = M.diff(model(), new)
     deletes = [i for i, s in enumerate(script) if s.startswith("delete chain")]
     flushes = [i for i, s in enumerate(script) if s.startswith("flush chain")]
@@ -97,8 +104,10 @@ def test_a_table_read_back_compares_by_rule_comments() -> None:
     doc = {"nftables": [{"table": {"family": "inet", "name": R.TABLE}}]}
     for name, c in want.chains.items():
         chain: dict[str, object] = {"name": name, "table": R.TABLE}
-        if c.decl:
-            chain.update({"type": "filter", "hook": name, "prio": 0, "policy": "accept"})
+        if c.decl:  # "type filter hook H priority P; policy accept;", as nft -j has it
+            words = c.decl.replace(";", "").split()
+            hook, prio = words[3], int(words[5])
+            chain.update({"type": "filter", "hook": hook, "prio": prio, "policy": "accept"})
         doc["nftables"].append({"chain": chain})
         doc["nftables"] += [{"rule": {"chain": name, "comment": k}} for k, _ in c.rules]
     for name, (spec, members) in want.sets.items():

@@ -25,8 +25,31 @@ def test_flags_win_over_the_environment_which_wins_over_defaults() -> None:
         (["--typha", "t:1", "--node", "n", "--prefix", "calico"], "prefix"),
         (["--typha", "t:99999", "--node", "n"], "address"),
         (["--typha", "t:1", "--node", "n", "--upstream-stale-after", "soon"], "number"),
+        (["--typha", "t:1", "--node", "n", "--failsafe-inbound-host-ports", "ssh"], "'ssh'"),
+        (["--typha", "t:1", "--node", "n", "--failsafe-outbound-host-ports", "tcp:0"], "'tcp:0'"),
     ],
 )
 def test_bad_configuration_is_refused_with_its_reason(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_agent_args(argv, {})
+
+
+def test_failsafe_ports_default_to_calicos_and_can_be_set_or_switched_off() -> None:
+    base = ["--typha", "t:1", "--node", "n"]
+    cfg = parse_agent_args(base, {})
+    assert [str(p) for p in cfg.failsafes.inbound] == [
+        "tcp:22",
+        "tcp:179",
+        "tcp:2379",
+        "tcp:2380",
+        "tcp:5473",
+        "tcp:6443",
+        "tcp:6666",
+        "tcp:6667",
+        "udp:68",
+    ]
+    assert "udp:53" in [str(p) for p in cfg.failsafes.outbound]
+    env = {"FELIX_FAILSAFE_INBOUND_HOST_PORTS": "TCP:2222, udp:53"}
+    cfg = parse_agent_args([*base, "--failsafe-outbound-host-ports", "none"], env)
+    assert [str(p) for p in cfg.failsafes.inbound] == ["tcp:2222", "udp:53"]
+    assert cfg.failsafes.outbound == ()
