@@ -46,7 +46,10 @@ def test_smoke_tier_produces_complete_results(tmp_path: Path) -> None:
     ].keys()
     assert r["storm"]["snapshots_encoded"] >= 1
     assert {"bytes_resume_per_agent", "bytes_snapshot_per_agent"} <= r["resume"].keys()
-    assert r["resume"]["resumes_on_second_replica"] == r["agents"]
+    assert r["resume"]["resumes_on_second_replica"] == r["agents"], (
+        r["resume"],
+        proc.stderr[-3000:],
+    )
     assert len(r["budgets"]) == 6
     for plot in r["plots"]:
         assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
