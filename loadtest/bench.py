@@ -423,7 +423,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
 
         if name == "typha" and server is not None:
             extra["storm"] = storm(workers, server, http, tier)
-            extra["resume"] = resume(workers, etcd, tmp, tier, nodes, port)
+            extra["resume"] = resume(workers, etcd, tmp, tier, nodes, port, http)
         results = workers.stop()
         firsts, finals = merged(results, "first_revisions"), merged(results, "final_revisions")
         delivered = deliveries(revs, firsts, finals)
@@ -479,14 +479,48 @@ def storm(workers: Workers, server: subprocess.Popen[Any], http: int, tier: Tier
     }
 
 
+async def _touch(endpoint: str, nodes: int) -> int:
+    """One churn write; returns its revision."""
+    conn = EtcdConnection([endpoint])
+    op = Churn(nodes, seed=99).next()  # a first op is always a put
+    try:
+        return await conn.put(op.key, orjson.dumps(op.value))
+    finally:
+        await conn.close()
+
+
+def status_revision(http_port: int) -> int:
+    """The revision a server's `/status` reports."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status", timeout=5) as resp:
+        return int(json.loads(resp.read())["revision"])
+
+
 def resume(
-    workers: Workers, etcd: EmbeddedEtcd, tmp: Path, tier: Tier, nodes: int, port: int
+    workers: Workers,
+    etcd: EmbeddedEtcd,
+    tmp: Path,
+    tier: Tier,
+    nodes: int,
+    port: int,
+    http: int,
 ) -> dict[str, Any]:
     """The agents' fleets were started with one target; for the resume they
     need a second replica: the workers reconnect to target+1, which we point
     at a second typha by restarting the fleet with both targets."""
     second, port2, http2 = start_typha(etcd, tmp)
     try:
+        # The second replica's history begins at the revision it loaded, which
+        # may lie past the first replica's last event (etcd's revision also
+        # moves for writes outside the prefix, such as the replicas'
+        # registrations); agents offering that older revision could not resume.
+        # One write now, seen by both replicas, puts every agent's revision
+        # inside the second replica's history.
+        touched = asyncio.run(_touch(etcd.endpoint, nodes))
+        deadline = time.monotonic() + 60
+        while min(status_revision(http), status_revision(http2)) < touched:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replicas did not reach revision {touched}")
+            time.sleep(0.05)
         both = f"127.0.0.1:{port},127.0.0.1:{port2}"
         fleet = Workers(
             "loadtest.thin_typha",
