@@ -11,7 +11,8 @@ that rate for `--seconds`, and one write in ten is instead a new remote
 node with its IPAM block (a new route on node-1).
 
 Each write's latency runs from just before the put to the moment the agent's
-dataplane returns from applying a batch at or past the write's revision:
+dataplane returns from applying a batch at or past the write's revision
+(how much of it etcd took to acknowledge the put is reported beside it):
 the nftables transaction has been committed and every netlink call
 acknowledged, so the change is in the kernel's tables.  At the end the new
 blocks' routes are read back from the kernel (`ip route show proto 80`) to
@@ -69,6 +70,7 @@ class Writer:
         self.churn = Churn(nodes, seed=seed)
         self.next_node = nodes  # new remote nodes get indexes past the cluster
         self.writes: list[tuple[int, float, str]] = []
+        self.put_s: list[float] = []  # how long each write took etcd to acknowledge
         self.new_blocks: list[str] = []
 
     async def one(self, n: int) -> None:
@@ -88,6 +90,7 @@ class Writer:
             else:
                 rev = await self.conn.put(op.key, orjson.dumps(op.value))
             kind = _kind(op.key)
+        self.put_s.append(time.perf_counter() - t)
         self.writes.append((rev, t, kind))
 
     async def run(self, rate: float, seconds: float) -> None:
@@ -168,7 +171,7 @@ async def _churn(
         async with asyncio.timeout(120):
             await client.wait_in_sync()
         for rate in rates:
-            writer.writes = []
+            writer.writes, writer.put_s = [], []
             await writer.run(rate, seconds)
             target[0] = max(r for r, _, _ in writer.writes)
             if applied_revs[-1] < target[0]:
@@ -185,6 +188,7 @@ async def _churn(
                 "writes": len(every),
                 "p50_ms": _pct(every, 0.5),
                 "p99_ms": _pct(every, 0.99),
+                "etcd_put_p50_p99_ms": [_pct(writer.put_s, 0.5), _pct(writer.put_s, 0.99)],
                 **{
                     f"{kind}_p50_p99_ms": [_pct(v, 0.5), _pct(v, 0.99), len(v)]
                     for kind, v in sorted(lat.items())

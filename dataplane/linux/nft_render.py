@@ -24,6 +24,7 @@ next endpoint's chain; a Deny drops.  Every rule has a counter.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from typing import Any
@@ -82,8 +83,10 @@ def element(sid: IpSetId, member: str) -> str:
     return f"{addr} . {proto} . {port}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def chain_name(ck: ChainKey) -> str:
-    """The nft name of an endpoint chain."""
+    """The nft name of an endpoint chain (cached: dispatch recomputation
+    names every chain of the node on each endpoint change)."""
     return "e_" + _h(f"{ck.endpoint}|{ck.direction}|{ck.family}|{ck.stage}")
 
 
@@ -248,6 +251,7 @@ def incoming(kind: EndpointKind, direction: Direction) -> bool:
     return (kind, direction) in _IIF
 
 
+@functools.lru_cache(maxsize=64)
 def dispatch_map(
     direction: Direction,
     family: int,
