@@ -1,7 +1,7 @@
 # The image for `typha serve` and `felix-agent` (helm/typha uses it for both).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY snapshot ./snapshot
 COPY syncproto ./syncproto
 COPY calico_model ./calico_model

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import uvloop
 
+from commands.version import package_version
 from dataplane.errors import KernelUnavailable
 from felix_client.agent import run_agent
 from felix_client.calc import compute
@@ -77,6 +78,9 @@ def compute_tables(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `felix-agent`; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args:
+        print(f"felix-agent {package_version()}")
+        return 0
     try:
         if args[:1] == ["compute"]:
             return compute_tables(args[1:])

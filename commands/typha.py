@@ -15,9 +15,10 @@ import uvloop
 
 from calico_model.errors import InvalidValue
 from calico_model.validation import validate
+from commands.version import package_version
 from typha.app import TyphaApp
 from typha.config import ServeConfig, add_serve_arguments, serve_config
-from typha.errors import ConfigError
+from typha.errors import ConfigError, DatastoreError
 
 log = logging.getLogger("typha")
 
@@ -84,6 +85,7 @@ def _check_line(line: bytes, prefix: str) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `typha` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="typha", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"typha {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="serve agents from etcd")
     add_serve_arguments(p_serve, os.environ)
@@ -118,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"typha: {exc}", file=sys.stderr)
         return 2
+    except DatastoreError as exc:  # the demo's embedded etcd could not start
+        print(f"typha: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

