@@ -16,6 +16,7 @@ from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc import Calculator
 from felix_client.client import SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
+from felix_client.errors import ConfigError
 
 
 class Agent:
@@ -137,7 +138,13 @@ async def run_agent(
         if isinstance(dataplane, LinuxDataplane) and config.resync_interval > 0:
             resync = asyncio.create_task(_resync_every(dataplane, config.resync_interval, stop))
         try:
-            await web.TCPSite(runner, config.http_host, config.http_port).start()
+            try:
+                await web.TCPSite(runner, config.http_host, config.http_port).start()
+            except OSError as exc:
+                where = f"{config.http_host}:{config.http_port}"
+                raise ConfigError(
+                    f"cannot listen on {where} (--http-listen): {exc.strerror or exc}"
+                ) from None
             await stop.wait()
         finally:
             if resync is not None:

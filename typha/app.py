@@ -14,10 +14,11 @@ from syncproto import DatastoreStatus, Limits
 from syncproto.encoding import FrameEncoder
 from syncproto.stream import StreamPolicy
 from syncproto.tls import PeerPolicy, server_context
-from typha.config import ServeConfig
+from typha.config import HostPort, ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.source_check import SourceCheck
 from typha.datastore.syncer import Syncer
+from typha.errors import ConfigError
 from typha.fanout.rebalance import Rebalancer
 from typha.fanout.server import AgentServer, ServerLimits
 from typha.http import build_http_app
@@ -149,10 +150,16 @@ class TyphaApp:
         )
         self._runner = web.AppRunner(build_http_app(self), access_log=None)
         await self._runner.setup()
-        sock = bind_socket(cfg.http_listen.host, cfg.http_listen.port)
+        try:
+            sock = bind_socket(cfg.http_listen.host, cfg.http_listen.port)
+        except OSError as exc:
+            raise listen_error("--http-listen", cfg.http_listen, exc) from None
         self.http_port = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
-        self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port)
+        try:
+            self.agent_port = await self.server.start(cfg.listen.host, cfg.listen.port)
+        except OSError as exc:
+            raise listen_error("--listen", cfg.listen, exc) from None
         self.server.set_datastore_status(self.syncer.status)
         sup = self.supervisor
         sup.start("syncer", self.syncer.run)
@@ -194,6 +201,11 @@ class TyphaApp:
             await self.server.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def listen_error(flag: str, where: HostPort, exc: OSError) -> ConfigError:
+    """The one-line error for an address this process cannot listen on."""
+    return ConfigError(f"cannot listen on {where} ({flag}): {exc.strerror or exc}")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

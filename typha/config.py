@@ -53,6 +53,31 @@ def parse_hostport(text: str, default_port: int | None = None) -> HostPort:
     return HostPort(host or "0.0.0.0", port)
 
 
+def parse_etcd_endpoints(text: str, *, tls: bool) -> tuple[str, ...]:
+    """`H:P[,H:P...]`, each also as `http://H:P` or `https://H:P` (as etcd
+    prints them; a trailing `/` is ignored), the port defaulting to 2379.
+    `https://` needs TLS to etcd (`tls`: --etcd-ca-file given) and `http://`
+    refuses it.  Raises ConfigError naming the bad endpoint."""
+    out = []
+    for item in (e.strip() for e in text.split(",")):
+        if not item:
+            continue
+        scheme, sep, rest = item.partition("://")
+        if sep:
+            if scheme not in ("http", "https"):
+                raise ConfigError(f"etcd endpoint {item!r}: scheme must be http or https")
+            if (scheme == "https") != tls:
+                need = "needs --etcd-ca-file" if scheme == "https" else "but --etcd-ca-file is set"
+                raise ConfigError(f"etcd endpoint {item!r} is {scheme}:// {need}")
+            item = rest.rstrip("/")
+            if not item or "/" in item:
+                raise ConfigError(f"etcd endpoint {scheme}://{rest!r}: expected HOST[:PORT]")
+        out.append(str(parse_hostport(item, 2379)))
+    if not out:
+        raise ConfigError("--etcd-endpoints: no endpoint given")
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     """A checked `typha serve` configuration."""
@@ -136,7 +161,11 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
             help=f"{help_} [env TYPHA_{flag.upper().replace('-', '_')}]",
         )
 
-    add("etcd-endpoints", None, "etcd endpoints, H:P[,H:P...] (required)")
+    add(
+        "etcd-endpoints",
+        None,
+        "etcd endpoints, H:P[,H:P...], each also as http://H:P or https://H:P (required)",
+    )
     add("prefix", "/calico/", "datastore prefix to serve")
     add("listen", f"0.0.0.0:{DEFAULT_AGENT_PORT}", "agent port address H:P")
     add("http-listen", f"0.0.0.0:{DEFAULT_HTTP_PORT}", "health/metrics/status address H:P")
@@ -219,9 +248,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
     """Check parsed arguments; raises ConfigError naming the bad flag."""
     if not ns.etcd_endpoints:
         raise ConfigError("--etcd-endpoints (or TYPHA_ETCD_ENDPOINTS) is required")
-    endpoints = tuple(
-        str(parse_hostport(e, 2379)) for e in ns.etcd_endpoints.split(",") if e.strip()
-    )
+    endpoints = parse_etcd_endpoints(ns.etcd_endpoints, tls=bool(ns.etcd_ca_file))
     prefix = ns.prefix if ns.prefix.endswith("/") else ns.prefix + "/"
     tls = (ns.tls_cert_file, ns.tls_key_file, ns.tls_ca_file)
     if any(tls) and not all(tls):

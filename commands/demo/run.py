@@ -25,7 +25,7 @@ from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
 from felix_client.agent import Agent
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
+from typha.config import HostPort, ServeConfig, parse_etcd_endpoints
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import read_etcd_state
 
@@ -94,7 +94,7 @@ async def demo_stack(
     and a typha server on it, on 127.0.0.1; both stopped on exit."""
     etcd: EmbeddedEtcd | None = None
     if etcd_endpoints:
-        endpoints = tuple(etcd_endpoints.split(","))
+        endpoints = parse_etcd_endpoints(etcd_endpoints, tls=False)
     else:
         print("starting embedded etcd ...", flush=True)
         etcd = await asyncio.to_thread(EmbeddedEtcd().start)

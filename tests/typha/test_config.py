@@ -42,6 +42,35 @@ def test_bad_config_is_a_clear_error(argv: list[str]) -> None:
         parse_serve_args(argv, env={})
 
 
+def test_etcd_endpoints_may_be_urls_as_etcd_prints_them() -> None:
+    cfg = parse_serve_args(
+        ["--etcd-endpoints", "http://127.0.0.1:23790, http://[::1]:2379/,etcd-2"], env={}
+    )
+    assert cfg.etcd_endpoints == ("127.0.0.1:23790", "[::1]:2379", "etcd-2:2379")
+    tls = ["--etcd-ca-file", "/ca.pem"]
+    cfg = parse_serve_args(["--etcd-endpoints", "https://e:2379", *tls], env={})
+    assert cfg.etcd_endpoints == ("e:2379",)
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "extra", "message"),
+    [
+        ("https://e:2379", [], "https:// needs --etcd-ca-file"),
+        ("http://e:2379", ["--etcd-ca-file", "/ca.pem"], "but --etcd-ca-file is set"),
+        ("unix://e", [], "scheme must be http or https"),
+        ("http://", [], "expected HOST"),
+        ("http://e:2379/v3/kv", [], "expected HOST"),
+        (" , ", [], "no endpoint"),
+    ],
+)
+def test_a_malformed_etcd_endpoint_is_named_in_one_line(
+    endpoints: str, extra: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_serve_args(["--etcd-endpoints", endpoints, *extra], env={})
+    assert "\n" not in str(info.value)
+
+
 def test_hostport_forms() -> None:
     assert parse_hostport("[::1]:5") == HostPort("::1", 5)
     assert parse_hostport("h", 9) == HostPort("h", 9)
