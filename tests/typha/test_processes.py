@@ -156,3 +156,17 @@ def test_sigterm_drains_agents_to_another_replica_and_exits_0(
     for proc, _ in agents:
         assert proc.stop() == 0
     assert b.stop() == 0
+
+
+def test_a_drain_ends_when_the_last_agent_has_gone_not_at_the_timeout(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc]
+) -> None:
+    asyncio.run(write_values(etcd.endpoint, 5, 100, "seed"))
+    # A drain allowed ten minutes: with one agent it must not take them.
+    server, agent_port, _ = start_server(procs, etcd, "--shutdown-timeout", "600")
+    _, status_port = start_agent(procs, f"127.0.0.1:{agent_port}", "n1")
+    wait_until(lambda: agent_status(status_port)["in_sync"], "agent in sync")
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.popen.wait(60) == 0, server.output()
+    assert "drained 1 connections in" in server.output()
+    assert "(0 cut off)" in server.output()  # it left on its GOODBYE

@@ -353,24 +353,34 @@ class AgentServer:
     async def drain(self, spread: float) -> None:
         """Stop accepting, then close every connection with GOODBYE(shutdown),
         spread evenly over `spread` seconds so agents move to other replicas
-        gradually instead of all at once."""
+        gradually instead of all at once.  The first goes at once and no
+        wait follows the last: the drain ends as soon as every agent has
+        gone, never later than `spread` plus a second for the GOODBYEs."""
         self.draining = True
         if self._server is not None:
             self._server.close()
         conns = list(self.connections)
         interval = spread / len(conns) if conns else 0.0
-        log.info("draining %d connections over %.1fs", len(conns), spread)
-        for conn in conns:
-            conn.close(CloseReason.SHUTDOWN)
-            if interval:
+        started = self.now()
+        log.info("draining %d connections over at most %.1fs", len(conns), spread)
+        for i, conn in enumerate(conns):
+            if not any(c in self.connections for c in conns[i:]):
+                break  # the rest left by themselves
+            if i and interval:
                 await asyncio.sleep(interval)
+            if conn in self.connections:
+                conn.close(CloseReason.SHUTDOWN)
         # Give the GOODBYEs a moment to reach peers that are reading.
         for _ in range(50):
             if not self.connections:
                 break
             await asyncio.sleep(0.02)
+        left = len(self.connections)
         for conn in list(self.connections):
             conn.abort(CloseReason.SHUTDOWN)
+        log.info(
+            "drained %d connections in %.2fs (%d cut off)", len(conns), self.now() - started, left
+        )
 
     def shed(self, n: int, reason: CloseReason) -> int:
         """Close `n` streaming connections with GOODBYE(reason); returns how many."""
