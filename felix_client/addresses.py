@@ -12,8 +12,11 @@ from felix_client.errors import ConfigError
 DEFAULT_PORT = 5473
 
 
-def parse_addresses(addresses: str | Sequence[str]) -> list[tuple[str, int]]:
-    """'h:p,h:p' or a sequence of 'h:p' -> [(host, port)].  Raises ConfigError."""
+def parse_addresses(
+    addresses: str | Sequence[str], *, listen: bool = False
+) -> list[tuple[str, int]]:
+    """'h:p,h:p' or a sequence of 'h:p' -> [(host, port)].  With `listen`,
+    port 0 (any free port) is allowed.  Raises ConfigError."""
     items = addresses.split(",") if isinstance(addresses, str) else list(addresses)
     out: list[tuple[str, int]] = []
     for item in items:
@@ -31,8 +34,9 @@ def parse_addresses(addresses: str | Sequence[str]) -> list[tuple[str, int]]:
             port = int(port_s) if port_s else DEFAULT_PORT
         except ValueError:
             raise ConfigError(f"bad server address {item!r}") from None
-        if not host or not 0 < port < 65536:
-            raise ConfigError(f"bad server address {item!r}")
+        if not host or not (0 if listen else 1) <= port < 65536:
+            what = "listen address" if listen else "server address"
+            raise ConfigError(f"bad {what} {item!r}")
         out.append((host, port))
     if not out:
         raise ConfigError("no server addresses given")

@@ -4,6 +4,8 @@ programs a dataplane driver; plus the agent's HTTP port (/status, /dump)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import ssl
 from typing import Any
 
@@ -17,6 +19,8 @@ from felix_client.calc import Calculator
 from felix_client.client import SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -139,12 +143,21 @@ async def run_agent(
             resync = asyncio.create_task(_resync_every(dataplane, config.resync_interval, stop))
         try:
             try:
-                await web.TCPSite(runner, config.http_host, config.http_port).start()
+                sock = _bind(config.http_host, config.http_port)
             except OSError as exc:
                 where = f"{config.http_host}:{config.http_port}"
                 raise ConfigError(
                     f"cannot listen on {where} (--http-listen): {exc.strerror or exc}"
                 ) from None
+            await web.SockSite(runner, sock).start()
+            log.info(
+                "felix-agent %s: status on %s:%d, typha %s, dataplane %s",
+                config.node,
+                config.http_host,
+                sock.getsockname()[1],
+                config.typha,
+                config.dataplane,
+            )
             await stop.wait()
         finally:
             if resync is not None:
@@ -152,6 +165,22 @@ async def run_agent(
             await runner.cleanup()
             if isinstance(dataplane, LinuxDataplane):
                 dataplane.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The status port's socket, bound here so that port 0 works and the
+    port actually bound can be logged."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def make_dataplane(config: AgentConfig) -> MemoryDataplane:

@@ -123,7 +123,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         if not getattr(ns, flag):
             raise ConfigError(f"--{flag} (or {env_name(flag)}) is required")
     parse_addresses(ns.typha)
-    host, port = parse_addresses(ns.http_listen)[0]
+    host, port = parse_addresses(ns.http_listen, listen=True)[0]
     try:
         stale = float(ns.upstream_stale_after)
         max_snapshot = int(ns.max_snapshot_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,9 +50,12 @@ def metric(text: str, line_start: str) -> float:
     return 0.0
 
 
-def wait_until(pred: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+def wait_until(
+    pred: Callable[[], bool], what: str, limit: float = 60.0, proc: Proc | None = None
+) -> None:
     """Poll `pred` until true.  `limit` only bounds a broken run; tests never
-    assert on how long it took."""
+    assert on how long it took.  With `proc`, fail at once, with its log,
+    if that process exits first, and show its log if the wait gives up."""
     deadline = time.monotonic() + limit
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -60,8 +64,29 @@ def wait_until(pred: Callable[[], bool], what: str, limit: float = 60.0) -> None
                 return
         except Exception as exc:  # the process may not be listening yet
             last_exc = exc
+        if proc is not None and proc.popen.poll() is not None:
+            raise AssertionError(
+                f"waiting for {what}: {proc.args[0]} exited with status "
+                f"{proc.popen.returncode}; its log:\n{proc.output()[-4000:]}"
+            )
         time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what} (last error: {last_exc})")
+    tail = f"; its log:\n{proc.output()[-4000:]}" if proc is not None else ""
+    raise AssertionError(f"gave up waiting for {what} (last error: {last_exc}){tail}")
+
+
+def listening_ports(proc: Proc, pattern: str, what: str) -> tuple[int, ...]:
+    """The ports a child logged it listens on (it bound port 0, so no other
+    process can have taken them): the groups of `pattern` in its output."""
+    found: list[re.Match[str]] = []
+
+    def logged() -> bool:
+        m = re.search(pattern, proc.output())
+        if m:
+            found.append(m)
+        return m is not None
+
+    wait_until(logged, what, proc=proc)
+    return tuple(int(g) for g in found[0].groups())
 
 
 async def async_wait_until(pred: Callable[[], bool], what: str, limit: float = 60.0) -> None:
@@ -126,29 +151,34 @@ def start_typha(
     endpoints_via_env: bool = False,
     agent_port: int = 0,
 ) -> tuple[Proc, int, int]:
-    """`typha serve` on free ports (or the agent port given); returns
-    (process, agent port, http port) once /readyz says ready."""
-    agent_port, http_port = agent_port or free_port(), free_port()
+    """`typha serve` on ports it picks itself (or the agent port given);
+    returns (process, agent port, http port) once /readyz says ready.  If it
+    exits or never gets ready, the failure shows its log."""
     args = [
         "serve",
         "--listen",
         f"127.0.0.1:{agent_port}",
         "--http-listen",
-        f"127.0.0.1:{http_port}",
+        "127.0.0.1:0",
     ]
     env = {"TYPHA_ETCD_ENDPOINTS": etcd.endpoint} if endpoints_via_env else None
     if not endpoints_via_env:
         args += ["--etcd-endpoints", etcd.endpoint]
     p = procs("typha", *args, *extra, env=env)
-    wait_until(lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "typha ready")
+    agent_port, http_port = listening_ports(
+        p, r"agents on 127\.0\.0\.1:(\d+), http on 127\.0\.0\.1:(\d+)", "typha listening"
+    )
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "typha ready", proc=p
+    )
     return p, agent_port, http_port
 
 
 def start_felix_agent(
     procs: Callable[..., Proc], typha: str, node: str, *extra: str
 ) -> tuple[Proc, int]:
-    """`felix-agent` with its status port on a free port; returns (process, port)."""
-    port = free_port()
+    """`felix-agent` with its status port on a port it picks itself; returns
+    (process, port) once it listens (a failure shows its log)."""
     p = procs(
         "felix-agent",
         "--typha",
@@ -156,9 +186,10 @@ def start_felix_agent(
         "--node",
         node,
         "--http-listen",
-        f"127.0.0.1:{port}",
+        "127.0.0.1:0",
         *extra,
     )
+    (port,) = listening_ports(p, r"status on 127\.0\.0\.1:(\d+)", f"felix-agent {node} listening")
     return p, port
 
 
