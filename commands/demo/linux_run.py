@@ -87,7 +87,8 @@ async def run_linux_demo(ns: argparse.Namespace) -> int:
         except subprocess.CalledProcessError as exc:
             if stop.is_set():
                 return 130  # Ctrl-C reached an `ip` command too
-            print(f"typha demo: building the fabric failed: {exc.cmd}: {exc.stderr}")
+            why = f"{' '.join(exc.cmd)}: {(exc.stderr or '').strip()}"
+            print(f"typha demo: building the fabric failed: {why}", file=sys.stderr)
             return 1
         print(
             f"fabric: {len(fabric.namespaces)} network namespaces ({NS_PREFIX}{fabric.tag}-*): "
