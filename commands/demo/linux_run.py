@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -56,7 +56,7 @@ class NodeAgent:
     client: SyncClient
     agent: Agent
     dataplane: LinuxDataplane
-    applied: list[int] = field(default_factory=lambda: [0])
+    applied: int = 0
 
 
 async def run_linux_demo(ns: argparse.Namespace) -> int:
@@ -138,7 +138,7 @@ async def start_agent(port: int, node: str, netns: str) -> NodeAgent:
 
     # Added after the agent's own listener, so it runs once the kernel has the batch.
     def applied(_: object, revision: int) -> None:
-        na.applied[0] = revision
+        na.applied = revision
 
     client.add_listener(applied)
     await client.start()
@@ -236,7 +236,7 @@ async def apply_step(
     revision = await conn.put_many(writes)
     print(f"[{elapsed:5.1f}s] {step.description} (etcd revision {revision})", flush=True)
     took = await wait_applied(agents, revision, 10.0)
-    where = f"{sum(a.applied[0] >= revision for a in agents)}/{len(agents)} nodes' kernels"
+    where = f"{sum(a.applied >= revision for a in agents)}/{len(agents)} nodes' kernels"
     if took is None:
         print(f"         not in {where} after 10 s", flush=True)
     else:
@@ -248,7 +248,7 @@ async def wait_applied(agents: list[NodeAgent], revision: int, within: float) ->
     (monotonic time), or None after `within` seconds."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if all(a.applied[0] >= revision for a in agents):
+        if all(a.applied >= revision for a in agents):
             return time.monotonic()
         await asyncio.sleep(0.002)
     return None

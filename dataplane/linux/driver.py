@@ -386,9 +386,9 @@ class LinuxDataplane(MemoryDataplane):
         }
 
     def _policed_interfaces(self) -> str:
-        m = self._desired
-        names = sorted({i for n, mp in m.maps.items() if "_hep" in n for i in mp})
-        if any(m.chains[R.any_chain(n)].rules for n in m.maps if "_hep" in n):
+        m, hosts = self._desired, R.host_map_names()
+        names = sorted({i for n in hosts for i in m.maps[n]})
+        if any(m.chains[R.any_chain(n)].rules for n in hosts):
             names.append("*")
         return ",".join(names)
 

@@ -69,8 +69,8 @@ def base_model(fs: Failsafes | None = None) -> NftModel:
         m.chains[name] = chain_def(name, decl, stmts)
     for name in R.map_names():
         m.maps[name] = {}
-        if "_hep" in name:
-            m.chains[R.any_chain(name)] = chain_def(R.any_chain(name), "", [])
+    for name in R.host_map_names():
+        m.chains[R.any_chain(name)] = chain_def(R.any_chain(name), "", [])
     return m
 
 
@@ -154,9 +154,7 @@ def set_dispatch(
                 m.maps[mp][iface] = R.chain_name(ck)
     named = sorted(owner)
     rewritten = set()
-    for mp in m.maps:
-        if "_hep" not in mp:
-            continue
+    for mp in R.host_map_names():
         name = R.any_chain(mp)
         m.chains[name] = chain_def(name, "", R.any_chain_rules(mp, star.get(mp, ""), named))
         rewritten.add(name)

@@ -266,11 +266,14 @@ def dispatch_map(
     return f"{_HOST_STAGE_PREFIX[stage]}{side}_hep{family}"
 
 
+def host_map_names() -> list[str]:
+    """The host endpoints' dispatch maps (each has an all-interfaces chain)."""
+    return [dispatch_map(d, f, EndpointKind.HOST, s) for f in (4, 6) for s, d in HOST_MAPS]
+
+
 def map_names() -> list[str]:
     """Every dispatch map."""
-    out = [dispatch_map(d, f) for f in (4, 6) for d in Direction]
-    out += [dispatch_map(d, f, EndpointKind.HOST, s) for f in (4, 6) for s, d in HOST_MAPS]
-    return out
+    return [dispatch_map(d, f) for f in (4, 6) for d in Direction] + host_map_names()
 
 
 def any_chain(map_name: str) -> str:
