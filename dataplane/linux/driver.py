@@ -332,9 +332,12 @@ class LinuxDataplane(MemoryDataplane):
                 if i.kind is EndpointKind.WORKLOAD and i.interface
             }
             self._configure_interfaces()
+            # Dispatch is recomputed from the tables, not trusted: a model
+            # update that failed half way (it is why we resync) may have left
+            # the maps behind the chains.
             if _by_address(self.endpoints):
                 self._refresh_addresses()
-                M.set_dispatch(self._desired, self.chains, self.endpoints, self._host_ifaces)
+            M.set_dispatch(self._desired, self.chains, self.endpoints, self._host_ifaces)
             vxlan = self._vxlan.sync(self.vteps)
             if any(r.kind == "ipip" for r in self.routes.values()):
                 self._ipip.ensure()
