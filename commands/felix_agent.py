@@ -40,7 +40,7 @@ async def _main(config: AgentConfig) -> int:
     ssl_context = None
     if config.tls_ca_file:
         ssl_context = client_context(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-    await run_agent(config, stop, ssl_context=ssl_context)
+    await run_agent(config, stop, ssl_context=ssl_context, version=package_version())
     return 0
 
 

@@ -33,7 +33,7 @@ def setup_logging(level: str) -> None:
 
 async def serve(config: ServeConfig) -> int:
     """Run `typha serve` until SIGTERM or SIGINT; returns the exit status."""
-    app = TyphaApp(config)
+    app = TyphaApp(config, version=package_version())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,10 +7,19 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
 
 from calico_model.keys import DEFAULT_PREFIX
 from dataplane import MemoryDataplane
@@ -19,6 +28,8 @@ from felix_client.calc import Calculator
 from felix_client.client import SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.errors import ConfigError
+from felix_client.metrics import AgentCollector
+from syncproto.histogram import Histogram
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +46,7 @@ class Agent:
         node: str,
         dataplane: MemoryDataplane | None = None,
         prefix: str = DEFAULT_PREFIX,
+        version: str = "0+unknown",
     ) -> None:
         self.client = client
         self.node = node
@@ -46,13 +58,40 @@ class Agent:
         )
         self.calc = Calculator(node, prefix=prefix)
         self.updates_applied = 0
+        self.apply_failures = 0
+        self.apply_time = Histogram()
+        # Set once a complete state has reached the dataplane; cleared while
+        # the latest batch failed to apply.
+        self._programmed = False
+        self._failing = False
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(AgentCollector(self, version))
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
         client.add_listener(self._on_changes)
 
     def _on_changes(self, changes: list[tuple[str, Any]], revision: int) -> None:
+        started = time.perf_counter()
         self.updates_applied += len(changes)
-        batch = self.calc.apply(changes)
-        if not batch.empty():
-            self.dataplane.apply(batch)
+        try:
+            batch = self.calc.apply(changes)
+            if not batch.empty():
+                self.dataplane.apply(batch)
+        except Exception:
+            self.apply_failures += 1
+            self._failing = True
+            raise
+        self._failing = False
+        if self.client.in_sync:
+            self._programmed = True
+        self.apply_time.observe(time.perf_counter() - started)
+
+    def ready(self) -> bool:
+        """/readyz: the dataplane holds a complete state (applied at least
+        once) and the latest batch applied cleanly.  A disconnected agent or
+        one whose typha lost the datastore stays ready: its node keeps
+        enforcing the last state it had, which is what readiness promises."""
+        return self._programmed and not self._failing
 
     def dump(self) -> str:
         """The node's route table, IP sets and rule chains, as text."""
@@ -100,10 +139,13 @@ class Agent:
             "reconnect_backoff": c.reconnect_backoff,
             "snapshots": c.stats.snapshots,
             "deltas": c.stats.deltas,
+            "ready": self.ready(),
+            "dataplane_failures": self.apply_failures,
         }
 
     def http_app(self) -> web.Application:
-        """The aiohttp application for the agent's status port (/status, /livez, /dump)."""
+        """The aiohttp application for the agent's status port (/status,
+        /livez, /readyz, /metrics, /dump)."""
 
         async def status(_: web.Request) -> web.Response:
             return web.Response(body=orjson.dumps(self.status()), content_type="application/json")
@@ -114,15 +156,33 @@ class Agent:
         async def dump(_: web.Request) -> web.Response:
             return web.Response(text=self.dump())
 
+        async def readyz(_: web.Request) -> web.Response:
+            ready = self.ready()
+            body = orjson.dumps({"ready": ready})
+            return web.Response(
+                body=body, status=200 if ready else 503, content_type="application/json"
+            )
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
         app = web.Application()
         app.router.add_get("/dump", dump)
         app.router.add_get("/status", status)
         app.router.add_get("/livez", livez)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
         return app
 
 
 async def run_agent(
-    config: AgentConfig, stop: asyncio.Event, *, ssl_context: ssl.SSLContext | None = None
+    config: AgentConfig,
+    stop: asyncio.Event,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    version: str = "0+unknown",
 ) -> None:
     """Run one agent until `stop` is set: the sync client, the calculation
     and the status port."""
@@ -135,7 +195,9 @@ async def run_agent(
         max_snapshot_bytes=config.max_snapshot_bytes,
     ) as client:
         dataplane = make_dataplane(config)
-        agent = Agent(client, node=config.node, dataplane=dataplane, prefix=config.prefix)
+        agent = Agent(
+            client, node=config.node, dataplane=dataplane, prefix=config.prefix, version=version
+        )
         runner = web.AppRunner(agent.http_app(), access_log=None)
         await runner.setup()
         resync = None

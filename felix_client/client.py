@@ -22,7 +22,7 @@ import logging
 import random
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -44,6 +44,7 @@ from felix_client.session import (
 )
 from syncproto import DatastoreStatus, Limits
 from syncproto.errors import ConnectionTimeout, ProtocolError
+from syncproto.histogram import Histogram
 from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class ClientStats(SessionStats):
     internal_errors: int = 0
     stale_upstream_moves: int = 0
     bytes_received: int = 0
+    ping_rtt: Histogram = field(default_factory=Histogram)
 
 
 # The agent pings a quiet server every 5 s and gives it 5 s to answer, so a
@@ -340,7 +342,10 @@ class SyncClient:
                 try:
                     if data:
                         self.stats.bytes_received += len(data)
+                        pongs = session.core.rtt_samples
                         session.receive_data(data, now)
+                        if session.core.rtt_samples != pongs and session.core.last_rtt is not None:
+                            self.stats.ping_rtt.observe(session.core.last_rtt)
                         self._check_sync(session)
                     deadline = session.next_deadline()
                     if deadline is not None and now >= deadline:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import immutables
 
@@ -32,6 +32,8 @@ class CacheStats:
     history_trimmed: int = 0
     snapshots_encoded: int = 0
     snapshots_reused: int = 0
+    # Bytes of the latest snapshot encoding, by variant (True: compressed).
+    snapshot_bytes: dict[bool, int] = field(default_factory=dict)
 
 
 class SnapshotCache:
@@ -150,6 +152,7 @@ class SnapshotCache:
         self._encoded = {k: v for k, v in self._encoded.items() if v[0] is snap}
         self._encoded[compressed] = memo
         self.stats.snapshots_encoded += 1
+        self.stats.snapshot_bytes[compressed] = sum(len(f) for f in memo[1])
         return memo
 
     # -- writing ---------------------------------------------------------

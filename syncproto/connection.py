@@ -101,6 +101,11 @@ class _Core:
         self._last_recv = now
         self._ping_token = 0
         self._ping_sent_at: float | None = None  # None: no ping outstanding
+        # Kept apart from _ping_sent_at (which any received byte clears) so a
+        # pong that arrives after other frames still gives a round trip.
+        self._rtt_ping_at: float | None = None
+        self.last_rtt: float | None = None  # seconds, of the latest answered ping
+        self.rtt_samples = 0  # pongs that answered our latest ping
         self._partial_since: float | None = None
         self._tokens = float(limits.inbound_burst)
         self._tokens_at = now
@@ -157,7 +162,7 @@ class _Core:
                 if isinstance(msg, Ping):
                     self._send(Pong(msg.token))
                 elif isinstance(msg, Pong):
-                    pass
+                    self._pong(msg.token, now)
                 elif isinstance(msg, Goodbye):
                     self.state = State.CLOSED
                     self.close_reason = CloseReason.PEER
@@ -171,6 +176,13 @@ class _Core:
             self.close(exc.code, str(exc)[:200])
             raise
         return out
+
+    def _pong(self, token: int, now: float) -> None:
+        sent = self._rtt_ping_at
+        if sent is not None and token == self._ping_token:
+            self._rtt_ping_at = None
+            self.last_rtt = now - sent
+            self.rtt_samples += 1
 
     def _spend(self, n: int, now: float) -> None:
         rate = self.limits.inbound_msgs_per_sec
@@ -224,7 +236,7 @@ class _Core:
             self._time_out(CloseReason.FRAME_TIMEOUT)
         if quiet >= limits.ping_interval and sent is None:
             self._ping_token += 1
-            self._ping_sent_at = now
+            self._ping_sent_at = self._rtt_ping_at = now
             self._send(Ping(self._ping_token))
 
     def _time_out(self, reason: CloseReason) -> None:

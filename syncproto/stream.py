@@ -64,6 +64,7 @@ class ServerStream:
         "core",
         "paused_since",
         "seq",
+        "snapshot_started",
         "verdict",
     )
 
@@ -87,6 +88,7 @@ class ServerStream:
         self._wait_until: float | None = None  # a client ahead of us waits until then
         self._snapshot: list[bytes] | None = None
         self._snapshot_pos = 0
+        self.snapshot_started: float | None = None  # set while a snapshot is being written
 
     # -- state -------------------------------------------------------------
 
@@ -146,6 +148,7 @@ class ServerStream:
         self.seq = snap.seq
         self._snapshot = frames
         self._snapshot_pos = 0
+        self.snapshot_started = now
         self._stats.snapshots_sent += 1
         return True
 
@@ -199,6 +202,11 @@ class ServerStream:
         return False
 
     # -- output ------------------------------------------------------------
+
+    @property
+    def sending_snapshot(self) -> bool:
+        """Snapshot frames remain to be handed out by `next_output`."""
+        return self._snapshot is not None
 
     def next_output(self) -> bytes | None:
         """The next bytes to write, or None when nothing more may be written

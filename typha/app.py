@@ -7,7 +7,12 @@ import socket
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+)
 
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus, Limits
@@ -33,7 +38,7 @@ class TyphaApp:
     """Create inside a running event loop, then `await start()`; `await stop()`
     releases every socket and task."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, *, version: str = "0+unknown") -> None:
         self.config = config
         self.encoder = encoder = FrameEncoder(
             max_frame=config.max_frame_bytes, chunk_bytes=config.snapshot_chunk_bytes
@@ -69,7 +74,9 @@ class TyphaApp:
         )
         self.rebalancer: Rebalancer | None = None
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(TyphaCollector(self))
+        self.registry.register(TyphaCollector(self, version))
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
         self._runner: web.AppRunner | None = None
         self.agent_port = 0
         self.http_port = 0

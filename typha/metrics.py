@@ -6,15 +6,24 @@ integer fields, and a scrape turns those into metric families.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from calico_model.errors import Reason
 from snapshot import SnapshotCache
-from syncproto import DatastoreStatus
+from syncproto import CloseReason, DatastoreStatus
 from syncproto.encoding import FrameEncoder
+from syncproto.histogram import Histogram
 from typha.datastore.source_check import SourceCheck
 from typha.datastore.syncer import Syncer
 from typha.fanout.server import AgentServer, ServerStats
@@ -30,6 +39,10 @@ class Source(Protocol):
     encoder: FrameEncoder
     source_check: SourceCheck
     supervisor: Supervisor
+
+    def ready(self) -> bool:
+        """What /readyz answers."""
+        ...
 
 
 Getter = Callable[[Source], float]
@@ -149,6 +162,11 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
         lambda a: len(a.server.connections) if a.server else 0,
     ),
     (
+        "typha_streaming_connections",
+        "agent connections past their hello (snapshot or deltas flowing)",
+        lambda a: sum(c.streaming for c in a.server.connections) if a.server else 0,
+    ),
+    (
         "typha_max_client_lag_seconds",
         "longest time an agent has not been taking our writes",
         lambda a: a.server.max_lag() if a.server else 0.0,
@@ -200,22 +218,71 @@ def _st(app: Source) -> ServerStats:
     return app.server.stats if app.server is not None else ServerStats()
 
 
-def _labeled(name: str, help_: str, label: str, counts: Mapping[Any, int]) -> Metric:
+# Every label value a labelled counter can take is exported from the start
+# (at 0), so rate() and absent() work before the first event.
+TASKS = ("syncer", "fanout-timers", "fanout-housekeeping", "rebalancer", "source-check")
+PROTOCOL_ERROR_CODES = (
+    CloseReason.PROTOCOL_ERROR,
+    CloseReason.FRAME_TOO_LARGE,
+    CloseReason.MALFORMED,
+    CloseReason.HANDSHAKE,
+    CloseReason.RATE_LIMITED,
+    "tls_forbidden",
+)
+HISTOGRAMS: list[tuple[str, str, Callable[[ServerStats], Histogram]]] = [
+    (
+        "typha_fanout_latency_seconds",
+        "datastore event received to its batch written to every streaming agent",
+        lambda st: st.fanout_latency,
+    ),
+    (
+        "typha_snapshot_send_seconds",
+        "hello answered with a snapshot to its last frame handed to the socket",
+        lambda st: st.snapshot_send,
+    ),
+    (
+        "typha_ping_rtt_seconds",
+        "round trip of the server's pings to its agents",
+        lambda st: st.ping_rtt,
+    ),
+]
+
+
+def _labeled(
+    name: str, help_: str, label: str, counts: Mapping[Any, int], every: Iterable[object] = ()
+) -> Metric:
     fam = CounterMetricFamily(name, help_, labels=[label])
-    for value, n in sorted((str(k), n) for k, n in counts.items()):
+    values = {str(v): 0 for v in every}
+    values.update((str(k), n) for k, n in counts.items())
+    for value, n in sorted(values.items()):
         fam.add_metric([value], n)
+    return fam
+
+
+def histogram_family(name: str, help_: str, hist: Histogram) -> Metric:
+    """A Histogram exported as a Prometheus histogram family."""
+    return HistogramMetricFamily(name, help_, buckets=hist.cumulative(), sum_value=hist.sum)
+
+
+def build_info(prefix: str, version: str) -> Metric:
+    """`<prefix>_build_info{version, python}` 1."""
+    fam = InfoMetricFamily(f"{prefix}_build", "version of the running code")
+    fam.add_metric([], {"version": version, "python": platform.python_version()})
     return fam
 
 
 class TyphaCollector(Collector):
     """Prometheus collector reading the server's counters at scrape time."""
 
-    def __init__(self, app: Source) -> None:
+    def __init__(self, app: Source, version: str = "0+unknown") -> None:
         self._app = app
+        self._version = version
 
     def collect(self) -> Iterator[Metric]:
         """Every metric, read now."""
         app = self._app
+        yield build_info("typha", self._version)
+        yield GaugeMetricFamily("typha_ready", "1 while /readyz answers 200", value=app.ready())
         for name, help_, get in GAUGES:
             yield GaugeMetricFamily(name, help_, value=float(get(app)))
         for name, help_, get in COUNTERS:
@@ -225,13 +292,24 @@ class TyphaCollector(Collector):
             "datastore values rejected, by reason",
             "reason",
             app.syncer.stats.invalid,
+            Reason,
         )
         yield _labeled(
             "typha_task_failures",
             "supervised tasks that died and were restarted, by task",
             "task",
             app.supervisor.failures,
+            TASKS,
         )
+        snap_bytes = GaugeMetricFamily(
+            "typha_snapshot_bytes",
+            "bytes of the latest snapshot encoding, by encoding",
+            labels=["encoding"],
+        )
+        sizes = app.cache.stats.snapshot_bytes
+        snap_bytes.add_metric(["zstd"], float(sizes.get(True, 0)))
+        snap_bytes.add_metric(["plain"], float(sizes.get(False, 0)))
+        yield snap_bytes
         status = GaugeMetricFamily(
             "typha_datastore_status",
             "1 for the replica's current standing with the datastore",
@@ -240,19 +318,26 @@ class TyphaCollector(Collector):
         for value in DatastoreStatus:
             status.add_metric([value.value], float(app.syncer.status is value))
         yield status
+        st = app.server.stats if app.server is not None else ServerStats()
+        for name, help_, get_hist in HISTOGRAMS:
+            yield histogram_family(name, help_, get_hist(st))
         if app.server is None:
             return
         for name, help_, get in SERVER_GAUGES:
             yield GaugeMetricFamily(name, help_, value=float(get(app)))
         for name, help_, get in SERVER_COUNTERS:
             yield CounterMetricFamily(name, help_, value=float(get(app)))
-        st = app.server.stats
         yield _labeled(
-            "typha_connections_closed", "agent connections closed, by reason", "reason", st.closed
+            "typha_connections_closed",
+            "agent connections closed, by reason",
+            "reason",
+            st.closed,
+            CloseReason,
         )
         yield _labeled(
             "typha_protocol_errors",
             "protocol errors from agents, by code",
             "code",
             st.protocol_errors,
+            PROTOCOL_ERROR_CODES,
         )

@@ -67,7 +67,7 @@ async def run_linux_demo(ns: argparse.Namespace) -> int:
     if why:
         print(
             f"typha demo --dataplane linux {why}; run it as root on Linux with nftables "
-            "installed (tools/kernel-test-deps), or use the memory dataplane",
+            "installed (tools/test-deps), or use the memory dataplane",
             file=sys.stderr,
         )
         return 2

@@ -9,6 +9,7 @@ from syncproto import (
     Delta,
     Goodbye,
     Limits,
+    Ping,
     Progress,
     ServerConnection,
     ServerHello,
@@ -187,3 +188,25 @@ def test_resume_rejects_a_first_batch_that_starts_after_our_revision() -> None:
     server.send_frames([codec.encode(Delta(12, 13, [], D))])
     with pytest.raises(MalformedMessage, match="gap"):
         client.receive_data(pipe(server), 1.0)
+
+
+def test_a_pong_gives_the_round_trip_of_the_latest_ping_even_after_other_frames() -> None:
+    limits = Limits(ping_interval=5, idle_timeout=60)
+    server = ServerConnection(server_id="s", now=0.0, limits=limits)
+    client = ClientConnection(node="n", now=0.0, limits=limits)
+    server.receive_data(pipe(client), 0.0)
+    server.accept()
+    client.receive_data(pipe(server), 0.0)
+    server.handle_timer(10.0)  # ping sent at 10.0
+    ping = pipe(server)
+    client.receive_data(ping, 10.2)
+    pong = pipe(client)
+    # Something else from the client arrives first: not a round trip.
+    server.receive_data(codec.encode(Ping(99)), 10.3)
+    assert server.rtt_samples == 0 and server.last_rtt is None
+    server.receive_data(pong, 10.4)
+    assert server.rtt_samples == 1
+    assert server.last_rtt == pytest.approx(0.4)
+    # A stray pong (no ping outstanding) is not a sample.
+    server.receive_data(pong, 11.0)
+    assert server.rtt_samples == 1

@@ -342,7 +342,9 @@ class Syncer:
                             break
                     else:
                         group.append(queue.get_nowait())
-                self.apply_watch_group(group, loop.time())
+                # Stamped with when the first response arrived, so the fan-out
+                # latency histogram includes the batch window.
+                self.apply_watch_group(group, last_heard)
         finally:
             self._queue = None
             stream.cancel()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from snapshot import SnapshotCache
+from snapshot import HistoryUnavailable, SnapshotCache
 from syncproto import (
     CloseReason,
     Codec,
@@ -32,6 +32,7 @@ from syncproto import (
     Limits,
 )
 from syncproto.errors import ConnectionTimeout, ProtocolError
+from syncproto.histogram import Histogram
 from syncproto.ratelimit import RateLimitedLog
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
 from syncproto.tls import PeerPolicy
@@ -62,6 +63,11 @@ class ServerStats(StreamStats):
     timer_runs: int = 0
     closed: Counter[CloseReason] = field(default_factory=Counter)
     protocol_errors: Counter[str] = field(default_factory=Counter)
+    # Datastore event received -> its batch written to every streaming agent.
+    fanout_latency: Histogram = field(default_factory=Histogram)
+    # Hello answered with a snapshot -> its last frame handed to the transport.
+    snapshot_send: Histogram = field(default_factory=Histogram)
+    ping_rtt: Histogram = field(default_factory=Histogram)
 
 
 class AgentProtocol(asyncio.Protocol):
@@ -107,12 +113,16 @@ class AgentProtocol(asyncio.Protocol):
         if stream is None:
             return
         server = self.server
+        core = stream.core
+        pongs = core.rtt_samples
         try:
             hello = stream.receive_data(data, server.now())
         except ProtocolError as exc:
             server.protocol_error(self, exc)
             self.flush()
             return
+        if core.rtt_samples != pongs and core.last_rtt is not None:
+            server.stats.ping_rtt.observe(core.last_rtt)
         if hello:
             try:
                 server.hello(self)
@@ -161,12 +171,16 @@ class AgentProtocol(asyncio.Protocol):
         if transport.is_closing():
             return
         stats = self.server.stats
+        snapshot = stream.sending_snapshot
         while (out := stream.next_output()) is not None:
             stats.bytes_sent += len(out)
             transport.write(out)
             # Replies (PONGs, GOODBYEs) count against the same limit.
             if stream.over_buffer(transport.get_write_buffer_size()):
                 break
+        if snapshot and not stream.sending_snapshot and stream.snapshot_started is not None:
+            stats.snapshot_send.observe(self.server.now() - stream.snapshot_started)
+            stream.snapshot_started = None
         if stream.verdict is not None:
             self.abort(stream.verdict)
         elif stream.closed:
@@ -263,6 +277,7 @@ class AgentServer:
         self.connections: set[AgentProtocol] = set()
         self._waiting: set[AgentProtocol] = set()
         self._fanout_scheduled = False
+        self._fanned_seq = cache.seq  # batches up to here are in fanout_latency
         self._server: asyncio.AbstractServer | None = None
         self._loop = asyncio.get_running_loop()
         self.draining = False
@@ -471,6 +486,22 @@ class AgentServer:
             except Exception:
                 # A bug must cost one connection, not the pass for everyone.
                 self.internal_error(conn, "fan-out")
+        self._observe_fanout(target)
+
+    def _observe_fanout(self, target: int) -> None:
+        """One latency sample per batch this pass delivered (not per agent),
+        from when its first datastore event was received."""
+        start, self._fanned_seq = self._fanned_seq, target
+        if target <= start:
+            return
+        try:
+            batches = self.cache.batches_after(start)
+        except HistoryUnavailable:
+            return  # trimmed or reloaded meanwhile: nothing to attribute
+        now = self.now()
+        for batch in batches:
+            if batch.seq <= target and batch.updates and batch.created:
+                self.stats.fanout_latency.observe(max(now - batch.created, 0.0))
 
     def _retry_waiting(self) -> None:
         if self._waiting and self._ready():

@@ -1,0 +1,156 @@
+"""The agent's Prometheus metrics, read from the live objects at scrape time
+(the apply path only bumps plain fields, as on the server)."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from dataplane import MemoryDataplane
+from felix_client.calc import Calculator
+from felix_client.calc.rules import Unenforceable
+from felix_client.client import SyncClient
+from syncproto.histogram import Histogram
+
+
+class Agent(Protocol):
+    """What the collector reads (felix_client.agent.Agent provides it)."""
+
+    client: SyncClient
+    dataplane: MemoryDataplane
+    calc: Calculator
+    updates_applied: int
+    apply_failures: int
+    apply_time: Histogram
+
+    def ready(self) -> bool:
+        """What /readyz answers."""
+        ...
+
+
+Getter = Callable[[Agent], float]
+
+GAUGES: list[tuple[str, str, Getter]] = [
+    ("felix_ready", "1 while /readyz answers 200", lambda a: a.ready()),
+    (
+        "felix_in_sync",
+        "1 while the replica holds a complete, verified state from a live server",
+        lambda a: a.client.in_sync,
+    ),
+    ("felix_connected", "1 while connected to a typha replica", lambda a: a.client.connected),
+    (
+        "felix_upstream_in_sync",
+        "1 while the serving replica says it follows the datastore",
+        lambda a: a.client.upstream_in_sync,
+    ),
+    ("felix_revision", "datastore revision the replica is at", lambda a: a.client.revision),
+    ("felix_keys", "keys in the replica", lambda a: len(a.client.state)),
+    ("felix_routes", "routes in the dataplane", lambda a: len(a.dataplane.routes)),
+    ("felix_acl_rules", "rules in the dataplane's chains", lambda a: a.dataplane.acl_rules),
+    ("felix_ip_sets", "IP sets in the dataplane", lambda a: len(a.dataplane.ipsets)),
+    (
+        "felix_ip_set_members",
+        "members over all IP sets",
+        lambda a: sum(len(m) for m in a.dataplane.ipsets.values()),
+    ),
+    (
+        "felix_reconnect_backoff_seconds",
+        "upper bound of the next reconnect delay",
+        lambda a: a.client.reconnect_backoff,
+    ),
+]
+
+COUNTERS: list[tuple[str, str, Getter]] = [
+    ("felix_connects", "connections a replica answered", lambda a: a.client.stats.connects),
+    (
+        "felix_connect_failures",
+        "connection attempts that failed",
+        lambda a: a.client.stats.connect_failures,
+    ),
+    ("felix_snapshots", "full snapshots received", lambda a: a.client.stats.snapshots),
+    ("felix_resumes", "sessions resumed from our revision", lambda a: a.client.stats.resumes),
+    ("felix_deltas", "delta messages applied", lambda a: a.client.stats.deltas),
+    (
+        "felix_digest_mismatches",
+        "digest checks that failed (each followed by a full resync)",
+        lambda a: a.client.stats.digest_mismatches,
+    ),
+    (
+        "felix_protocol_errors",
+        "protocol errors from the server",
+        lambda a: a.client.stats.protocol_errors,
+    ),
+    (
+        "felix_internal_errors",
+        "sessions ended by a bug of ours (see the ERROR log)",
+        lambda a: a.client.stats.internal_errors,
+    ),
+    (
+        "felix_stale_upstream_moves",
+        "replicas left because they had lost the datastore",
+        lambda a: a.client.stats.stale_upstream_moves,
+    ),
+    ("felix_bytes_received", "bytes read from typha", lambda a: a.client.stats.bytes_received),
+    ("felix_updates_applied", "key changes passed to the calculation", lambda a: a.updates_applied),
+    ("felix_dataplane_ops", "dataplane operations applied", lambda a: a.dataplane.ops),
+    (
+        "felix_dataplane_failures",
+        "dataplane batches that failed to apply (each repaired by a resync)",
+        lambda a: a.apply_failures,
+    ),
+]
+
+CALC_ERRORS = ("bad_selector", *(f"rule_{r}" for r in Unenforceable))
+
+
+def histogram_family(name: str, help_: str, hist: Histogram) -> Metric:
+    """A Histogram exported as a Prometheus histogram family."""
+    return HistogramMetricFamily(name, help_, buckets=hist.cumulative(), sum_value=hist.sum)
+
+
+class AgentCollector(Collector):
+    """Prometheus collector over one Agent."""
+
+    def __init__(self, agent: Agent, version: str) -> None:
+        self._agent = agent
+        self._version = version
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric, read now."""
+        agent = self._agent
+        info = InfoMetricFamily("felix_build", "version of the running code")
+        info.add_metric([], {"version": self._version, "python": platform.python_version()})
+        yield info
+        for name, help_, get in GAUGES:
+            yield GaugeMetricFamily(name, help_, value=float(get(agent)))
+        for name, help_, get in COUNTERS:
+            yield CounterMetricFamily(name, help_, value=float(get(agent)))
+        errors = CounterMetricFamily(
+            "felix_calc_errors",
+            "policy fields the agent cannot enforce (the rule matches nothing), by reason",
+            labels=["reason"],
+        )
+        counts = {r: 0 for r in CALC_ERRORS} | dict(agent.calc.errors)
+        for reason, n in sorted(counts.items()):
+            errors.add_metric([reason], n)
+        yield errors
+        yield histogram_family(
+            "felix_apply_seconds",
+            "one received batch through the calculation and into the dataplane",
+            agent.apply_time,
+        )
+        yield histogram_family(
+            "felix_ping_rtt_seconds",
+            "round trip of the agent's pings to its typha",
+            agent.client.stats.ping_rtt,
+        )
