@@ -4,6 +4,7 @@ Kubernetes 1.30 schemas with kubernetes-validate in strict mode."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from helm_python.errors import HelmRenderError, HelmValuesError
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "typha"
 K8S = "1.30.0"
-CRD_KINDS = {"ServiceMonitor"}  # not in the Kubernetes schemas: checked by hand below
+# Not in the Kubernetes schemas: checked by hand below.
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -46,6 +48,37 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "server": {"extraEnv": {"TYPHA_MAX_CONNECTIONS": "30000"}},
     },
     "no-agents-no-pdb": {"agent": {"enabled": False}, "podDisruptionBudget": {"enabled": False}},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus"}},
+        "grafanaDashboard": {"enabled": True},
+    },
+    "operator-knobs": {
+        "global": {"imageRegistry": "registry.example"},  # as a parent chart passes it
+        "imagePullSecrets": [{"name": "regcred"}],
+        "server": {
+            "priorityClassName": "typha-critical",
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "infra", "operator": "Exists"}]}
+                        ]
+                    }
+                }
+            },
+            "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
+            "nodeSelector": {"kubernetes.io/os": "linux", "pool": "infra"},
+            "podAnnotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+            "podLabels": {"team": "network"},
+            "zoneSpread": False,
+        },
+        "agent": {
+            "priorityClassName": "",
+            "podAnnotations": {"example.com/scrape": "true"},
+            "podLabels": {"team": "network"},
+        },
+    },
 }
 
 
@@ -163,6 +196,10 @@ def test_optional_objects() -> None:
         {"agent": {"dataplane": "iptables"}},
         {"surprise": True},  # unknown top-level key
         {"serviceMonitor": {"interval": "often"}},
+        {"imagePullSecrets": ["regcred"]},  # must be [{name: ...}]
+        {"server": {"podAnnotations": {"a": 1}}},  # annotation values are strings
+        {"prometheusRule": {"imbalanceRatio": 1}},
+        {"server": {"affinty": {}}},  # a typo is still refused
     ],
 )
 def test_bad_values_are_refused(values: dict[str, Any]) -> None:
@@ -176,3 +213,79 @@ def test_server_tls_without_agent_certificates_is_refused() -> None:
     values = {"server": {"tls": {"enabled": True, "secret": "typha-tls"}}}
     with pytest.raises(HelmRenderError, match=r"agent\.tls\.secret"):
         chart.render(values, name="typha", namespace="calico-system")
+
+
+def test_defaults_follow_calico_for_scheduling() -> None:
+    objects = render({})
+    (dep,) = by_kind(objects, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
+    assert keys == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    (ds,) = by_kind(objects, "DaemonSet")
+    agent = ds["spec"]["template"]["spec"]
+    assert agent["priorityClassName"] == "system-node-critical"
+    assert agent["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert agent["tolerations"] == [{"operator": "Exists"}]
+    (c,) = agent["containers"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_replicas_stay_discoverable_when_none_is_ready() -> None:
+    # During an etcd outage every replica fails /readyz; the agents' name
+    # must still resolve to them, as each holds a complete state.
+    services = {s["metadata"]["name"]: s for s in by_kind(render({}), "Service")}
+    assert services["typha-headless"]["spec"]["publishNotReadyAddresses"] is True
+    assert services["typha"]["spec"].get("publishNotReadyAddresses") is not True
+
+
+def test_operator_knobs_reach_the_pods() -> None:
+    objects = render(VALUE_SETS["operator-knobs"])
+    (dep,) = by_kind(objects, "Deployment")
+    tmpl = dep["spec"]["template"]
+    pod = tmpl["spec"]
+    assert pod["priorityClassName"] == "typha-critical"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert "nodeAffinity" in pod["affinity"]
+    assert pod["tolerations"][0]["key"] == "infra"
+    assert pod["nodeSelector"]["pool"] == "infra"
+    assert len(pod["topologySpreadConstraints"]) == 1
+    assert tmpl["metadata"]["annotations"] == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
+    }
+    assert tmpl["metadata"]["labels"]["team"] == "network"
+    # The selector is unchanged, so extra labels never orphan old pods.
+    assert "team" not in dep["spec"]["selector"]["matchLabels"]
+    (ds,) = by_kind(objects, "DaemonSet")
+    agent = ds["spec"]["template"]
+    assert "priorityClassName" not in agent["spec"]
+    assert agent["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert agent["metadata"]["annotations"] == {"example.com/scrape": "true"}
+
+
+def test_monitoring_objects() -> None:
+    objects = render(VALUE_SETS["monitoring"])
+    (pm,) = by_kind(objects, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "agent"
+    (rule,) = by_kind(objects, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {
+        "TyphaNoReplicaInSync",
+        "TyphaReplicaNotInSync",
+        "TyphaAgentsStale",
+        "TyphaSlowClientsDropped",
+        "TyphaEtcdErrors",
+        "TyphaConnectionImbalance",
+    }
+    docs = (CHART.parents[1] / "docs" / "operations.md").read_text()
+    for name, r in alerts.items():
+        anchor = r["annotations"]["runbook"].split("#", 1)[1]
+        assert anchor == name.lower()
+        assert f"### {name}" in docs, f"no runbook for {name}"
+        assert 'namespace="calico-system"' in r["expr"]
+    (cm,) = [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "typha-dashboard"]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["typha.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "typha.json").read_text())

@@ -28,5 +28,5 @@ def test_quantile_is_the_bucket_bound_holding_it() -> None:
 
 @pytest.mark.parametrize("bounds", [(), (1.0, 0.5), (1.0, 1.0)])
 def test_bounds_must_ascend(bounds: tuple[float, ...]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="distinct and ascending"):
         Histogram(bounds)

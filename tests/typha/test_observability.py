@@ -6,11 +6,17 @@ agent's /readyz; a replica that lost etcd still serves a new agent."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import helm_python as helm
 import pytest
+import yaml
 
 from commands.demo.etcd import EmbeddedEtcd
 from tests.cluster import put_items
@@ -29,6 +35,53 @@ from typha.datastore.etcd_state import read_etcd_state
 pytestmark = pytest.mark.integration
 
 PROMTOOL = shutil.which("promtool")
+CHART = Path(__file__).resolve().parents[2] / "helm" / "typha"
+METRIC_NAME = re.compile(r"\b((?:typha|felix|process|python)_[a-z_]+)\b")
+
+
+def exported_names(*texts: str) -> set[str]:
+    """Every sample name in Prometheus expositions (with _bucket, _total, ...)."""
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for text in texts
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((CHART / "dashboards" / "typha.json").read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    chart = helm.Chart.load(CHART)
+    values = {"prometheusRule": {"enabled": True}}
+    manifests = chart.render(values, name="typha", namespace="calico-system", is_install=True)
+    for text in manifests.values():
+        for doc in yaml.safe_load_all(text):
+            if doc and doc["kind"] == "PrometheusRule":
+                return list(doc["spec"]["groups"][0]["rules"])
+    raise AssertionError("no PrometheusRule rendered")
+
+
+def promtool_check_rules(tmp: Path) -> str:
+    """promtool's verdict on the alert rules and on every dashboard query
+    (as recording rules, with Grafana's variables filled in): '' when all
+    parse."""
+    assert PROMTOOL is not None
+    queries = [
+        {
+            "record": f"dashboard:query{i}",
+            "expr": q.replace("$__rate_interval", "5m").replace("$namespace", "calico-system"),
+        }
+        for i, q in enumerate(dashboard_queries())
+    ]
+    groups = [{"name": "alerts", "rules": alert_rules()}, {"name": "dashboard", "rules": queries}]
+    path = tmp / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    res = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, timeout=30)
+    return "" if res.returncode == 0 else (res.stdout + res.stderr).decode()
 
 
 def seed(etcd: EmbeddedEtcd, n: int = 20) -> None:
@@ -52,11 +105,11 @@ def promtool_problems(text: str) -> str:
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool missing (sh tools/test-deps installs it)")
 def test_both_metrics_outputs_pass_promtool_and_carry_what_dashboards_use(
-    etcd: EmbeddedEtcd, procs: Callable[..., Proc]
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc], tmp_path: Path
 ) -> None:
     seed(etcd)
-    typha, agent_port, http_port = start_typha(procs, etcd, "--ping-interval", "0.5")
-    agent, status_port = start_felix_agent(procs, f"127.0.0.1:{agent_port}", "n1")
+    _typha, agent_port, http_port = start_typha(procs, etcd, "--ping-interval", "0.5")
+    _agent, status_port = start_felix_agent(procs, f"127.0.0.1:{agent_port}", "n1")
     wait_until(lambda: http_json(f"http://127.0.0.1:{status_port}/status")["in_sync"], "agent")
     for i in range(5):
         asyncio.run(put_items(etcd.endpoint, [(f"/calico/t/later{i}", b'{"w": 1}')]))
@@ -88,7 +141,8 @@ def test_both_metrics_outputs_pass_promtool_and_carry_what_dashboards_use(
     assert metric(server, "typha_ready") == 1
     assert metric(server, 'typha_snapshot_bytes{encoding="zstd"}') > 0
     # Build info and the process collectors.
-    assert 'typha_build_info{python="' in server and "version=" in server
+    assert 'typha_build_info{python="' in server
+    assert "version=" in server
     assert metric(server, "process_cpu_seconds_total") > 0
     assert metric(server, "process_open_fds") > 0
     assert "python_info{" in server
@@ -111,6 +165,17 @@ def test_both_metrics_outputs_pass_promtool_and_carry_what_dashboards_use(
     assert 'felix_build_info{python="' in client
     assert metric(client, "process_resident_memory_bytes") > 0
 
+    # The dashboard and the alerts ask only for what the processes export,
+    # and Prometheus can parse every query.
+    exported = exported_names(server, client)
+    exprs = dashboard_queries() + [rule["expr"] for rule in alert_rules()]
+    assert len(exprs) > 20
+    for expr in exprs:
+        names = METRIC_NAME.findall(expr)
+        assert names, expr
+        assert set(names) <= exported, (expr, set(names) - exported)
+    assert promtool_check_rules(tmp_path) == ""
+
 
 def test_the_agent_is_ready_once_its_dataplane_holds_a_complete_state(
     etcd: EmbeddedEtcd, procs: Callable[..., Proc]
@@ -132,9 +197,7 @@ def test_the_agent_is_ready_once_its_dataplane_holds_a_complete_state(
     wait_until(ready, "the agent programmed a complete state")
     typha.stop()
     # Between replicas it still enforces what it has: still ready.
-    wait_until(
-        lambda: not http_json(f"http://127.0.0.1:{status_port}/status")["connected"], "gone"
-    )
+    wait_until(lambda: not http_json(f"http://127.0.0.1:{status_port}/status")["connected"], "gone")
     assert ready()
 
 
