@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -29,6 +28,7 @@ from felix_client.agent import run_agent
 from felix_client.calc import compute
 from felix_client.config import AgentConfig, normalise_prefix, parse_agent_args
 from syncproto.errors import ConfigError
+from syncproto.logformat import configure_logging
 from syncproto.tls import client_context
 
 
@@ -85,10 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args[:1] == ["compute"]:
             return compute_tables(args[1:])
         config = parse_agent_args(args, os.environ)
-        logging.basicConfig(
-            level=getattr(logging, config.log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(config.log_level, config.log_format)
         return uvloop.run(_main(config))
     except ConfigError as exc:
         print(f"felix-agent: {exc}", file=sys.stderr)

@@ -16,19 +16,12 @@ import uvloop
 from calico_model.errors import InvalidValue
 from calico_model.validation import validate
 from commands.version import package_version
+from syncproto.logformat import configure_logging
 from typha.app import TyphaApp
 from typha.config import ServeConfig, add_serve_arguments, serve_config
 from typha.errors import ConfigError, DatastoreError
 
 log = logging.getLogger("typha")
-
-
-def setup_logging(level: str) -> None:
-    """Log to stderr at `level`, with time stamps."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 async def serve(config: ServeConfig) -> int:
@@ -103,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if ns.command == "serve":
             config = serve_config(ns)
-            setup_logging(config.log_level)
+            configure_logging(config.log_level, config.log_format)
             return uvloop.run(serve(config))
-        setup_logging(ns.log_level)
+        configure_logging(ns.log_level)
         if ns.dataplane == "linux":
             from commands.demo.linux_run import run_linux_demo
 

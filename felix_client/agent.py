@@ -4,6 +4,7 @@ programs a dataplane driver; plus the agent's HTTP port (/status, /dump)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 import ssl
@@ -25,7 +26,7 @@ from calico_model.keys import DEFAULT_PREFIX
 from dataplane import MemoryDataplane
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc import Calculator
-from felix_client.client import SyncClient
+from felix_client.client import ClientStats, SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.errors import ConfigError
 from felix_client.metrics import AgentCollector
@@ -200,9 +201,11 @@ async def run_agent(
         )
         runner = web.AppRunner(agent.http_app(), access_log=None)
         await runner.setup()
-        resync = None
+        resync = summaries = None
         if isinstance(dataplane, LinuxDataplane) and config.resync_interval > 0:
             resync = asyncio.create_task(_resync_every(dataplane, config.resync_interval, stop))
+        if config.log_summary_interval > 0:
+            summaries = asyncio.create_task(_log_summaries(agent, config.log_summary_interval))
         try:
             try:
                 sock = _bind(config.http_host, config.http_port)
@@ -222,8 +225,9 @@ async def run_agent(
             )
             await stop.wait()
         finally:
-            if resync is not None:
-                resync.cancel()
+            for task in (resync, summaries):
+                if task is not None:
+                    task.cancel()
             await runner.cleanup()
             if isinstance(dataplane, LinuxDataplane):
                 dataplane.close()
@@ -264,3 +268,38 @@ async def _resync_every(dataplane: LinuxDataplane, interval: float, stop: asynci
                 await stop.wait()
         except TimeoutError:
             dataplane.resync()
+
+
+def summary_line(agent: Agent, before: ClientStats, seconds: float) -> str:
+    """One line on where the agent stands and what the last interval did."""
+    c = agent.client
+    st = c.stats
+    if c.connected:
+        where = (
+            f"{'in sync' if c.in_sync else 'syncing'} with {c.server} "
+            f"(datastore {c.upstream_status}) at revision {c.revision}"
+        )
+    else:
+        where = f"not connected (next attempt within {c.reconnect_backoff:.1f}s)"
+    return (
+        f"{agent.node}: {where}, {len(c.state)} keys, {len(agent.dataplane.routes)} routes, "
+        f"{agent.dataplane.acl_rules} rules; last {seconds:.0f}s: "
+        f"{st.deltas - before.deltas} deltas, {st.snapshots - before.snapshots} snapshots, "
+        f"{st.connects - before.connects} connects, "
+        f"{st.connect_failures - before.connect_failures} failed attempts"
+    )
+
+
+async def _log_summaries(agent: Agent, interval: float) -> None:
+    """A summary line every `interval` seconds, connected or not (a node
+    whose agent cannot reach typha must say so in its log)."""
+    loop = asyncio.get_running_loop()
+    before, since = copy.copy(agent.client.stats), loop.time()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            at = loop.time()
+            log.info("%s", summary_line(agent, before, at - since))
+            before, since = copy.copy(agent.client.stats), at
+        except Exception:
+            log.exception("summary failed")

@@ -414,6 +414,14 @@ class SyncClient:
     def _check_sync(self, session: ClientSession) -> None:
         if session.in_sync and not self._in_sync.is_set():
             self._in_sync.set()
+            hello = session.core.server_hello
+            log.info(
+                "%s: in sync with %s at revision %d (%s)",
+                self.node,
+                self.server,
+                self._replica.revision,
+                hello.sync.value if hello is not None else "?",
+            )
         status = session.upstream
         if status is not None and status is not self._logged_upstream:
             log.info("%s: %s reports datastore %s", self.node, self.server, status.value)

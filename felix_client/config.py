@@ -15,6 +15,7 @@ from dataplane.errors import BadFailsafePorts
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
+from syncproto.logformat import LogFormat
 
 ENV_PREFIX = "FELIX_"
 
@@ -45,6 +46,8 @@ class AgentConfig:
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
+    log_summary_interval: float = 60.0
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -91,6 +94,8 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "linux: proto:port list (or none) that host endpoint policy never blocks outbound",
     )
     add("log-level", "INFO", "log level")
+    add("log-format", "text", "text (ISO-8601 UTC time, level, logger, message) or json")
+    add("log-summary-interval", "60", "seconds between one-line summaries in the log (0: none)")
     add("tls-ca-file", "", "CA that signs typha's certificate (PEM)")
     add("tls-cert-file", "", "this agent's certificate (PEM)")
     add("tls-key-file", "", "this agent's private key (PEM)")
@@ -128,8 +133,15 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         stale = float(ns.upstream_stale_after)
         max_snapshot = int(ns.max_snapshot_bytes)
         resync = float(ns.resync_interval)
+        summary = float(ns.log_summary_interval)
     except ValueError as exc:
         raise ConfigError(f"bad number: {exc}") from None
+    if summary < 0:
+        raise ConfigError("--log-summary-interval: must be at least 0")
+    try:
+        log_format = LogFormat(ns.log_format.lower())
+    except ValueError:
+        raise ConfigError(f"--log-format: {ns.log_format!r} is not text or json") from None
     try:
         failsafes = Failsafes(
             parse_ports(ns.failsafe_inbound_host_ports),
@@ -148,6 +160,8 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         resync_interval=resync,
         failsafes=failsafes,
         log_level=ns.log_level,
+        log_format=log_format,
+        log_summary_interval=summary,
         tls_ca_file=ns.tls_ca_file,
         tls_cert_file=ns.tls_cert_file,
         tls_key_file=ns.tls_key_file,

@@ -29,6 +29,7 @@ from typha.fanout.server import AgentServer, ServerLimits
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
 from typha.readiness import Readiness
+from typha.summary import log_summaries
 from typha.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,9 @@ class TyphaApp:
             sup.start("rebalancer", self.rebalancer.run)
         if cfg.source_check_interval > 0:
             sup.start("source-check", self.source_check.run)
+        if cfg.log_summary_interval > 0:
+            interval = cfg.log_summary_interval
+            sup.start("log-summary", lambda: log_summaries(self, interval))
         log.info(
             "typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
             cfg.server_id,

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from syncproto.logformat import LogFormat
 from typha.datastore.etcd_client import EtcdOptions
 from typha.errors import ConfigError
 
@@ -100,6 +101,8 @@ class ServeConfig:
     max_client_msg_burst: int = 200
     etcd_watch_timeout: float = 10.0
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
+    log_summary_interval: float = 60.0
     batch_window: float = 0.005
     history_max_batches: int = 10_000
     history_max_bytes: int = 64 * 1024 * 1024
@@ -196,6 +199,8 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "before the replica counts etcd as lost",
     )
     add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    add("log-format", "text", "text (ISO-8601 UTC time, level, logger, message) or json")
+    add("log-summary-interval", "60", "seconds between one-line summaries in the log (0: none)")
     add("batch-window", "0.005", "seconds to gather etcd events into one batch")
     add("history-max-batches", "10000", "delta batches kept for catch-up and resume")
     add("history-max-bytes", str(64 * 1024 * 1024), "bytes of delta batches kept")
@@ -269,6 +274,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
     level = ns.log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"--log-level: unknown level {ns.log_level!r}")
+    log_format = parse_log_format(ns.log_format)
     return ServeConfig(
         etcd_endpoints=endpoints,
         prefix=prefix,
@@ -288,6 +294,8 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         max_client_msg_burst=int(_num(ns, "max-client-msg-burst", int, 10)),
         etcd_watch_timeout=_num(ns, "etcd-watch-timeout", float, 1.0),
         log_level=level,
+        log_format=log_format,
+        log_summary_interval=_num(ns, "log-summary-interval", float, 0.0),
         batch_window=_num(ns, "batch-window", float, 0.0),
         history_max_batches=int(_num(ns, "history-max-batches", int, 1)),
         history_max_bytes=int(_num(ns, "history-max-bytes", int, 1024)),
@@ -319,3 +327,11 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) 
     p = argparse.ArgumentParser(prog="typha serve")
     add_serve_arguments(p, os.environ if env is None else env)
     return serve_config(p.parse_args(list(argv)))
+
+
+def parse_log_format(value: str) -> LogFormat:
+    """`--log-format`: text or json."""
+    try:
+        return LogFormat(value.lower())
+    except ValueError:
+        raise ConfigError(f"--log-format: {value!r} is not text or json") from None

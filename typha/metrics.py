@@ -220,7 +220,14 @@ def _st(app: Source) -> ServerStats:
 
 # Every label value a labelled counter can take is exported from the start
 # (at 0), so rate() and absent() work before the first event.
-TASKS = ("syncer", "fanout-timers", "fanout-housekeeping", "rebalancer", "source-check")
+TASKS = (
+    "syncer",
+    "fanout-timers",
+    "fanout-housekeeping",
+    "rebalancer",
+    "source-check",
+    "log-summary",
+)
 PROTOCOL_ERROR_CODES = (
     CloseReason.PROTOCOL_ERROR,
     CloseReason.FRAME_TOO_LARGE,

@@ -86,26 +86,50 @@ KEEPALIVE_TIME_MS = 10_000
 KEEPALIVE_TIMEOUT_MS = 5_000
 
 
+class _RequestStream:
+    """The requests of one watch, as the async iterator gRPC reads from its
+    own task.  A plain iterator, not an async generator: gRPC's reader task
+    may be cancelled mid-`get`, and finalising a suspended async generator
+    then logs "aclose(): asynchronous generator is already running".
+    `close()` ends the iteration, so that task finishes instead of being
+    left pending ("Task was destroyed but it is pending")."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(self, request: Any) -> None:
+        self._queue.put_nowait(request)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> _RequestStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        request = await self._queue.get()
+        if request is None:
+            raise StopAsyncIteration
+        return request
+
+
 class WatchStream:
     """One open watch: iterate it for WatchBatches; `request_progress()` asks
     etcd for a progress response, which etcd sends only once every event up
     to the revision it names has been sent on this stream."""
 
     def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], create: Any) -> None:
-        self._requests: asyncio.Queue[Any] = asyncio.Queue()
-        self._requests.put_nowait(WatchRequest(create_request=create))
-        self._call = stub.Watch(self._request_iter(), metadata=metadata or None)
-
-    async def _request_iter(self) -> AsyncIterator[Any]:
-        while True:
-            yield await self._requests.get()
+        self._requests = _RequestStream()
+        self._requests.put(WatchRequest(create_request=create))
+        self._call = stub.Watch(self._requests, metadata=metadata or None)
 
     def request_progress(self) -> None:
         """Ask etcd for a progress notification on this watch."""
-        self._requests.put_nowait(WatchRequest(progress_request={}))
+        self._requests.put(WatchRequest(progress_request={}))
 
     def cancel(self) -> None:
-        """End the watch stream."""
+        """End the watch stream (idempotent)."""
+        self._requests.close()
         self._call.cancel()
 
     async def __aiter__(self) -> AsyncIterator[WatchBatch]:
@@ -127,7 +151,7 @@ class WatchStream:
         except grpc.aio.AioRpcError as exc:
             raise DatastoreError(f"watch stream broke: {exc.code().name} {exc.details()}") from exc
         finally:
-            self._call.cancel()
+            self.cancel()
         raise DatastoreError("watch stream ended")
 
 

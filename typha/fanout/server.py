@@ -36,6 +36,7 @@ from syncproto.histogram import Histogram
 from syncproto.ratelimit import RateLimitedLog
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
 from syncproto.tls import PeerPolicy
+from typha.fanout.connlog import ConnectionLog
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class AgentProtocol(asyncio.Protocol):
     """One agent connection: moves bytes between its transport and its
     `ServerStream`, and nothing else."""
 
-    __slots__ = ("deadline", "peer", "server", "stream", "transport")
+    __slots__ = ("connected_at", "deadline", "peer", "server", "stream", "transport")
 
     def __init__(self, server: AgentServer) -> None:
         self.server = server
@@ -82,6 +83,7 @@ class AgentProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.deadline: float | None = None  # the earliest entry of ours in the timer heap
+        self.connected_at = server.now()
 
     # -- asyncio callbacks ---------------------------------------------------
 
@@ -239,6 +241,13 @@ class AgentProtocol(asyncio.Protocol):
             self.transport.abort()
 
     @property
+    def node(self) -> str:
+        """The node its hello named ("?" before the hello)."""
+        stream = self.stream
+        hello = stream.core.hello if stream is not None else None
+        return hello.node if hello is not None else "?"
+
+    @property
     def paused_since(self) -> float | None:
         """Since when the transport has pushed back, or None."""
         return self.stream.paused_since if self.stream is not None else None
@@ -283,6 +292,7 @@ class AgentServer:
         self.draining = False
         self.stats = ServerStats()
         self.rl = RateLimitedLog(log)
+        self.connlog = ConnectionLog(log, self.now)
         # (deadline, tie-breaker, connection); an entry is stale when the
         # connection's own `deadline` no longer equals it.
         self._timers: list[tuple[float, int, AgentProtocol]] = []
@@ -438,6 +448,16 @@ class AgentServer:
             self.connections.discard(conn)
             self._waiting.discard(conn)
             self.stats.closed[reason] += 1
+            stream = conn.stream
+            sent = stream.core.bytes_sent if stream is not None else 0
+            self.connlog.info(
+                "agent %s from %s closed: %s after %.1fs, %d bytes sent",
+                conn.node,
+                conn.peer,
+                reason,
+                self.now() - conn.connected_at,
+                sent,
+            )
         conn.deadline = None
 
     def hello(self, conn: AgentProtocol) -> None:
@@ -445,12 +465,26 @@ class AgentServer:
         stream = conn.stream
         if stream is None:
             return
+        was_waiting = stream.awaiting_start
         if stream.start(self.now(), ready=self._ready(), status_frame=self.status_frame):
             self._waiting.discard(conn)
+            if was_waiting and stream.streaming:
+                self._log_start(conn, stream)
             conn.flush()
         else:
             self._waiting.add(conn)  # asked again after the next batch or deadline
         self.schedule(conn)
+
+    def _log_start(self, conn: AgentProtocol, stream: ServerStream) -> None:
+        hello = stream.core.hello
+        offered = hello.revision if hello is not None else 0
+        if stream.snapshot_started is not None:
+            how = f"snapshot at revision {self.cache.revision}"
+            if offered:
+                how += f" (it offered revision {offered})"
+        else:
+            how = f"resumed from revision {offered}"
+        self.connlog.info("agent %s from %s connected: %s", conn.node, conn.peer, how)
 
     def protocol_error(self, conn: AgentProtocol, exc: ProtocolError) -> None:
         """Count and log (rate limited) what the peer did; its GOODBYE is queued."""

@@ -1,0 +1,65 @@
+"""Log line formats shared by `typha` and `felix-agent`: ISO-8601 UTC
+timestamps, as text or as one JSON object per line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from enum import StrEnum
+
+import orjson
+
+
+class LogFormat(StrEnum):
+    """`--log-format` values."""
+
+    TEXT = "text"  # 2026-11-27T17:04:48.071Z INFO typha.app: message
+    JSON = "json"  # {"ts": "...", "level": "INFO", "logger": "typha.app", "msg": "..."}
+
+
+def iso_utc(created: float) -> str:
+    """`created` (seconds since the epoch) as 2026-11-27T17:04:48.071Z."""
+    whole = int(created)
+    millis = int((created - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """`<ISO-8601 UTC> LEVEL logger: message`, then the traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line (more with a traceback)."""
+        line = f"{iso_utc(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, and exc (the
+    traceback) when there is one.  Log shippers parse it without a regex."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line of JSON."""
+        obj = {
+            "ts": iso_utc(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            obj["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(obj).decode()
+
+
+def configure_logging(level: str, fmt: LogFormat = LogFormat.TEXT) -> None:
+    """Send every logger's records at `level` and above to stderr in `fmt`.
+    Call once, at process start."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt is LogFormat.JSON else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
