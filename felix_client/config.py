@@ -48,6 +48,7 @@ class AgentConfig:
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     log_summary_interval: float = 60.0
+    tls_reload_interval: float = 30.0
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -101,6 +102,11 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("tls-key-file", "", "this agent's private key (PEM)")
     add("tls-server-name", "", "name to verify typha's certificate by")
     add(
+        "tls-reload-interval",
+        "30",
+        "seconds between checks of the TLS files for a rotated certificate (0: never)",
+    )
+    add(
         "upstream-stale-after",
         "10",
         "seconds a replica may report the datastore lost before the agent moves away",
@@ -134,10 +140,13 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         max_snapshot = int(ns.max_snapshot_bytes)
         resync = float(ns.resync_interval)
         summary = float(ns.log_summary_interval)
+        tls_reload = float(ns.tls_reload_interval)
     except ValueError as exc:
         raise ConfigError(f"bad number: {exc}") from None
     if summary < 0:
         raise ConfigError("--log-summary-interval: must be at least 0")
+    if tls_reload < 0:
+        raise ConfigError("--tls-reload-interval: must be at least 0")
     try:
         log_format = LogFormat(ns.log_format.lower())
     except ValueError:
@@ -162,6 +171,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         log_level=ns.log_level,
         log_format=log_format,
         log_summary_interval=summary,
+        tls_reload_interval=tls_reload,
         tls_ca_file=ns.tls_ca_file,
         tls_cert_file=ns.tls_cert_file,
         tls_key_file=ns.tls_key_file,

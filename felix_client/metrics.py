@@ -31,6 +31,7 @@ class Agent(Protocol):
     calc: Calculator
     updates_applied: int
     apply_failures: int
+    applied_revision: int
     apply_time: Histogram
 
     def ready(self) -> bool:
@@ -54,6 +55,11 @@ GAUGES: list[tuple[str, str, Getter]] = [
         lambda a: a.client.upstream_in_sync,
     ),
     ("felix_revision", "datastore revision the replica is at", lambda a: a.client.revision),
+    (
+        "felix_applied_revision",
+        "datastore revision the dataplane has applied everything up to",
+        lambda a: a.applied_revision,
+    ),
     ("felix_keys", "keys in the replica", lambda a: len(a.client.state)),
     ("felix_routes", "routes in the dataplane", lambda a: len(a.dataplane.routes)),
     ("felix_acl_rules", "rules in the dataplane's chains", lambda a: a.dataplane.acl_rules),

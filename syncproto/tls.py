@@ -7,6 +7,7 @@ one of its URI SANs is in the URI list (as Calico's Typha does).
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -66,3 +67,68 @@ def client_context(
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"TLS files unusable: {exc}") from None
     return ctx
+
+
+class FileWatch:
+    """Notices when files change.  Kubernetes updates a mounted Secret by
+    swapping a symlink, so each path is compared by what it resolves to now
+    (inode, size, mtime)."""
+
+    def __init__(self, *paths: str | None) -> None:
+        self._paths = tuple(p for p in paths if p)
+        self._seen = self._fingerprint()
+
+    def _fingerprint(self) -> tuple[tuple[int, int, int], ...]:
+        out = []
+        for path in self._paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                out.append((0, 0, 0))
+                continue
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    def changed(self) -> bool:
+        """Whether any file differs from when `accept()` (or the constructor) last ran."""
+        return self._fingerprint() != self._seen
+
+    def accept(self) -> None:
+        """The current files have been taken in."""
+        self._seen = self._fingerprint()
+
+
+class ReloadingContext:
+    """Keeps an SSLContext in step with its files: when they change,
+    `check()` loads the new certificate and key into the same context, so
+    every handshake from then on presents them, with no restart and no
+    dropped connection.  A new CA is added to the trusted ones (rotations
+    overlap old and new); removing a CA takes a restart.  Files caught
+    half-written fail to load: the context keeps what it had and the next
+    check retries."""
+
+    def __init__(
+        self, context: ssl.SSLContext, cert_file: str | None, key_file: str | None, ca_file: str
+    ) -> None:
+        self.context = context
+        self._cert, self._key, self._ca = cert_file, key_file, ca_file
+        self._watch = FileWatch(cert_file, key_file, ca_file)
+        self.reloads = 0
+        self.failures = 0
+
+    def check(self) -> bool:
+        """Reload if the files changed; True if it did.  Raises ConfigError
+        (counted in `failures`) if the new files cannot be loaded; the
+        context is then unchanged and the next call tries again."""
+        if not self._watch.changed():
+            return False
+        try:
+            if self._cert:
+                self.context.load_cert_chain(self._cert, self._key)
+            self.context.load_verify_locations(self._ca)
+        except (OSError, ssl.SSLError) as exc:
+            self.failures += 1
+            raise ConfigError(f"new TLS files unusable, keeping the old ones: {exc}") from None
+        self._watch.accept()
+        self.reloads += 1
+        return True

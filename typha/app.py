@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -17,8 +19,9 @@ from prometheus_client import (
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus, Limits
 from syncproto.encoding import FrameEncoder
+from syncproto.errors import ConfigError as SyncConfigError
 from syncproto.stream import StreamPolicy
-from syncproto.tls import PeerPolicy, server_context
+from syncproto.tls import FileWatch, PeerPolicy, ReloadingContext, server_context
 from typha.config import HostPort, ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.source_check import SourceCheck
@@ -52,10 +55,17 @@ class TyphaApp:
             max_history_age=config.history_max_age,
         )
         self.server: AgentServer | None = None
-        etcd_options = config.etcd_options()
-        self.etcd_options = etcd_options
+        # Read again when its files change (see check_tls): every new etcd
+        # connection takes the options as they are then.
+        self.etcd_options = config.etcd_options()
+        self._etcd_files = FileWatch(
+            config.etcd_ca_file, config.etcd_cert_file, config.etcd_key_file
+        )
+        self.agent_tls: ReloadingContext | None = None
+        self.tls_reloads: Counter[str] = Counter()
+        self.tls_reload_failures: Counter[str] = Counter()
         self.syncer = Syncer(
-            lambda: EtcdConnection(etcd_options),
+            lambda: EtcdConnection(self.etcd_options),
             config.prefix,
             self.cache,
             self._on_change,
@@ -67,7 +77,7 @@ class TyphaApp:
         )
         self.supervisor = Supervisor()
         self.source_check = SourceCheck(
-            lambda: EtcdConnection(etcd_options),
+            lambda: EtcdConnection(self.etcd_options),
             config.prefix,
             self.cache,
             self.syncer,
@@ -131,6 +141,9 @@ class TyphaApp:
         ssl_context = None
         if cfg.tls_cert_file:
             ssl_context = server_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file)
+            self.agent_tls = ReloadingContext(
+                ssl_context, cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file
+            )
         self.server = AgentServer(
             self.cache,
             server_id=cfg.server_id,
@@ -185,6 +198,8 @@ class TyphaApp:
             sup.start("rebalancer", self.rebalancer.run)
         if cfg.source_check_interval > 0:
             sup.start("source-check", self.source_check.run)
+        if cfg.tls_reload_interval > 0 and (cfg.tls_cert_file or cfg.etcd_ca_file):
+            sup.start("tls-reload", self._watch_tls)
         if cfg.log_summary_interval > 0:
             interval = cfg.log_summary_interval
             sup.start("log-summary", lambda: log_summaries(self, interval))
@@ -198,6 +213,35 @@ class TyphaApp:
             ",".join(cfg.etcd_endpoints),
             cfg.prefix,
         )
+
+    async def _watch_tls(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tls_reload_interval)
+            self.check_tls()
+
+    def check_tls(self) -> None:
+        """Take in TLS files that changed: the agent port's certificate at
+        once (for new handshakes), etcd's for its next connection.  Files
+        that do not load are logged and counted; the old ones stay."""
+        cfg = self.config
+        if self.agent_tls is not None:
+            try:
+                if self.agent_tls.check():
+                    self.tls_reloads["agents"] += 1
+                    log.info("agent port: new TLS certificate loaded from %s", cfg.tls_cert_file)
+            except SyncConfigError as exc:
+                self.tls_reload_failures["agents"] += 1
+                log.warning("agent port: %s", exc)
+        if self._etcd_files.changed():
+            try:
+                self.etcd_options = cfg.etcd_options()
+            except ConfigError as exc:
+                self.tls_reload_failures["etcd"] += 1
+                log.warning("etcd: new TLS files unreadable, keeping the old ones: %s", exc)
+                return
+            self._etcd_files.accept()
+            self.tls_reloads["etcd"] += 1
+            log.info("etcd: new TLS files read; the next etcd connection uses them")
 
     async def drain(self) -> None:
         """SIGTERM: unready at once, stop accepting, then close the agents'

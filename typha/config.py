@@ -103,6 +103,7 @@ class ServeConfig:
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     log_summary_interval: float = 60.0
+    tls_reload_interval: float = 30.0
     batch_window: float = 0.005
     history_max_batches: int = 10_000
     history_max_bytes: int = 64 * 1024 * 1024
@@ -201,6 +202,12 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     add("log-format", "text", "text (ISO-8601 UTC time, level, logger, message) or json")
     add("log-summary-interval", "60", "seconds between one-line summaries in the log (0: none)")
+    add(
+        "tls-reload-interval",
+        "30",
+        "seconds between checks of the TLS files (agent port and etcd) for a rotated "
+        "certificate (0: never)",
+    )
     add("batch-window", "0.005", "seconds to gather etcd events into one batch")
     add("history-max-batches", "10000", "delta batches kept for catch-up and resume")
     add("history-max-bytes", str(64 * 1024 * 1024), "bytes of delta batches kept")
@@ -296,6 +303,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         log_level=level,
         log_format=log_format,
         log_summary_interval=_num(ns, "log-summary-interval", float, 0.0),
+        tls_reload_interval=_num(ns, "tls-reload-interval", float, 0.0),
         batch_window=_num(ns, "batch-window", float, 0.0),
         history_max_batches=int(_num(ns, "history-max-batches", int, 1)),
         history_max_bytes=int(_num(ns, "history-max-bytes", int, 1024)),

@@ -7,6 +7,7 @@ integer fields, and a scrape turns those into metric families.
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -39,6 +40,8 @@ class Source(Protocol):
     encoder: FrameEncoder
     source_check: SourceCheck
     supervisor: Supervisor
+    tls_reloads: Counter[str]
+    tls_reload_failures: Counter[str]
 
     def ready(self) -> bool:
         """What /readyz answers."""
@@ -227,6 +230,7 @@ TASKS = (
     "rebalancer",
     "source-check",
     "log-summary",
+    "tls-reload",
 )
 PROTOCOL_ERROR_CODES = (
     CloseReason.PROTOCOL_ERROR,
@@ -307,6 +311,20 @@ class TyphaCollector(Collector):
             "task",
             app.supervisor.failures,
             TASKS,
+        )
+        yield _labeled(
+            "typha_tls_reloads",
+            "TLS files taken in after they changed, by what they secure",
+            "what",
+            app.tls_reloads,
+            ("agents", "etcd"),
+        )
+        yield _labeled(
+            "typha_tls_reload_failures",
+            "changed TLS files that could not be loaded (the old ones stay in use)",
+            "what",
+            app.tls_reload_failures,
+            ("agents", "etcd"),
         )
         snap_bytes = GaugeMetricFamily(
             "typha_snapshot_bytes",

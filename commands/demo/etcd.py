@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -62,7 +63,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class EmbeddedEtcd:
     """A real etcd server as a child process, on free loopback ports, with its data in a
-    directory of its own.  Use as a context manager, or call `start()` and then `stop()`."""
+    directory of its own.  Use as a context manager, or call `start()` and then `stop()`.
+
+    With `die_with_parent`, the kernel kills etcd when the thread that
+    spawned it ends (the process dying, SIGKILL included): spawn it from the
+    main thread, never from a worker thread that may end first."""
 
     def __init__(
         self,
@@ -72,8 +77,10 @@ class EmbeddedEtcd:
         host: str = "127.0.0.1",
         log_file: str | None = None,
         tls: EtcdTLS | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.tls = tls
+        self.die_with_parent = die_with_parent
         self.initial_cluster = ""  # set by EtcdCluster for multi-member clusters
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="typha-etcd-")
@@ -142,9 +149,12 @@ class EmbeddedEtcd:
 
     def spawn(self) -> None:
         """Start the process without waiting for it to be healthy."""
+        cmd = self.command()
+        if self.die_with_parent:
+            cmd = [sys.executable, "-m", "commands.demo.orphans", str(os.getpid()), *cmd]
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def kill(self) -> None:

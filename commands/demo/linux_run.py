@@ -97,7 +97,7 @@ async def run_linux_demo(ns: argparse.Namespace) -> int:
             flush=True,
         )
         items = list(demo_cluster(ns.nodes, pods, ns.vxlan))
-        async with demo_stack(ns.etcd_endpoints, items, f"{ns.nodes} nodes") as (endpoints, app):
+        async with demo_stack(ns, items, f"{ns.nodes} nodes") as (endpoints, app):
             try:
                 for i, path in enumerate(node_ns):
                     agents.append(await start_agent(app.agent_port, f"node-{i}", path))

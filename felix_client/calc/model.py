@@ -7,7 +7,7 @@ field of the wrong type is treated as absent rather than raising.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from calico_model.protocols import protocol_number
@@ -184,6 +184,15 @@ class Endpoint:
     profiles: tuple[str, ...]
     ports: tuple[NamedPort, ...] = ()
     host: bool = False
+    # `nets` as IP set members, per family: rendered once here, since every
+    # selector that matches the endpoint asks for them.
+    members4: tuple[str, ...] = field(default=(), compare=False)
+    members6: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if self.nets and not (self.members4 or self.members6):
+            object.__setattr__(self, "members4", tuple(str(n) for n in self.nets if n.version == 4))
+            object.__setattr__(self, "members6", tuple(str(n) for n in self.nets if n.version == 6))
 
     @staticmethod
     def parse(value: dict[str, Any], *, host: bool = False) -> Endpoint:
@@ -217,4 +226,4 @@ class Endpoint:
 
     def addresses(self, family: int) -> tuple[str, ...]:
         """The endpoint's addresses of one family, as IP set members."""
-        return tuple(str(n) for n in self.nets if n.version == family)
+        return self.members4 if family == 4 else self.members6

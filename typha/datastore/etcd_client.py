@@ -264,6 +264,26 @@ class EtcdConnection:
             raise DatastoreError(f"delete failed: {exc}") from exc
         return int(resp.header.revision)
 
+    async def count_prefix(self, prefix: str) -> int:
+        """How many keys lie under `prefix`."""
+        key = prefix.encode()
+        try:
+            resp = await self._kv.get(
+                key, prefix_range_end(key), count_only=True, timeout=self._timeout
+            )
+        except Exception as exc:
+            raise DatastoreError(f"count failed: {exc}") from exc
+        return int(resp.count)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`; returns how many were deleted."""
+        key = prefix.encode()
+        try:
+            resp = await self._kv.delete(key, prefix_range_end(key), timeout=self._timeout)
+        except Exception as exc:
+            raise DatastoreError(f"delete failed: {exc}") from exc
+        return int(resp.deleted)
+
     async def compact(self, revision: int) -> None:
         """Compact etcd's history up to `revision`."""
         try:

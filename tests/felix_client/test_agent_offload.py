@@ -1,0 +1,59 @@
+"""A snapshot's calculation runs off the event loop, in order with what
+follows it, and reaches the dataplane as one batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+from commands.demo.cluster import seed_cluster
+from felix_client import SyncClient
+from felix_client.agent import OFFLOAD_CHANGES, Agent
+from felix_client.calc import compute
+
+
+async def test_a_snapshot_is_calculated_off_the_loop_and_applied_in_order() -> None:
+    state = dict(seed_cluster(250, 20))  # 6,000 keys
+    assert len(state) >= OFFLOAD_CHANGES
+    client = SyncClient("127.0.0.1:9", node="node-3")  # never started
+    agent = Agent(client, node="node-3")
+    batches: list[int] = []
+    original = agent.dataplane.apply
+
+    def record(batch: object) -> None:
+        batches.append(agent.applied_revision)
+        original(batch)  # type: ignore[arg-type]
+
+    agent.dataplane.apply = record  # type: ignore[method-assign]
+
+    agent._on_changes(list(state.items()), 10)
+    ticked = asyncio.Event()
+    asyncio.get_running_loop().call_soon(ticked.set)
+    await asyncio.sleep(0)
+    # The loop ran a callback while the snapshot was still being calculated.
+    assert ticked.is_set()
+    assert agent.applied_revision == 0
+
+    # A small delta arriving meanwhile waits its turn.
+    key = next(k for k in state if "/workloadendpoints/" in k)
+    agent._on_changes([(key, None)], 11)
+    assert agent.applied_revision == 0
+    await agent.wait_applied()
+    assert agent.applied_revision == 11
+    assert batches == [0, 10]  # one batch for the snapshot, then the delta's
+
+    del state[key]
+    expected = compute(state, "node-3")
+    assert agent.dataplane.routes == expected.routes
+    assert agent.dataplane.ipsets == expected.ipsets
+    assert agent.dataplane.chains == expected.chains
+    assert agent.apply_time.count == 2
+    await agent.close()
+
+
+async def test_small_changes_are_applied_before_the_listener_returns() -> None:
+    state = dict(seed_cluster(2, 2))
+    assert len(state) < OFFLOAD_CHANGES
+    agent = Agent(SyncClient("127.0.0.1:9", node="node-0"), node="node-0")
+    agent._on_changes(list(state.items()), 5)
+    assert agent.applied_revision == 5
+    assert agent.dataplane.routes == compute(state, "node-0").routes
