@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -21,6 +18,7 @@ from felix_client.calc import Calculator
 from felix_client.calc.rules import Unenforceable
 from felix_client.client import SyncClient
 from syncproto.histogram import Histogram
+from syncproto.metric_families import build_info, histogram_family
 
 
 class Agent(Protocol):
@@ -119,11 +117,6 @@ COUNTERS: list[tuple[str, str, Getter]] = [
 CALC_ERRORS = ("bad_selector", *(f"rule_{r}" for r in Unenforceable))
 
 
-def histogram_family(name: str, help_: str, hist: Histogram) -> Metric:
-    """A Histogram exported as a Prometheus histogram family."""
-    return HistogramMetricFamily(name, help_, buckets=hist.cumulative(), sum_value=hist.sum)
-
-
 class AgentCollector(Collector):
     """Prometheus collector over one Agent."""
 
@@ -134,9 +127,7 @@ class AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Every metric, read now."""
         agent = self._agent
-        info = InfoMetricFamily("felix_build", "version of the running code")
-        info.add_metric([], {"version": self._version, "python": platform.python_version()})
-        yield info
+        yield build_info("felix", self._version)
         for name, help_, get in GAUGES:
             yield GaugeMetricFamily(name, help_, value=float(get(agent)))
         for name, help_, get in COUNTERS:

@@ -6,7 +6,6 @@ integer fields, and a scrape turns those into metric families.
 
 from __future__ import annotations
 
-import platform
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
@@ -14,8 +13,6 @@ from typing import Any, Protocol
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -25,6 +22,7 @@ from snapshot import SnapshotCache
 from syncproto import CloseReason, DatastoreStatus
 from syncproto.encoding import FrameEncoder
 from syncproto.histogram import Histogram
+from syncproto.metric_families import build_info, histogram_family
 from typha.datastore.source_check import SourceCheck
 from typha.datastore.syncer import Syncer
 from typha.fanout.server import AgentServer, ServerStats
@@ -267,18 +265,6 @@ def _labeled(
     values.update((str(k), n) for k, n in counts.items())
     for value, n in sorted(values.items()):
         fam.add_metric([value], n)
-    return fam
-
-
-def histogram_family(name: str, help_: str, hist: Histogram) -> Metric:
-    """A Histogram exported as a Prometheus histogram family."""
-    return HistogramMetricFamily(name, help_, buckets=hist.cumulative(), sum_value=hist.sum)
-
-
-def build_info(prefix: str, version: str) -> Metric:
-    """`<prefix>_build_info{version, python}` 1."""
-    fam = InfoMetricFamily(f"{prefix}_build", "version of the running code")
-    fam.add_metric([], {"version": version, "python": platform.python_version()})
     return fam
 
 
