@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 import uvloop
@@ -16,17 +16,34 @@ import uvloop
 from calico_model.errors import InvalidValue
 from calico_model.validation import validate
 from commands.version import package_version
+from snapshot import SnapshotCache
+from syncproto import DatastoreStatus
 from syncproto.logformat import configure_logging
 from typha.app import TyphaApp
 from typha.config import ServeConfig, add_serve_arguments, serve_config
 from typha.errors import ConfigError, DatastoreError
+from typha.source import SourceFactory, StateSource
 
 log = logging.getLogger("typha")
 
 
 async def serve(config: ServeConfig) -> int:
     """Run `typha serve` until SIGTERM or SIGINT; returns the exit status."""
-    app = TyphaApp(config, version=package_version())
+    source: SourceFactory | None = None
+    if config.upstream_typha:
+        # A leaf: the client library syncs it from other replicas.
+        from commands.upstream import UpstreamSource
+
+        def source(
+            cache: SnapshotCache,
+            on_change: Callable[[], None],
+            on_status: Callable[[DatastoreStatus], None],
+        ) -> StateSource:
+            return UpstreamSource(
+                config.upstream_typha, cache, on_change, on_status, server_id=config.server_id
+            )
+
+    app = TyphaApp(config, version=package_version(), source=source)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

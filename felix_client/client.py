@@ -49,7 +49,7 @@ from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-# Called after each applied snapshot or delta: (changes, revision).
+# Called after each applied snapshot, delta or progress (no changes): (changes, revision).
 Listener = Callable[[list[Change], int], None]
 
 
@@ -179,8 +179,9 @@ class SyncClient:
         return self._replica.state
 
     def add_listener(self, listener: Listener) -> None:
-        """`listener(changes, revision)` runs after every applied snapshot or
-        delta, in the event loop; it must not block."""
+        """`listener(changes, revision)` runs after every applied snapshot,
+        delta or progress message (then `changes` is empty: only the revision
+        moved), in the event loop; it must not block."""
         self._listeners.append(listener)
 
     async def wait_in_sync(self) -> None:

@@ -163,6 +163,9 @@ class ClientSession:
             case Progress():
                 replica.apply_progress(msg.revision, msg.digest)
                 self.stats.progress += 1
+                # No change, but the revision moved: listeners track it (an
+                # agent's applied revision, a downstream replica's cache).
+                self._on_applied(Applied([], msg.revision))
             case SnapshotChunk():
                 self._snapshot_bytes += sum(len(k) + len(v) for k, v in msg.entries)
                 if self._snapshot_bytes > self._max_snapshot_bytes:

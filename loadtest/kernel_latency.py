@@ -149,7 +149,7 @@ async def _churn(
 ) -> dict[str, Any]:
     dp = LinuxDataplane(netns=f"/run/netns/{ns}", node=NODE)
     client = SyncClient(f"127.0.0.1:{port}", node=NODE)
-    Agent(client, node=NODE, dataplane=dp)
+    agent = Agent(client, node=NODE, dataplane=dp)
     applied_revs: list[int] = []
     applied_at: list[float] = []
     target = [0]
@@ -170,6 +170,8 @@ async def _churn(
         await client.start()
         async with asyncio.timeout(120):
             await client.wait_in_sync()
+            # The snapshot is calculated off the loop: measure only once it is in the kernel.
+            await agent.wait_applied()
         for rate in rates:
             writer.writes, writer.put_s = [], []
             await writer.run(rate, seconds)

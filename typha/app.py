@@ -32,6 +32,7 @@ from typha.fanout.server import AgentServer, ServerLimits
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
 from typha.readiness import Readiness
+from typha.source import SourceFactory, StateSource
 from typha.summary import log_summaries
 from typha.supervisor import Supervisor
 
@@ -42,7 +43,13 @@ class TyphaApp:
     """Create inside a running event loop, then `await start()`; `await stop()`
     releases every socket and task."""
 
-    def __init__(self, config: ServeConfig, *, version: str = "0+unknown") -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        version: str = "0+unknown",
+        source: SourceFactory | None = None,
+    ) -> None:
         self.config = config
         self.encoder = encoder = FrameEncoder(
             max_frame=config.max_frame_bytes, chunk_bytes=config.snapshot_chunk_bytes
@@ -64,17 +71,21 @@ class TyphaApp:
         self.agent_tls: ReloadingContext | None = None
         self.tls_reloads: Counter[str] = Counter()
         self.tls_reload_failures: Counter[str] = Counter()
-        self.syncer = Syncer(
-            lambda: EtcdConnection(self.etcd_options),
-            config.prefix,
-            self.cache,
-            self._on_change,
-            on_status=self._on_status,
-            page_size=config.list_page_size,
-            batch_window=config.batch_window,
-            backfill_revisions=config.history_backfill_revisions,
-            watch_timeout=config.etcd_watch_timeout,
-        )
+        self.syncer: StateSource
+        if source is not None:  # a leaf of a tiered fan-out
+            self.syncer = source(self.cache, self._on_change, self._on_status)
+        else:
+            self.syncer = Syncer(
+                lambda: EtcdConnection(self.etcd_options),
+                config.prefix,
+                self.cache,
+                self._on_change,
+                on_status=self._on_status,
+                page_size=config.list_page_size,
+                batch_window=config.batch_window,
+                backfill_revisions=config.history_backfill_revisions,
+                watch_timeout=config.etcd_watch_timeout,
+            )
         self.supervisor = Supervisor()
         self.source_check = SourceCheck(
             lambda: EtcdConnection(self.etcd_options),
@@ -203,14 +214,15 @@ class TyphaApp:
         if cfg.log_summary_interval > 0:
             interval = cfg.log_summary_interval
             sup.start("log-summary", lambda: log_summaries(self, interval))
+        upstream = f"upstream typha {cfg.upstream_typha}" if cfg.upstream_typha else ""
         log.info(
-            "typha %s: agents on %s:%d, http on %s:%d, etcd %s prefix %s",
+            "typha %s: agents on %s:%d, http on %s:%d, %s prefix %s",
             cfg.server_id,
             cfg.listen.host,
             self.agent_port,
             cfg.http_listen.host,
             self.http_port,
-            ",".join(cfg.etcd_endpoints),
+            upstream or "etcd " + ",".join(cfg.etcd_endpoints),
             cfg.prefix,
         )
 

@@ -104,6 +104,8 @@ class ServeConfig:
     log_format: LogFormat = LogFormat.TEXT
     log_summary_interval: float = 60.0
     tls_reload_interval: float = 30.0
+    # A leaf of a tiered fan-out: sync from these typha replicas, not etcd.
+    upstream_typha: str = ""
     batch_window: float = 0.005
     history_max_batches: int = 10_000
     history_max_bytes: int = 64 * 1024 * 1024
@@ -169,6 +171,12 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "etcd-endpoints",
         None,
         "etcd endpoints, H:P[,H:P...], each also as http://H:P or https://H:P (required)",
+    )
+    add(
+        "upstream-typha",
+        "",
+        "H:P[,H:P...] of typha replicas to sync from instead of etcd (a leaf of a tiered "
+        "fan-out; --etcd-endpoints is then not used)",
     )
     add("prefix", "/calico/", "datastore prefix to serve")
     add("listen", f"0.0.0.0:{DEFAULT_AGENT_PORT}", "agent port address H:P")
@@ -258,9 +266,19 @@ def _num(ns: argparse.Namespace, name: str, typ: type[int] | type[float], minimu
 
 def serve_config(ns: argparse.Namespace) -> ServeConfig:
     """Check parsed arguments; raises ConfigError naming the bad flag."""
-    if not ns.etcd_endpoints:
-        raise ConfigError("--etcd-endpoints (or TYPHA_ETCD_ENDPOINTS) is required")
-    endpoints = parse_etcd_endpoints(ns.etcd_endpoints, tls=bool(ns.etcd_ca_file))
+    upstream = ns.upstream_typha.strip()
+    if not ns.etcd_endpoints and not upstream:
+        raise ConfigError(
+            "--etcd-endpoints (or TYPHA_ETCD_ENDPOINTS) is required, "
+            "unless --upstream-typha names replicas to sync from"
+        )
+    endpoints = (
+        parse_etcd_endpoints(ns.etcd_endpoints, tls=bool(ns.etcd_ca_file))
+        if ns.etcd_endpoints and not upstream
+        else ()
+    )
+    if upstream:
+        check_upstream(upstream)
     prefix = ns.prefix if ns.prefix.endswith("/") else ns.prefix + "/"
     tls = (ns.tls_cert_file, ns.tls_key_file, ns.tls_ca_file)
     if any(tls) and not all(tls):
@@ -323,9 +341,12 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         etcd_server_name=ns.etcd_server_name,
         etcd_username=ns.etcd_username,
         etcd_password=ns.etcd_password,
-        source_check_interval=_num(ns, "source-check-interval", float, 0.0),
+        # A leaf has no etcd to check against or to register in: its
+        # upstream does both, and every hop checks the digest.
+        source_check_interval=0.0 if upstream else _num(ns, "source-check-interval", float, 0.0),
         registry_prefix=registry,
-        rebalance_interval=_num(ns, "rebalance-interval", float, 0.0),
+        rebalance_interval=0.0 if upstream else _num(ns, "rebalance-interval", float, 0.0),
+        upstream_typha=upstream,
         rebalance_tolerance=_num(ns, "rebalance-tolerance", float, 0.0),
     )
 
@@ -343,3 +364,11 @@ def parse_log_format(value: str) -> LogFormat:
         return LogFormat(value.lower())
     except ValueError:
         raise ConfigError(f"--log-format: {value!r} is not text or json") from None
+
+
+def check_upstream(text: str) -> None:
+    """`--upstream-typha`: one or more H:P, comma-separated."""
+    for item in text.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--upstream-typha: {item.strip()!r} is not host:port")

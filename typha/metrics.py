@@ -24,8 +24,8 @@ from syncproto.encoding import FrameEncoder
 from syncproto.histogram import Histogram
 from syncproto.metric_families import build_info, histogram_family
 from typha.datastore.source_check import SourceCheck
-from typha.datastore.syncer import Syncer
 from typha.fanout.server import AgentServer, ServerStats
+from typha.source import StateSource
 from typha.supervisor import Supervisor
 
 
@@ -33,7 +33,7 @@ class Source(Protocol):
     """What the collector reads (TyphaApp provides it)."""
 
     cache: SnapshotCache
-    syncer: Syncer
+    syncer: StateSource
     server: AgentServer | None
     encoder: FrameEncoder
     source_check: SourceCheck

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from snapshot import SnapshotCache
-from typha.datastore.syncer import Syncer
 from typha.fanout.server import AgentServer
 from typha.readiness import Readiness
+from typha.source import StateSource
 
 log = logging.getLogger("typha.summary")
 
@@ -21,7 +21,7 @@ class Summarised(Protocol):
     """What the summary reads (TyphaApp provides it)."""
 
     cache: SnapshotCache
-    syncer: Syncer
+    syncer: StateSource
     server: AgentServer | None
 
     def readiness(self) -> Readiness:

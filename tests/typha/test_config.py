@@ -35,6 +35,9 @@ def test_defaults_and_env_and_flag_precedence() -> None:
         ["--etcd-endpoints", "h:1", "--idle-timeout", "soon"],
         ["--etcd-endpoints", "h:1", "--max-connections", "0"],
         ["--etcd-endpoints", "h:1", "--log-level", "LOUD"],
+        ["--etcd-endpoints", "h:1", "--log-format", "xml"],
+        ["--upstream-typha", "root"],
+        ["--upstream-typha", "root:5473,:5473"],
     ],
 )
 def test_bad_config_is_a_clear_error(argv: list[str]) -> None:
@@ -94,3 +97,15 @@ def test_rotation_visits_every_address_and_backoff_is_jittered_and_capped() -> N
     delays = [b.delay() for _ in range(20)]
     assert all(0 <= d <= 1.0 for d in delays)
     assert len(set(delays)) > 10
+
+
+def test_a_leaf_needs_no_etcd_and_runs_nothing_that_needs_it() -> None:
+    cfg = parse_serve_args(["--upstream-typha", "typha-root:5473,10.0.0.2:5473"], env={})
+    assert cfg.upstream_typha == "typha-root:5473,10.0.0.2:5473"
+    assert cfg.etcd_endpoints == ()
+    assert cfg.source_check_interval == 0
+    assert cfg.rebalance_interval == 0
+    env = {"TYPHA_UPSTREAM_TYPHA": "r:1", "TYPHA_ETCD_ENDPOINTS": "e:2379"}
+    leaf = parse_serve_args([], env=env)
+    assert leaf.upstream_typha == "r:1"
+    assert leaf.etcd_endpoints == ()  # the upstream wins: a leaf never watches etcd

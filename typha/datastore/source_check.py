@@ -13,11 +13,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from snapshot import Snapshot, SnapshotCache
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import EtcdEntries, read_entries
-from typha.datastore.syncer import Syncer
 from typha.errors import DatastoreError
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,16 @@ class CheckStats:
     skipped: int = 0
 
 
+class Resyncable(Protocol):
+    """What the check needs of the syncer."""
+
+    following: bool
+
+    def request_resync(self) -> None:
+        """List again and send agents the difference."""
+        ...
+
+
 class SourceCheck:
     """Compares the cache with etcd every `interval` and asks the syncer to list again when they
     differ."""
@@ -42,7 +52,7 @@ class SourceCheck:
         connect: Callable[[], EtcdConnection],
         prefix: str,
         cache: SnapshotCache,
-        syncer: Syncer,
+        syncer: Resyncable,
         interval: float,
     ) -> None:
         self._connect = connect

@@ -1,0 +1,121 @@
+"""A leaf replica's state source: the client library syncing from other
+typha replicas (`typha serve --upstream-typha`), feeding the leaf's cache.
+
+Revisions stay etcd's, so an agent resumes across tiers as across replicas,
+and the digest is verified at every hop: the client checks the upstream's,
+the leaf's cache computes its own from the same canonical bytes, and its
+agents check that.  Built here, in the composition layer, because the server
+must not import the client library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from felix_client import Replica, SyncClient
+from felix_client.replica import Change
+from snapshot import SnapshotCache, Update
+from snapshot.errors import RevisionRegression
+from syncproto import DatastoreStatus
+from typha.datastore.syncer import RetryBackoff, SyncerStats
+
+log = logging.getLogger("typha.upstream")
+
+
+class UpstreamSource:
+    """Implements `typha.source.StateSource` over a SyncClient."""
+
+    def __init__(
+        self,
+        addresses: str,
+        cache: SnapshotCache,
+        on_change: Callable[[], None],
+        on_status: Callable[[DatastoreStatus], None],
+        *,
+        server_id: str,
+        tick: float = 0.2,
+    ) -> None:
+        self._cache = cache
+        self._on_change = on_change
+        self._on_status = on_status
+        self._tick = tick
+        self._replica = Replica()
+        # Named after this replica, so the upstream's logs say which leaf it is.
+        self.client = SyncClient(addresses, node=f"typha:{server_id}", replica=self._replica)
+        self.client.add_listener(self._applied)
+        self.has_state = False
+        self.following = False
+        self.status = DatastoreStatus.WAITING
+        self.stats = SyncerStats()
+        self.backoff = RetryBackoff(0.1, 5.0)  # mirrors the client's, for the metric
+        self.reloads = 0  # snapshots that could not be applied as a delta
+
+    def _applied(self, changes: list[Change], revision: int) -> None:
+        """The client committed a snapshot, delta or progress: pass it on."""
+        cache = self._cache
+        now = asyncio.get_running_loop().time()
+        values = self._replica.values
+        if not self.has_state:
+            cache.load(values.items(), revision)
+            self.has_state = True
+            self.stats.lists += 1
+        else:
+            updates: list[Update] = [(k, None if v is None else values[k]) for k, v in changes]
+            try:
+                if cache.apply(updates, revision, now) is None:
+                    return
+            except RevisionRegression:
+                # A snapshot from an upstream behind us: its state is older
+                # than what we serve.  Serve it whole (agents resync), since
+                # no delta leads backwards.
+                self.reloads += 1
+                log.warning(
+                    "upstream %s is at revision %d, behind our %d: reloading",
+                    self.client.server,
+                    revision,
+                    cache.revision,
+                )
+                cache.load(values.items(), revision)
+            if changes:
+                self.stats.watch_events += len(changes)
+            else:
+                self.stats.progress_notifies += 1
+        self._update_status()
+        self._on_change()
+
+    def _update_status(self) -> None:
+        client = self.client
+        following = self.has_state and client.in_sync and client.upstream_in_sync
+        self.following = following
+        status = DatastoreStatus.IN_SYNC if following else DatastoreStatus.WAITING
+        if status is not self.status:
+            log.info(
+                "upstream %s: datastore status %s -> %s",
+                client.server or "(none)",
+                self.status.value,
+                status.value,
+            )
+            self.status = status
+            self._on_status(status)
+
+    async def run(self) -> None:
+        """Sync until cancelled; the client reconnects by itself, and its
+        standing is mirrored into ours every `tick`."""
+        await self.client.start()
+        try:
+            while True:
+                await asyncio.sleep(self._tick)
+                st = self.client.stats
+                self.stats.watches = st.connects
+                self.stats.errors = st.connect_failures + st.protocol_errors
+                self.backoff.current = self.client.reconnect_backoff
+                self._update_status()
+        finally:
+            self.following = False
+            await self.client.close()
+
+    def request_resync(self) -> None:
+        """Nothing to do: every hop verifies the digest, and a mismatch makes
+        the client take a full snapshot from upstream by itself."""

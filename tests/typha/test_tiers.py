@@ -1,0 +1,101 @@
+"""Tiered fan-out with real processes: etcd, a root typha, a leaf typha
+syncing from the root (`--upstream-typha`), and agents on the leaf."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import pytest
+
+from commands.demo.etcd import EmbeddedEtcd
+from tests.cluster import put_items
+from tests.conftest import (
+    Proc,
+    free_port,
+    http_json,
+    http_text,
+    listening_ports,
+    metric,
+    start_felix_agent,
+    start_typha,
+    wait_until,
+)
+from typha.datastore.etcd_state import read_etcd_state
+
+pytestmark = pytest.mark.integration
+
+
+def etcd_digest(etcd: EmbeddedEtcd) -> str:
+    return asyncio.run(read_etcd_state([etcd.endpoint])).digest
+
+
+def start_leaf(procs: Callable[..., Proc], upstream: str) -> tuple[Proc, int, int]:
+    leaf = procs(
+        "typha",
+        "serve",
+        "--upstream-typha",
+        upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    )
+    agent_port, http_port = listening_ports(
+        leaf, r"agents on 127\.0\.0\.1:(\d+), http on 127\.0\.0\.1:(\d+)", "leaf listening"
+    )
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "leaf ready", proc=leaf
+    )
+    return leaf, agent_port, http_port
+
+
+def test_agents_on_a_leaf_follow_etcd_through_a_root_restart_without_a_snapshot(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc]
+) -> None:
+    asyncio.run(
+        put_items(etcd.endpoint, [(f"/calico/t/k{i}", b'{"v": %d}' % i) for i in range(30)])
+    )
+    root_port = free_port()
+    root, _, root_http = start_typha(procs, etcd, agent_port=root_port)
+    leaf, leaf_port, leaf_http = start_leaf(procs, f"127.0.0.1:{root_port}")
+    agents = [start_felix_agent(procs, f"127.0.0.1:{leaf_port}", f"n{i}")[1] for i in range(3)]
+
+    def all_at(digest: str) -> bool:
+        return all(http_json(f"http://127.0.0.1:{p}/status")["digest"] == digest for p in agents)
+
+    wait_until(lambda: all_at(etcd_digest(etcd)), "agents on the leaf reach etcd's state")
+    leaf_status = http_json(f"http://127.0.0.1:{leaf_http}/status")
+    assert leaf_status["digest"] == etcd_digest(etcd)
+    assert leaf_status["datastore_status"] == "in_sync"
+    asyncio.run(put_items(etcd.endpoint, [("/calico/t/k1", b'{"v": "changed"}')]))
+    wait_until(lambda: all_at(etcd_digest(etcd)), "a change flows through both tiers")
+
+    root.stop(signal.SIGKILL)
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{leaf_http}/status")["datastore_status"] == "waiting",
+        "the leaf reports its upstream gone",
+    )
+    status = f"http://127.0.0.1:{agents[0]}/status"
+    wait_until(lambda: http_json(status)["upstream_status"] == "waiting", "agents are told")
+    assert http_json(status)["in_sync"] is True  # they keep their state
+    asyncio.run(
+        put_items(
+            etcd.endpoint,
+            [("/calico/t/k2", None), ("/calico/t/new", b'{"while": "root down"}')],
+        )
+    )
+
+    root, _, root_http = start_typha(procs, etcd, agent_port=root_port)
+    wait_until(lambda: all_at(etcd_digest(etcd)), "agents catch up once the root is back")
+    for port in agents:
+        st = http_json(f"http://127.0.0.1:{port}/status")
+        assert st["snapshots"] == 1  # only the first sync: everything after was deltas
+        assert st["upstream_in_sync"] is True
+    leaf_metrics = http_text(f"http://127.0.0.1:{leaf_http}/metrics")
+    assert metric(leaf_metrics, "typha_snapshots_sent_total") == 3
+    root_metrics = http_text(f"http://127.0.0.1:{root_http}/metrics")
+    assert metric(root_metrics, "typha_snapshots_sent_total") == 0  # the leaf resumed
+    assert metric(root_metrics, "typha_resumes_total") == 1
+    assert leaf.popen.poll() is None
