@@ -20,6 +20,11 @@ from snapshot.state import DeltaBatch, Entry, Snapshot, Update
 
 BatchEncoder = Callable[[DeltaBatch], bytes]
 SnapshotEncoder = Callable[[Snapshot, bool], list[bytes]]
+# A merged batch as one frame, zstd-compressed if asked (the bool).
+MergedEncoder = Callable[[DeltaBatch, bool], bytes]
+
+# Catch-up frames kept for the current head: one per (start, variant) asked.
+CATCH_UP_MEMO = 64
 
 
 @dataclass(slots=True)
@@ -32,6 +37,9 @@ class CacheStats:
     history_trimmed: int = 0
     snapshots_encoded: int = 0
     snapshots_reused: int = 0
+    catch_ups_encoded: int = 0
+    catch_ups_reused: int = 0
+    catch_up_bytes: int = 0  # bytes of the catch-up frames encoded
     # Bytes of the latest snapshot encoding, by variant (True: compressed).
     snapshot_bytes: dict[bool, int] = field(default_factory=dict)
 
@@ -50,12 +58,19 @@ class SnapshotCache:
         *,
         encode_batch: BatchEncoder | None = None,
         encode_snapshot: SnapshotEncoder | None = None,
+        encode_merged: MergedEncoder | None = None,
+        max_merged_bytes: int = 4 * 1024 * 1024,
         max_history_batches: int = 10_000,
         max_history_bytes: int = 64 * 1024 * 1024,
         max_history_age: float = 300.0,
     ) -> None:
         self._encode_batch = encode_batch
         self._encode_snapshot = encode_snapshot
+        self._encode_merged = encode_merged
+        self._max_merged_bytes = max_merged_bytes
+        # (start seq, compressed?) -> catch-up frame, valid for _catch_up_head only.
+        self._catch_up: dict[tuple[int, bool], bytes] = {}
+        self._catch_up_head = -1
         self._max_batches = max_history_batches
         self._max_bytes = max_history_bytes
         self._max_age = max_history_age
@@ -107,6 +122,55 @@ class SnapshotCache:
             raise HistoryUnavailable(f"seq {seq} is older than the history ({self.oldest_seq})")
         start = seq - self._history[0].seq + 1
         return [self._history[i] for i in range(start, len(self._history))]
+
+    def catch_up_frame(self, seq: int, *, compressed: bool) -> bytes | None:
+        """One DELTA frame taking a client at `seq` to the head: the net
+        updates of every batch after it (a key's last value; deletes of keys
+        the client may never have had are harmless), `prev` the first
+        batch's, the head's revision and digest; zstd-compressed if
+        `compressed`.  Memoised for the current head, so every client
+        resuming from the same position shares one encoding.  None when
+        there is no merged encoder, fewer than two batches, or the merged
+        values exceed `max_merged_bytes` (send the batches' own frames).
+        Raises HistoryUnavailable like `batches_after`."""
+        if self._encode_merged is None:
+            return None
+        head = self._current.seq
+        if self._catch_up_head != head:
+            self._catch_up.clear()
+            self._catch_up_head = head
+        key = (seq, compressed)
+        frame = self._catch_up.get(key)
+        if frame is not None:
+            self.stats.catch_ups_reused += 1
+            return frame
+        batches = self.batches_after(seq)
+        if len(batches) < 2:
+            return None
+        net: dict[str, bytes | None] = {}
+        size = 0
+        for batch in batches:
+            for k, v in batch.updates:
+                net[k] = v
+                size += len(k) + (len(v) if v is not None else 0)
+            if size > self._max_merged_bytes:
+                return None
+        first, last = batches[0], batches[-1]
+        merged = DeltaBatch(
+            seq=last.seq,
+            prev_revision=first.prev_revision,
+            revision=last.revision,
+            updates=tuple(net.items()),
+            digest=last.digest,
+            prev_digest=first.prev_digest,
+        )
+        frame = self._encode_merged(merged, compressed)
+        if len(self._catch_up) >= CATCH_UP_MEMO:
+            self._catch_up.clear()
+        self._catch_up[key] = frame
+        self.stats.catch_ups_encoded += 1
+        self.stats.catch_up_bytes += len(frame)
+        return frame
 
     def resume_seq(self, revision: int, digest: int | None) -> int | None:
         """The seq a client holding `revision` (with `digest`, if known) can

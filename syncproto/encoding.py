@@ -47,6 +47,16 @@ class FrameEncoder:
         self.stats.batch_bytes += len(frame)
         return frame
 
+    def merged(self, batch: DeltaBatch, compressed: bool) -> bytes:
+        """The frame of a merged catch-up batch (see SnapshotCache.catch_up_frame):
+        a DELTA, or a PROGRESS when nothing changed net; zstd-compressed if
+        `compressed` and it has updates."""
+        digest = format_digest(batch.digest)
+        if not batch.updates:
+            return self._codec.encode(Progress(batch.prev_revision, batch.revision, digest))
+        delta = Delta(batch.prev_revision, batch.revision, list(batch.updates), digest)
+        return self._codec.encode(delta, compress=compressed)
+
     def snapshot(self, snap: Snapshot, compressed: bool) -> list[bytes]:
         """The frames of a full snapshot (chunks, then SNAPSHOT_END), zstd-compressed if
         `compressed`."""

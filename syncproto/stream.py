@@ -248,15 +248,33 @@ class ServerStream:
         data = merged.get(seq)
         if data is None:
             try:
-                batches = self._history.batches_after(seq)
+                data = self._catch_up_data(merged, seq)
             except HistoryUnavailable:
                 self.abort(CloseReason.TOO_FAR_BEHIND)
                 return None
-            data = batches[0].frame if len(batches) == 1 else b"".join(b.frame for b in batches)
-            merged[seq] = data
         self.seq = target
         self._stats.batches_sent += target - seq
         return core.send_frame_now(data)
+
+    def _catch_up_data(self, merged: dict[int, bytes], seq: int) -> bytes:
+        """What a client at `seq` lacks: the one batch's frame (the common
+        case, memoised under `seq`), or, when it lacks several (a resume, a
+        slow client), one merged DELTA, compressed for clients that take
+        zstd (memoised under a negative key per variant, and in the cache
+        across passes)."""
+        history = self._history
+        batches = history.batches_after(seq)
+        if len(batches) == 1:
+            single = merged[seq] = batches[0].frame
+            return single
+        zstd = CAP_ZSTD in self.core.caps
+        key = -2 * seq - 1 - zstd
+        known = merged.get(key)
+        if known is not None:
+            return known
+        data = history.catch_up_frame(seq, compressed=zstd) or b"".join(b.frame for b in batches)
+        merged[key] = data
+        return data
 
     def over_buffer(self, buffered: int) -> bool:
         """Tell the stream how many bytes the transport holds unwritten; True

@@ -57,6 +57,7 @@ class TyphaApp:
         self.cache = SnapshotCache(
             encode_batch=encoder.batch,
             encode_snapshot=encoder.snapshot,
+            encode_merged=encoder.merged,
             max_history_batches=config.history_max_batches,
             max_history_bytes=config.history_max_bytes,
             max_history_age=config.history_max_age,

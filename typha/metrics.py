@@ -106,6 +106,21 @@ COUNTERS: list[tuple[str, str, Getter]] = [
         "snapshot encodings shared with another client",
         lambda a: a.cache.stats.snapshots_reused,
     ),
+    (
+        "typha_catch_ups_encoded",
+        "merged catch-up frames encoded (a client several batches behind: a resume, a slow agent)",
+        lambda a: a.cache.stats.catch_ups_encoded,
+    ),
+    (
+        "typha_catch_ups_reused",
+        "merged catch-up frames shared with another client at the same position",
+        lambda a: a.cache.stats.catch_ups_reused,
+    ),
+    (
+        "typha_catch_up_bytes",
+        "bytes of the merged catch-up frames encoded (compressed where the client takes zstd)",
+        lambda a: a.cache.stats.catch_up_bytes,
+    ),
     ("typha_etcd_lists", "full lists of the served prefix", lambda a: a.syncer.stats.lists),
     ("typha_etcd_list_pages", "pages read while listing", lambda a: a.syncer.stats.pages),
     ("typha_etcd_watches", "watch streams opened", lambda a: a.syncer.stats.watches),

@@ -169,3 +169,40 @@ def test_history_is_bounded_by_age() -> None:
     assert [b.revision for b in cache.batches_after(cache.oldest_seq)] == [3]
     assert cache.resume_seq(1, None) is None
     assert cache.resume_seq(2, None) == cache.seq - 1
+
+
+def test_a_catch_up_merges_the_net_change_and_is_memoised_per_head() -> None:
+    seen: list[DeltaBatch] = []
+
+    def encode(batch: DeltaBatch, compressed: bool) -> bytes:
+        seen.append(batch)
+        return b"Z" if compressed else b"P"
+
+    cache = SnapshotCache(encode_merged=encode)
+    cache.load([("a", v(1)), ("b", v(2))], revision=10)
+    start = cache.seq
+    cache.apply([("a", v(3))], 11)
+    assert cache.catch_up_frame(start, compressed=True) is None  # one batch: its own frame
+    cache.apply([("c", v(4))], 12)
+    cache.apply([("c", None), ("a", v(5))], 14)
+    assert cache.catch_up_frame(start, compressed=True) == b"Z"
+    assert cache.catch_up_frame(start, compressed=True) == b"Z"
+    assert cache.catch_up_frame(start, compressed=False) == b"P"
+    assert len(seen) == 2  # one encoding per variant
+    merged = seen[0]
+    assert dict(merged.updates) == {"a": v(5), "c": None}
+    assert (merged.prev_revision, merged.revision) == (10, 14)
+    assert merged.digest == cache.current.digest
+    assert cache.stats.catch_ups_reused == 1
+    cache.apply([("b", v(9))], 15)  # the head moved: a new encoding
+    cache.catch_up_frame(start, compressed=True)
+    assert len(seen) == 3
+
+
+def test_a_catch_up_too_large_to_merge_falls_back_to_the_batches() -> None:
+    cache = SnapshotCache(encode_merged=lambda b, c: b"x", max_merged_bytes=10)
+    cache.load([], revision=1)
+    start = cache.seq
+    cache.apply([("a", v(1))], 2)
+    cache.apply([("b", canonical_json({"big": "x" * 50}))], 3)
+    assert cache.catch_up_frame(start, compressed=False) is None

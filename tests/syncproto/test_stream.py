@@ -230,3 +230,60 @@ def test_a_datastore_status_reaches_only_clients_that_asked() -> None:
     assert stream.send_status(status_frame())
     (msg,) = client.receive_data(drain(stream), 0.0)
     assert isinstance(msg, DatastoreStatusMsg)
+
+
+def merging_cache(updates: int) -> SnapshotCache:
+    encoder = FrameEncoder(max_frame=LIMITS.max_frame, chunk_bytes=64)
+    cache = SnapshotCache(
+        encode_batch=encoder.batch, encode_snapshot=encoder.snapshot, encode_merged=encoder.merged
+    )
+    cache.load([("/k/0", canonical_json({"v": 0}))], 1)
+    for i in range(updates):
+        put(cache, i)
+    return cache
+
+
+def test_a_resume_gets_what_it_missed_as_one_compressed_delta_shared_by_its_peers() -> None:
+    from felix_client import Replica
+    from syncproto.frames import FLAG_ZSTD, FrameDecoder
+
+    cache = merging_cache(5)
+    at, digest = cache.revision, cache.digest_hex
+    before = dict(cache.current.entries.items())
+    for i in range(40):  # 40 batches, 7 distinct keys: the net change is small
+        put(cache, 100 + i)
+    wire = []
+    for _ in range(2):  # two clients at the same position
+        stream, client, _ = connect(cache, revision=at, digest=digest)
+        assert start(stream)
+        wire.append(drain(stream))
+    assert wire[0] == wire[1]
+    assert cache.stats.catch_ups_encoded == 1
+    assert cache.stats.catch_ups_reused == 1
+    frames = FrameDecoder(LIMITS.max_frame).feed(wire[0])
+    deltas = [f for f in frames if f.type.name == "DELTA"]
+    assert len(deltas) == 1
+    assert deltas[0].flags & FLAG_ZSTD
+    msgs = client.receive_data(wire[0], 0.0)
+    (delta,) = [m for m in msgs if isinstance(m, Delta)]
+    assert (delta.prev_revision, delta.revision) == (at, cache.revision)
+    assert len(delta.updates) == 7  # each key once, with its last value
+    replica = Replica()
+    replica.begin_snapshot()
+    replica.add_chunk((k, e.value) for k, e in before.items())
+    replica.end_snapshot(at, digest)
+    replica.apply_delta(delta.revision, delta.updates, delta.digest)  # verifies the digest
+    assert replica.digest == cache.digest_hex
+    single = sum(len(b.frame) for b in cache.batches_after(cache.seq - 40))
+    assert len(deltas[0].body) < single / 4
+
+
+def test_a_client_one_batch_behind_gets_the_shared_batch_frame() -> None:
+    cache = merging_cache(3)
+    at, digest = cache.revision, cache.digest_hex
+    put(cache, 50)
+    stream, _, _ = connect(cache, revision=at, digest=digest)
+    assert start(stream)
+    out = drain(stream)
+    assert cache.batches_after(cache.seq - 1)[0].frame in out
+    assert cache.stats.catch_ups_encoded == 0
