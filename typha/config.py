@@ -107,6 +107,7 @@ class ServeConfig:
     # A leaf of a tiered fan-out: sync from these typha replicas, not etcd.
     upstream_typha: str = ""
     batch_window: float = 0.005
+    fanout_pacing: float = 1.0
     history_max_batches: int = 10_000
     history_max_bytes: int = 64 * 1024 * 1024
     history_max_age: float = 300.0
@@ -217,6 +218,12 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "certificate (0: never)",
     )
     add("batch-window", "0.005", "seconds to gather etcd events into one batch")
+    add(
+        "fanout-pacing",
+        "1",
+        "after a fan-out pass, wait this many times its duration before the next (updates "
+        "arriving meanwhile share it: batches grow with load); 0 passes at once",
+    )
     add("history-max-batches", "10000", "delta batches kept for catch-up and resume")
     add("history-max-bytes", str(64 * 1024 * 1024), "bytes of delta batches kept")
     add("history-max-age", "300", "seconds of delta batches kept")
@@ -323,6 +330,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         log_summary_interval=_num(ns, "log-summary-interval", float, 0.0),
         tls_reload_interval=_num(ns, "tls-reload-interval", float, 0.0),
         batch_window=_num(ns, "batch-window", float, 0.0),
+        fanout_pacing=_num(ns, "fanout-pacing", float, 0.0),
         history_max_batches=int(_num(ns, "history-max-batches", int, 1)),
         history_max_bytes=int(_num(ns, "history-max-bytes", int, 1024)),
         history_max_age=_num(ns, "history-max-age", float, 0.0),

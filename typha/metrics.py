@@ -218,6 +218,11 @@ SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
     ),
     ("typha_fanouts", "fan-out passes over the connections", lambda a: _st(a).fanouts),
     (
+        "typha_fanouts_paced",
+        "fan-out passes held back because the previous one was long (--fanout-pacing)",
+        lambda a: _st(a).paced_passes,
+    ),
+    (
         "typha_tls_handshake_failures",
         "agent connections whose TLS handshake failed or timed out",
         lambda a: _st(a).tls_handshake_failures,
