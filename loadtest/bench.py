@@ -401,7 +401,8 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         assert etcd.proc is not None
         global RAW_FRAMES
         RAW_FRAMES = 0
-        batches0 = metric(http, "typha_batches_sent_total") if name == "typha" else 0.0
+        # Socket writes: with batching by load one write carries several batches.
+        batches0 = metric(http, "typha_writes_total") if name == "typha" else 0.0
         cpu0, etcd0, gen0 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
         revs, times = asyncio.run(
             churn(etcd.endpoint, nodes, tier.rate, tier.duration, 42, raw_pipe)
@@ -415,7 +416,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         # Frames written (one per agent per batch): the per-batch cost
         # compares typha with the raw ceiling whatever their batch sizes.
         if name == "typha":
-            frame_writes = metric(http, "typha_batches_sent_total") - batches0
+            frame_writes = metric(http, "typha_writes_total") - batches0
         elif name == "raw_ceiling":
             frame_writes = RAW_FRAMES * tier.agents
         else:

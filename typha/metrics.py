@@ -210,6 +210,7 @@ SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
         lambda a: _st(a).batches_sent,
     ),
     ("typha_bytes_sent", "bytes written to agents", lambda a: _st(a).bytes_sent),
+    ("typha_writes", "socket writes to agents (one per agent per pass)", lambda a: _st(a).writes),
     ("typha_resumes", "agents resumed from their revision (no snapshot)", lambda a: _st(a).resumes),
     (
         "typha_resumes_refused",

@@ -64,6 +64,7 @@ class ServerStats(StreamStats):
     internal_errors: int = 0
     timer_runs: int = 0
     paced_passes: int = 0  # passes held back because the previous one was long
+    writes: int = 0  # transport writes to agents (what fan-out CPU follows)
     closed: Counter[CloseReason] = field(default_factory=Counter)
     protocol_errors: Counter[str] = field(default_factory=Counter)
     # Datastore event received -> its batch written to every streaming agent.
@@ -178,6 +179,7 @@ class AgentProtocol(asyncio.Protocol):
         snapshot = stream.sending_snapshot
         while (out := stream.next_output()) is not None:
             stats.bytes_sent += len(out)
+            stats.writes += 1
             transport.write(out)
             # Replies (PONGs, GOODBYEs) count against the same limit.
             if stream.over_buffer(transport.get_write_buffer_size()):
@@ -203,7 +205,9 @@ class AgentProtocol(asyncio.Protocol):
             return
         if transport.is_closing():
             return
-        self.server.stats.bytes_sent += len(out)
+        stats = self.server.stats
+        stats.bytes_sent += len(out)
+        stats.writes += 1
         transport.write(out)
         if stream.over_buffer(transport.get_write_buffer_size()):
             self.abort(CloseReason.SLOW_CLIENT)
