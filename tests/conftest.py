@@ -146,7 +146,7 @@ def procs(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
 
 def start_typha(
     procs: Callable[..., Proc],
-    etcd: EmbeddedEtcd,
+    etcd: EmbeddedEtcd | None,
     *extra: str,
     endpoints_via_env: bool = False,
     agent_port: int = 0,
@@ -161,8 +161,8 @@ def start_typha(
         "--http-listen",
         "127.0.0.1:0",
     ]
-    env = {"TYPHA_ETCD_ENDPOINTS": etcd.endpoint} if endpoints_via_env else None
-    if not endpoints_via_env:
+    env = {"TYPHA_ETCD_ENDPOINTS": etcd.endpoint} if etcd and endpoints_via_env else None
+    if etcd is not None and not endpoints_via_env:  # None: a leaf, given --upstream-typha
         args += ["--etcd-endpoints", etcd.endpoint]
     p = procs("typha", *args, *extra, env=env)
     agent_port, http_port = listening_ports(

@@ -16,7 +16,6 @@ from tests.conftest import (
     free_port,
     http_json,
     http_text,
-    listening_ports,
     metric,
     start_felix_agent,
     start_typha,
@@ -32,23 +31,7 @@ def etcd_digest(etcd: EmbeddedEtcd) -> str:
 
 
 def start_leaf(procs: Callable[..., Proc], upstream: str) -> tuple[Proc, int, int]:
-    leaf = procs(
-        "typha",
-        "serve",
-        "--upstream-typha",
-        upstream,
-        "--listen",
-        "127.0.0.1:0",
-        "--http-listen",
-        "127.0.0.1:0",
-    )
-    agent_port, http_port = listening_ports(
-        leaf, r"agents on 127\.0\.0\.1:(\d+), http on 127\.0\.0\.1:(\d+)", "leaf listening"
-    )
-    wait_until(
-        lambda: http_json(f"http://127.0.0.1:{http_port}/readyz")["ready"], "leaf ready", proc=leaf
-    )
-    return leaf, agent_port, http_port
+    return start_typha(procs, None, "--upstream-typha", upstream)
 
 
 def test_agents_on_a_leaf_follow_etcd_through_a_root_restart_without_a_snapshot(
