@@ -242,6 +242,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 
 # -- churn ---------------------------------------------------------------------
 
+FEW_AGENTS = 10  # typha_few: the datastore's load must not grow with the agents
 RAW_FRAMES = 0  # frames fed to the raw ceiling server (each written to every agent)
 
 
@@ -348,14 +349,18 @@ async def churn(
 
 
 def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
-    """Run one system (typha, grpc_proxy, direct, raw_ceiling) at `tier` and measure it."""
+    """Run one system (typha, typha_few, grpc_proxy, direct, raw_ceiling) at `tier` and
+    measure it.  `typha_few` is typha with FEW_AGENTS agents on the same churn: etcd's CPU
+    per update should not depend on how many agents typha serves."""
+    agents = FEW_AGENTS if name == "typha_few" else tier.agents
+    worker_procs = 1 if name == "typha_few" else tier.workers
     etcd = EmbeddedEtcd(str(tmp / f"etcd-{name}")).start()
     server: subprocess.Popen[Any] | None = None
     extra: dict[str, Any] = {}
     try:
         nodes = asyncio.run(seed(etcd.endpoint, tier.keys))
         raw_pipe: IO[bytes] | None = None
-        if name == "typha":
+        if name in ("typha", "typha_few"):
             server, port, http = start_typha(etcd, tmp)
             target, module = f"127.0.0.1:{port}", "loadtest.thin_typha"
             server_pids = [server.pid]
@@ -395,14 +400,15 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
             target, module = f"127.0.0.1:{port}", "loadtest.thin_typha"
             server_pids = [server.pid]
         rss_before = rss_kib(server_pids[0])
-        workers = Workers(module, target, tier.agents, tier.workers, tier.sample, tmp)
+        workers = Workers(module, target, agents, worker_procs, min(tier.sample, agents), tmp)
         workers.wait_ready()
-        log(f"{name}: {tier.agents} agents ready")
+        log(f"{name}: {agents} agents ready")
         assert etcd.proc is not None
         global RAW_FRAMES
         RAW_FRAMES = 0
         # Socket writes: with batching by load one write carries several batches.
-        batches0 = metric(http, "typha_writes_total") if name == "typha" else 0.0
+        typha = name in ("typha", "typha_few")
+        batches0 = metric(http, "typha_writes_total") if typha else 0.0
         cpu0, etcd0, gen0 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
         revs, times = asyncio.run(
             churn(etcd.endpoint, nodes, tier.rate, tier.duration, 42, raw_pipe)
@@ -415,10 +421,10 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         rss_after = rss_kib(server_pids[0])
         # Frames written (one per agent per batch): the per-batch cost
         # compares typha with the raw ceiling whatever their batch sizes.
-        if name == "typha":
+        if typha:
             frame_writes = metric(http, "typha_writes_total") - batches0
         elif name == "raw_ceiling":
-            frame_writes = RAW_FRAMES * tier.agents
+            frame_writes = RAW_FRAMES * agents
         else:
             frame_writes = 0.0
 
@@ -440,9 +446,9 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
             "p99_ms": pct(lat, 0.99),
             "etcd_cpu_s_per_k_updates": round((etcd1 - etcd0) / len(revs) * 1000, 3),
             "rss_kib": rss_after,
-            "rss_kib_per_conn": round((rss_after - rss_before) / tier.agents, 2),
+            "rss_kib_per_conn": round((rss_after - rss_before) / agents, 2),
             "updates": len(revs),
-            "expected_deliveries": len(revs) * tier.agents,
+            "expected_deliveries": len(revs) * agents,
             "loadgen_cpu_s": round(gen1 - gen0, 3),
             "latency_samples": len(lat),
             "all_delivered_in_window": drained,
@@ -568,7 +574,15 @@ def budgets(r: dict[str, Any]) -> dict[str, Any]:
     resume_frac = ratio(
         r["resume"]["bytes_resume_per_agent"], r["resume"]["bytes_snapshot_per_agent"]
     )
-    return {
+    out: dict[str, Any] = {}
+    if "typha_few" in r:
+        flat = ratio(t["etcd_cpu_s_per_k_updates"], r["typha_few"]["etcd_cpu_s_per_k_updates"])
+        out["etcd_cpu_many_vs_few_agents"] = {
+            "value": flat,
+            "budget": 1.1,
+            "met": flat is not None and flat <= 1.1,
+        }
+    return out | {
         "fanout_cpu_vs_grpc_proxy": {
             "value": vs_proxy,
             "budget": 0.5,
@@ -642,7 +656,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--tier", choices=sorted(TIERS), default="smoke")
     p.add_argument("--out-dir", default="loadtest/results")
-    p.add_argument("--systems", default="typha,grpc_proxy,direct,raw_ceiling")
+    p.add_argument("--systems", default="typha,typha_few,grpc_proxy,direct,raw_ceiling")
     ns = p.parse_args()
     tier = TIERS[ns.tier]
     out_dir = Path(ns.out_dir)

@@ -1,4 +1,4 @@
-"""`python -m loadtest.bench --tier smoke` runs all four systems and writes a
+"""`python -m loadtest.bench --tier smoke` runs every system and writes a
 complete result.  No assertion on speed: only that everything ran."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_smoke_tier_produces_complete_results(tmp_path: Path) -> None:
     r = json.loads((tmp_path / "smoke.json").read_text())
     assert {"tier", "agents", "keys", "updates_per_s", "duration_s"} <= r.keys()
     assert r["tier"] == "smoke"
-    for system in ("typha", "grpc_proxy", "direct"):
+    for system in ("typha", "typha_few", "grpc_proxy", "direct"):
         assert r[system].keys() >= SYSTEM_KEYS, system
         # Every agent got every update: the run really happened.
         assert r[system]["deliveries"] == r[system]["expected_deliveries"], system
@@ -50,6 +50,8 @@ def test_smoke_tier_produces_complete_results(tmp_path: Path) -> None:
         r["resume"],
         proc.stderr[-3000:],
     )
-    assert len(r["budgets"]) == 6
+    assert len(r["budgets"]) == 7
+    assert r["typha_few"]["expected_deliveries"] < r["typha"]["expected_deliveries"]
+    assert r["budgets"]["etcd_cpu_many_vs_few_agents"]["value"] is not None
     for plot in r["plots"]:
         assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
