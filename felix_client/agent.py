@@ -101,11 +101,10 @@ class Agent:
             return
         started = time.perf_counter()
         try:
-            batch = self.calc.apply(changes)
+            self._program(self.calc.apply(changes), revision, complete, started)
         except Exception:
             self._failed()
             raise
-        self._program(batch, revision, complete, started)
 
     async def _drain(self) -> None:
         """Calculate queued change lists in order, in a thread; program each
@@ -127,12 +126,9 @@ class Agent:
     def _program(
         self, batch: DataplaneBatch, revision: int, complete: bool, started: float
     ) -> None:
-        try:
-            if not batch.empty():
-                self.dataplane.apply(batch)
-        except Exception:
-            self._failed()
-            raise
+        """Write one calculated batch; the caller counts a failure (once)."""
+        if not batch.empty():
+            self.dataplane.apply(batch)
         self._failing = False
         self.applied_revision = revision
         if complete:

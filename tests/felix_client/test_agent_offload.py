@@ -57,3 +57,18 @@ async def test_small_changes_are_applied_before_the_listener_returns() -> None:
     agent._on_changes(list(state.items()), 5)
     assert agent.applied_revision == 5
     assert agent.dataplane.routes == compute(state, "node-0").routes
+
+
+async def test_a_snapshot_the_dataplane_refuses_counts_one_failure_and_unreadies() -> None:
+    state = dict(seed_cluster(250, 20))
+    agent = Agent(SyncClient("127.0.0.1:9", node="node-3"), node="node-3")
+
+    def refuse(batch: object) -> None:
+        raise OSError("the kernel said no")
+
+    agent.dataplane.apply = refuse  # type: ignore[method-assign]
+    agent._on_changes(list(state.items()), 10)
+    await agent.wait_applied()
+    assert agent.apply_failures == 1
+    assert agent.applied_revision == 0
+    assert agent.ready() is False
