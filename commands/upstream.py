@@ -50,7 +50,6 @@ class UpstreamSource:
         self.status = DatastoreStatus.WAITING
         self.stats = SyncerStats()
         self.backoff = RetryBackoff(0.1, 5.0)  # mirrors the client's, for the metric
-        self.reloads = 0  # snapshots that could not be applied as a delta
 
     def _applied(self, changes: list[Change], revision: int) -> None:
         """The client committed a snapshot, delta or progress: pass it on."""
@@ -70,7 +69,6 @@ class UpstreamSource:
                 # A snapshot from an upstream behind us: its state is older
                 # than what we serve.  Serve it whole (agents resync), since
                 # no delta leads backwards.
-                self.reloads += 1
                 log.warning(
                     "upstream %s is at revision %d, behind our %d: reloading",
                     self.client.server,

@@ -57,19 +57,6 @@ class Histogram:
             out.append((bound, float(total)))
         return out
 
-    def quantile(self, q: float) -> float:
-        """The upper bound of the bucket holding quantile `q` (0 when empty,
-        the largest bound when it falls in +Inf)."""
-        if self.count == 0:
-            return 0.0
-        rank = q * self.count
-        total = 0
-        for i, n in enumerate(self.counts):
-            total += n
-            if total >= rank and n:
-                return self.bounds[min(i, len(self.bounds) - 1)]
-        return self.bounds[-1]
-
 
 def _le(bound: float) -> str:
     return repr(float(bound))

@@ -14,18 +14,6 @@ def test_buckets_are_cumulative_with_inclusive_upper_bounds() -> None:
     assert h.sum == pytest.approx(8.65)
 
 
-def test_quantile_is_the_bucket_bound_holding_it() -> None:
-    h = Histogram((0.01, 0.1, 1.0))
-    assert h.quantile(0.99) == 0.0
-    for _ in range(98):
-        h.observe(0.005)
-    h.observe(0.05)
-    h.observe(0.5)
-    assert h.quantile(0.5) == 0.01
-    assert h.quantile(0.99) == 0.1
-    assert h.quantile(1.0) == 1.0
-
-
 @pytest.mark.parametrize("bounds", [(), (1.0, 0.5), (1.0, 1.0)])
 def test_bounds_must_ascend(bounds: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="distinct and ascending"):
