@@ -15,10 +15,13 @@ import uvloop
 
 from calico_model.errors import InvalidValue
 from calico_model.validation import validate
+from commands.limits import raise_open_files
 from commands.version import package_version
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus
+from syncproto.errors import ConfigError as ProtoConfigError
 from syncproto.logformat import configure_logging
+from syncproto.tls import client_context
 from typha.app import TyphaApp
 from typha.config import ServeConfig, add_serve_arguments, serve_config
 from typha.errors import ConfigError, DatastoreError
@@ -29,10 +32,21 @@ log = logging.getLogger("typha")
 
 async def serve(config: ServeConfig) -> int:
     """Run `typha serve` until SIGTERM or SIGINT; returns the exit status."""
+    # One descriptor per agent, plus etcd, the side port and a margin: the
+    # usual soft limit of 1,024 would cap a replica far below its sizing.
+    raise_open_files(config.max_connections + 256)
     source: SourceFactory | None = None
     if config.upstream_typha:
         # A leaf: the client library syncs it from other replicas.
         from commands.upstream import UpstreamSource
+
+        upstream_ssl = None
+        if config.upstream_tls_ca_file:
+            upstream_ssl = client_context(
+                config.upstream_tls_ca_file,
+                config.upstream_tls_cert_file,
+                config.upstream_tls_key_file,
+            )
 
         def source(
             cache: SnapshotCache,
@@ -40,7 +54,13 @@ async def serve(config: ServeConfig) -> int:
             on_status: Callable[[DatastoreStatus], None],
         ) -> StateSource:
             return UpstreamSource(
-                config.upstream_typha, cache, on_change, on_status, server_id=config.server_id
+                config.upstream_typha,
+                cache,
+                on_change,
+                on_status,
+                server_id=config.server_id,
+                ssl_context=upstream_ssl,
+                server_name=config.upstream_tls_server_name or None,
             )
 
     app = TyphaApp(config, version=package_version(), source=source)
@@ -127,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.nodes = 50 if ns.nodes is None else ns.nodes
         ns.pods_per_node = 10 if ns.pods_per_node is None else ns.pods_per_node
         return uvloop.run(run_demo(ns))
-    except ConfigError as exc:
+    except (ConfigError, ProtoConfigError) as exc:  # the latter: TLS files unusable
         print(f"typha: {exc}", file=sys.stderr)
         return 2
     except DatastoreError as exc:  # the demo's embedded etcd could not start

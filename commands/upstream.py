@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 
 from felix_client import Replica, SyncClient
@@ -36,6 +37,8 @@ class UpstreamSource:
         *,
         server_id: str,
         tick: float = 0.2,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         self._cache = cache
         self._on_change = on_change
@@ -43,7 +46,13 @@ class UpstreamSource:
         self._tick = tick
         self._replica = Replica()
         # Named after this replica, so the upstream's logs say which leaf it is.
-        self.client = SyncClient(addresses, node=f"typha:{server_id}", replica=self._replica)
+        self.client = SyncClient(
+            addresses,
+            node=f"typha:{server_id}",
+            replica=self._replica,
+            ssl_context=ssl_context,
+            server_name=server_name,
+        )
         self.client.add_listener(self._applied)
         self.has_state = False
         self.following = False

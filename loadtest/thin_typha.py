@@ -26,7 +26,8 @@ from typing import Any
 
 import uvloop
 
-from loadtest.progress import report_progress
+from commands.limits import raise_open_files
+from loadtest.progress import LoopLag, report_progress
 from syncproto import (
     CAP_RESUME,
     CAP_ZSTD,
@@ -136,6 +137,7 @@ class Fleet:
         self.phase_bytes: dict[str, list[int]] = {}
         self.resume_gap = float(os.environ.get("THIN_RESUME_GAP", "0"))
         self.ready = asyncio.Event()
+        self.lag = LoopLag()
 
     def offer_revision(self, agent: ThinAgent) -> int:
         """The revision `agent` offers in its hello (0 unless resuming)."""
@@ -212,6 +214,7 @@ class Fleet:
             "samples": [
                 {"revs": list(a.revs), "times": list(a.times)} for a in self.agents if a.record
             ],
+            "loop_lag": self.lag.results(),
             "storm_s": self.storms,
             "connect_bytes": self.phase_bytes.get("connect", []),
             "storm_bytes": self.phase_bytes.get("storm", []),
@@ -234,6 +237,7 @@ async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
     loop.add_signal_handler(signal.SIGUSR2, actions.put_nowait, "resume")
     await fleet.connect_all()
     await fleet.ready.wait()
+    fleet.lag.start()
     print("READY", flush=True)
 
     async def act() -> None:
@@ -263,6 +267,7 @@ def main() -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--sample", type=int, default=20, help="connections recording per-frame times")
     p.add_argument("--out", required=True)
+    raise_open_files(1_000_000)  # as far as the hard limit allows
     ns = p.parse_args()
     results = uvloop.run(main_async(ns))
     with open(ns.out, "w") as f:

@@ -1,9 +1,16 @@
-"""Thin etcd watchers: N gRPC watch streams on a prefix, one channel (TCP
-connection) each, as N agents watching etcd (or the gRPC proxy) would.
+"""Thin etcd watchers: N watch streams on a prefix, one TCP connection each,
+as N agents watching etcd (or the gRPC proxy) would.
 
     python -m loadtest.thin_watch --target H:P --count N --out F [--sample K]
 
-Prints READY when every watch is created; SIGTERM writes results and exits.
+Each watcher speaks HTTP/2 and gRPC itself (loadtest.h2grpc): it reads frame
+headers and two fields of each response, so the load generator costs a small
+fraction of the server it measures; watchers that are not sampled read every
+50 ms instead of on every response.  A watch the server ends (the gRPC proxy
+cancels a client that is 50 ms slow to take a response) is re-created from
+the next revision on a new connection, as an etcd client library does, and
+counted.  Prints READY when every watch is created; SIGTERM writes results
+and exits.
 """
 
 from __future__ import annotations
@@ -15,93 +22,172 @@ import os
 import signal
 import time
 from array import array
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc.aio
 import uvloop
 from etcd3aio import prefix_range_end
-from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub
+from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
 
-from loadtest.progress import report_progress
+from commands.limits import raise_open_files
+from loadtest.h2grpc import H2WatchReader, StreamEnded, opening, scan_watch_response
+from loadtest.progress import LoopLag, report_progress
 
 PREFIX = b"/calico/"
+# Watchers whose latency is not sampled read their socket every POLL_S, not on
+# every response: the kernel holds what arrives meanwhile, the server's work is
+# the same, and the load generator wakes 20 times a second per watcher rather
+# than 200.  Sampled watchers read at once, so latency is measured on them.
+POLL_S = 0.05
+WATCH_PATH = "/etcdserverpb.Watch/Watch"
 
 
-class Watcher:
-    """One gRPC watcher of the prefix (a stand-in for an agent of the proxy or of etcd)."""
+def watch_request(start_revision: int) -> bytes:
+    """An encoded WatchRequest creating a watch of PREFIX from `start_revision` (0: now)."""
+    return bytes(
+        WatchRequest(
+            create_request=WatchCreateRequest(
+                key=PREFIX, range_end=prefix_range_end(PREFIX), start_revision=start_revision
+            )
+        ).SerializeToString()
+    )
 
-    def __init__(self, index: int, record: bool) -> None:
+
+class Watcher(asyncio.Protocol):
+    """One watcher of the prefix (a stand-in for an agent of the proxy or of etcd)."""
+
+    def __init__(self, index: int, record: bool, target: str) -> None:
         self.index = index
         self.record = record
+        self.polled = not record
+        self.target = target
         self.created = asyncio.Event()
+        self.failed: str | None = None
+        self.ended = 0  # watches the server ended; each was re-created
         self.first_revision = 0
         self.revision = 0
-        self.events = 0
+        self.responses = 0
         self.revs = array("q")
         self.times = array("d")
+        self.reader = H2WatchReader()
+        self.transport: asyncio.Transport | None = None
 
-    async def run(self, target: str) -> None:
-        """Watch `target` until cancelled, recording revisions."""
-        channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        stub: Any = WatchStub(channel)
+    async def connect(self) -> None:
+        """Open a connection and a watch from the revision after ours."""
+        host, port = self.target.rsplit(":", 1)
+        self.reader = H2WatchReader()
+        start = self.revision + 1 if self.created.is_set() else 0
+        hello = opening(self.target, WATCH_PATH, watch_request(start))
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(lambda: self, host, int(port))
+        self.transport = transport
+        self.transport.write(hello)
 
-        async def requests() -> AsyncIterator[Any]:
-            yield WatchRequest(
-                create_request=WatchCreateRequest(key=PREFIX, range_end=prefix_range_end(PREFIX))
-            )
-            await asyncio.Future()
-
+    def data_received(self, data: bytes) -> None:
+        """Record the revision the server's responses reached."""
+        now = time.monotonic()
         try:
-            async for resp in stub.Watch(requests()):
-                now = time.monotonic()
-                if resp.created:
-                    self.first_revision = resp.header.revision
-                    self.revision = resp.header.revision
+            msgs, reply = self.reader.feed(data)
+        except StreamEnded as e:
+            self._ended(str(e))
+            return
+        if reply and self.transport is not None:
+            self.transport.write(reply)
+        self.responses += len(msgs)
+        if self.polled and self.created.is_set() and self.transport is not None:
+            self.transport.pause_reading()  # until the next poll
+            # Revisions only grow: the last response says where we are.
+            msgs = msgs[-1:]
+        for msg in msgs:
+            resp = scan_watch_response(msg)
+            if resp.canceled:
+                self._ended("watch canceled")
+                return
+            if resp.created:
+                if not self.created.is_set():
+                    self.first_revision = self.revision = resp.revision
                     self.created.set()
-                    continue
-                if resp.events:
-                    self.events += len(resp.events)
-                    rev = max(ev.kv.mod_revision for ev in resp.events)
-                    self.revision = max(self.revision, rev)
-                    if self.record:
-                        self.revs.append(rev)
-                        self.times.append(now)
-        finally:
-            await channel.close()
+                continue
+            # An event response's header revision is the revision of its
+            # events (etcd sends one response per revision).
+            if resp.revision > self.revision:
+                self.revision = resp.revision
+                if self.record:
+                    self.revs.append(resp.revision)
+                    self.times.append(now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """A watch whose connection drops is re-created, as a client library would."""
+        if self.transport is not None:
+            self._ended(f"connection lost: {exc}")
+
+    def _ended(self, why: str) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.abort()
+        if not self.created.is_set():
+            self.failed = why
+            self.created.set()  # never leave the READY wait hanging
+            return
+        self.ended += 1
+        asyncio.get_running_loop().create_task(self.connect())
 
 
-def results(watchers: list[Watcher]) -> dict[str, Any]:
+async def poll(watchers: list[Watcher]) -> None:
+    """Let every polled watcher read once per POLL_S."""
+    while True:
+        await asyncio.sleep(POLL_S)
+        for w in watchers:
+            if w.polled and w.transport is not None:
+                w.transport.resume_reading()
+
+
+def results(watchers: list[Watcher], lag: LoopLag) -> dict[str, Any]:
     """The watchers' measurements, as JSON-ready data."""
     return {
         "agents": len(watchers),
-        "events": sum(w.events for w in watchers),
+        "responses": sum(w.responses for w in watchers),
+        "watches_ended": sum(w.ended for w in watchers),
         "final_revisions": [w.revision for w in watchers],
         "first_revisions": [w.first_revision for w in watchers],
         "samples": [{"revs": list(w.revs), "times": list(w.times)} for w in watchers if w.record],
+        "loop_lag": lag.results(),
     }
 
 
-def dump_and_exit(path: str, watchers: list[Watcher]) -> None:
-    """SIGTERM: write what we have and leave at once.  A watcher process that
-    fell behind would otherwise spend minutes draining gRPC before exiting."""
+def dump_and_exit(path: str, watchers: list[Watcher], lag: LoopLag) -> None:
+    """SIGTERM: write what we have and leave at once."""
     with open(path, "w") as f:
-        json.dump(results(watchers), f)
+        json.dump(results(watchers, lag), f)
     os._exit(0)
 
 
 async def main_async(ns: argparse.Namespace) -> None:
     """Run the watchers until SIGTERM and print their results."""
     loop = asyncio.get_running_loop()
-    watchers = [Watcher(i, i < ns.sample) for i in range(ns.count)]
-    loop.add_signal_handler(signal.SIGTERM, dump_and_exit, ns.out, watchers)
-    tasks = [asyncio.create_task(w.run(ns.target)) for w in watchers]
+    watchers = [Watcher(i, i < ns.sample, ns.target) for i in range(ns.count)]
+    lag = LoopLag()
+    loop.add_signal_handler(signal.SIGTERM, dump_and_exit, ns.out, watchers, lag)
+    for w in watchers:
+        for attempt in range(100):
+            try:
+                await w.connect()
+                break
+            except OSError:  # the server may still be starting
+                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
+        else:
+            raise SystemExit(f"cannot connect to {ns.target}")
     await asyncio.gather(*(w.created.wait() for w in watchers))
+    failed = [w.failed for w in watchers if w.failed]
+    if failed:
+        print(f"FAILED {len(failed)} watchers: {failed[0]}", flush=True)
+        return
+    lag.start()
+    poller = loop.create_task(poll(watchers))
     print("READY", flush=True)
     await report_progress(
         ns.out + ".progress", lambda: min((w.revision for w in watchers), default=0)
     )
-    del tasks  # never reached: the process leaves through dump_and_exit
+    del poller  # never reached: the process leaves through dump_and_exit
 
 
 def main() -> None:
@@ -111,6 +197,7 @@ def main() -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--sample", type=int, default=20)
     p.add_argument("--out", required=True)
+    raise_open_files(1_000_000)  # as far as the hard limit allows
     uvloop.run(main_async(p.parse_args()))
 
 

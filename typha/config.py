@@ -106,6 +106,12 @@ class ServeConfig:
     tls_reload_interval: float = 30.0
     # A leaf of a tiered fan-out: sync from these typha replicas, not etcd.
     upstream_typha: str = ""
+    # TLS to the upstream replicas: this leaf's client identity and the CA it
+    # trusts them by (all three, or none for plain TCP).
+    upstream_tls_cert_file: str = ""
+    upstream_tls_key_file: str = ""
+    upstream_tls_ca_file: str = ""
+    upstream_tls_server_name: str = ""
     batch_window: float = 0.005
     fanout_pacing: float = 1.0
     history_max_batches: int = 10_000
@@ -178,6 +184,14 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "",
         "H:P[,H:P...] of typha replicas to sync from instead of etcd (a leaf of a tiered "
         "fan-out; --etcd-endpoints is then not used)",
+    )
+    add("upstream-tls-cert-file", "", "TLS to --upstream-typha: this leaf's client certificate")
+    add("upstream-tls-key-file", "", "TLS to --upstream-typha: its private key")
+    add("upstream-tls-ca-file", "", "TLS to --upstream-typha: CA of the upstreams' certificates")
+    add(
+        "upstream-tls-server-name",
+        "",
+        "TLS to --upstream-typha: name the upstreams' certificates carry (default: the host)",
     )
     add("prefix", "/calico/", "datastore prefix to serve")
     add("listen", f"0.0.0.0:{DEFAULT_AGENT_PORT}", "agent port address H:P")
@@ -286,6 +300,14 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
     )
     if upstream:
         check_upstream(upstream)
+    up_tls = (ns.upstream_tls_cert_file, ns.upstream_tls_key_file, ns.upstream_tls_ca_file)
+    if any(up_tls) and not all(up_tls):
+        raise ConfigError(
+            "--upstream-tls-cert-file, --upstream-tls-key-file and --upstream-tls-ca-file "
+            "go together"
+        )
+    if (any(up_tls) or ns.upstream_tls_server_name) and not upstream:
+        raise ConfigError("upstream TLS options need --upstream-typha")
     prefix = ns.prefix if ns.prefix.endswith("/") else ns.prefix + "/"
     tls = (ns.tls_cert_file, ns.tls_key_file, ns.tls_ca_file)
     if any(tls) and not all(tls):
@@ -355,6 +377,10 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         registry_prefix=registry,
         rebalance_interval=0.0 if upstream else _num(ns, "rebalance-interval", float, 0.0),
         upstream_typha=upstream,
+        upstream_tls_cert_file=ns.upstream_tls_cert_file,
+        upstream_tls_key_file=ns.upstream_tls_key_file,
+        upstream_tls_ca_file=ns.upstream_tls_ca_file,
+        upstream_tls_server_name=ns.upstream_tls_server_name,
         rebalance_tolerance=_num(ns, "rebalance-tolerance", float, 0.0),
     )
 

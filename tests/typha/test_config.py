@@ -38,6 +38,9 @@ def test_defaults_and_env_and_flag_precedence() -> None:
         ["--etcd-endpoints", "h:1", "--log-format", "xml"],
         ["--upstream-typha", "root"],
         ["--upstream-typha", "root:5473,:5473"],
+        ["--upstream-typha", "r:1", "--upstream-tls-cert-file", "/c.pem"],
+        ["--upstream-typha", "r:1", "--upstream-tls-ca-file", "/ca.pem"],
+        ["--etcd-endpoints", "h:1", "--upstream-tls-server-name", "typha-root"],
     ],
 )
 def test_bad_config_is_a_clear_error(argv: list[str]) -> None:

@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from commands.demo.etcd import EmbeddedEtcd
+from tests.certs import CertAuthority, Issued
 from tests.cluster import put_items
 from tests.conftest import (
     Proc,
     free_port,
     http_json,
     http_text,
+    listening_ports,
     metric,
     start_felix_agent,
     start_typha,
@@ -82,3 +85,70 @@ def test_agents_on_a_leaf_follow_etcd_through_a_root_restart_without_a_snapshot(
     assert metric(root_metrics, "typha_snapshots_sent_total") == 0  # the leaf resumed
     assert metric(root_metrics, "typha_resumes_total") == 1
     assert leaf.popen.poll() is None
+
+
+def test_a_leaf_syncs_from_a_tls_root_with_its_own_identity_and_an_outsider_is_refused(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc], tmp_path: Path
+) -> None:
+    asyncio.run(put_items(etcd.endpoint, [(f"/calico/t/k{i}", b"{}") for i in range(20)]))
+    ca = CertAuthority(tmp_path)
+    root_cert = ca.issue(cn="typha-root", dns=("typha-root.local",))
+    root_port = free_port()
+    _, _, root_http = start_typha(
+        procs,
+        etcd,
+        "--tls-cert-file",
+        root_cert.cert_file,
+        "--tls-key-file",
+        root_cert.key_file,
+        "--tls-ca-file",
+        ca.ca_file,
+        "--tls-allowed-cns",
+        "typha-leaf",
+        agent_port=root_port,
+    )
+
+    def leaf_tls(identity: Issued) -> tuple[str, ...]:
+        return (
+            "--upstream-typha",
+            f"127.0.0.1:{root_port}",
+            "--upstream-tls-cert-file",
+            identity.cert_file,
+            "--upstream-tls-key-file",
+            identity.key_file,
+            "--upstream-tls-ca-file",
+            ca.ca_file,
+            "--upstream-tls-server-name",
+            "typha-root.local",
+        )
+
+    _, leaf_port, _ = start_typha(procs, None, *leaf_tls(ca.issue(cn="typha-leaf")))
+    _, agent = start_felix_agent(procs, f"127.0.0.1:{leaf_port}", "n0")
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{agent}/status")["digest"] == etcd_digest(etcd),
+        "an agent on the TLS leaf reaches etcd's state",
+    )
+
+    outsider = procs(
+        "typha",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        *leaf_tls(ca.issue(cn="mallory")),
+    )
+    _, outsider_http = listening_ports(
+        outsider, r"agents on 127\.0\.0\.1:(\d+), http on 127\.0\.0\.1:(\d+)", "outsider"
+    )
+    root_metrics = f"http://127.0.0.1:{root_http}/metrics"
+    wait_until(
+        lambda: (
+            metric(http_text(root_metrics), 'typha_protocol_errors_total{code="tls_forbidden"}')
+            >= 2
+        ),
+        "the root refuses the leaf it does not admit, repeatedly",
+    )
+    status = http_json(f"http://127.0.0.1:{outsider_http}/status")
+    assert status["datastore_status"] != "in_sync"
+    assert status["revision"] == 0  # it got nothing
