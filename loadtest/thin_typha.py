@@ -267,8 +267,8 @@ def main() -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--sample", type=int, default=20, help="connections recording per-frame times")
     p.add_argument("--out", required=True)
-    raise_open_files(1_000_000)  # as far as the hard limit allows
     ns = p.parse_args()
+    raise_open_files(ns.count + 64)
     results = uvloop.run(main_async(ns))
     with open(ns.out, "w") as f:
         json.dump(results, f)
