@@ -459,7 +459,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         # The CPU window runs until every agent has every write (or a limit,
         # if a system cannot keep up: then deliveries fall short and say so).
         drained = workers.wait_delivered(revs[-1], timeout=tier.drain_limit)
-        churn_end = time.monotonic()
+        window_end = time.monotonic()
         drain_s = time.monotonic() - (times[-1] if times else time.monotonic())
         cpu1, etcd1, gen1 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
         rss_after = rss_kib(server_pids[0])
@@ -481,7 +481,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         lat = latencies_ms(revs, times, merged(results, "samples"), firsts)
         # The load generator's own backlog over the churn and drain: while
         # its loops run timers on time, latency is the server's.
-        lag = loop_lag_ms(results, times[0] if times else 0.0, churn_end)
+        lag = loop_lag_ms(results, times[0] if times else 0.0, window_end)
         server_cpu = cpu1 - cpu0
         if name == "direct":  # the server *is* etcd
             server_cpu = etcd1 - etcd0

@@ -39,6 +39,7 @@ PREFIX = b"/calico/"
 # than 200.  Sampled watchers read at once, so latency is measured on them.
 POLL_S = 0.05
 WATCH_PATH = "/etcdserverpb.Watch/Watch"
+RECONNECTING: set[asyncio.Task[None]] = set()
 
 
 def watch_request(start_revision: int) -> bytes:
@@ -129,7 +130,21 @@ class Watcher(asyncio.Protocol):
             self.created.set()  # never leave the READY wait hanging
             return
         self.ended += 1
-        asyncio.get_running_loop().create_task(self.connect())
+        # The loop holds tasks weakly: keep the reconnect alive until done.
+        task = asyncio.get_running_loop().create_task(self.connect_retrying())
+        RECONNECTING.add(task)
+        task.add_done_callback(RECONNECTING.discard)
+
+    async def connect_retrying(self) -> None:
+        """connect(), retried while the server refuses (it may be starting);
+        raises SystemExit if it never answers."""
+        for attempt in range(100):
+            try:
+                await self.connect()
+                return
+            except OSError:
+                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
+        raise SystemExit(f"cannot connect to {self.target}")
 
 
 async def poll(watchers: list[Watcher]) -> None:
@@ -173,14 +188,7 @@ async def main_async(ns: argparse.Namespace) -> None:
     lag = LoopLag()
     loop.add_signal_handler(signal.SIGTERM, dump_and_exit, ns.out, watchers, lag)
     for w in watchers:
-        for attempt in range(100):
-            try:
-                await w.connect()
-                break
-            except OSError:  # the server may still be starting
-                await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
-        else:
-            raise SystemExit(f"cannot connect to {ns.target}")
+        await w.connect_retrying()
     await asyncio.gather(*(w.created.wait() for w in watchers))
     failed = [w.failed for w in watchers if w.failed]
     if failed:
