@@ -17,6 +17,7 @@ from calico_model.errors import InvalidValue
 from calico_model.validation import validate
 from commands.limits import raise_open_files
 from commands.version import package_version
+from commands.wait_applied import DEFAULT_ENDPOINTS, wait_applied
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus
 from syncproto.errors import ConfigError as ProtoConfigError
@@ -123,6 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_check = sub.add_parser("check-values", help="validate JSON lines {key, value} as served")
     p_check.add_argument("file", nargs="?", default="-", help="JSON lines (- = stdin)")
     p_check.add_argument("--prefix", default="/calico/", help="the served key prefix")
+    p_wait = sub.add_parser(
+        "wait-applied", help="wait until every connected agent's dataplane applied a revision"
+    )
+    p_wait.add_argument("--revision", type=int, required=True, help="etcd revision to wait for")
+    p_wait.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up")
+    p_wait.add_argument(
+        "--endpoints",
+        default=os.environ.get("TYPHA_ENDPOINTS", DEFAULT_ENDPOINTS),
+        help="the replicas' HTTP side ports, H:P[,H:P...]; each name is resolved to all of "
+        "its addresses [env TYPHA_ENDPOINTS]",
+    )
     # Imported here: `typha serve` need not load the demo (and with it the agent).
     from commands.demo.run import add_demo_arguments
 
@@ -131,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command == "check-values":
         return check_values(ns.file, ns.prefix)
     try:
+        if ns.command == "wait-applied":
+            if ns.revision < 0 or ns.timeout < 0:
+                raise ConfigError("--revision and --timeout must not be negative")
+            return uvloop.run(wait_applied(ns.revision, ns.endpoints, ns.timeout))
         if ns.command == "serve":
             config = serve_config(ns)
             configure_logging(config.log_level, config.log_format)

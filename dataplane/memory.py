@@ -4,6 +4,8 @@ computation."""
 
 from __future__ import annotations
 
+import time
+
 from dataplane.batch import (
     ChainKey,
     DataplaneBatch,
@@ -61,3 +63,18 @@ class MemoryDataplane:
     def acl_rules(self) -> int:
         """Rules over every chain."""
         return sum(len(c) for c in self.chains.values())
+
+
+class SlowMemoryDataplane(MemoryDataplane):
+    """The memory driver taking `delay` seconds per batch, blocking, as a slow
+    kernel would: for testing what waits on an agent's dataplane (convergence
+    reports, readiness).  Never for production."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def apply(self, batch: DataplaneBatch) -> None:
+        """Wait `delay` seconds, then apply `batch`."""
+        time.sleep(self.delay)
+        super().apply(batch)

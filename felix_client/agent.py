@@ -28,6 +28,7 @@ from calico_model.keys import DEFAULT_PREFIX
 from dataplane import MemoryDataplane
 from dataplane.batch import DataplaneBatch
 from dataplane.linux.driver import LinuxDataplane
+from dataplane.memory import SlowMemoryDataplane
 from felix_client.calc import Calculator
 from felix_client.client import ClientStats, SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
@@ -131,6 +132,7 @@ class Agent:
             self.dataplane.apply(batch)
         self._failing = False
         self.applied_revision = revision
+        self.client.report_applied(revision)
         if complete:
             self._programmed = True
         self.apply_time.observe(time.perf_counter() - started)
@@ -327,6 +329,8 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
         return LinuxDataplane(
             netns=config.dataplane_netns or None, node=config.node, failsafes=config.failsafes
         )
+    if config.dataplane_delay > 0:
+        return SlowMemoryDataplane(config.dataplane_delay)
     return MemoryDataplane()
 
 

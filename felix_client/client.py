@@ -65,6 +65,7 @@ class ClientStats(SessionStats):
     internal_errors: int = 0
     stale_upstream_moves: int = 0
     bytes_received: int = 0
+    applied_reports: int = 0  # APPLIED frames sent
     ping_rtt: Histogram = field(default_factory=Histogram)
 
 
@@ -101,8 +102,17 @@ class SyncClient:
         replica: Replica | None = None,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
+        applied_interval: float = 0.25,
     ) -> None:
         self._rng = rng or random.Random()
+        # APPLIED reports: the highest revision the caller's dataplane
+        # applied, what this connection has been told, and when.
+        self._applied_interval = applied_interval
+        self._applied = 0
+        self._applied_sent = 0
+        self._applied_sent_at = -1e9
+        self._applied_timer: asyncio.TimerHandle | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self._resolver = resolver or resolve_all
         self._rotation = AddressRotation(parse_addresses(addresses), self._rng)
         self.node = node
@@ -184,6 +194,35 @@ class SyncClient:
         moved), in the event loop; it must not block."""
         self._listeners.append(listener)
 
+    def report_applied(self, revision: int) -> None:
+        """Tell the serving replica that the dataplane has applied every change
+        up to `revision`.  Call it after each applied batch: reports are
+        coalesced to at most one frame per `applied_interval` (the first after a
+        quiet spell goes at once), repeated to each new replica after a
+        reconnect, and sent only to replicas that take them."""
+        if revision <= self._applied:
+            return
+        self._applied = revision
+        self._schedule_applied()
+
+    def _schedule_applied(self) -> None:
+        if self._applied_timer is not None or self._applied <= self._applied_sent:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._applied_sent_at + self._applied_interval - loop.time())
+        self._applied_timer = loop.call_later(delay, self._send_applied)
+
+    def _send_applied(self) -> None:
+        self._applied_timer = None
+        session, writer = self._session, self._writer
+        if session is None or writer is None or writer.is_closing() or session.closed:
+            return
+        if self._applied > self._applied_sent and session.core.send_applied(self._applied):
+            self._applied_sent = self._applied
+            self._applied_sent_at = asyncio.get_running_loop().time()
+            self.stats.applied_reports += 1
+            writer.write(session.data_to_send())
+
     async def wait_in_sync(self) -> None:
         """Wait until the replica holds a complete, verified state.  Bound it
         with `asyncio.timeout()` if you must.  Raises NotConnected if the
@@ -210,6 +249,9 @@ class SyncClient:
     async def close(self) -> None:
         """Stop for good: disconnect, and wake every `wait_in_sync()` with
         NotConnected."""
+        if self._applied_timer is not None:
+            self._applied_timer.cancel()
+            self._applied_timer = None
         self._closed = True
         self._closed_event.set()
         if self._task is not None:
@@ -324,6 +366,8 @@ class SyncClient:
             on_applied=self._deliver,
             stats=self.stats,
         )
+        self._writer = writer
+        self._applied_sent = 0  # a new replica has been told nothing
         try:
             writer.write(session.data_to_send())
             self.stats.connects += 1
@@ -348,6 +392,8 @@ class SyncClient:
                         if session.core.rtt_samples != pongs and session.core.last_rtt is not None:
                             self.stats.ping_rtt.observe(session.core.last_rtt)
                         self._check_sync(session)
+                        if session.connected and self._applied > self._applied_sent:
+                            self._schedule_applied()
                     deadline = session.next_deadline()
                     if deadline is not None and now >= deadline:
                         try:
@@ -366,6 +412,7 @@ class SyncClient:
                     "%s: server %s said goodbye: %s %s", self.node, self.server, g.reason, g.detail
                 )
         finally:
+            self._writer = None
             out = session.data_to_send()
             if out and not writer.is_closing():
                 writer.write(out)

@@ -43,6 +43,7 @@ class AgentConfig:
     prefix: str = DEFAULT_PREFIX
     dataplane: DataplaneKind = DataplaneKind.MEMORY
     dataplane_netns: str = ""
+    dataplane_delay: float = 0.0  # testing: seconds each memory-dataplane batch takes
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
     log_level: str = "INFO"
@@ -112,6 +113,12 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "seconds a replica may report the datastore lost before the agent moves away",
     )
     add(
+        "dataplane-delay",
+        "0",
+        "testing only: seconds each batch of the memory dataplane takes (blocking), "
+        "to watch convergence wait for a slow node",
+    )
+    add(
         "max-snapshot-bytes",
         str(1 << 30),
         "largest snapshot accepted (keys + values); a larger one is refused",
@@ -141,12 +148,15 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         resync = float(ns.resync_interval)
         summary = float(ns.log_summary_interval)
         tls_reload = float(ns.tls_reload_interval)
+        delay = float(ns.dataplane_delay)
     except ValueError as exc:
         raise ConfigError(f"bad number: {exc}") from None
     if summary < 0:
         raise ConfigError("--log-summary-interval: must be at least 0")
     if tls_reload < 0:
         raise ConfigError("--tls-reload-interval: must be at least 0")
+    if delay < 0 or (delay and ns.dataplane != DataplaneKind.MEMORY.value):
+        raise ConfigError("--dataplane-delay: at least 0, and only with --dataplane memory")
     try:
         log_format = LogFormat(ns.log_format.lower())
     except ValueError:
@@ -166,6 +176,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         prefix=normalise_prefix(ns.prefix),
         dataplane=DataplaneKind(ns.dataplane),
         dataplane_netns=ns.dataplane_netns,
+        dataplane_delay=delay,
         resync_interval=resync,
         failsafes=failsafes,
         log_level=ns.log_level,

@@ -19,10 +19,12 @@ from syncproto.frames import (
     encode_frame,
 )
 from syncproto.messages import (
+    CAP_APPLIED,
     CAP_DATASTORE_STATUS,
     CAP_RESUME,
     CAP_ZSTD,
     PROTOCOL_VERSION,
+    Applied,
     ClientHello,
     Codec,
     DatastoreStatusMsg,
@@ -39,6 +41,7 @@ from syncproto.messages import (
 from syncproto.vocabulary import CloseReason, DatastoreStatus, SyncMode
 
 __all__ = [
+    "CAP_APPLIED",
     "CAP_DATASTORE_STATUS",
     "CAP_RESUME",
     "CAP_ZSTD",
@@ -47,6 +50,7 @@ __all__ = [
     "HEADER_SIZE",
     "PROTOCOL_VERSION",
     "SERVER_CAPS",
+    "Applied",
     "ClientConnection",
     "ClientHello",
     "CloseReason",

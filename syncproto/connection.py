@@ -30,10 +30,12 @@ from syncproto.errors import (
 )
 from syncproto.frames import DEFAULT_MAX_FRAME, FrameDecoder
 from syncproto.messages import (
+    CAP_APPLIED,
     CAP_DATASTORE_STATUS,
     CAP_RESUME,
     CAP_ZSTD,
     PROTOCOL_VERSION,
+    Applied,
     ClientHello,
     Codec,
     DatastoreStatusMsg,
@@ -49,8 +51,8 @@ from syncproto.messages import (
 )
 from syncproto.vocabulary import CloseReason, SyncMode
 
-SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS})
-CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS})
+SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS, CAP_APPLIED})
+CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS, CAP_APPLIED})
 
 
 class State(Enum):
@@ -264,8 +266,28 @@ class ServerConnection(_Core):
         self._server_id = server_id
         self._our_caps = caps
         self.hello: ClientHello | None = None
+        # The highest revision the client's dataplane reported applied (0:
+        # none yet), and whether that changed since take_applied().
+        self.applied_revision = 0
+        self._applied_changed = False
+
+    def take_applied(self) -> int | None:
+        """The client's applied revision if it reported a higher one since
+        the last call, else None."""
+        if not self._applied_changed:
+            return None
+        self._applied_changed = False
+        return self.applied_revision
 
     def _check(self, msg: Message) -> None:
+        if self.state is State.OPEN and isinstance(msg, Applied):
+            if CAP_APPLIED not in self.caps:
+                raise MalformedMessage("APPLIED without the capability")
+            # Reports may cross on the wire with nothing lost: keep the highest.
+            if msg.revision > self.applied_revision:
+                self.applied_revision = msg.revision
+                self._applied_changed = True
+            return
         if self.state is State.HANDSHAKE:
             if not isinstance(msg, ClientHello):
                 raise HandshakeError(f"expected CLIENT_HELLO, got {type(msg).__name__}")
@@ -357,6 +379,15 @@ class ClientConnection(_Core):
                 client=client,
             )
         )
+
+    def send_applied(self, revision: int) -> bool:
+        """Queue an APPLIED report of `revision` if the server takes them
+        (advertised CAP_APPLIED) and the connection is open; True if queued.
+        The caller decides how often: at most once per reporting interval."""
+        if self.state is not State.OPEN or CAP_APPLIED not in self.caps:
+            return False
+        self._send(Applied(revision))
+        return True
 
     def _check(self, msg: Message) -> None:
         if self.state is State.HANDSHAKE:

@@ -39,6 +39,7 @@ class MsgType(IntEnum):
     PONG = 8
     GOODBYE = 9
     DATASTORE_STATUS = 10
+    APPLIED = 11
 
 
 _TYPES = frozenset(int(t) for t in MsgType)

@@ -21,6 +21,7 @@ PROTOCOL_VERSION = 1
 CAP_ZSTD = "zstd"
 CAP_RESUME = "resume"
 CAP_DATASTORE_STATUS = "datastore_status"
+CAP_APPLIED = "applied"
 
 
 Update = tuple[str, bytes | None]
@@ -178,6 +179,15 @@ class DatastoreStatusMsg:
     status: DatastoreStatus
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """APPLIED (client to server): the client's dataplane has applied every
+    change up to `revision`.  Sent only to servers that advertised
+    CAP_APPLIED, at most once per reporting interval."""
+
+    revision: int
+
+
 Message = (
     ClientHello
     | ServerHello
@@ -189,6 +199,7 @@ Message = (
     | Pong
     | Goodbye
     | DatastoreStatusMsg
+    | Applied
 )
 
 
@@ -312,6 +323,9 @@ def _to_wire(msg: Message) -> tuple[MsgType, int, bytes]:
             return MsgType.GOODBYE, 0, pack({"reason": msg.reason, "detail": msg.detail})
         case DatastoreStatusMsg():
             return MsgType.DATASTORE_STATUS, 0, pack({"status": msg.status.value})
+        case Applied():
+            # The revision travels in the header; the body is an empty map.
+            return MsgType.APPLIED, msg.revision, pack({})
     raise TypeError(f"not a message: {msg!r}")  # pragma: no cover
 
 
@@ -360,6 +374,8 @@ def _from_wire(mtype: MsgType, revision: int, obj: Any) -> Message:
         return Ping(_field(d, "token", int, what))
     if mtype is MsgType.PONG:
         return Pong(_field(d, "token", int, what))
+    if mtype is MsgType.APPLIED:
+        return Applied(revision)
     if mtype is MsgType.DATASTORE_STATUS:
         raw = _field(d, "status", str, what)
         try:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from snapshot import HistoryUnavailable, SnapshotCache
 from snapshot.digest import format_digest, parse_digest
 from syncproto.connection import Limits, ServerConnection, State
-from syncproto.messages import CAP_RESUME, CAP_ZSTD, ClientHello, Progress
+from syncproto.errors import MalformedMessage
+from syncproto.messages import CAP_RESUME, CAP_ZSTD, Applied, ClientHello, Progress
 from syncproto.vocabulary import CloseReason, SyncMode
 
 
@@ -116,8 +117,21 @@ class ServerStream:
         reason is queued)."""
         hello = False
         for msg in self.core.receive_data(data, now):
+            if isinstance(msg, Applied):
+                self._check_applied(msg.revision)
             hello = hello or isinstance(msg, ClientHello)
         return hello
+
+    def _check_applied(self, revision: int) -> None:
+        # Nobody can have applied a revision that neither we nor the replica
+        # it came from has reached: such a report would make convergence
+        # look complete before it is.
+        core = self.core
+        held = core.hello.revision if core.hello is not None else 0
+        if revision > max(held, self._history.revision):
+            detail = f"APPLIED {revision} is past revision {self._history.revision}"
+            core.close(CloseReason.MALFORMED, detail)
+            raise MalformedMessage(detail)
 
     def start(self, now: float, *, ready: bool, status_frame: bytes) -> bool:
         """Answer the hello: resume where the client's revision and digest

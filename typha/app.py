@@ -27,6 +27,7 @@ from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.source_check import SourceCheck
 from typha.datastore.syncer import Syncer
 from typha.errors import ConfigError
+from typha.fanout.convergence import ConvergenceTracker
 from typha.fanout.rebalance import Rebalancer
 from typha.fanout.server import AgentServer, ServerLimits
 from typha.http import build_http_app
@@ -127,6 +128,15 @@ class TyphaApp:
     def ready(self) -> bool:
         """/readyz: serving a complete state that follows the datastore."""
         return self.readiness() is Readiness.SERVING
+
+    def convergence(self, revision: int | None) -> dict[str, Any]:
+        """The server's `/convergence` object for `revision` (None: the
+        current one): how many connected agents have applied it."""
+        rev = self.cache.revision if revision is None else revision
+        server = self.server
+        if server is None:
+            return ConvergenceTracker().report(rev, 0.0)
+        return server.convergence.report(rev, server.now())
 
     def status(self) -> dict[str, Any]:
         """The server's `/status` object."""

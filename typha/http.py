@@ -1,4 +1,4 @@
-"""The HTTP side port: /livez, /readyz, /status, /metrics."""
+"""The HTTP side port: /livez, /readyz, /status, /convergence, /metrics."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ class Observable(Protocol):
         """The JSON object served at /status."""
         ...
 
+    def convergence(self, revision: int | None) -> dict[str, Any]:
+        """The JSON object served at /convergence (None: the current revision)."""
+        ...
+
 
 def json_response(obj: object, status: int = 200) -> web.Response:
     """`obj` as a JSON response (orjson)."""
@@ -41,6 +45,21 @@ def build_http_app(app: Observable) -> web.Application:
     async def status(_: web.Request) -> web.Response:
         return json_response(app.status())
 
+    async def convergence(request: web.Request) -> web.Response:
+        raw = request.query.get("revision")
+        revision: int | None = None
+        if raw is not None:
+            try:
+                revision = int(raw)
+            except ValueError:
+                revision = -1
+            if revision < 0:
+                return json_response(
+                    {"error": f"revision must be a non-negative integer, got {raw[:40]!r}"},
+                    status=400,
+                )
+        return json_response(app.convergence(revision))
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(app.registry),
@@ -51,5 +70,6 @@ def build_http_app(app: Observable) -> web.Application:
     web_app.router.add_get("/livez", livez)
     web_app.router.add_get("/readyz", readyz)
     web_app.router.add_get("/status", status)
+    web_app.router.add_get("/convergence", convergence)
     web_app.router.add_get("/metrics", metrics)
     return web_app

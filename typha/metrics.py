@@ -193,9 +193,19 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
         lambda a: len(a.server.tls_pending) if a.server else 0,
     ),
     ("typha_draining", "1 while shutting down", lambda a: bool(a.server and a.server.draining)),
+    (
+        "typha_agents_applied_head",
+        "connected agents whose dataplane reports this replica's current revision applied",
+        lambda a: a.server.convergence.at_least(a.cache.revision) if a.server else 0,
+    ),
 ]
 
 SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
+    (
+        "typha_applied_reports",
+        "agents' reports of a higher applied revision",
+        lambda a: a.server.convergence.reports if a.server else 0,
+    ),
     ("typha_connections_accepted", "agent connections accepted", lambda a: _st(a).accepted),
     (
         "typha_connections_refused",
@@ -274,6 +284,11 @@ HISTOGRAMS: list[tuple[str, str, Callable[[ServerStats], Histogram]]] = [
         "typha_ping_rtt_seconds",
         "round trip of the server's pings to its agents",
         lambda st: st.ping_rtt,
+    ),
+    (
+        "typha_applied_latency_seconds",
+        "revision first seen by this replica to an agent reporting its dataplane applied it",
+        lambda st: st.applied_latency,
     ),
 ]
 

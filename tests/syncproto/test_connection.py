@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from syncproto import (
+    CAP_APPLIED,
+    Applied,
     ClientConnection,
     ClientHello,
     Codec,
@@ -42,7 +44,9 @@ def handshake() -> tuple[ServerConnection, ClientConnection]:
 
 def test_capabilities_are_the_intersection() -> None:
     server, client = handshake()
-    assert server.caps == client.caps == frozenset({"zstd", "resume", "datastore_status"})
+    assert (
+        server.caps == client.caps == frozenset({"zstd", "resume", "datastore_status", "applied"})
+    )
     old = ServerConnection(server_id="s", now=0.0, caps=frozenset({"zstd"}))
     old.receive_data(pipe(ClientConnection(node="n", now=0.0)), 0.0)
     assert old.caps == frozenset({"zstd"})  # never more than both offered
@@ -211,3 +215,49 @@ def test_a_pong_gives_the_round_trip_of_the_latest_ping_even_after_other_frames(
     # A stray pong (no ping outstanding) is not a sample.
     server.receive_data(pong, 11.0)
     assert server.rtt_samples == 1
+
+
+def test_applied_reports_reach_the_server_highest_first_and_once() -> None:
+    server, client = handshake()
+    assert client.send_applied(5)
+    assert client.send_applied(9)
+    assert client.send_applied(7)  # crossed on the wire with 9: 9 stands
+    msgs = server.receive_data(pipe(client), 0.0)
+    assert msgs == [Applied(5), Applied(9), Applied(7)]
+    assert server.take_applied() == 9
+    assert server.take_applied() is None  # nothing new since
+    assert server.applied_revision == 9
+
+
+def test_applied_is_not_sent_to_a_server_without_the_capability() -> None:
+    old = ServerConnection(server_id="s", now=0.0, caps=frozenset({"zstd"}))
+    client = ClientConnection(node="n", now=0.0)
+    old.receive_data(pipe(client), 0.0)
+    old.accept()
+    client.receive_data(pipe(old), 0.0)
+    assert CAP_APPLIED not in client.caps
+    assert client.send_applied(3) is False
+    assert pipe(client) == b""
+
+
+def test_applied_without_the_capability_is_a_protocol_error() -> None:
+    old = ServerConnection(server_id="s", now=0.0, caps=frozenset({"zstd"}))
+    old.receive_data(pipe(ClientConnection(node="n", now=0.0)), 0.0)
+    old.accept()
+    with pytest.raises(MalformedMessage, match="APPLIED without the capability"):
+        old.receive_data(codec.encode(Applied(3)), 0.0)
+    assert old.close_reason is CloseReason.MALFORMED
+
+
+def test_applied_from_the_server_is_refused_by_the_client() -> None:
+    _, client = handshake()
+    with pytest.raises(MalformedMessage):
+        client.receive_data(codec.encode(Applied(3)), 0.0)
+
+
+def test_applied_before_the_handshake_is_refused() -> None:
+    client = ClientConnection(node="n", now=0.0)
+    assert client.send_applied(1) is False  # not open yet
+    server = ServerConnection(server_id="s", now=0.0)
+    with pytest.raises(HandshakeError):
+        server.receive_data(codec.encode(Applied(1)), 0.0)

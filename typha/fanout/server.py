@@ -26,6 +26,7 @@ from typing import cast
 
 from snapshot import HistoryUnavailable, SnapshotCache
 from syncproto import (
+    CAP_APPLIED,
     CloseReason,
     Codec,
     DatastoreStatus,
@@ -38,6 +39,7 @@ from syncproto.ratelimit import RateLimitedLog
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
 from syncproto.tls import PeerPolicy
 from typha.fanout.connlog import ConnectionLog
+from typha.fanout.convergence import ConvergenceTracker
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class ServerStats(StreamStats):
     # Hello answered with a snapshot -> its last frame handed to the transport.
     snapshot_send: Histogram = field(default_factory=Histogram)
     ping_rtt: Histogram = field(default_factory=Histogram)
+    # Revision first seen here -> an agent's report that its dataplane applied it.
+    applied_latency: Histogram = field(default_factory=Histogram)
 
 
 class AgentProtocol(asyncio.Protocol):
@@ -128,6 +132,9 @@ class AgentProtocol(asyncio.Protocol):
             return
         if core.rtt_samples != pongs and core.last_rtt is not None:
             server.stats.ping_rtt.observe(core.last_rtt)
+        applied = core.take_applied()
+        if applied is not None and stream.streaming:
+            server.applied(self, applied)
         if hello:
             try:
                 server.hello(self)
@@ -306,6 +313,7 @@ class AgentServer:
         self._loop = asyncio.get_running_loop()
         self.draining = False
         self.stats = ServerStats()
+        self.convergence = ConvergenceTracker()
         self.rl = RateLimitedLog(log)
         self.connlog = ConnectionLog(log, self.now)
         # (deadline, tie-breaker, connection); an entry is stale when the
@@ -464,6 +472,8 @@ class AgentServer:
             self._waiting.discard(conn)
             self.stats.closed[reason] += 1
             stream = conn.stream
+            if stream is not None and stream.streaming:
+                self.convergence.disconnected(conn.node, self.now())
             sent = stream.core.bytes_sent if stream is not None else 0
             self.connlog.info(
                 "agent %s from %s closed: %s after %.1fs, %d bytes sent",
@@ -485,6 +495,7 @@ class AgentServer:
             self._waiting.discard(conn)
             if was_waiting and stream.streaming:
                 self._log_start(conn, stream)
+                self.convergence.connected(conn.node, reports=CAP_APPLIED in stream.core.caps)
             conn.flush()
         else:
             self._waiting.add(conn)  # asked again after the next batch or deadline
@@ -516,10 +527,17 @@ class AgentServer:
 
     # -- fan-out -------------------------------------------------------------
 
+    def applied(self, conn: AgentProtocol, revision: int) -> None:
+        """`conn`'s agent reports its dataplane applied `revision`."""
+        waited = self.convergence.applied(conn.node, revision, self.now())
+        if waited is not None:
+            self.stats.applied_latency.observe(waited)
+
     def notify(self) -> None:
         """The cache changed.  Batches arriving before the next pass are
         coalesced into it (and so into one write per client); the next pass
         waits `pacing` times the last pass's duration after it ended."""
+        self.convergence.visible(self.cache.revision, self.now())
         if not self._fanout_scheduled:
             self._fanout_scheduled = True
             delay = self._next_pass_at - self._loop.time()

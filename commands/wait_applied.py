@@ -1,0 +1,147 @@
+"""`typha wait-applied`: wait until every connected agent's dataplane has
+applied a revision, asking every replica's side port.
+
+    typha wait-applied --revision R [--timeout S] [--endpoints H:P,...]
+
+Each endpoint name is resolved to all of its addresses (a headless Service
+gives one per replica), every address is asked `GET /convergence?revision=R`,
+and the answers are summed.  Exit 0 once every connected agent has applied R;
+1 on timeout, listing the agents still behind and the replicas that did not
+answer.  One JSON object with the last sums is printed on stdout either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from typha.errors import ConfigError
+
+DEFAULT_ENDPOINTS = "127.0.0.1:9098"
+
+
+@dataclass
+class Sums:
+    """The replicas' answers, summed."""
+
+    revision: int
+    agents: int = 0
+    applied: int = 0
+    lagging: list[dict[str, Any]] = field(default_factory=list)
+    not_reporting: list[str] = field(default_factory=list)
+    disconnected: list[dict[str, Any]] = field(default_factory=list)
+    replicas: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """Every connected agent applied the revision, and every replica answered."""
+        return bool(self.replicas) and not self.unreachable and self.applied == self.agents
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary printed on stdout."""
+        connected = {x["node"] for x in self.lagging}
+        return {
+            "revision": self.revision,
+            "agents": self.agents,
+            "applied": self.applied,
+            "lagging": sorted(self.lagging, key=lambda x: x["applied_revision"])[:10],
+            "not_reporting": sorted(self.not_reporting)[:10],
+            # An agent that left one replica for another is connected there.
+            "disconnected": [x for x in self.disconnected if x["node"] not in connected][:10],
+            "replicas": self.replicas,
+            "unreachable": self.unreachable,
+            "converged": self.done,
+        }
+
+
+def parse_endpoints(text: str) -> list[tuple[str, int]]:
+    """`--endpoints`: H:P[,H:P...]; raises ConfigError naming a bad item."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--endpoints: {item!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+async def resolve(endpoints: list[tuple[str, int]]) -> list[str]:
+    """Every address of every endpoint, as URL authorities."""
+    loop = asyncio.get_running_loop()
+    found: list[str] = []
+    for host, port in endpoints:
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            found.append(f"{host}:{port}")  # reported unreachable when asked
+            continue
+        for family, *_, addr in infos:
+            ip = str(addr[0])
+            where = f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+            if where not in found:
+                found.append(where)
+    return found
+
+
+async def ask_all(session: aiohttp.ClientSession, replicas: list[str], revision: int) -> Sums:
+    """Ask every replica once and sum the answers."""
+
+    async def ask(where: str) -> dict[str, Any] | None:
+        try:
+            url = f"http://{where}/convergence?revision={revision}"
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                if resp.status != 200:
+                    return None
+                answer = orjson.loads(await resp.read())
+                return answer if isinstance(answer, dict) else None
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return None
+
+    sums = Sums(revision)
+    for where, answer in zip(replicas, await asyncio.gather(*map(ask, replicas)), strict=True):
+        if answer is None:
+            sums.unreachable.append(where)
+            continue
+        sums.replicas.append(where)
+        sums.agents += int(answer.get("agents", 0))
+        sums.applied += int(answer.get("applied", 0))
+        sums.lagging += answer.get("lagging", [])
+        sums.not_reporting += answer.get("not_reporting", [])
+        sums.disconnected += answer.get("disconnected", [])
+    return sums
+
+
+async def wait_applied(revision: int, endpoints: str, limit: float, interval: float = 0.2) -> int:
+    """Poll until converged (0) or `limit` seconds have passed (1); prints the
+    last sums.  The last poll always completes: its answer is the report."""
+    targets = parse_endpoints(endpoints)
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as session:
+        while True:
+            sums = await ask_all(session, await resolve(targets), revision)
+            if sums.done or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(interval)
+    print(orjson.dumps(sums.as_json()).decode())
+    if sums.done:
+        print(
+            f"typha: revision {revision} applied on {sums.applied} of {sums.agents} agents",
+            file=sys.stderr,
+        )
+        return 0
+    behind = ", ".join(f"{x['node']} at {x['applied_revision']}" for x in sums.as_json()["lagging"])
+    print(
+        f"typha: timed out: revision {revision} applied on {sums.applied} of {sums.agents} "
+        f"agents; behind: {behind or 'none'}; unreachable replicas: "
+        f"{', '.join(sums.unreachable) or 'none'}",
+        file=sys.stderr,
+    )
+    return 1

@@ -1,0 +1,74 @@
+"""The convergence tracker: counts, the furthest behind, disconnections."""
+
+from __future__ import annotations
+
+from typha.fanout.convergence import LAGGING_SHOWN, ConvergenceTracker
+
+
+def test_counts_and_the_furthest_behind() -> None:
+    t = ConvergenceTracker()
+    for i in range(15):
+        t.connected(f"n{i:02}", reports=True)
+        t.applied(f"n{i:02}", 100 + i, 0.0)
+    r = t.report(110, 0.0)
+    assert (r["agents"], r["applied"]) == (15, 5)  # n10..n14
+    assert len(r["lagging"]) == LAGGING_SHOWN
+    assert r["lagging"][0] == {"node": "n00", "applied_revision": 100}
+    assert [x["applied_revision"] for x in r["lagging"]] == sorted(
+        x["applied_revision"] for x in r["lagging"]
+    )
+    assert t.report(100, 0.0)["applied"] == 15
+    assert t.report(115, 0.0)["applied"] == 0
+
+
+def test_reports_only_move_forward() -> None:
+    t = ConvergenceTracker()
+    t.connected("a", reports=True)
+    assert t.applied("a", 50, 0.0) is None  # no visibility time known
+    t.applied("a", 40, 0.0)  # a stale report changes nothing
+    assert t.at_least(50) == 1
+    assert t.reports == 1
+
+
+def test_latency_from_when_the_revision_was_seen() -> None:
+    t = ConvergenceTracker()
+    t.visible(10, 1.0)
+    t.visible(20, 2.0)
+    t.connected("a", reports=True)
+    waited = t.applied("a", 15, 2.5)  # 15 first visible with 20 at 2.0
+    assert waited == 0.5
+
+
+def test_a_disconnected_agent_is_reported_as_such_until_forgotten() -> None:
+    t = ConvergenceTracker(forget_after=60.0)
+    t.connected("a", reports=True)
+    t.connected("b", reports=True)
+    t.applied("a", 7, 0.0)
+    t.disconnected("a", 10.0)
+    r = t.report(7, 20.0)
+    assert (r["agents"], r["applied"]) == (1, 0)
+    assert r["disconnected"] == [{"node": "a", "applied_revision": 7, "disconnected_s": 10.0}]
+    assert r["disconnected_count"] == 1
+    assert t.report(7, 71.0)["disconnected_count"] == 0
+
+
+def test_a_node_that_comes_back_is_connected_again() -> None:
+    t = ConvergenceTracker()
+    t.connected("a", reports=True)
+    t.connected("a", reports=True)  # a new connection before the old one closed
+    t.disconnected("a", 1.0)
+    assert t.report(0, 1.0)["agents"] == 1  # still connected once
+    t.disconnected("a", 2.0)
+    t.connected("a", reports=True)
+    r = t.report(0, 3.0)
+    assert (r["agents"], r["disconnected_count"]) == (1, 0)
+
+
+def test_agents_that_cannot_report_count_but_never_as_applied() -> None:
+    t = ConvergenceTracker()
+    t.connected("old", reports=False)
+    t.connected("new", reports=True)
+    t.applied("new", 5, 0.0)
+    r = t.report(5, 0.0)
+    assert (r["agents"], r["applied"]) == (2, 1)
+    assert r["not_reporting"] == ["old"]
