@@ -19,7 +19,7 @@ from syncproto import (
     SyncMode,
 )
 from syncproto.encoding import FrameEncoder
-from syncproto.errors import ConnectionTimeout
+from syncproto.errors import ConnectionTimeout, MalformedMessage
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
 
 LIMITS = Limits(ping_interval=10.0, idle_timeout=60.0, pong_timeout=10.0)
@@ -287,3 +287,17 @@ def test_a_client_one_batch_behind_gets_the_shared_batch_frame() -> None:
     out = drain(stream)
     assert cache.batches_after(cache.seq - 1)[0].frame in out
     assert cache.stats.catch_ups_encoded == 0
+
+
+def test_an_applied_report_past_every_known_revision_is_refused() -> None:
+    cache = cache_with(3)
+    stream, client, _ = connect(cache)
+    assert start(stream)
+    client.receive_data(drain(stream), 0.0)
+    assert client.send_applied(cache.revision)  # what it holds: fine
+    stream.receive_data(b"".join(client.data_to_send()), 0.0)
+    assert stream.core.take_applied() == cache.revision
+    assert client.send_applied(cache.revision + 1)  # a change that does not exist yet
+    with pytest.raises(MalformedMessage, match="past revision"):
+        stream.receive_data(b"".join(client.data_to_send()), 0.0)
+    assert stream.core.close_reason is CloseReason.MALFORMED
