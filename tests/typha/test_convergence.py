@@ -33,6 +33,20 @@ pytestmark = pytest.mark.integration
 POLICY_KEY, POLICY = global_policy("convergence-test", 5)
 
 
+def wait_applied(revision: int, http_port: int, limit: float) -> list[str]:
+    """The `typha wait-applied` command line for one replica's side port."""
+    return [
+        str(Path(sys.executable).parent / "typha"),
+        "wait-applied",
+        "--revision",
+        str(revision),
+        "--endpoints",
+        f"127.0.0.1:{http_port}",
+        "--timeout",
+        str(limit),
+    ]
+
+
 def test_wait_applied_waits_for_the_slow_agent_and_convergence_names_it(
     etcd: EmbeddedEtcd, procs: Callable[..., Proc]
 ) -> None:
@@ -52,16 +66,7 @@ def test_wait_applied_waits_for_the_slow_agent_and_convergence_names_it(
 
     revision = asyncio.run(put_items(etcd.endpoint, [(POLICY_KEY, orjson.dumps(POLICY))]))
     waiter = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "typha"),
-            "wait-applied",
-            "--revision",
-            str(revision),
-            "--endpoints",
-            f"127.0.0.1:{http}",
-            "--timeout",
-            "120",
-        ],
+        wait_applied(revision, http, 120),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -112,16 +117,7 @@ def test_a_disconnected_agent_is_reported_and_wait_applied_times_out_naming_lagg
     )
     assert http_json(convergence)["agents"] == 1
     done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "typha"),
-            "wait-applied",
-            "--revision",
-            str(revision),
-            "--endpoints",
-            f"127.0.0.1:{http}",
-            "--timeout",
-            "0.5",
-        ],
+        wait_applied(revision, http, 0.5),
         capture_output=True,
         text=True,
         timeout=60,
