@@ -47,15 +47,19 @@ class Sums:
 
     def as_json(self) -> dict[str, Any]:
         """The summary printed on stdout."""
-        connected = {x["node"] for x in self.lagging}
+        # Replicas list only their laggards, so a node known to be connected
+        # elsewhere is one lagging there; a moved node that is up to date
+        # still shows here as disconnected from its old replica.
+        lagging_elsewhere = {x["node"] for x in self.lagging}
         return {
             "revision": self.revision,
             "agents": self.agents,
             "applied": self.applied,
             "lagging": sorted(self.lagging, key=lambda x: x["applied_revision"])[:10],
             "not_reporting": sorted(self.not_reporting)[:10],
-            # An agent that left one replica for another is connected there.
-            "disconnected": [x for x in self.disconnected if x["node"] not in connected][:10],
+            "disconnected": [x for x in self.disconnected if x["node"] not in lagging_elsewhere][
+                :10
+            ],
             "replicas": self.replicas,
             "unreachable": self.unreachable,
             "converged": self.done,
