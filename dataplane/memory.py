@@ -18,9 +18,14 @@ from dataplane.batch import (
 
 
 class MemoryDataplane:
-    """Records the resulting tables (the `memory` driver)."""
+    """Records the resulting tables (the `memory` driver).
 
-    def __init__(self) -> None:
+    `delay` (testing only) makes every batch take that many seconds more,
+    blocking, as a slow kernel would: for watching what waits on an agent's
+    dataplane (convergence reports, readiness).  Leave it 0 in production."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
         self.routes: dict[str, Route] = {}
         self.ipsets: dict[IpSetId, set[str]] = {}
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
@@ -31,6 +36,16 @@ class MemoryDataplane:
 
     def apply(self, batch: DataplaneBatch) -> None:
         """Apply one batch, in the order the Dataplane protocol gives."""
+        self.stall()
+        self.record(batch)
+
+    def stall(self) -> None:
+        """Block for the testing `delay`, if there is one."""
+        if self.delay > 0:
+            time.sleep(self.delay)
+
+    def record(self, batch: DataplaneBatch) -> None:
+        """Update the in-memory tables with `batch` (no delay)."""
         self.batches += 1
         self.ops += batch.ops()
         for node in batch.vteps_del:
@@ -63,18 +78,3 @@ class MemoryDataplane:
     def acl_rules(self) -> int:
         """Rules over every chain."""
         return sum(len(c) for c in self.chains.values())
-
-
-class SlowMemoryDataplane(MemoryDataplane):
-    """The memory driver taking `delay` seconds per batch, blocking, as a slow
-    kernel would: for testing what waits on an agent's dataplane (convergence
-    reports, readiness).  Never for production."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    def apply(self, batch: DataplaneBatch) -> None:
-        """Wait `delay` seconds, then apply `batch`."""
-        time.sleep(self.delay)
-        super().apply(batch)

@@ -28,7 +28,6 @@ from calico_model.keys import DEFAULT_PREFIX
 from dataplane import MemoryDataplane
 from dataplane.batch import DataplaneBatch
 from dataplane.linux.driver import LinuxDataplane
-from dataplane.memory import SlowMemoryDataplane
 from felix_client.calc import Calculator
 from felix_client.client import ClientStats, SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
@@ -327,11 +326,12 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
     reach the kernel (no privilege, no libnftables, no such namespace)."""
     if config.dataplane is DataplaneKind.LINUX:
         return LinuxDataplane(
-            netns=config.dataplane_netns or None, node=config.node, failsafes=config.failsafes
+            netns=config.dataplane_netns or None,
+            node=config.node,
+            failsafes=config.failsafes,
+            delay=config.dataplane_delay,
         )
-    if config.dataplane_delay > 0:
-        return SlowMemoryDataplane(config.dataplane_delay)
-    return MemoryDataplane()
+    return MemoryDataplane(config.dataplane_delay)
 
 
 async def _resync_every(dataplane: LinuxDataplane, interval: float, stop: asyncio.Event) -> None:

@@ -43,7 +43,7 @@ class AgentConfig:
     prefix: str = DEFAULT_PREFIX
     dataplane: DataplaneKind = DataplaneKind.MEMORY
     dataplane_netns: str = ""
-    dataplane_delay: float = 0.0  # testing: seconds each memory-dataplane batch takes
+    dataplane_delay: float = 0.0  # testing: seconds each dataplane batch is held back
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
     log_level: str = "INFO"
@@ -115,8 +115,8 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add(
         "dataplane-delay",
         "0",
-        "testing only: seconds each batch of the memory dataplane takes (blocking), "
-        "to watch convergence wait for a slow node",
+        "testing only: seconds each dataplane batch waits before it is programmed "
+        "(blocking), to watch convergence wait for a slow node",
     )
     add(
         "max-snapshot-bytes",
@@ -155,8 +155,8 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         raise ConfigError("--log-summary-interval: must be at least 0")
     if tls_reload < 0:
         raise ConfigError("--tls-reload-interval: must be at least 0")
-    if delay < 0 or (delay and ns.dataplane != DataplaneKind.MEMORY.value):
-        raise ConfigError("--dataplane-delay: at least 0, and only with --dataplane memory")
+    if delay < 0:
+        raise ConfigError("--dataplane-delay: must be at least 0")
     try:
         log_format = LogFormat(ns.log_format.lower())
     except ValueError:

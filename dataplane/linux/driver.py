@@ -71,9 +71,13 @@ class LinuxDataplane(MemoryDataplane):
     and libnftables; raises KernelUnavailable otherwise."""
 
     def __init__(
-        self, netns: str | None = None, node: str = "", failsafes: Failsafes | None = None
+        self,
+        netns: str | None = None,
+        node: str = "",
+        failsafes: Failsafes | None = None,
+        delay: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(delay)
         self.node = node  # to tell our VXLAN endpoint from the peers'
 
         self.kernel_stats: Counter[str] = Counter()
@@ -182,8 +186,9 @@ class LinuxDataplane(MemoryDataplane):
     def apply(self, batch: DataplaneBatch) -> None:
         """Record the batch, then program it (the first time: the whole
         difference from what the kernel holds)."""
+        self.stall()
         with self._tables_lock:
-            super().apply(batch)
+            self.record(batch)
         self._thread.call(lambda: self._program(batch))
 
     def resync(self) -> dict[str, int]:
