@@ -5,7 +5,9 @@ applied a revision, asking every replica's side port.
 
 Each endpoint name is resolved to all of its addresses (a headless Service
 gives one per replica), every address is asked `GET /convergence?revision=R`,
-and the answers are summed.  Exit 0 once every connected agent has applied R;
+and the answers are summed; nodes that left a replica are looked up on every
+replica (`POST /convergence/nodes`) and listed as disconnected only if none
+has them connected.  Exit 0 once every connected agent has applied R;
 1 on timeout, listing the agents still behind and the replicas that did not
 answer.  One JSON object with the last sums is printed on stdout either way.
 """
@@ -25,6 +27,8 @@ import orjson
 from typha.errors import ConfigError
 
 DEFAULT_ENDPOINTS = "127.0.0.1:9098"
+SHOWN = 10  # nodes listed per category in the summary
+CONNECTED_STATES = ("connected", "not_reporting")  # /convergence/nodes states
 
 
 @dataclass
@@ -36,7 +40,8 @@ class Sums:
     applied: int = 0
     lagging: list[dict[str, Any]] = field(default_factory=list)
     not_reporting: list[str] = field(default_factory=list)
-    disconnected: list[dict[str, Any]] = field(default_factory=list)
+    # node -> its entry: disconnected from a replica and connected to none
+    disconnected: dict[str, dict[str, Any]] = field(default_factory=dict)
     replicas: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
 
@@ -47,19 +52,15 @@ class Sums:
 
     def as_json(self) -> dict[str, Any]:
         """The summary printed on stdout."""
-        # Replicas list only their laggards, so a node known to be connected
-        # elsewhere is one lagging there; a moved node that is up to date
-        # still shows here as disconnected from its old replica.
-        lagging_elsewhere = {x["node"] for x in self.lagging}
+        gone = sorted(self.disconnected.values(), key=lambda x: x["applied_revision"])
         return {
             "revision": self.revision,
             "agents": self.agents,
             "applied": self.applied,
-            "lagging": sorted(self.lagging, key=lambda x: x["applied_revision"])[:10],
-            "not_reporting": sorted(self.not_reporting)[:10],
-            "disconnected": [x for x in self.disconnected if x["node"] not in lagging_elsewhere][
-                :10
-            ],
+            "lagging": sorted(self.lagging, key=lambda x: x["applied_revision"])[:SHOWN],
+            "not_reporting": sorted(self.not_reporting)[:SHOWN],
+            "disconnected": gone[:SHOWN],
+            "disconnected_count": len(gone),
             "replicas": self.replicas,
             "unreachable": self.unreachable,
             "converged": self.done,
@@ -95,22 +96,30 @@ async def resolve(endpoints: list[tuple[str, int]]) -> list[str]:
     return found
 
 
+async def _json(
+    session: aiohttp.ClientSession, method: str, url: str, body: Any = None
+) -> dict[str, Any] | None:
+    """One request's JSON object, or None for any failure."""
+    try:
+        data = None if body is None else orjson.dumps(body)
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with session.request(method, url, data=data, timeout=timeout) as resp:
+            if resp.status != 200:
+                return None
+            answer = orjson.loads(await resp.read())
+            return answer if isinstance(answer, dict) else None
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+        return None
+
+
 async def ask_all(session: aiohttp.ClientSession, replicas: list[str], revision: int) -> Sums:
-    """Ask every replica once and sum the answers."""
-
-    async def ask(where: str) -> dict[str, Any] | None:
-        try:
-            url = f"http://{where}/convergence?revision={revision}"
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                if resp.status != 200:
-                    return None
-                answer = orjson.loads(await resp.read())
-                return answer if isinstance(answer, dict) else None
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-            return None
-
+    """Ask every replica once and sum the answers.  A node that left one
+    replica is listed as disconnected only if no replica has it connected:
+    an agent that moved (drain, rebalance) reports to its new replica."""
+    url = f"/convergence?revision={revision}&disconnected=all"
+    answers = await asyncio.gather(*(_json(session, "GET", f"http://{r}{url}") for r in replicas))
     sums = Sums(revision)
-    for where, answer in zip(replicas, await asyncio.gather(*map(ask, replicas)), strict=True):
+    for where, answer in zip(replicas, answers, strict=True):
         if answer is None:
             sums.unreachable.append(where)
             continue
@@ -119,7 +128,23 @@ async def ask_all(session: aiohttp.ClientSession, replicas: list[str], revision:
         sums.applied += int(answer.get("applied", 0))
         sums.lagging += answer.get("lagging", [])
         sums.not_reporting += answer.get("not_reporting", [])
-        sums.disconnected += answer.get("disconnected", [])
+        for entry in answer.get("disconnected", []):
+            seen = sums.disconnected.get(entry["node"])
+            if seen is None or entry["disconnected_s"] < seen["disconnected_s"]:
+                sums.disconnected[entry["node"]] = entry
+    if sums.disconnected:
+        names = {"nodes": sorted(sums.disconnected)}
+        where_now = await asyncio.gather(
+            *(_json(session, "POST", f"http://{r}/convergence/nodes", names) for r in sums.replicas)
+        )
+        for where, answer in zip(list(sums.replicas), where_now, strict=True):
+            if answer is None:  # it answered a moment ago: count it as not answering
+                sums.replicas.remove(where)
+                sums.unreachable.append(where)
+                continue
+            for node, info in (answer.get("nodes") or {}).items():
+                if isinstance(info, dict) and info.get("state") in CONNECTED_STATES:
+                    sums.disconnected.pop(node, None)
     return sums
 
 

@@ -207,6 +207,8 @@ class Agent:
             "deltas": c.stats.deltas,
             "ready": self.ready(),
             "applied_revision": self.applied_revision,
+            "applied_reports": c.stats.applied_reports,
+            "applied_report_interval": c.applied_interval,
             "dataplane_failures": self.apply_failures,
         }
 

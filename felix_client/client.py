@@ -33,6 +33,7 @@ from felix_client.addresses import (
     parse_addresses,
     resolve_all,
 )
+from felix_client.applied_reports import DEFAULT_INTERVAL, AppliedReports, server_interval
 from felix_client.errors import DigestMismatch, NotConnected, ServerMisbehaved
 from felix_client.replica import Change, Replica
 from felix_client.session import (
@@ -102,15 +103,12 @@ class SyncClient:
         replica: Replica | None = None,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
-        applied_interval: float = 0.25,
+        applied_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self._rng = rng or random.Random()
-        # APPLIED reports: the highest revision the caller's dataplane
-        # applied, what this connection has been told, and when.
-        self._applied_interval = applied_interval
-        self._applied = 0
-        self._applied_sent = 0
-        self._applied_sent_at = -1e9
+        # APPLIED reports; the interval is the server's if it names one.
+        self._applied_default = applied_interval
+        self._reports = AppliedReports(applied_interval)
         self._applied_timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._resolver = resolver or resolve_all
@@ -194,32 +192,38 @@ class SyncClient:
         moved), in the event loop; it must not block."""
         self._listeners.append(listener)
 
+    @property
+    def applied_interval(self) -> float:
+        """Seconds between APPLIED reports, at most: the serving replica's
+        choice, or the client's default."""
+        return self._reports.interval
+
     def report_applied(self, revision: int) -> None:
         """Tell the serving replica that the dataplane has applied every change
         up to `revision`.  Call it after each applied batch: reports are
-        coalesced to at most one frame per `applied_interval` (the first after a
-        quiet spell goes at once), repeated to each new replica after a
-        reconnect, and sent only to replicas that take them."""
-        if revision <= self._applied:
-            return
-        self._applied = revision
-        self._schedule_applied()
+        coalesced to at most one frame per reporting interval (the server's,
+        or `applied_interval`; the first after a quiet spell goes at once),
+        repeated to each new replica after a reconnect, and sent only to
+        replicas that take them."""
+        if self._reports.applied(revision):
+            self._schedule_applied()
 
     def _schedule_applied(self) -> None:
-        if self._applied_timer is not None or self._applied <= self._applied_sent:
+        if self._applied_timer is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, self._applied_sent_at + self._applied_interval - loop.time())
-        self._applied_timer = loop.call_later(delay, self._send_applied)
+        delay = self._reports.due(loop.time())
+        if delay is not None:
+            self._applied_timer = loop.call_later(delay, self._send_applied)
 
     def _send_applied(self) -> None:
         self._applied_timer = None
         session, writer = self._session, self._writer
         if session is None or writer is None or writer.is_closing() or session.closed:
             return
-        if self._applied > self._applied_sent and session.core.send_applied(self._applied):
-            self._applied_sent = self._applied
-            self._applied_sent_at = asyncio.get_running_loop().time()
+        revision = self._reports.pending()
+        if revision is not None and session.core.send_applied(revision):
+            self._reports.sent(revision, asyncio.get_running_loop().time())
             self.stats.applied_reports += 1
             writer.write(session.data_to_send())
 
@@ -367,7 +371,7 @@ class SyncClient:
             stats=self.stats,
         )
         self._writer = writer
-        self._applied_sent = 0  # a new replica has been told nothing
+        self._reports.connected()  # a new replica has been told nothing
         try:
             writer.write(session.data_to_send())
             self.stats.connects += 1
@@ -392,8 +396,12 @@ class SyncClient:
                         if session.core.rtt_samples != pongs and session.core.last_rtt is not None:
                             self.stats.ping_rtt.observe(session.core.last_rtt)
                         self._check_sync(session)
-                        if session.connected and self._applied > self._applied_sent:
-                            self._schedule_applied()
+                        if session.connected:
+                            self._reports.interval = server_interval(
+                                session.applied_interval_ms, self._applied_default
+                            )
+                            if self._reports.pending() is not None:
+                                self._schedule_applied()
                     deadline = session.next_deadline()
                     if deadline is not None and now >= deadline:
                         try:

@@ -132,6 +132,12 @@ class ClientSession:
         return self.core.server_hello is not None and not self.closed
 
     @property
+    def applied_interval_ms(self) -> int:
+        """The APPLIED reporting interval the server asked for (0: none)."""
+        hello = self.core.server_hello
+        return hello.applied_interval_ms if hello is not None else 0
+
+    @property
     def in_sync(self) -> bool:
         """The replica holds a complete, verified state from this server."""
         return self.in_sync_since is not None and not self.closed

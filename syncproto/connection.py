@@ -305,9 +305,11 @@ class ServerConnection(_Core):
         """The client takes DATASTORE_STATUS messages."""
         return CAP_DATASTORE_STATUS in self.caps
 
-    def accept(self, *, sync: SyncMode = SyncMode.SNAPSHOT) -> None:
+    def accept(self, *, sync: SyncMode = SyncMode.SNAPSHOT, applied_interval_ms: int = 0) -> None:
         """Queue the server hello; the caller must then queue the current
-        datastore status (if `wants_datastore_status`) and the stream."""
+        datastore status (if `wants_datastore_status`) and the stream.
+        `applied_interval_ms` asks a client that reports APPLIED to report at
+        most that often (0: its own default); it is sent only to such clients."""
         if self.hello is None or self.state is not State.HANDSHAKE:
             raise UsageError("accept() needs a received hello, once")
         self._send(
@@ -317,6 +319,7 @@ class ServerConnection(_Core):
                 version=PROTOCOL_VERSION,
                 sync=sync,
                 max_frame=self.codec.max_frame,
+                applied_interval_ms=applied_interval_ms if CAP_APPLIED in self.caps else 0,
             )
         )
         self.state = State.OPEN

@@ -57,6 +57,16 @@ def _field(d: dict[str, Any], name: str, typ: type | tuple[type, ...], what: str
     return v
 
 
+def _optional_count(d: dict[str, Any], name: str, what: str) -> int:
+    """A field that older peers omit (0 then): a non-negative int below 2**32."""
+    if name not in d:
+        return 0
+    v = _field(d, name, int, what)
+    if not 0 <= v < 1 << 32:
+        raise MalformedMessage(f"{what}: field {name!r} out of range")
+    return int(v)
+
+
 def _digest_field(d: dict[str, Any], what: str) -> str:
     v = _field(d, "digest", str, what)
     if len(v) != 32 or any(c not in "0123456789abcdef" for c in v):
@@ -102,14 +112,15 @@ class ClientHello:
 
 @dataclass(frozen=True, slots=True)
 class ServerHello:
-    """SERVER_HELLO: the server's name and capabilities, and whether a snapshot or a resume
-    follows."""
+    """SERVER_HELLO: the server's name and capabilities, whether a snapshot or a resume
+    follows, and (with CAP_APPLIED) how often the client should report, at most."""
 
     server: str
     caps: frozenset[str] = frozenset()
     version: int = PROTOCOL_VERSION
     sync: SyncMode = SyncMode.SNAPSHOT
     max_frame: int = 0
+    applied_interval_ms: int = 0  # 0: the client's own default
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +297,7 @@ def _to_wire(msg: Message) -> tuple[MsgType, int, bytes]:
                         "server": msg.server,
                         "sync": msg.sync,
                         "max_frame": msg.max_frame,
+                        "applied_interval_ms": msg.applied_interval_ms,
                     }
                 ),
             )
@@ -355,6 +367,7 @@ def _from_wire(mtype: MsgType, revision: int, obj: Any) -> Message:
             server=_field(d, "server", str, what),
             sync=_sync_mode(_field(d, "sync", str, what)),
             max_frame=_field(d, "max_frame", int, what),
+            applied_interval_ms=_optional_count(d, "applied_interval_ms", what),
         )
     if mtype is MsgType.SNAPSHOT_CHUNK:
         entries = _updates(d.get("entries"), what, allow_delete=False)

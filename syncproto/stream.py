@@ -62,6 +62,7 @@ class ServerStream:
         "_snapshot_pos",
         "_stats",
         "_wait_until",
+        "applied_interval_ms",
         "core",
         "paused_since",
         "seq",
@@ -90,6 +91,9 @@ class ServerStream:
         self._snapshot: list[bytes] | None = None
         self._snapshot_pos = 0
         self.snapshot_started: float | None = None  # set while a snapshot is being written
+        # Asked of a client that reports APPLIED (0: its default); the server
+        # sets it from its agent count before the hello is answered.
+        self.applied_interval_ms = 0
 
     # -- state -------------------------------------------------------------
 
@@ -202,7 +206,7 @@ class ServerStream:
 
     def _accept(self, sync: SyncMode, status_frame: bytes) -> None:
         core = self.core
-        core.accept(sync=sync)
+        core.accept(sync=sync, applied_interval_ms=self.applied_interval_ms)
         if core.wants_datastore_status:
             core.send_frames((status_frame,))
 

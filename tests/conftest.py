@@ -140,7 +140,9 @@ def procs(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         return p
 
     yield start
-    for p in started:
+    # Last started first: agents before the replicas they would otherwise
+    # follow around while those drain.
+    for p in reversed(started):
         p.stop()
 
 

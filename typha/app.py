@@ -27,7 +27,7 @@ from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.source_check import SourceCheck
 from typha.datastore.syncer import Syncer
 from typha.errors import ConfigError
-from typha.fanout.convergence import ConvergenceTracker
+from typha.fanout.convergence import LAGGING_SHOWN, ConvergenceTracker
 from typha.fanout.rebalance import Rebalancer
 from typha.fanout.server import AgentServer, ServerLimits
 from typha.http import build_http_app
@@ -129,14 +129,23 @@ class TyphaApp:
         """/readyz: serving a complete state that follows the datastore."""
         return self.readiness() is Readiness.SERVING
 
-    def convergence(self, revision: int | None) -> dict[str, Any]:
+    def convergence(self, revision: int | None, all_disconnected: bool = False) -> dict[str, Any]:
         """The server's `/convergence` object for `revision` (None: the
-        current one): how many connected agents have applied it."""
+        current one): how many connected agents have applied it.  Lists every
+        disconnected node if `all_disconnected`, else the ten furthest behind."""
         rev = self.cache.revision if revision is None else revision
+        limit = None if all_disconnected else LAGGING_SHOWN
         server = self.server
         if server is None:
-            return ConvergenceTracker().report(rev, 0.0)
-        return server.convergence.report(rev, server.now())
+            return ConvergenceTracker().report(rev, 0.0, limit)
+        return server.convergence.report(rev, server.now(), limit)
+
+    def convergence_nodes(self, names: list[str]) -> dict[str, Any]:
+        """`POST /convergence/nodes`: where each named node stands here."""
+        server = self.server
+        if server is None:
+            return {"nodes": ConvergenceTracker().nodes(names, 0.0)}
+        return {"nodes": server.convergence.nodes(names, server.now())}
 
     def status(self) -> dict[str, Any]:
         """The server's `/status` object."""
@@ -185,6 +194,7 @@ class TyphaApp:
             ),
             limits=ServerLimits(
                 max_connections=cfg.max_connections,
+                applied_reports_per_second=cfg.applied_reports_per_second,
                 stream=StreamPolicy(
                     max_buffer_bytes=cfg.max_client_buffer_bytes, max_lag=cfg.max_client_lag
                 ),

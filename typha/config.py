@@ -99,6 +99,7 @@ class ServeConfig:
     max_inbound_frame_bytes: int = 64 * 1024
     max_client_msgs_per_sec: float = 50.0
     max_client_msg_burst: int = 200
+    applied_reports_per_second: float = 4000.0
     etcd_watch_timeout: float = 10.0
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
@@ -216,6 +217,12 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     )
     add("max-client-msgs-per-sec", "50", "messages per second an agent may send, sustained")
     add("max-client-msg-burst", "200", "messages an agent may send in a burst")
+    add(
+        "applied-reports-per-second",
+        "4000",
+        "APPLIED reports per second this replica asks of all its agents together: each new "
+        "agent is told to report at most every max(0.25 s, agents / this) (0: 0.25 s always)",
+    )
     add(
         "etcd-watch-timeout",
         "10",
@@ -346,6 +353,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         max_inbound_frame_bytes=int(_num(ns, "max-inbound-frame-bytes", int, 1024)),
         max_client_msgs_per_sec=_num(ns, "max-client-msgs-per-sec", float, 1.0),
         max_client_msg_burst=int(_num(ns, "max-client-msg-burst", int, 10)),
+        applied_reports_per_second=_num(ns, "applied-reports-per-second", float, 0.0),
         etcd_watch_timeout=_num(ns, "etcd-watch-timeout", float, 1.0),
         log_level=level,
         log_format=log_format,

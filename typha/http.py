@@ -1,4 +1,5 @@
-"""The HTTP side port: /livez, /readyz, /status, /convergence, /metrics."""
+"""The HTTP side port: /livez, /readyz, /status, /convergence (and
+/convergence/nodes), /metrics."""
 
 from __future__ import annotations
 
@@ -22,9 +23,16 @@ class Observable(Protocol):
         """The JSON object served at /status."""
         ...
 
-    def convergence(self, revision: int | None) -> dict[str, Any]:
+    def convergence(self, revision: int | None, all_disconnected: bool = False) -> dict[str, Any]:
         """The JSON object served at /convergence (None: the current revision)."""
         ...
+
+    def convergence_nodes(self, names: list[str]) -> dict[str, Any]:
+        """The JSON object served at POST /convergence/nodes."""
+        ...
+
+
+MAX_NODES_ASKED = 10_000  # names in one POST /convergence/nodes
 
 
 def json_response(obj: object, status: int = 200) -> web.Response:
@@ -58,7 +66,27 @@ def build_http_app(app: Observable) -> web.Application:
                     {"error": f"revision must be a non-negative integer, got {raw[:40]!r}"},
                     status=400,
                 )
-        return json_response(app.convergence(revision))
+        disconnected = request.query.get("disconnected", "")
+        if disconnected not in ("", "all"):
+            return json_response(
+                {"error": f"disconnected must be 'all', got {disconnected[:40]!r}"}, status=400
+            )
+        return json_response(app.convergence(revision, all_disconnected=disconnected == "all"))
+
+    async def convergence_nodes(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return json_response({"error": "body must be JSON"}, status=400)
+        names = body.get("nodes") if isinstance(body, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return json_response({"error": 'body must be {"nodes": [names]}'}, status=400)
+        if len(names) > MAX_NODES_ASKED:
+            return json_response(
+                {"error": f"at most {MAX_NODES_ASKED} nodes per request, got {len(names)}"},
+                status=400,
+            )
+        return json_response(app.convergence_nodes(names))
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
@@ -71,5 +99,6 @@ def build_http_app(app: Observable) -> web.Application:
     web_app.router.add_get("/readyz", readyz)
     web_app.router.add_get("/status", status)
     web_app.router.add_get("/convergence", convergence)
+    web_app.router.add_post("/convergence/nodes", convergence_nodes)
     web_app.router.add_get("/metrics", metrics)
     return web_app

@@ -261,3 +261,21 @@ def test_applied_before_the_handshake_is_refused() -> None:
     server = ServerConnection(server_id="s", now=0.0)
     with pytest.raises(HandshakeError):
         server.receive_data(codec.encode(Applied(1)), 0.0)
+
+
+def test_the_reporting_interval_goes_only_to_clients_that_report() -> None:
+    server = ServerConnection(server_id="s", now=0.0)
+    client = ClientConnection(node="n", now=0.0)
+    server.receive_data(pipe(client), 0.0)
+    server.accept(applied_interval_ms=1500)
+    (hello,) = client.receive_data(pipe(server), 0.0)
+    assert isinstance(hello, ServerHello)
+    assert hello.applied_interval_ms == 1500
+
+    server = ServerConnection(server_id="s", now=0.0)
+    old_client = ClientConnection(node="n", now=0.0, caps=frozenset({"zstd"}))
+    server.receive_data(pipe(old_client), 0.0)
+    server.accept(applied_interval_ms=1500)
+    (hello,) = old_client.receive_data(pipe(server), 0.0)
+    assert isinstance(hello, ServerHello)
+    assert hello.applied_interval_ms == 0

@@ -28,6 +28,7 @@ D = "0123456789abcdef" * 2
 MESSAGES: list[Message] = [
     ClientHello(node="n1", caps=frozenset({"zstd"}), revision=5, digest=D, client="x"),
     ServerHello(server="s1", caps=frozenset({"zstd"}), sync=SyncMode.SNAPSHOT, max_frame=1 << 20),
+    ServerHello(server="s2", caps=frozenset({"applied"}), max_frame=4096, applied_interval_ms=750),
     SnapshotChunk(revision=9, entries=[("k", b'{"a":1}'), ("k2", b"{}")]),
     SnapshotEnd(revision=9, keys=2, digest=D),
     Delta(prev_revision=9, revision=11, updates=[("k", b"{}"), ("k2", None)], digest=D),
@@ -69,6 +70,20 @@ def test_revision_travels_in_the_header() -> None:
         (MsgType.DELTA, msgpack.packb({"prev": 1, "updates": [[1, b"x"]], "digest": D})),
         (MsgType.DELTA, msgpack.packb({"prev": 1, "updates": [], "digest": "XYZ"})),
         (MsgType.SNAPSHOT_CHUNK, msgpack.packb({"entries": [["k", None]]})),
+        (
+            MsgType.SERVER_HELLO,
+            msgpack.packb(
+                {"version": 1, "caps": [], "server": "s", "sync": "snapshot", "max_frame": 9}
+                | {"applied_interval_ms": -1}
+            ),
+        ),
+        (
+            MsgType.SERVER_HELLO,
+            msgpack.packb(
+                {"version": 1, "caps": [], "server": "s", "sync": "snapshot", "max_frame": 9}
+                | {"applied_interval_ms": "250"}
+            ),
+        ),
         (MsgType.PING, b"\xc1"),  # never-used msgpack byte
         (MsgType.PING, msgpack.packb({"token": True})),
     ],
@@ -85,3 +100,12 @@ def test_decompression_is_bounded_by_the_frame_limit() -> None:
     assert len(bomb) < 65_536
     with pytest.raises(MalformedMessage):
         decode_one(codec, encode_frame(MsgType.SNAPSHOT_CHUNK, bomb, flags=1))
+
+
+def test_a_server_hello_without_an_applied_interval_reads_as_none() -> None:
+    # An older server's hello: the field is absent, the client uses its default.
+    body = {"version": 1, "caps": [], "server": "old", "sync": "snapshot", "max_frame": 4096}
+    codec = Codec(max_frame=1 << 20)
+    hello = decode_one(codec, encode_frame(MsgType.SERVER_HELLO, msgpack.packb(body)))
+    assert isinstance(hello, ServerHello)
+    assert hello.applied_interval_ms == 0

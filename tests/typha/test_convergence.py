@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -33,18 +37,29 @@ pytestmark = pytest.mark.integration
 POLICY_KEY, POLICY = global_policy("convergence-test", 5)
 
 
-def wait_applied(revision: int, http_port: int, limit: float) -> list[str]:
-    """The `typha wait-applied` command line for one replica's side port."""
+def wait_applied(revision: int, http_port: int | list[int], limit: float) -> list[str]:
+    """The `typha wait-applied` command line for replicas' side ports."""
+    ports = http_port if isinstance(http_port, list) else [http_port]
     return [
         str(Path(sys.executable).parent / "typha"),
         "wait-applied",
         "--revision",
         str(revision),
         "--endpoints",
-        f"127.0.0.1:{http_port}",
+        ",".join(f"127.0.0.1:{p}" for p in ports),
         "--timeout",
         str(limit),
     ]
+
+
+def post_json(url: str, body: object) -> tuple[int, Any]:
+    """POST a JSON body; (status, decoded answer), error statuses included."""
+    req = urllib.request.Request(url, data=orjson.dumps(body), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, orjson.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
 
 
 def test_wait_applied_waits_for_the_slow_agent_and_convergence_names_it(
@@ -127,3 +142,74 @@ def test_a_disconnected_agent_is_reported_and_wait_applied_times_out_naming_lagg
     summary = orjson.loads(done.stdout)
     assert summary["converged"] is False
     assert [x["node"] for x in summary["disconnected"]] == ["node-0"]
+
+    # The side port refuses malformed questions, with the reason.
+    status, answer = post_json(f"http://127.0.0.1:{http}/convergence/nodes", ["node-0"])
+    assert status == 400
+    assert "nodes" in answer["error"]
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        http_json(f"{convergence}?disconnected=some")
+    assert bad.value.code == 400
+
+
+def test_an_agents_report_follows_it_to_another_replica(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc]
+) -> None:
+    asyncio.run(seed_sample(etcd.endpoint, 4, 2))
+    # A budget of 8 reports a second: the nth agent is asked for one per n/8 s.
+    fast_rebalance = (
+        "--rebalance-interval",
+        "0.5",
+        "--applied-reports-per-second",
+        "8",
+        "--shutdown-timeout",
+        "1",
+    )
+    _, a_port, a_http = start_typha(procs, etcd, *fast_rebalance)
+    # b is not up yet (its port held, connections refused): every agent lands on a.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    b_port = holder.getsockname()[1]
+    both = f"127.0.0.1:{a_port},127.0.0.1:{b_port}"
+    agents = [start_felix_agent(procs, both, f"node-{i}")[1] for i in range(4)]
+    on_a = f"http://127.0.0.1:{a_http}/convergence"
+    wait_until(lambda: http_json(on_a)["agents"] == 4, "all four connected to a")
+
+    def intervals() -> list[float]:
+        # Each agent takes its interval from a's hello: max(0.25 s, n / 8 s).
+        return sorted(
+            http_json(f"http://127.0.0.1:{p}/status")["applied_report_interval"] for p in agents
+        )
+
+    wait_until(lambda: intervals() == [0.25, 0.25, 0.375, 0.5], "a's intervals in force")
+
+    revision = asyncio.run(put_items(etcd.endpoint, [(POLICY_KEY, orjson.dumps(POLICY))]))
+    wait_until(lambda: http_json(f"{on_a}?revision={revision}")["applied"] == 4, "applied on a")
+
+    # b starts; a sheds agents to it.  Nothing new is written: what b learns
+    # of revision R, the moved agents must have told it themselves.
+    holder.close()
+    _, _, b_http = start_typha(procs, etcd, *fast_rebalance, agent_port=b_port)
+    on_b = f"http://127.0.0.1:{b_http}/convergence"
+    wait_until(lambda: http_json(on_b)["agents"] >= 1, "a sheds agents to b")
+    wait_until(
+        lambda: http_json(f"{on_b}?revision={revision}")["applied"] == http_json(on_b)["agents"],
+        "the moved agents report revision R to b",
+    )
+    left_a = http_json(f"{on_a}?revision={revision}&disconnected=all")["disconnected"]
+    moved = [x["node"] for x in left_a]
+    assert moved, "a lists the agents that left it"
+    status, where = post_json(f"http://127.0.0.1:{b_http}/convergence/nodes", {"nodes": moved})
+    assert status == 200
+    for node in moved:
+        assert where["nodes"][node]["state"] == "connected"
+        assert where["nodes"][node]["applied_revision"] >= revision
+
+    done = subprocess.run(
+        wait_applied(revision, [a_http, b_http], 30), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads(done.stdout)
+    assert (summary["agents"], summary["applied"]) == (4, 4)
+    # Moved, connected elsewhere and up to date: not reported as disconnected.
+    assert (summary["disconnected"], summary["disconnected_count"]) == ([], 0)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typha.fanout.convergence import LAGGING_SHOWN, ConvergenceTracker
+from typha.fanout.convergence import (
+    LAGGING_SHOWN,
+    ConvergenceTracker,
+    NodeState,
+    report_interval_ms,
+)
 
 
 def test_counts_and_the_furthest_behind() -> None:
@@ -72,3 +77,40 @@ def test_agents_that_cannot_report_count_but_never_as_applied() -> None:
     r = t.report(5, 0.0)
     assert (r["agents"], r["applied"]) == (2, 1)
     assert r["not_reporting"] == ["old"]
+
+
+def test_the_report_interval_spreads_a_replicas_budget_over_its_agents() -> None:
+    assert report_interval_ms(1, 4000) == 250  # never below a quarter second
+    assert report_interval_ms(1000, 4000) == 250
+    assert report_interval_ms(2000, 4000) == 500
+    assert report_interval_ms(10_000, 4000) == 2500
+    assert report_interval_ms(10_001, 4000) == 2501  # rounded up: never over budget
+    assert report_interval_ms(10_000, 0) == 250  # no budget
+
+
+def test_nodes_tells_where_each_named_node_stands_here() -> None:
+    t = ConvergenceTracker(forget_after=60.0)
+    t.connected("up", reports=True)
+    t.applied("up", 12, 1.0)
+    t.connected("old", reports=False)
+    t.connected("moved", reports=True)
+    t.applied("moved", 9, 1.0)
+    t.disconnected("moved", 5.0)
+    got = t.nodes(["up", "old", "moved", "never"], 7.0)
+    assert got == {
+        "up": {"state": NodeState.CONNECTED, "applied_revision": 12},
+        "old": {"state": NodeState.NOT_REPORTING},
+        "moved": {"state": NodeState.DISCONNECTED, "applied_revision": 9, "disconnected_s": 2.0},
+        "never": {"state": NodeState.UNKNOWN},
+    }
+    assert t.nodes(["moved"], 66.0) == {"moved": {"state": NodeState.UNKNOWN}}  # forgotten
+
+
+def test_every_disconnected_node_is_listed_on_request() -> None:
+    t = ConvergenceTracker()
+    for i in range(LAGGING_SHOWN + 5):
+        t.connected(f"n{i}", reports=True)
+        t.disconnected(f"n{i}", 1.0)
+    assert len(t.report(1, 2.0)["disconnected"]) == LAGGING_SHOWN
+    every = t.report(1, 2.0, disconnected_limit=None)
+    assert len(every["disconnected"]) == every["disconnected_count"] == LAGGING_SHOWN + 5

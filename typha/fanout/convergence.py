@@ -10,11 +10,33 @@ and an insertion, and "how many have applied R" is one binary search.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 LAGGING_SHOWN = 10
+MIN_REPORT_INTERVAL_MS = 250
+
+
+def report_interval_ms(agents: int, reports_per_second: float) -> int:
+    """How often to ask each of `agents` to report, at most, so that together
+    they send about `reports_per_second` (0: no budget, the minimum).  Never
+    below 250 ms: a quarter second is as fresh as an operator's question needs."""
+    if reports_per_second <= 0:
+        return MIN_REPORT_INTERVAL_MS
+    return max(MIN_REPORT_INTERVAL_MS, math.ceil(1000 * agents / reports_per_second))
+
+
+class NodeState(StrEnum):
+    """Where a node's agent stands with this replica (`/convergence/nodes`)."""
+
+    CONNECTED = "connected"  # connected here, reporting
+    NOT_REPORTING = "not_reporting"  # connected here, an agent that cannot report
+    DISCONNECTED = "disconnected"  # was connected here within `forget_after`
+    UNKNOWN = "unknown"  # not connected here, or forgotten
 
 
 @dataclass(slots=True)
@@ -95,10 +117,12 @@ class ConvergenceTracker:
         """Connected, reporting agents that have applied `revision`."""
         return len(self._sorted) - bisect.bisect_left(self._sorted, (revision, ""))
 
-    def report(self, revision: int, now: float) -> dict[str, Any]:
-        """The /convergence answer for `revision`."""
-        for node in [n for n, g in self._gone.items() if now - g.since > self.forget_after]:
-            del self._gone[node]
+    def report(
+        self, revision: int, now: float, disconnected_limit: int | None = LAGGING_SHOWN
+    ) -> dict[str, Any]:
+        """The /convergence answer for `revision`, listing at most
+        `disconnected_limit` disconnected nodes (None: all of them)."""
+        self._forget(now)
         behind = self._sorted[: bisect.bisect_left(self._sorted, (revision, ""))]
         return {
             "revision": revision,
@@ -116,6 +140,30 @@ class ConvergenceTracker:
                     "disconnected_s": round(now - g.since, 1),
                 }
                 for node, g in sorted(self._gone.items(), key=lambda kv: kv[1].applied)
-            ][:LAGGING_SHOWN],
+            ][:disconnected_limit],
             "disconnected_count": len(self._gone),
         }
+
+    def nodes(self, names: Iterable[str], now: float) -> dict[str, dict[str, Any]]:
+        """Where each of `names` stands here: its NodeState and, if known, its
+        last applied revision.  A dictionary lookup per name."""
+        self._forget(now)
+        out: dict[str, dict[str, Any]] = {}
+        for node in names:
+            if node in self._applied:
+                out[node] = {"state": NodeState.CONNECTED, "applied_revision": self._applied[node]}
+            elif node in self._silent:
+                out[node] = {"state": NodeState.NOT_REPORTING}
+            elif (g := self._gone.get(node)) is not None:
+                out[node] = {
+                    "state": NodeState.DISCONNECTED,
+                    "applied_revision": g.applied,
+                    "disconnected_s": round(now - g.since, 1),
+                }
+            else:
+                out[node] = {"state": NodeState.UNKNOWN}
+        return out
+
+    def _forget(self, now: float) -> None:
+        for node in [n for n, g in self._gone.items() if now - g.since > self.forget_after]:
+            del self._gone[node]

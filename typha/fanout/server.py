@@ -39,7 +39,7 @@ from syncproto.ratelimit import RateLimitedLog
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
 from syncproto.tls import PeerPolicy
 from typha.fanout.connlog import ConnectionLog
-from typha.fanout.convergence import ConvergenceTracker
+from typha.fanout.convergence import ConvergenceTracker, report_interval_ms
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class ServerLimits:
     max_connections: int = 20_000
     write_high_water: int = 256 * 1024
     stream: StreamPolicy = StreamPolicy()
+    applied_reports_per_second: float = 4000.0  # 0: agents report at their default
 
 
 @dataclass(slots=True)
@@ -336,7 +337,7 @@ class AgentServer:
 
     def new_stream(self) -> ServerStream:
         """A stream for a connection made now."""
-        return ServerStream(
+        stream = ServerStream(
             self.cache,
             server_id=self.server_id,
             now=self.now(),
@@ -344,6 +345,10 @@ class AgentServer:
             policy=self.limits.stream,
             stats=self.stats,
         )
+        stream.applied_interval_ms = report_interval_ms(
+            len(self.connections) + 1, self.limits.applied_reports_per_second
+        )
+        return stream
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (useful when `port` is 0)."""
