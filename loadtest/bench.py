@@ -11,6 +11,9 @@ and we measure the server's CPU, deliveries, etcd-write-to-receipt latency
   grpc_proxy   `etcd grpc-proxy start` with N watchers of the same prefix
   direct       N watchers on etcd itself
   raw_ceiling  a bare uvloop server writing the same frames to N sockets
+  typha_applied  (only if named) typha whose agents also report APPLIED, at
+               the interval the server names: with `typha`, the cost of
+               acknowledgements
 
 Then, on typha: a reconnect storm (every agent reconnects at once and takes a
 full snapshot) and a resume (every agent moves to a second replica after a
@@ -40,7 +43,7 @@ import orjson
 from commands.demo.cluster import Churn, seed_cluster
 from commands.demo.etcd import EmbeddedEtcd, etcd_binary, free_port
 from loadtest.measure import PeakRss, cpu_s, deliveries, latencies_ms, pct, rss_kib
-from syncproto import Codec, Delta
+from syncproto import Applied, Codec, Delta
 from typha.datastore.etcd_client import EtcdConnection
 
 
@@ -59,6 +62,10 @@ class Tier:
 
 
 ALL_SYSTEMS = ("typha", "typha_few", "grpc_proxy", "direct", "raw_ceiling")
+# Run only when named in --systems: typha whose thin agents also send APPLIED
+# reports, for what acknowledgements cost (compared with plain `typha`).
+OPTIONAL_SYSTEMS = ("typha_applied",)
+TYPHA_SYSTEMS = ("typha", "typha_few", "typha_applied")
 # Systems a 2-core host cannot run at a tier, and why; recorded in the results
 # so a missing column says why it is missing.  At 5,000 watchers x 200
 # updates/s the peers must each send a million responses a second, and their
@@ -399,7 +406,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
     try:
         nodes = asyncio.run(seed(etcd.endpoint, tier.keys))
         raw_pipe: IO[bytes] | None = None
-        if name in ("typha", "typha_few"):
+        if name in TYPHA_SYSTEMS:
             server, port, http = start_typha(etcd, tmp)
             target, module = f"127.0.0.1:{port}", "loadtest.thin_typha"
             server_pids = [server.pid]
@@ -443,15 +450,18 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
             # A watcher costs more than a thin agent (a read per response):
             # twice the processes keep each loop's iterations short.
             worker_procs *= 2
-        workers = Workers(module, target, agents, worker_procs, min(tier.sample, agents), tmp)
+        env = {"THIN_APPLIED": "1"} if name == "typha_applied" else None
+        workers = Workers(module, target, agents, worker_procs, min(tier.sample, agents), tmp, env)
         workers.wait_ready()
         log(f"{name}: {agents} agents ready")
         assert etcd.proc is not None
         global RAW_FRAMES
         RAW_FRAMES = 0
         # Socket writes: with batching by load one write carries several batches.
-        typha = name in ("typha", "typha_few")
+        typha = name in TYPHA_SYSTEMS
         batches0 = metric(http, "typha_writes_total") if typha else 0.0
+        reports0 = metric(http, "typha_applied_reports_total") if typha else 0.0
+        window_start = time.monotonic()
         cpu0, etcd0, gen0 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
         revs, times = asyncio.run(
             churn(etcd.endpoint, nodes, tier.rate, tier.duration, 42, raw_pipe)
@@ -467,6 +477,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         # compares typha with the raw ceiling whatever their batch sizes.
         if typha:
             frame_writes = metric(http, "typha_writes_total") - batches0
+            extra["applied_reports"] = int(metric(http, "typha_applied_reports_total") - reports0)
         elif name == "raw_ceiling":
             frame_writes = RAW_FRAMES * agents
         else:
@@ -509,6 +520,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
                 round((cpu1 - cpu0) / frame_writes * 1e6, 3) if frame_writes else None
             ),
             "drain_s": round(drain_s, 2),
+            "window_s": round(window_end - window_start, 2),
             "loadgen_lag_p50_ms": pct(lag, 0.5),
             "loadgen_lag_p99_ms": pct(lag, 0.99),
             "loadgen_kept_up": bool(lag) and pct(lag, 0.99) <= LOADGEN_LAG_LIMIT_MS,
@@ -614,6 +626,31 @@ def resume(
 
 
 # -- report ---------------------------------------------------------------------
+
+
+def applied_cost(r: dict[str, Any]) -> dict[str, Any]:
+    """What agents' APPLIED reports cost: `typha_applied` against `typha`,
+    the same tier and churn in separate runs (so within run-to-run noise)."""
+    plain, with_reports = r["typha"], r["typha_applied"]
+    reports = with_reports["applied_reports"]
+    extra_cpu = with_reports["server_cpu_s"] - plain["server_cpu_s"]
+    return {
+        "reports": reports,
+        "reports_per_s": round(reports / with_reports["window_s"], 1),
+        "server_cpu_s_without": plain["server_cpu_s"],
+        "server_cpu_s_with": with_reports["server_cpu_s"],
+        "server_cpu_us_per_report": round(extra_cpu / reports * 1e6, 2) if reports else None,
+        "bytes_per_agent_per_s": round(
+            REPORT_BYTES * reports / r["agents"] / with_reports["window_s"], 1
+        ),
+        "cpu_s_per_M_deliveries_without": plain["cpu_s_per_M_deliveries"],
+        "cpu_s_per_M_deliveries_with": with_reports["cpu_s_per_M_deliveries"],
+        "p99_ms_without": plain["p99_ms"],
+        "p99_ms_with": with_reports["p99_ms"],
+    }
+
+
+REPORT_BYTES = len(Codec(max_frame=1 << 20).encode(Applied(1)))
 
 
 def budgets(r: dict[str, Any]) -> dict[str, Any]:
@@ -738,12 +775,19 @@ def main() -> None:
         "can run on a 2-core host)",
     )
     p.add_argument("--rate", type=float, default=0.0, help="updates/s instead of the tier's")
+    p.add_argument(
+        "--name", default="", help="results file name (default: the tier, -rateR with --rate)"
+    )
     ns = p.parse_args()
     tier = TIERS[ns.tier]
     name = ns.tier
     if ns.rate:
         tier = replace(tier, rate=ns.rate)
         name = f"{ns.tier}-rate{ns.rate:g}"
+    name = ns.name or name
+    unknown = set(ns.systems.split(",") if ns.systems else ()) - {*ALL_SYSTEMS, *OPTIONAL_SYSTEMS}
+    if unknown:
+        p.error(f"--systems: unknown {', '.join(sorted(unknown))}")
     skipped = {} if ns.systems else SKIPPED.get(ns.tier, {})
     systems = ns.systems.split(",") if ns.systems else [s for s in ALL_SYSTEMS if s not in skipped]
     out_dir = Path(ns.out_dir)
@@ -779,6 +823,8 @@ def main() -> None:
             result[system] = measured
             path = out_dir / f"{name}.json"
             path.write_text(json.dumps(result, indent=2) + "\n")  # partial results survive
+    if "typha" in result and "typha_applied" in result:
+        result["applied_cost"] = applied_cost(result)
     if "typha" in result:
         result["budgets"] = budgets(result)
         result["plots"] = plots(result, out_dir, name)

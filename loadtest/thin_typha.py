@@ -9,6 +9,11 @@ SNAPSHOT_END.  SIGUSR1 makes every connection reconnect at once (with
 revision 0: a storm of full snapshots); SIGUSR2 makes every connection
 reconnect to the *next* target offering its revision (a resume).  SIGTERM
 writes the results to F and exits.
+
+With THIN_APPLIED=1 in the environment every connection also offers the
+`applied` capability and reports each revision as applied the moment it
+arrives, on the schedule a real agent keeps (felix_client.applied_reports,
+at the interval the server names): what acknowledgements cost the server.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from typing import Any
 import uvloop
 
 from commands.limits import raise_open_files
+from felix_client.applied_reports import AppliedReports, server_interval
 from loadtest.progress import LoopLag, report_progress
 from syncproto import (
+    CAP_APPLIED,
     CAP_RESUME,
     CAP_ZSTD,
+    Applied,
     ClientHello,
     Codec,
     Frame,
@@ -60,14 +68,19 @@ class ThinAgent(asyncio.Protocol):
         self.times = array("d")
         self.first_revision = 0
         self.phase_bytes = 0
+        self.reports: AppliedReports | None = AppliedReports() if owner.applied else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send the hello."""
         self.transport = transport  # type: ignore[assignment]
         self.buf.clear()
+        caps = {CAP_ZSTD, CAP_RESUME}
+        if self.reports is not None:
+            self.reports.connected()
+            caps.add(CAP_APPLIED)
         hello = ClientHello(
             node=f"thin-{self.index}",
-            caps=frozenset({CAP_ZSTD, CAP_RESUME}),
+            caps=frozenset(caps),
             revision=self.owner.offer_revision(self),
             client="thin",
         )
@@ -90,6 +103,8 @@ class ThinAgent(asyncio.Protocol):
             if mtype == MsgType.SERVER_HELLO:
                 body = bytes(buf[pos - length : pos])
                 hello = self.owner.codec.decode(Frame(MsgType.SERVER_HELLO, 0, 0, body))
+                if isinstance(hello, ServerHello) and self.reports is not None:
+                    self.reports.interval = server_interval(hello.applied_interval_ms)
                 if isinstance(hello, ServerHello) and hello.sync == "resume" and not self.synced:
                     self.synced = True
                     self.owner.synced(self, now)
@@ -105,6 +120,8 @@ class ThinAgent(asyncio.Protocol):
                 if self.record:
                     self.revs.append(revision)
                     self.times.append(now)
+                if self.reports is not None and self.reports.applied(revision):
+                    self.owner.pending_reports.add(self)
             elif mtype == MsgType.PING and self.transport is not None:
                 # The one body we decode: the server drops connections that
                 # stay silent past its idle timeout.
@@ -114,6 +131,24 @@ class ThinAgent(asyncio.Protocol):
                     self.transport.write(self.owner.codec.encode(Pong(ping.token)))
         if pos:
             del buf[:pos]
+        if self.reports is not None and self in self.owner.pending_reports:
+            self.send_report(now)
+
+    def send_report(self, now: float) -> None:
+        """Send the pending APPLIED report if it is due (the owner's ticker
+        retries those that are not)."""
+        reports = self.reports
+        if reports is None or self.transport is None or self.transport.is_closing():
+            return
+        due = reports.due(now)
+        revision = reports.pending()
+        if due is None or revision is None:
+            self.owner.pending_reports.discard(self)
+        elif due == 0.0:
+            self.transport.write(self.owner.codec.encode(Applied(revision)))
+            reports.sent(revision, now)
+            self.owner.applied_frames += 1
+            self.owner.pending_reports.discard(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Count the agent as out of sync."""
@@ -128,7 +163,6 @@ class Fleet:
         self.targets = targets
         self.target_index = 0
         self.codec = Codec(max_frame=64 << 20)
-        self.agents = [ThinAgent(self, i, i < sample) for i in range(count)]
         self.synced_count = 0
         self.resuming = False
         self.storm_start = 0.0
@@ -138,6 +172,19 @@ class Fleet:
         self.resume_gap = float(os.environ.get("THIN_RESUME_GAP", "0"))
         self.ready = asyncio.Event()
         self.lag = LoopLag()
+        self.applied = os.environ.get("THIN_APPLIED") == "1"
+        self.pending_reports: set[ThinAgent] = set()  # a report waits for its interval
+        self.applied_frames = 0
+        self.agents = [ThinAgent(self, i, i < sample) for i in range(count)]
+
+    async def report_ticker(self, tick: float = 0.02) -> None:
+        """Send the reports whose interval has passed (a real agent arms a
+        timer each; one ticker is cheaper for thousands of connections)."""
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for agent in list(self.pending_reports):
+                agent.send_report(now)
 
     def offer_revision(self, agent: ThinAgent) -> int:
         """The revision `agent` offers in its hello (0 unless resuming)."""
@@ -219,6 +266,7 @@ class Fleet:
             "connect_bytes": self.phase_bytes.get("connect", []),
             "storm_bytes": self.phase_bytes.get("storm", []),
             "resume_bytes": self.phase_bytes.get("resume", []),
+            "applied_frames": self.applied_frames,
         }
 
 
@@ -235,6 +283,7 @@ async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, actions.put_nowait, "storm")
     loop.add_signal_handler(signal.SIGUSR2, actions.put_nowait, "resume")
+    ticker = asyncio.create_task(fleet.report_ticker()) if fleet.applied else None
     await fleet.connect_all()
     await fleet.ready.wait()
     fleet.lag.start()
@@ -255,6 +304,8 @@ async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
     await stop.wait()
     reporter.cancel()
     actor.cancel()
+    if ticker is not None:
+        ticker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await actor
     return fleet.results()

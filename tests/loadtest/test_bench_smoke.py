@@ -55,3 +55,37 @@ def test_smoke_tier_produces_complete_results(tmp_path: Path) -> None:
     assert r["budgets"]["etcd_cpu_many_vs_few_agents"]["value"] is not None
     for plot in r["plots"]:
         assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_cost_of_applied_reports_is_measured_against_plain_typha(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.bench",
+            "--tier",
+            "smoke",
+            "--systems",
+            "typha,typha_applied",
+            "--name",
+            "smoke-applied",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "smoke-applied.json").read_text())
+    with_reports = r["typha_applied"]
+    assert with_reports["deliveries"] == with_reports["expected_deliveries"]
+    cost = r["applied_cost"]
+    # Every agent reported during the churn, and never more often than the
+    # server's interval (0.25 s for 50 agents) allows: at most one frame per
+    # agent per interval, plus the first.
+    assert cost["reports"] >= r["agents"]
+    assert cost["reports"] <= r["agents"] * (with_reports["window_s"] / 0.25 + 1)
+    assert r["typha"]["applied_reports"] == 0  # plain thin agents never report
+    assert cost["server_cpu_us_per_report"] is not None
+    assert cost["bytes_per_agent_per_s"] > 0
