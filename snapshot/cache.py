@@ -75,6 +75,7 @@ class SnapshotCache:
         self._max_bytes = max_history_bytes
         self._max_age = max_history_age
         self._current = Snapshot(revision=0, seq=0, entries=immutables.Map(), digest=0)
+        self._changed_revision = 0
         self._history: deque[DeltaBatch] = deque()
         self._history_bytes = 0
         # (snapshot, compressed?) -> frames; only the current snapshot is kept.
@@ -92,6 +93,13 @@ class SnapshotCache:
     def revision(self) -> int:
         """The head revision."""
         return self._current.revision
+
+    @property
+    def changed_revision(self) -> int:
+        """The revision of the latest change to the state: the head revision
+        less the progress batches since.  A client at this revision or later
+        holds the head state."""
+        return self._changed_revision
 
     @property
     def seq(self) -> int:
@@ -239,6 +247,7 @@ class SnapshotCache:
             entries=immutables.Map(entries),
             digest=digest % MODULUS,
         )
+        self._changed_revision = revision
         self._history.clear()
         self._history_bytes = 0
 
@@ -306,6 +315,8 @@ class SnapshotCache:
         if self._encode_batch is not None:
             batch.frame = self._encode_batch(batch)
         self._current = Snapshot(revision=revision, seq=batch.seq, entries=entries, digest=digest)
+        if updates:
+            self._changed_revision = revision
         self._history.append(batch)
         self._history_bytes += len(batch.frame) + 64 * len(updates)
         self.stats.batches += 1

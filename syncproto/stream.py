@@ -226,6 +226,16 @@ class ServerStream:
         """Snapshot frames remain to be handed out by `next_output`."""
         return self._snapshot is not None
 
+    def next_reply(self) -> bytes | None:
+        """Replies and control frames queued by the core (PONGs, a GOODBYE),
+        or None; never snapshot or history data."""
+        if self.verdict is not None:
+            return None
+        out = self.core.data_to_send()
+        if not out:
+            return None
+        return out[0] if len(out) == 1 else b"".join(out)
+
     def next_output(self) -> bytes | None:
         """The next bytes to write, or None when nothing more may be written
         now: replies and control frames first, then snapshot frames one at a

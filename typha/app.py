@@ -131,9 +131,11 @@ class TyphaApp:
 
     def convergence(self, revision: int | None, all_disconnected: bool = False) -> dict[str, Any]:
         """The server's `/convergence` object for `revision` (None: the
-        current one): how many connected agents have applied it.  Lists every
-        disconnected node if `all_disconnected`, else the ten furthest behind."""
-        rev = self.cache.revision if revision is None else revision
+        latest change's, so that etcd revisions which changed nothing here do
+        not count agents as behind): how many connected agents have applied
+        it.  Lists every disconnected node if `all_disconnected`, else the ten
+        furthest behind."""
+        rev = self.cache.changed_revision if revision is None else revision
         limit = None if all_disconnected else LAGGING_SHOWN
         server = self.server
         if server is None:

@@ -99,7 +99,7 @@ class ServeConfig:
     max_inbound_frame_bytes: int = 64 * 1024
     max_client_msgs_per_sec: float = 50.0
     max_client_msg_burst: int = 200
-    applied_reports_per_second: float = 4000.0
+    applied_reports_per_second: float = 2000.0
     etcd_watch_timeout: float = 10.0
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
@@ -219,7 +219,7 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     add("max-client-msg-burst", "200", "messages an agent may send in a burst")
     add(
         "applied-reports-per-second",
-        "4000",
+        "2000",
         "APPLIED reports per second this replica asks of all its agents together: each new "
         "agent is told to report at most every max(0.25 s, agents / this) (0: 0.25 s always)",
     )

@@ -195,8 +195,8 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
     ("typha_draining", "1 while shutting down", lambda a: bool(a.server and a.server.draining)),
     (
         "typha_agents_applied_head",
-        "connected agents whose dataplane reports this replica's current revision applied",
-        lambda a: a.server.convergence.at_least(a.cache.revision) if a.server else 0,
+        "connected agents whose dataplane reports this replica's latest change applied",
+        lambda a: a.server.convergence.at_least(a.cache.changed_revision) if a.server else 0,
     ),
 ]
 

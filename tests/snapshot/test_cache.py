@@ -206,3 +206,16 @@ def test_a_catch_up_too_large_to_merge_falls_back_to_the_batches() -> None:
     cache.apply([("a", v(1))], 2)
     cache.apply([("b", canonical_json({"big": "x" * 50}))], 3)
     assert cache.catch_up_frame(start, compressed=False) is None
+
+
+def test_the_changed_revision_is_the_latest_change_not_progress() -> None:
+    cache = SnapshotCache()
+    cache.load([("a", v(1))], revision=10)
+    assert cache.changed_revision == 10
+    cache.apply([("a", v(2))], revision=12)
+    cache.advance(15)  # progress: the revision moves, the state does not
+    cache.apply([("a", v(2))], revision=16)  # suppressed: changes nothing
+    assert cache.revision == 16
+    assert cache.changed_revision == 12
+    cache.apply([("b", v(1))], revision=17)
+    assert cache.changed_revision == 17

@@ -111,6 +111,8 @@ def test_wait_applied_waits_for_the_slow_agent_and_convergence_names_it(
     metrics = http_text(f"http://127.0.0.1:{http}/metrics")
     assert metric(metrics, "typha_applied_reports_total") >= 8
     assert metric(metrics, "typha_applied_latency_seconds_count") >= 4
+    # Every agent has the latest change, whatever etcd revisions came after it.
+    assert metric(metrics, "typha_agents_applied_head") == 4
 
 
 def test_a_disconnected_agent_is_reported_and_wait_applied_times_out_naming_laggards(

@@ -114,3 +114,36 @@ def test_every_disconnected_node_is_listed_on_request() -> None:
     assert len(t.report(1, 2.0)["disconnected"]) == LAGGING_SHOWN
     every = t.report(1, 2.0, disconnected_limit=None)
     assert len(every["disconnected"]) == every["disconnected_count"] == LAGGING_SHOWN + 5
+
+
+def test_only_recent_revisions_are_remembered_for_the_latency() -> None:
+    t = ConvergenceTracker(remembered_revisions=10)
+    for r in range(1, 101):
+        t.visible(r, float(r))
+    t.connected("a", reports=True)
+    assert t.applied("a", 95, 100.0) == 5.0  # remembered: seen at 95
+    t.connected("b", reports=True)
+    assert t.applied("b", 3, 100.0) is None  # seen before anything remembered: unknown
+    assert t.at_least(3) == 2  # the report itself counts all the same
+
+
+def test_lagging_lists_the_furthest_behind_first_by_name_within_a_revision() -> None:
+    t = ConvergenceTracker()
+    for i in range(30):
+        t.connected(f"n{i:02}", reports=True)
+    for i in range(30):
+        t.applied(f"n{i:02}", 5 if i % 3 == 0 else 9, 0.0)  # ten at 5, twenty at 9
+    t.applied("n29", 12, 0.0)
+    r = t.report(12, 0.0)
+    assert r["applied"] == 1
+    lagging = [(x["node"], x["applied_revision"]) for x in r["lagging"]]
+    assert lagging == [(f"n{i:02}", 5) for i in range(0, 30, 3)]  # all ten at 5, none at 9
+    t.applied("n00", 12, 0.0)
+    lagging = [(x["node"], x["applied_revision"]) for x in t.report(12, 0.0)["lagging"]]
+    assert lagging == [*[(f"n{i:02}", 5) for i in range(3, 30, 3)], ("n01", 9)]
+    assert t.at_least(9) == 30 - 9  # nine still at 5
+    t.disconnected("n01", 1.0)
+    assert ("n01", 9) not in [
+        (x["node"], x["applied_revision"]) for x in t.report(12, 1.0)["lagging"]
+    ]
+    assert t.at_least(0) == 29

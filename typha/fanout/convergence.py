@@ -3,15 +3,14 @@ this change in force everywhere yet?" for the agents connected here.
 
 Agents apply revisions in order, so an agent that reports revision R has
 every change up to R in force.  The tracker keeps, per node, the highest
-revision reported, in a list sorted by revision: a report is a binary search
-and an insertion, and "how many have applied R" is one binary search.
+revision reported, and those revisions in a sorted list: a report is a binary
+search and an insertion, and "how many have applied R" is one binary search.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -55,12 +54,20 @@ class ConvergenceTracker:
     def __init__(self, *, forget_after: float = 300.0, remembered_revisions: int = 10_000) -> None:
         self.forget_after = forget_after
         self._applied: dict[str, int] = {}  # reporting, connected nodes
-        self._sorted: list[tuple[int, str]] = []  # (applied, node) of the same
+        # Their revisions, sorted, as plain ints (C comparisons, 8 bytes a
+        # slot to move on insertion), and who is at each: counts need only
+        # the former, the laggards' names the latter.
+        self._sorted: list[int] = []
+        self._at: dict[int, set[str]] = {}
         self._silent: dict[str, int] = {}  # connected nodes that cannot report: connections
         self._conns: dict[str, int] = {}  # node -> open connections here
         self._gone: dict[str, _Gone] = {}  # disconnected, until forget_after
-        self._seen_revs: deque[int] = deque(maxlen=remembered_revisions)
-        self._seen_at: deque[float] = deque(maxlen=remembered_revisions)
+        # When this replica first saw each recent revision, for the latency
+        # histogram.  Lists, not deques: a report bisects them, and a deque's
+        # indexing walks its blocks.  Trimmed to `remembered` in halves.
+        self._remembered = remembered_revisions
+        self._seen_revs: list[int] = []
+        self._seen_at: list[float] = []
         self.reports = 0
 
     # -- events -----------------------------------------------------------------
@@ -70,6 +77,9 @@ class ConvergenceTracker:
         if not self._seen_revs or revision > self._seen_revs[-1]:
             self._seen_revs.append(revision)
             self._seen_at.append(now)
+            if len(self._seen_revs) > 2 * self._remembered:
+                del self._seen_revs[: -self._remembered]
+                del self._seen_at[: -self._remembered]
 
     def connected(self, node: str, *, reports: bool) -> None:
         """A stream for `node` started; `reports` is whether it sends APPLIED."""
@@ -79,7 +89,7 @@ class ConvergenceTracker:
             self._silent[node] = self._silent.get(node, 0) + 1
         elif node not in self._applied:
             self._applied[node] = 0
-            bisect.insort(self._sorted, (0, node))
+            self._place(node, 0)
 
     def applied(self, node: str, revision: int, now: float) -> float | None:
         """`node` reports `revision` applied.  Returns the seconds since this
@@ -87,15 +97,15 @@ class ConvergenceTracker:
         old = self._applied.get(node)
         if old is None or revision <= old:
             return None
-        i = bisect.bisect_left(self._sorted, (old, node))
-        del self._sorted[i]
-        bisect.insort(self._sorted, (revision, node))
+        self._unplace(node, old)
+        self._place(node, revision)
         self._applied[node] = revision
         self.reports += 1
-        j = bisect.bisect_left(self._seen_revs, revision)
-        if j < len(self._seen_revs):
+        revs = self._seen_revs
+        j = bisect.bisect_left(revs, revision)
+        if j < len(revs) and (j > 0 or revs[0] == revision):
             return max(0.0, now - self._seen_at[j])
-        return None
+        return None  # seen before what is remembered, or not yet seen here
 
     def disconnected(self, node: str, now: float) -> None:
         """A connection of `node` ended.  Its last report is kept, marked
@@ -108,14 +118,30 @@ class ConvergenceTracker:
         self._silent.pop(node, None)
         last = self._applied.pop(node, None)
         if last is not None:
-            del self._sorted[bisect.bisect_left(self._sorted, (last, node))]
+            self._unplace(node, last)
         self._gone[node] = _Gone(last or 0, now)
+
+    def _place(self, node: str, revision: int) -> None:
+        bisect.insort(self._sorted, revision)
+        at = self._at.get(revision)
+        if at is None:
+            self._at[revision] = {node}
+        else:
+            at.add(node)
+
+    def _unplace(self, node: str, revision: int) -> None:
+        # Any slot holding `revision` will do: the list holds counts, not names.
+        del self._sorted[bisect.bisect_left(self._sorted, revision)]
+        at = self._at[revision]
+        at.discard(node)
+        if not at:
+            del self._at[revision]
 
     # -- queries ----------------------------------------------------------------
 
     def at_least(self, revision: int) -> int:
         """Connected, reporting agents that have applied `revision`."""
-        return len(self._sorted) - bisect.bisect_left(self._sorted, (revision, ""))
+        return len(self._sorted) - bisect.bisect_left(self._sorted, revision)
 
     def report(
         self, revision: int, now: float, disconnected_limit: int | None = LAGGING_SHOWN
@@ -123,14 +149,11 @@ class ConvergenceTracker:
         """The /convergence answer for `revision`, listing at most
         `disconnected_limit` disconnected nodes (None: all of them)."""
         self._forget(now)
-        behind = self._sorted[: bisect.bisect_left(self._sorted, (revision, ""))]
         return {
             "revision": revision,
             "agents": len(self._sorted) + len(self._silent),
             "applied": self.at_least(revision),
-            "lagging": [
-                {"node": node, "applied_revision": rev} for rev, node in behind[:LAGGING_SHOWN]
-            ],
+            "lagging": self._lagging(revision),
             "not_reporting": sorted(self._silent)[:LAGGING_SHOWN],
             "not_reporting_count": len(self._silent),
             "disconnected": [
@@ -143,6 +166,20 @@ class ConvergenceTracker:
             ][:disconnected_limit],
             "disconnected_count": len(self._gone),
         }
+
+    def _lagging(self, revision: int) -> list[dict[str, Any]]:
+        """The LAGGING_SHOWN nodes furthest behind `revision`, lowest first
+        (by name within a revision)."""
+        out: list[dict[str, Any]] = []
+        srt = self._sorted
+        behind = bisect.bisect_left(srt, revision)
+        i = 0
+        while i < behind and len(out) < LAGGING_SHOWN:
+            rev = srt[i]
+            for node in sorted(self._at[rev])[: LAGGING_SHOWN - len(out)]:
+                out.append({"node": node, "applied_revision": rev})
+            i = bisect.bisect_right(srt, rev)
+        return out
 
     def nodes(self, names: Iterable[str], now: float) -> dict[str, dict[str, Any]]:
         """Where each of `names` stands here: its NodeState and, if known, its
