@@ -134,8 +134,7 @@ class ClientSession:
     @property
     def applied_interval_ms(self) -> int:
         """The APPLIED reporting interval the server asked for (0: none)."""
-        hello = self.core.server_hello
-        return hello.applied_interval_ms if hello is not None else 0
+        return self.core.applied_interval_ms
 
     @property
     def in_sync(self) -> bool:

@@ -36,6 +36,7 @@ from syncproto.messages import (
     CAP_ZSTD,
     PROTOCOL_VERSION,
     Applied,
+    AppliedInterval,
     ClientHello,
     Codec,
     DatastoreStatusMsg,
@@ -305,6 +306,14 @@ class ServerConnection(_Core):
         """The client takes DATASTORE_STATUS messages."""
         return CAP_DATASTORE_STATUS in self.caps
 
+    def send_applied_interval(self, frame: bytes) -> bool:
+        """Queue a pre-encoded APPLIED_INTERVAL frame if the client reports
+        (CAP_APPLIED) and the connection is open; True if queued."""
+        if self.state is not State.OPEN or CAP_APPLIED not in self.caps:
+            return False
+        self._queue(frame)
+        return True
+
     def accept(self, *, sync: SyncMode = SyncMode.SNAPSHOT, applied_interval_ms: int = 0) -> None:
         """Queue the server hello; the caller must then queue the current
         datastore status (if `wants_datastore_status`) and the stream.
@@ -369,6 +378,9 @@ class ClientConnection(_Core):
         self.synced = False
         self.revision = revision
         self.datastore_status: DatastoreStatusMsg | None = None
+        # How often the server wants APPLIED reports, at most (0: unsaid):
+        # from its hello, then from APPLIED_INTERVAL.
+        self.applied_interval_ms = 0
         # After a resume the first batch may start before our revision (the
         # server cut its batches differently); whole values make that safe.
         self._resumed_first = False
@@ -405,6 +417,7 @@ class ClientConnection(_Core):
                 raise HandshakeError("server offered resume but we hold no revision")
             self.server_hello = msg
             self.caps = msg.caps
+            self.applied_interval_ms = msg.applied_interval_ms
             self.state = State.OPEN
             if msg.sync is SyncMode.SNAPSHOT:
                 self.in_snapshot = True
@@ -417,6 +430,10 @@ class ClientConnection(_Core):
             if CAP_DATASTORE_STATUS not in self.caps:
                 raise MalformedMessage("DATASTORE_STATUS without the capability")
             self.datastore_status = msg
+        elif isinstance(msg, AppliedInterval):
+            if CAP_APPLIED not in self.caps:
+                raise MalformedMessage("APPLIED_INTERVAL without the capability")
+            self.applied_interval_ms = msg.interval_ms
         elif isinstance(msg, SnapshotChunk):
             if not self.in_snapshot:
                 raise MalformedMessage("SNAPSHOT_CHUNK outside a snapshot")

@@ -40,6 +40,7 @@ class MsgType(IntEnum):
     GOODBYE = 9
     DATASTORE_STATUS = 10
     APPLIED = 11
+    APPLIED_INTERVAL = 12
 
 
 _TYPES = frozenset(int(t) for t in MsgType)

@@ -199,6 +199,14 @@ class Applied:
     revision: int
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedInterval:
+    """APPLIED_INTERVAL (server to client, with CAP_APPLIED): from now on send
+    APPLIED at most every `interval_ms` (the server's agent count changed)."""
+
+    interval_ms: int
+
+
 Message = (
     ClientHello
     | ServerHello
@@ -211,6 +219,7 @@ Message = (
     | Goodbye
     | DatastoreStatusMsg
     | Applied
+    | AppliedInterval
 )
 
 
@@ -338,6 +347,8 @@ def _to_wire(msg: Message) -> tuple[MsgType, int, bytes]:
         case Applied():
             # The revision travels in the header; the body is an empty map.
             return MsgType.APPLIED, msg.revision, pack({})
+        case AppliedInterval():
+            return MsgType.APPLIED_INTERVAL, 0, pack({"interval_ms": msg.interval_ms})
     raise TypeError(f"not a message: {msg!r}")  # pragma: no cover
 
 
@@ -389,6 +400,11 @@ def _from_wire(mtype: MsgType, revision: int, obj: Any) -> Message:
         return Pong(_field(d, "token", int, what))
     if mtype is MsgType.APPLIED:
         return Applied(revision)
+    if mtype is MsgType.APPLIED_INTERVAL:
+        interval = _optional_count(d, "interval_ms", what)
+        if interval == 0:
+            raise MalformedMessage(f"{what}: interval_ms must be a positive integer")
+        return AppliedInterval(interval)
     if mtype is MsgType.DATASTORE_STATUS:
         raw = _field(d, "status", str, what)
         try:

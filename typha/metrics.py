@@ -198,6 +198,11 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
         "connected agents whose dataplane reports this replica's latest change applied",
         lambda a: a.server.convergence.at_least(a.cache.changed_revision) if a.server else 0,
     ),
+    (
+        "typha_applied_report_interval_seconds",
+        "how often, at most, this replica's agents are asked to send APPLIED reports",
+        lambda a: a.server.report_interval_ms / 1000 if a.server else 0.0,
+    ),
 ]
 
 SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
@@ -205,6 +210,11 @@ SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
         "typha_applied_reports",
         "agents' reports of a higher applied revision",
         lambda a: a.server.convergence.reports if a.server else 0,
+    ),
+    (
+        "typha_applied_interval_changes",
+        "APPLIED_INTERVAL broadcasts (the agent count moved the reporting interval)",
+        lambda a: _st(a).applied_interval_changes,
     ),
     ("typha_connections_accepted", "agent connections accepted", lambda a: _st(a).accepted),
     (

@@ -5,6 +5,7 @@ import pytest
 from syncproto import (
     CAP_APPLIED,
     Applied,
+    AppliedInterval,
     ClientConnection,
     ClientHello,
     Codec,
@@ -279,3 +280,24 @@ def test_the_reporting_interval_goes_only_to_clients_that_report() -> None:
     (hello,) = old_client.receive_data(pipe(server), 0.0)
     assert isinstance(hello, ServerHello)
     assert hello.applied_interval_ms == 0
+
+
+def test_the_server_may_change_the_reporting_interval_of_a_client_that_reports() -> None:
+    server, client = handshake()
+    frame = codec.encode(AppliedInterval(2000))
+    assert server.send_applied_interval(frame)
+    (msg,) = client.receive_data(pipe(server), 0.0)
+    assert msg == AppliedInterval(2000)
+    assert client.applied_interval_ms == 2000
+
+
+def test_applied_interval_needs_the_capability_on_both_sides() -> None:
+    server = ServerConnection(server_id="s", now=0.0)
+    old_client = ClientConnection(node="n", now=0.0, caps=frozenset({"zstd"}))
+    server.receive_data(pipe(old_client), 0.0)
+    server.accept()
+    old_client.receive_data(pipe(server), 0.0)
+    assert server.send_applied_interval(codec.encode(AppliedInterval(2000))) is False
+    assert pipe(server) == b""
+    with pytest.raises(MalformedMessage, match="APPLIED_INTERVAL without the capability"):
+        old_client.receive_data(codec.encode(AppliedInterval(2000)), 0.0)

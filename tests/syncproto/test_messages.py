@@ -5,6 +5,7 @@ import pytest
 import zstandard
 
 from syncproto import (
+    AppliedInterval,
     ClientHello,
     Codec,
     Delta,
@@ -29,6 +30,7 @@ MESSAGES: list[Message] = [
     ClientHello(node="n1", caps=frozenset({"zstd"}), revision=5, digest=D, client="x"),
     ServerHello(server="s1", caps=frozenset({"zstd"}), sync=SyncMode.SNAPSHOT, max_frame=1 << 20),
     ServerHello(server="s2", caps=frozenset({"applied"}), max_frame=4096, applied_interval_ms=750),
+    AppliedInterval(1500),
     SnapshotChunk(revision=9, entries=[("k", b'{"a":1}'), ("k2", b"{}")]),
     SnapshotEnd(revision=9, keys=2, digest=D),
     Delta(prev_revision=9, revision=11, updates=[("k", b"{}"), ("k2", None)], digest=D),
@@ -84,6 +86,9 @@ def test_revision_travels_in_the_header() -> None:
                 | {"applied_interval_ms": "250"}
             ),
         ),
+        (MsgType.APPLIED_INTERVAL, msgpack.packb({"interval_ms": 0})),
+        (MsgType.APPLIED_INTERVAL, msgpack.packb({"interval_ms": -5})),
+        (MsgType.APPLIED_INTERVAL, msgpack.packb({})),
         (MsgType.PING, b"\xc1"),  # never-used msgpack byte
         (MsgType.PING, msgpack.packb({"token": True})),
     ],

@@ -177,13 +177,16 @@ def test_an_agents_report_follows_it_to_another_replica(
     on_a = f"http://127.0.0.1:{a_http}/convergence"
     wait_until(lambda: http_json(on_a)["agents"] == 4, "all four connected to a")
 
-    def intervals() -> list[float]:
-        # Each agent takes its interval from a's hello: max(0.25 s, n / 8 s).
-        return sorted(
+    def intervals() -> set[float]:
+        return {
             http_json(f"http://127.0.0.1:{p}/status")["applied_report_interval"] for p in agents
-        )
+        }
 
-    wait_until(lambda: intervals() == [0.25, 0.25, 0.375, 0.5], "a's intervals in force")
+    # The third agent moved a's interval to 3/8 s (half again the 0.25 s
+    # floor), and every agent, in its hello or by APPLIED_INTERVAL, was told.
+    wait_until(lambda: intervals() == {0.375}, "a's interval in force on every agent")
+    a_metrics = http_text(f"http://127.0.0.1:{a_http}/metrics")
+    assert metric(a_metrics, "typha_applied_report_interval_seconds") == 0.375
 
     revision = asyncio.run(put_items(etcd.endpoint, [(POLICY_KEY, orjson.dumps(POLICY))]))
     wait_until(lambda: http_json(f"{on_a}?revision={revision}")["applied"] == 4, "applied on a")
@@ -194,18 +197,25 @@ def test_an_agents_report_follows_it_to_another_replica(
     _, _, b_http = start_typha(procs, etcd, *fast_rebalance, agent_port=b_port)
     on_b = f"http://127.0.0.1:{b_http}/convergence"
     wait_until(lambda: http_json(on_b)["agents"] >= 1, "a sheds agents to b")
-    wait_until(
-        lambda: http_json(f"{on_b}?revision={revision}")["applied"] == http_json(on_b)["agents"],
-        "the moved agents report revision R to b",
-    )
-    left_a = http_json(f"{on_a}?revision={revision}&disconnected=all")["disconnected"]
-    moved = [x["node"] for x in left_a]
-    assert moved, "a lists the agents that left it"
-    status, where = post_json(f"http://127.0.0.1:{b_http}/convergence/nodes", {"nodes": moved})
-    assert status == 200
-    for node in moved:
-        assert where["nodes"][node]["state"] == "connected"
-        assert where["nodes"][node]["applied_revision"] >= revision
+
+    def moved_and_reported() -> bool:
+        # Every agent a lists as gone is connected to b and has told b that
+        # it has revision R (a may shed them one by one: wait for the last).
+        left = http_json(f"{on_a}?revision={revision}&disconnected=all")["disconnected"]
+        names = [x["node"] for x in left]
+        status, where = post_json(f"http://127.0.0.1:{b_http}/convergence/nodes", {"nodes": names})
+        return (
+            bool(names)
+            and status == 200
+            and all(
+                where["nodes"][n]["state"] == "connected"
+                and where["nodes"][n]["applied_revision"] >= revision
+                for n in names
+            )
+        )
+
+    wait_until(moved_and_reported, "the agents that left a report revision R to b")
+    assert http_json(f"{on_b}?revision={revision}")["applied"] == http_json(on_b)["agents"]
 
     done = subprocess.run(
         wait_applied(revision, [a_http, b_http], 30), capture_output=True, text=True, timeout=60

@@ -72,3 +72,49 @@ async def test_a_drained_agents_report_is_repeated_to_its_next_replica(
         await a.stop()
         if b is not None:
             await b.stop()
+
+
+async def test_the_reporting_interval_follows_the_agent_count_on_every_agent(
+    etcd: EmbeddedEtcd,
+) -> None:
+    await seed_sample(etcd.endpoint, 2, 2)
+    # A budget of 8 reports a second: 0.25 s up to 2 agents, n/8 s beyond.
+    app = TyphaApp(
+        serve_config(
+            etcd.endpoint,
+            "r",
+            rebalance_interval=0.0,
+            source_check_interval=0.0,
+            applied_reports_per_second=8.0,
+        )
+    )
+    await app.start()
+    clients: list[SyncClient] = []
+    try:
+        addr = f"127.0.0.1:{app.agent_port}"
+        for i in range(4):
+            c = SyncClient(addr, node=f"n{i}")
+            clients.append(c)
+            await c.start()
+            await c.wait_in_sync()
+        assert app.server is not None
+        # The third agent made 3/8 s the interval (half again 0.25 s): the
+        # first two were told by APPLIED_INTERVAL, the others in their hello.
+        # The fourth's 4/8 s is within half again of it: no new broadcast.
+        assert app.server.report_interval_ms == 375
+        await async_wait_until(
+            lambda: all(c.applied_interval == 0.375 for c in clients), "every agent at 3/8 s"
+        )
+        assert app.server.stats.applied_interval_changes == 1
+        for c in clients[1:]:
+            await c.close()
+        # One agent left: back to the floor, and the one left is told.
+        await async_wait_until(
+            lambda: clients[0].applied_interval == 0.25, "the last agent back at 0.25 s"
+        )
+        assert app.server.report_interval_ms == 250
+        assert app.server.stats.applied_interval_changes == 2
+    finally:
+        for c in clients:
+            await c.close()
+        await app.stop()

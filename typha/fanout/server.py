@@ -27,6 +27,7 @@ from typing import cast
 from snapshot import HistoryUnavailable, SnapshotCache
 from syncproto import (
     CAP_APPLIED,
+    AppliedInterval,
     CloseReason,
     Codec,
     DatastoreStatus,
@@ -39,7 +40,11 @@ from syncproto.ratelimit import RateLimitedLog
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
 from syncproto.tls import PeerPolicy
 from typha.fanout.connlog import ConnectionLog
-from typha.fanout.convergence import ConvergenceTracker, report_interval_ms
+from typha.fanout.convergence import (
+    MIN_REPORT_INTERVAL_MS,
+    ConvergenceTracker,
+    report_interval_ms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class ServerStats(StreamStats):
     timer_runs: int = 0
     paced_passes: int = 0  # passes held back because the previous one was long
     writes: int = 0  # transport writes to agents (what fan-out CPU follows)
+    applied_interval_changes: int = 0  # APPLIED_INTERVAL broadcasts
     closed: Counter[CloseReason] = field(default_factory=Counter)
     protocol_errors: Counter[str] = field(default_factory=Counter)
     # Datastore event received -> its batch written to every streaming agent.
@@ -353,9 +359,10 @@ class AgentServer:
         # handshake timeout ends each one; entries past it are dropped here.
         self.tls_pending: dict[AgentProtocol, float] = {}
         self.datastore_status = DatastoreStatus.WAITING
-        self.status_frame = Codec(max_frame=proto_limits.max_frame).encode(
-            DatastoreStatusMsg(self.datastore_status)
-        )
+        self._codec = Codec(max_frame=proto_limits.max_frame)
+        self.status_frame = self._codec.encode(DatastoreStatusMsg(self.datastore_status))
+        # The APPLIED interval agents were last told (hello or broadcast).
+        self._report_interval_ms = MIN_REPORT_INTERVAL_MS
 
     def now(self) -> float:
         """The event loop's clock: the `now` every stream is driven with."""
@@ -370,9 +377,6 @@ class AgentServer:
             limits=self.proto_limits,
             policy=self.limits.stream,
             stats=self.stats,
-        )
-        stream.applied_interval_ms = report_interval_ms(
-            len(self.connections) + 1, self.limits.applied_reports_per_second
         )
         return stream
 
@@ -494,12 +498,41 @@ class AgentServer:
             return False
         self.connections.add(conn)
         self.stats.accepted += 1
+        self._retune_reports()
         return True
+
+    @property
+    def report_interval_ms(self) -> int:
+        """The APPLIED interval agents were last told, in milliseconds."""
+        return self._report_interval_ms
+
+    def _retune_reports(self) -> None:
+        """Keep the agents' APPLIED reports within the budget as the agent
+        count changes: once the interval the count calls for is half again
+        longer or shorter than the one announced, tell every reporting agent
+        (one frame, encoded once).  Agents then send at most 1.5 times the
+        budget, and the announcements are O(log agents) waves, not one per
+        connection."""
+        budget = self.limits.applied_reports_per_second
+        if budget <= 0:
+            return
+        want = report_interval_ms(len(self.connections), budget)
+        have = self._report_interval_ms
+        if 2 * want < 3 * have and 2 * have < 3 * want:
+            return
+        self._report_interval_ms = want
+        self.stats.applied_interval_changes += 1
+        frame = self._codec.encode(AppliedInterval(want))
+        for conn in self.connections:
+            stream = conn.stream
+            if stream is not None and stream.streaming and stream.core.send_applied_interval(frame):
+                conn.flush_replies()
 
     def unregister(self, conn: AgentProtocol, reason: CloseReason) -> None:
         """The transport is gone."""
         if conn in self.connections:
             self.connections.discard(conn)
+            self._retune_reports()
             self._waiting.discard(conn)
             self.stats.closed[reason] += 1
             stream = conn.stream
@@ -522,6 +555,7 @@ class AgentServer:
         if stream is None:
             return
         was_waiting = stream.awaiting_start
+        stream.applied_interval_ms = self._report_interval_ms
         if stream.start(self.now(), ready=self._ready(), status_frame=self.status_frame):
             self._waiting.discard(conn)
             if was_waiting and stream.streaming:
