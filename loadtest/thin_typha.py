@@ -39,6 +39,7 @@ from syncproto import (
     CAP_RESUME,
     CAP_ZSTD,
     Applied,
+    AppliedInterval,
     ClientHello,
     Codec,
     Frame,
@@ -122,6 +123,11 @@ class ThinAgent(asyncio.Protocol):
                     self.times.append(now)
                 if self.reports is not None and self.reports.applied(revision):
                     self.owner.pending_reports.add(self)
+            elif mtype == MsgType.APPLIED_INTERVAL and self.reports is not None:
+                body = bytes(buf[pos - length : pos])
+                told = self.owner.codec.decode(Frame(MsgType.APPLIED_INTERVAL, 0, 0, body))
+                if isinstance(told, AppliedInterval):
+                    self.reports.interval = server_interval(told.interval_ms)
             elif mtype == MsgType.PING and self.transport is not None:
                 # The one body we decode: the server drops connections that
                 # stay silent past its idle timeout.
