@@ -24,7 +24,7 @@ class Observable(Protocol):
         ...
 
     def convergence(self, revision: int | None, all_disconnected: bool = False) -> dict[str, Any]:
-        """The JSON object served at /convergence (None: the current revision)."""
+        """The JSON object served at /convergence (None: the latest change's revision)."""
         ...
 
     def convergence_nodes(self, names: list[str]) -> dict[str, Any]:

@@ -370,7 +370,7 @@ class AgentServer:
 
     def new_stream(self) -> ServerStream:
         """A stream for a connection made now."""
-        stream = ServerStream(
+        return ServerStream(
             self.cache,
             server_id=self.server_id,
             now=self.now(),
@@ -378,7 +378,6 @@ class AgentServer:
             policy=self.limits.stream,
             stats=self.stats,
         )
-        return stream
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (useful when `port` is 0)."""
