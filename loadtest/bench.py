@@ -239,6 +239,24 @@ def metric(http_port: int, name: str) -> float:
     return 0.0
 
 
+def gc_pauses(http_port: int) -> dict[str, float]:
+    """The server's garbage-collection pauses so far: full collections, their
+    total seconds, all pauses' seconds, and pauses over 50 ms."""
+    name = "typha_gc_pause_seconds"
+    out = {
+        "full_collections": metric(http_port, f'{name}_count{{generation="2"}}'),
+        "full_pause_s": metric(http_port, f'{name}_sum{{generation="2"}}'),
+        "pause_s": 0.0,
+        "pauses_over_50ms": 0.0,
+    }
+    for gen in "012":
+        labels = f'generation="{gen}"'
+        count = metric(http_port, f"{name}_count{{{labels}}}")
+        out["pause_s"] += metric(http_port, f"{name}_sum{{{labels}}}")
+        out["pauses_over_50ms"] += count - metric(http_port, f'{name}_bucket{{{labels},le="0.05"}}')
+    return out
+
+
 def start_typha(etcd: EmbeddedEtcd, tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     """Start `typha serve` against `etcd`; returns (process, agent port, http port) once ready."""
     port, http = free_port(), free_port()
@@ -461,6 +479,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         typha = name in TYPHA_SYSTEMS
         batches0 = metric(http, "typha_writes_total") if typha else 0.0
         reports0 = metric(http, "typha_applied_reports_total") if typha else 0.0
+        gc0 = gc_pauses(http) if typha else {}
         window_start = time.monotonic()
         cpu0, etcd0, gen0 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
         revs, times = asyncio.run(
@@ -478,6 +497,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         if typha:
             frame_writes = metric(http, "typha_writes_total") - batches0
             extra["applied_reports"] = int(metric(http, "typha_applied_reports_total") - reports0)
+            extra["gc"] = {k: round(v - gc0[k], 4) for k, v in gc_pauses(http).items()}
         elif name == "raw_ceiling":
             frame_writes = RAW_FRAMES * agents
         else:

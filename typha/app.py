@@ -30,6 +30,7 @@ from typha.errors import ConfigError
 from typha.fanout.convergence import LAGGING_SHOWN, ConvergenceTracker
 from typha.fanout.rebalance import Rebalancer
 from typha.fanout.server import AgentServer, ServerLimits
+from typha.gc_pauses import GcPauses
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
 from typha.readiness import Readiness
@@ -97,6 +98,7 @@ class TyphaApp:
             config.source_check_interval,
         )
         self.rebalancer: Rebalancer | None = None
+        self.gc_pauses = GcPauses()
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(TyphaCollector(self, version))
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -217,6 +219,7 @@ class TyphaApp:
         except OSError as exc:
             raise listen_error("--listen", cfg.listen, exc) from None
         self.server.set_datastore_status(self.syncer.status)
+        self.gc_pauses.install()
         sup = self.supervisor
         sup.start("syncer", self.syncer.run)
         sup.start("fanout-timers", self.server.run_timers)
@@ -287,6 +290,7 @@ class TyphaApp:
 
     async def stop(self) -> None:
         """Drain the agents, stop every task and close the ports."""
+        self.gc_pauses.uninstall()
         await self.supervisor.stop()
         if self.server is not None:
             await self.server.close()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -25,6 +26,7 @@ from syncproto.histogram import Histogram
 from syncproto.metric_families import build_info, histogram_family
 from typha.datastore.source_check import SourceCheck
 from typha.fanout.server import AgentServer, ServerStats
+from typha.gc_pauses import GcPauses
 from typha.source import StateSource
 from typha.supervisor import Supervisor
 
@@ -40,6 +42,7 @@ class Source(Protocol):
     supervisor: Supervisor
     tls_reloads: Counter[str]
     tls_reload_failures: Counter[str]
+    gc_pauses: GcPauses
 
     def ready(self) -> bool:
         """What /readyz answers."""
@@ -378,6 +381,14 @@ class TyphaCollector(Collector):
         st = app.server.stats if app.server is not None else ServerStats()
         for name, help_, get_hist in HISTOGRAMS:
             yield histogram_family(name, help_, get_hist(st))
+        gc_pause = HistogramMetricFamily(
+            "typha_gc_pause_seconds",
+            "how long each garbage collection stopped the process, by generation (2: full)",
+            labels=["generation"],
+        )
+        for generation, hist in enumerate(app.gc_pauses.by_generation):
+            gc_pause.add_metric([str(generation)], hist.cumulative(), sum_value=hist.sum)
+        yield gc_pause
         if app.server is None:
             return
         for name, help_, get in SERVER_GAUGES:
