@@ -239,6 +239,32 @@ def metric(http_port: int, name: str) -> float:
     return 0.0
 
 
+def buckets(http_port: int, name: str) -> dict[str, float]:
+    """A histogram's cumulative bucket counts on a server's side port, by `le`."""
+    url = f"http://127.0.0.1:{http_port}/metrics"
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(f'{name}_bucket{{le="'):
+                le = line.split('"')[1]
+                out[le] = float(line.split()[1])
+    return out
+
+
+def bucket_quantile(cumulative: dict[str, float], q: float) -> float | None:
+    """The upper bound, in ms, of the bucket holding quantile `q` (None if
+    there are no observations or it falls in +Inf)."""
+    total = cumulative.get("+Inf", 0.0)
+    if total <= 0:
+        return None
+    for le, n in sorted(
+        ((k, v) for k, v in cumulative.items() if k != "+Inf"), key=lambda kv: float(kv[0])
+    ):
+        if n >= q * total:
+            return float(le) * 1000
+    return None
+
+
 def gc_pauses(http_port: int) -> dict[str, float]:
     """The server's garbage-collection pauses so far: full collections, their
     total seconds, all pauses' seconds, and pauses over 50 ms."""
@@ -480,6 +506,7 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
         batches0 = metric(http, "typha_writes_total") if typha else 0.0
         reports0 = metric(http, "typha_applied_reports_total") if typha else 0.0
         gc0 = gc_pauses(http) if typha else {}
+        fan0 = buckets(http, "typha_fanout_latency_seconds") if typha else {}
         window_start = time.monotonic()
         cpu0, etcd0, gen0 = cpu_s(server_pids), cpu_s([etcd.proc.pid]), cpu_s(workers.pids)
         revs, times = asyncio.run(
@@ -498,6 +525,14 @@ def measure_system(name: str, tier: Tier, tmp: Path) -> dict[str, Any]:
             frame_writes = metric(http, "typha_writes_total") - batches0
             extra["applied_reports"] = int(metric(http, "typha_applied_reports_total") - reports0)
             extra["gc"] = {k: round(v - gc0[k], 4) for k, v in gc_pauses(http).items()}
+            fan = {
+                le: n - fan0.get(le, 0.0)
+                for le, n in buckets(http, "typha_fanout_latency_seconds").items()
+            }
+            extra["fanout_latency_ms"] = {
+                "p50_at_most": bucket_quantile(fan, 0.5),
+                "p99_at_most": bucket_quantile(fan, 0.99),
+            }
         elif name == "raw_ceiling":
             frame_writes = RAW_FRAMES * agents
         else:
