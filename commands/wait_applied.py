@@ -15,7 +15,7 @@ answer.  One JSON object with the last sums is printed on stdout either way.
 from __future__ import annotations
 
 import asyncio
-import socket
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from felix_client.addresses import resolve_all
 from typha.errors import ConfigError
 
 DEFAULT_ENDPOINTS = "127.0.0.1:9098"
@@ -79,18 +80,17 @@ def parse_endpoints(text: str) -> list[tuple[str, int]]:
 
 
 async def resolve(endpoints: list[tuple[str, int]]) -> list[str]:
-    """Every address of every endpoint, as URL authorities."""
-    loop = asyncio.get_running_loop()
+    """Every address of every endpoint (as the agents find replicas), as URL
+    authorities."""
     found: list[str] = []
     for host, port in endpoints:
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            ips = await resolve_all(host, port, random.Random(0))
         except OSError:
             found.append(f"{host}:{port}")  # reported unreachable when asked
             continue
-        for family, *_, addr in infos:
-            ip = str(addr[0])
-            where = f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+        for ip in sorted(ips):
+            where = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
             if where not in found:
                 found.append(where)
     return found
