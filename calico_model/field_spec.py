@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))*$")
+DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))*\Z")
 
 
 class FieldKind(Enum):

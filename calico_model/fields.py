@@ -14,15 +14,15 @@ from calico_model.field_spec import port_problem
 from calico_model.selector import parse as parse_selector
 
 _LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-SUBDOMAIN = re.compile(f"^{_LABEL}(\\.{_LABEL})*$")
-DNS_LABEL = re.compile(f"^{_LABEL}$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
-_ENDPOINT_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DIGITS = re.compile(r"^[0-9]+$")
-_RANGE = re.compile(r"^[0-9]+:[0-9]+$")
-INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+SUBDOMAIN = re.compile(f"^{_LABEL}(\\.{_LABEL})*\\Z")
+DNS_LABEL = re.compile(f"^{_LABEL}\\Z")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
+_PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}\Z")
+_ENDPOINT_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DIGITS = re.compile(r"^[0-9]+\Z")
+_RANGE = re.compile(r"^[0-9]+:[0-9]+\Z")
+INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}\Z")
 
 PROTOCOL_NAMES = frozenset({"TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"})
 PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP", 6, 17, 132})
@@ -101,6 +101,10 @@ T = TypeVar("T")
 def _address(parse: Callable[[str], T], v: Any, path: str) -> T:
     if not isinstance(v, str):
         raise fail(Reason.BAD_CIDR, path, "must be a string")
+    if "%" in v:
+        # Python reads `fd00::1%eth0` as an address with a zone; Calico does
+        # not, and nft refuses it: one such value would fail every transaction.
+        raise fail(Reason.BAD_CIDR, path, f"{v[:60]!r}: an address zone (%...) is not allowed")
     try:
         return parse(v)
     except ValueError as exc:

@@ -3,6 +3,7 @@ API validates them (per field; the first problem found is reported)."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from calico_model.errors import Reason
@@ -75,6 +76,11 @@ def check_pool(spec: dict[str, Any]) -> None:
             Reason.BAD_FIELD,
             "spec.blockSize",
             f"must be {lo}-{hi} for an IPv{net.version} pool",
+        )
+    link_local = ipaddress.ip_network("169.254.0.0/16" if net.version == 4 else "fe80::/10")
+    if net.overlaps(link_local):
+        raise fail(
+            Reason.BAD_CIDR, "spec.cidr", f"overlaps the IPv{net.version} link-local {link_local}"
         )
     if spec.get("disabled") is not True and net.prefixlen > (size or default):
         raise fail(Reason.BAD_CIDR, "spec.cidr", "the pool is smaller than one block")

@@ -121,9 +121,9 @@ def _check_depth(value: dict[str, Any]) -> None:
 _LABEL_RE = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _NAME_PATTERNS = {
     Kind.NETWORK_POLICY: re.compile(
-        f"^(({_LABEL_RE})(\\.{_LABEL_RE})?|((knp|ossg)\\.default\\.{_LABEL_RE}(\\.{_LABEL_RE})*))$"
+        f"^(({_LABEL_RE})(\\.{_LABEL_RE})?|((knp|ossg)\\.default\\.{_LABEL_RE}(\\.{_LABEL_RE})*))\\Z"
     ),
-    Kind.GLOBAL_NETWORK_POLICY: re.compile(f"^({_LABEL_RE}\\.)?{_LABEL_RE}$"),
+    Kind.GLOBAL_NETWORK_POLICY: re.compile(f"^({_LABEL_RE}\\.)?{_LABEL_RE}\\Z"),
     Kind.TIER: DNS_LABEL,
 }
 
