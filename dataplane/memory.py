@@ -15,6 +15,7 @@ from dataplane.batch import (
     Rule,
     Vtep,
 )
+from dataplane.ownership import Gate, Ownership
 
 
 class MemoryDataplane:
@@ -24,8 +25,9 @@ class MemoryDataplane:
     blocking, as a slow kernel would: for watching what waits on an agent's
     dataplane (convergence reports, readiness).  Leave it 0 in production."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, ownership: Ownership | None = None) -> None:
         self.delay = delay
+        self.gate = Gate(ownership or Ownership())
         self.routes: dict[str, Route] = {}
         self.ipsets: dict[IpSetId, set[str]] = {}
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
@@ -44,8 +46,10 @@ class MemoryDataplane:
         if self.delay > 0:
             time.sleep(self.delay)
 
-    def record(self, batch: DataplaneBatch) -> None:
-        """Update the in-memory tables with `batch` (no delay)."""
+    def record(self, batch: DataplaneBatch) -> DataplaneBatch:
+        """Update the in-memory tables with what of `batch` the agent owns
+        (`ownership.Gate`; no delay); returns that part, the one to program."""
+        batch = self.gate.admit(batch)
         self.batches += 1
         self.ops += batch.ops()
         for node in batch.vteps_del:
@@ -69,6 +73,13 @@ class MemoryDataplane:
         self.chains.update(batch.chains_set)
         for ep in batch.endpoints_del:
             self.endpoints.pop(ep, None)
+        return batch
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """What the agent would not program, by key (`route <dst>` for a
+        route), with the reason; until it is deleted or corrected."""
+        return self.gate.refused
 
     def kernel_status(self) -> dict[str, int | str]:
         """What the driver did to a kernel (nothing, for this one)."""

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # that the event loop keeps answering pings, /status and /readyz meanwhile: at
 # ~100 us a key, a 20,000-key snapshot would otherwise block it for seconds.
 OFFLOAD_CHANGES = 1000
+# /status lists this many refused objects (the first by key); the count is whole.
+REFUSED_SHOWN = 100
 
 
 class Agent:
@@ -210,6 +212,10 @@ class Agent:
             "applied_reports": c.stats.applied_reports,
             "applied_report_interval": c.applied_interval,
             "dataplane_failures": self.apply_failures,
+            # What the agent would not program (not its own, or not exactly
+            # its type), by key, with the reason; `refused_count` counts all.
+            "refused": dict(sorted(self.dataplane.refused.items())[:REFUSED_SHOWN]),
+            "refused_count": len(self.dataplane.refused),
         }
 
     def http_app(self) -> web.Application:
@@ -332,8 +338,9 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
             node=config.node,
             failsafes=config.failsafes,
             delay=config.dataplane_delay,
+            ownership=config.ownership,
         )
-    return MemoryDataplane(config.dataplane_delay)
+    return MemoryDataplane(config.dataplane_delay, config.ownership)
 
 
 async def _resync_every(dataplane: LinuxDataplane, interval: float, stop: asyncio.Event) -> None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout
-from dataplane.errors import BadFailsafePorts
+from dataplane.errors import BadFailsafePorts, UnsafeValue
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
+from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
 from syncproto.logformat import LogFormat
@@ -46,6 +47,7 @@ class AgentConfig:
     dataplane_delay: float = 0.0  # testing: seconds each dataplane batch is held back
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
+    ownership: Ownership = field(default_factory=Ownership)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     log_summary_interval: float = 60.0
@@ -94,6 +96,14 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "failsafe-outbound-host-ports",
         ",".join(str(p) for p in DEFAULT_OUTBOUND),
         "linux: proto:port list (or none) that host endpoint policy never blocks outbound",
+    )
+    add(
+        "interface-prefix",
+        # Calico spells it FELIX_INTERFACEPREFIX; both are read, ours first.
+        env.get("FELIX_INTERFACEPREFIX", ",".join(DEFAULT_INTERFACE_PREFIXES)),
+        "workload interface name prefixes, comma separated: the only interfaces the agent"
+        " routes to, configures and puts in workload dispatch (Calico's InterfacePrefix;"
+        " also FELIX_INTERFACEPREFIX)",
     )
     add("log-level", "INFO", "log level")
     add("log-format", "text", "text (ISO-8601 UTC time, level, logger, message) or json")
@@ -168,6 +178,10 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         )
     except BadFailsafePorts as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        ownership = Ownership.parse(ns.interface_prefix)
+    except UnsafeValue as exc:
+        raise ConfigError(f"--interface-prefix: {exc}") from None
     return AgentConfig(
         typha=ns.typha,
         node=ns.node,
@@ -179,6 +193,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         dataplane_delay=delay,
         resync_interval=resync,
         failsafes=failsafes,
+        ownership=ownership,
         log_level=ns.log_level,
         log_format=log_format,
         log_summary_interval=summary,

@@ -68,6 +68,13 @@ GAUGES: list[tuple[str, str, Getter]] = [
         lambda a: sum(len(m) for m in a.dataplane.ipsets.values()),
     ),
     (
+        "felix_dataplane_refused",
+        "objects the agent would not program: not its own (an interface without the"
+        " workload prefix, one another endpoint owns, a default route), not exactly"
+        " their type, or a route the kernel holds for someone else; /status lists them",
+        lambda a: len(a.dataplane.refused),
+    ),
+    (
         "felix_reconnect_backoff_seconds",
         "upper bound of the next reconnect delay",
         lambda a: a.client.reconnect_backoff,

@@ -34,6 +34,7 @@ REMOTE = [
     client.BadValue,
     dataplane_errors.DataplaneError,
     dataplane_errors.KernelUnavailable,
+    dataplane_errors.UnsafeValue,
     model.SelectorError,
     model.InvalidValue,
 ]

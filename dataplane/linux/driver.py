@@ -35,6 +35,7 @@ from dataplane.linux.nft_lib import Nft
 from dataplane.linux.routes import RouteTable
 from dataplane.linux.vxlan import Vxlan
 from dataplane.memory import MemoryDataplane
+from dataplane.ownership import Ownership
 from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,17 @@ class LinuxDataplane(MemoryDataplane):
         node: str = "",
         failsafes: Failsafes | None = None,
         delay: float = 0.0,
+        ownership: Ownership | None = None,
     ) -> None:
-        super().__init__(delay)
+        self.ownership = ownership or Ownership()
+        super().__init__(delay, self.ownership)
         self.node = node  # to tell our VXLAN endpoint from the peers'
 
         self.kernel_stats: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
-        self._desired = M.base_model(failsafes)
+        self._desired = M.base_model(failsafes, self.ownership)
+        # Chains that could not be rendered exactly (they drop instead), by key.
+        self._unrenderable: dict[str, str] = {}
         # The memory tables change on the caller's thread; the kernel thread
         # reads them on its own when an address moves (host endpoints by IP).
         self._tables_lock = threading.Lock()
@@ -159,7 +164,9 @@ class LinuxDataplane(MemoryDataplane):
             if self._addr_ifaces == before or self._programmed is None:
                 return
             a = _Affected(maps=True)
-            a.chains = M.set_dispatch(self._desired, chains, endpoints, self._host_ifaces)
+            a.chains = M.set_dispatch(
+                self._desired, chains, endpoints, self._host_ifaces, self.ownership
+            )
             self._write(a)
         except Exception as exc:  # as in _program: counted, never raised
             self.kernel_stats["errors"] += 1
@@ -188,8 +195,8 @@ class LinuxDataplane(MemoryDataplane):
         difference from what the kernel holds)."""
         self.stall()
         with self._tables_lock:
-            self.record(batch)
-        self._thread.call(lambda: self._program(batch))
+            admitted = self.record(batch)
+        self._thread.call(lambda: self._program(admitted))
 
     def resync(self) -> dict[str, int]:
         """Compare the kernel with the desired tables and repair every
@@ -219,26 +226,48 @@ class LinuxDataplane(MemoryDataplane):
         for sid in batch.ipsets_delete:
             m.sets.pop(R.set_name(sid), None)
             a.sets.add(R.set_name(sid))
+        unsafe: list[str] = []
         for sid in batch.ipsets_create:
             a.sets.add(R.set_name(sid))
-            M.set_set(m, sid, self.ipsets.get(sid, set()))
+            unsafe += M.set_set(m, sid, self.ipsets.get(sid, set()))
         # Members change by difference: a set may hold many thousands.
         for sid in batch.ipset_add.keys() | batch.ipset_remove.keys():
             if sid in self.ipsets and sid not in batch.ipsets_create:
                 a.sets.add(R.set_name(sid))
-                M.update_set(m, sid, batch.ipset_add.get(sid, ()), batch.ipset_remove.get(sid, ()))
+                unsafe += M.update_set(
+                    m, sid, batch.ipset_add.get(sid, ()), batch.ipset_remove.get(sid, ())
+                )
+        if unsafe:
+            self.kernel_stats["unsafe_members"] += len(unsafe)
+            self._rl.log(logging.ERROR, "member", "IP set members left out: %s", unsafe[0])
         for ck in batch.chains_del | batch.chains_set.keys():
             a.chains |= M.chain_names(m, ck)
             M.remove_chain(m, ck)
+            self._unrenderable.pop(f"chain {ck}", None)
             if ck in batch.chains_set:
-                M.set_chain(m, ck, batch.chains_set[ck])
+                why = M.set_chain(m, ck, batch.chains_set[ck])
+                if why is not None:
+                    self._unrenderable[f"chain {ck}"] = why
+                    self._rl.log(logging.ERROR, "chain", "chain %s drops all: %s", ck, why)
             a.chains |= M.chain_names(m, ck)
         if batch.chains_set or batch.chains_del or batch.endpoints_set or batch.endpoints_del:
             if _by_address(self.endpoints):
                 self._refresh_addresses()
-            a.chains |= M.set_dispatch(m, self.chains, self.endpoints, self._host_ifaces)
+            a.chains |= M.set_dispatch(
+                m, self.chains, self.endpoints, self._host_ifaces, self.ownership
+            )
             a.maps = True
         return a
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """What the agent would not program, with the reason: objects the
+        ownership gate refused, chains that could not be rendered exactly
+        (they drop instead), routes the kernel refused."""
+        out = dict(self.gate.refused)
+        out.update(self._unrenderable)
+        out.update((f"route {d}", why) for d, why in self._routes.refused.items())
+        return out
 
     # -- on the kernel thread ------------------------------------------------------
 
@@ -318,6 +347,9 @@ class LinuxDataplane(MemoryDataplane):
         """Bring each new workload interface up and set what it needs; one
         that does not exist yet is tried again on the next batch or resync."""
         for iface in list(self._unconfigured):
+            if not self.ownership.workload_interface(iface):
+                self._unconfigured.discard(iface)  # never the agent's to configure
+                continue
             found = self._ipr.link_lookup(ifname=iface)
             if not found:
                 continue
@@ -342,7 +374,9 @@ class LinuxDataplane(MemoryDataplane):
             # the maps behind the chains.
             if _by_address(self.endpoints):
                 self._refresh_addresses()
-            M.set_dispatch(self._desired, self.chains, self.endpoints, self._host_ifaces)
+            M.set_dispatch(
+                self._desired, self.chains, self.endpoints, self._host_ifaces, self.ownership
+            )
             vxlan = self._vxlan.sync(self.vteps)
             if any(r.kind == "ipip" for r in self.routes.values()):
                 self._ipip.ensure()
@@ -389,6 +423,7 @@ class LinuxDataplane(MemoryDataplane):
             "errors": self.kernel_stats["errors"],
             "nft_transactions": self.kernel_stats["nft_transactions"],
             "pending_routes": len(self._routes.pending),
+            "refused": len(self.refused),
             "ipip": self._thread.call(lambda: self._ipip.state),
             "host_endpoint_interfaces": self._thread.call(self._policed_interfaces),
         }

@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataplane import kernel_values as V
 from dataplane.batch import ChainKey, EndpointInfo, EndpointKind, IpSetId, Rule, Stage
+from dataplane.errors import UnsafeValue
 from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_render as R
+from dataplane.ownership import Ownership
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +64,11 @@ def chain_def(name: str, decl: str, statements: list[str]) -> ChainDef:
     return ChainDef(decl, tuple((_comment(name, i, s), s) for i, s in enumerate(statements)))
 
 
-def base_model(fs: Failsafes | None = None) -> NftModel:
+def base_model(fs: Failsafes | None = None, own: Ownership | None = None) -> NftModel:
     """The table with its dispatch maps, hooked base chains and (empty)
     all-interfaces chains, nothing else."""
     m = NftModel()
-    for name, decl, stmts in R.base_chains(fs):
+    for name, decl, stmts in R.base_chains(fs, own):
         m.chains[name] = chain_def(name, decl, stmts)
     for name in R.map_names():
         m.maps[name] = {}
@@ -74,10 +77,24 @@ def base_model(fs: Failsafes | None = None) -> NftModel:
     return m
 
 
-def set_chain(m: NftModel, ck: ChainKey, rules: tuple[Rule, ...]) -> None:
-    """Put one endpoint chain (and its group chains) into the model."""
-    for name, stmts in R.chain_bodies(ck, rules):
+# What a chain holds when one of its rules cannot be rendered exactly: the
+# endpoint's traffic in that direction is dropped, never let through.
+REFUSED_CHAIN = ["counter drop"]
+
+
+def set_chain(m: NftModel, ck: ChainKey, rules: tuple[Rule, ...]) -> str | None:
+    """Put one endpoint chain (and its group chains) into the model.  A
+    chain with a rule that cannot be rendered exactly becomes a drop;
+    returns why, or None."""
+    try:
+        bodies = R.chain_bodies(ck, rules)
+    except UnsafeValue as exc:
+        name = R.chain_name(ck)
+        m.chains[name] = chain_def(name, "", REFUSED_CHAIN)
+        return str(exc)
+    for name, stmts in bodies:
         m.chains[name] = chain_def(name, "", stmts)
+    return None
 
 
 def chain_names(m: NftModel, ck: ChainKey) -> set[str]:
@@ -92,17 +109,34 @@ def remove_chain(m: NftModel, ck: ChainKey) -> None:
         del m.chains[name]
 
 
-def set_set(m: NftModel, sid: IpSetId, members: set[str]) -> None:
-    """Put one IP set with its members into the model."""
-    m.sets[R.set_name(sid)] = (R.set_spec(sid), frozenset(R.element(sid, x) for x in members))
+def _elements(sid: IpSetId, members: Iterable[str], unsafe: list[str]) -> set[str]:
+    out = set()
+    for x in members:
+        try:
+            out.add(R.element(sid, x))
+        except UnsafeValue as exc:
+            unsafe.append(str(exc))
+    return out
 
 
-def update_set(m: NftModel, sid: IpSetId, add: Iterable[str], remove: Iterable[str]) -> None:
-    """Change one IP set's members in the model by difference."""
+def set_set(m: NftModel, sid: IpSetId, members: set[str]) -> list[str]:
+    """Put one IP set with its members into the model; returns why members
+    were left out (the calculation only produces canonical addresses, so
+    any is a bug to report)."""
+    unsafe: list[str] = []
+    m.sets[R.set_name(sid)] = (R.set_spec(sid), frozenset(_elements(sid, members, unsafe)))
+    return unsafe
+
+
+def update_set(m: NftModel, sid: IpSetId, add: Iterable[str], remove: Iterable[str]) -> list[str]:
+    """Change one IP set's members in the model by difference; returns why
+    members were left out."""
+    unsafe: list[str] = []
     spec, members = m.sets[R.set_name(sid)]
-    gone = {R.element(sid, x) for x in remove}
-    new = {R.element(sid, x) for x in add}
+    gone = _elements(sid, remove, unsafe)
+    new = _elements(sid, add, unsafe)
     m.sets[R.set_name(sid)] = (spec, (members - gone) | new)
+    return unsafe
 
 
 def set_dispatch(
@@ -110,6 +144,7 @@ def set_dispatch(
     chains: Iterable[ChainKey],
     endpoints: dict[str, EndpointInfo],
     host_ifaces: Callable[[EndpointInfo], list[str]],
+    own: Ownership | None = None,
 ) -> set[str]:
     """Recompute the dispatch maps (each local workload's interface, each
     named host endpoint's interfaces, to their chains) and the
@@ -131,14 +166,17 @@ def set_dispatch(
             star_key = star_key or key
             continue
         for iface in host_ifaces(ep):
-            owner.setdefault(iface, key)
+            if _safe_host_iface(iface, own):
+                owner.setdefault(iface, key)
     star: dict[str, str] = {}
     for ck in chains:
         info = endpoints.get(ck.endpoint)
         if info is None:
             continue
         if info.kind is EndpointKind.WORKLOAD:
-            if info.interface and R.dispatched(ck):
+            # Only what the gate admitted reaches here; checked again because
+            # a map entry is what steers a host's traffic into a chain.
+            if R.dispatched(ck) and (own or Ownership()).workload_interface(info.interface):
                 m.maps[R.dispatch_map(ck.direction, ck.family)][info.interface] = R.chain_name(ck)
             continue
         mp = R.dispatch_map(ck.direction, ck.family, EndpointKind.HOST, ck.stage)
@@ -156,7 +194,8 @@ def set_dispatch(
     rewritten = set()
     for mp in R.host_map_names():
         name = R.any_chain(mp)
-        m.chains[name] = chain_def(name, "", R.any_chain_rules(mp, star.get(mp, ""), named))
+        rules = R.any_chain_rules(mp, star.get(mp, ""), named, own or Ownership())
+        m.chains[name] = chain_def(name, "", rules)
         rewritten.add(name)
     return rewritten
 
@@ -219,7 +258,17 @@ def _differs(have: ChainDef | None, want: ChainDef) -> bool:
 
 
 def _q(iface: str) -> str:
-    return f'"{iface}"'
+    return R.quote_ifname(iface)
+
+
+def _safe_host_iface(iface: str, own: Ownership | None) -> bool:
+    """An interface a host endpoint may be dispatched on: a plain name (the
+    kernel allows names nft could not quote) that is not a workload's."""
+    try:
+        V.ifname(iface)
+    except UnsafeValue:
+        return False
+    return not (own or Ownership()).workload_interface(iface)
 
 
 def from_kernel_json(doc: dict[str, Any]) -> NftModel:

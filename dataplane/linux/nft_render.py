@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from calico_model.protocols import PROTOCOL_NAMES
+from dataplane import kernel_values as V
 from dataplane.batch import (
     Action,
     ChainKey,
@@ -41,6 +42,7 @@ from dataplane.batch import (
     Stage,
 )
 from dataplane.failsafe import Failsafes, ProtoPort
+from dataplane.ownership import Ownership
 
 TABLE = "felix_typha"
 ACCEPT_MARK = 0x10000
@@ -72,15 +74,24 @@ def set_spec_of_kernel(s: dict[str, Any]) -> str:
     return f"type {' . '.join(str(p) for p in parts)};"
 
 
+_PROTOCOL_TOKENS = frozenset(PROTOCOL_NAMES.values())
+
+
+def protocol(number: int) -> str:
+    """A protocol number as nft writes it (`tcp`, or the number)."""
+    return PROTOCOL_NAMES.get(number) or V.byte(number, "protocol")
+
+
 def element(sid: IpSetId, member: str) -> str:
-    """One member as an nft set element: an address, or `addr . proto . port`."""
-    # Members are single addresses already in canonical text (the
-    # calculation prints them with `ipaddress`, as nft prints them back).
+    """One member as an nft set element: an address, or `addr . proto . port`
+    (canonical, as nft prints them back).  Raises UnsafeValue."""
     if not sid.port_name:
-        return member.partition("/")[0]
+        return V.address(member.partition("/")[0])
     addr, _, rest = member.partition(",")
     proto, _, port = rest.partition(":")
-    return f"{addr} . {proto} . {port}"
+    if proto not in _PROTOCOL_TOKENS:
+        proto = V.byte(int(proto) if proto.isascii() and proto.isdigit() else proto, "protocol")
+    return f"{V.address(addr)} . {proto} . {V.port_range(port)}"
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -95,12 +106,12 @@ def _set_ref(sid: IpSetId) -> str:
 
 
 def _ports(ports: Iterable[str]) -> str:
-    items = [p.replace(":", "-") for p in ports]
+    items = [V.port_range(p) for p in ports]
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
 def _nets(nets: Iterable[str]) -> str:
-    items = list(nets)
+    items = [V.network(n) for n in nets]
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
@@ -142,27 +153,26 @@ def _positive_port_variants(m: Match, which: str, family: int) -> list[str]:
 
 def rule_statements(rule: Rule, family: int, log_prefix: str) -> list[str]:
     """The nft rule bodies for one rule (more than one when its ports are
-    alternatives that one nft rule cannot express)."""
+    alternatives that one nft rule cannot express).  Raises UnsafeValue if a
+    field is not exactly what its type allows."""
     head: list[str] = []
     if rule.protocol is not None:
-        head.append(f"meta l4proto {PROTOCOL_NAMES.get(rule.protocol, str(rule.protocol))}")
+        head.append(f"meta l4proto {protocol(rule.protocol)}")
     if rule.not_protocol is not None:
-        head.append(
-            f"meta l4proto != {PROTOCOL_NAMES.get(rule.not_protocol, str(rule.not_protocol))}"
-        )
+        head.append(f"meta l4proto != {protocol(rule.not_protocol)}")
     icmp = "icmp" if family == 4 else "icmpv6"
     if rule.icmp_type is not None:
-        head.append(f"{icmp} type {rule.icmp_type}")
+        head.append(f"{icmp} type {V.byte(rule.icmp_type, 'ICMP type')}")
         if rule.icmp_code is not None:
-            head.append(f"{icmp} code {rule.icmp_code}")
+            head.append(f"{icmp} code {V.byte(rule.icmp_code, 'ICMP code')}")
     if rule.not_icmp_type is not None:
+        not_type = V.byte(rule.not_icmp_type, "ICMP type")
         if rule.not_icmp_code is None:
-            head.append(f"{icmp} type != {rule.not_icmp_type}")
+            head.append(f"{icmp} type != {not_type}")
         else:
             # not (type T and code C): as one expression over both bytes
-            head.append(
-                f"{icmp} type . {icmp} code != {{ {rule.not_icmp_type} . {rule.not_icmp_code} }}"
-            )
+            not_code = V.byte(rule.not_icmp_code, "ICMP code")
+            head.append(f"{icmp} type . {icmp} code != {{ {not_type} . {not_code} }}")
     src = _side(rule.src, "s", family)
     dst = _side(rule.dst, "d", family)
     verdict = _verdict(rule.action, log_prefix)
@@ -185,8 +195,7 @@ def _verdict(action: Action, log_prefix: str) -> str:
         return "drop"
     if action is Action.PASS:
         return "return"
-    prefix = log_prefix[:LOG_PREFIX_MAX].replace('"', "'")
-    return f'log prefix "{prefix} "'
+    return f'log prefix "{V.log_text(log_prefix[:LOG_PREFIX_MAX])} "'
 
 
 def _groups(rules: tuple[Rule, ...]) -> list[tuple[str, list[Rule]]]:
@@ -203,7 +212,8 @@ def _groups(rules: tuple[Rule, ...]) -> list[tuple[str, list[Rule]]]:
 
 def chain_bodies(ck: ChainKey, rules: tuple[Rule, ...]) -> list[tuple[str, list[str]]]:
     """The endpoint chain and its group chains: (name, rule bodies) each.
-    A group is a chain of its own so that Pass is a `return` from it."""
+    A group is a chain of its own so that Pass is a `return` from it.
+    Raises UnsafeValue if a rule cannot be rendered exactly."""
     name = chain_name(ck)
     main: list[str] = []
     out: list[tuple[str, list[str]]] = []
@@ -282,20 +292,29 @@ def any_chain(map_name: str) -> str:
     return f"any_{map_name}"
 
 
-def any_chain_rules(map_name: str, target: str, named: list[str]) -> list[str]:
+def any_chain_rules(map_name: str, target: str, named: list[str], own: Ownership) -> list[str]:
     """The body of `any_chain(map_name)`: every interface but workloads' and
     those of named host endpoints goes to `target` (empty: no `*` endpoint)."""
     if not target:
         return []
     io = "iifname" if "from_" in map_name else "oifname"
-    conds = [f'{io} != "{WORKLOAD_IFACES}"']
+    conds = [f"{io} != {workload_ifaces(own)}"]
     if named:
-        quoted = ", ".join(f'"{n}"' for n in named)
+        quoted = ", ".join(quote_ifname(n) for n in named)
         conds.append(f"{io} != {{ {quoted} }}")
     return [" ".join([*conds, f"jump {target}"])]
 
 
-WORKLOAD_IFACES = "cali*"
+def quote_ifname(name: str) -> str:
+    """An interface name as an nft string.  Raises UnsafeValue."""
+    return f'"{V.ifname(name)}"'
+
+
+def workload_ifaces(own: Ownership) -> str:
+    """The workload interfaces as an nft match value (`"cali*"`, or a set
+    of wildcards for several prefixes)."""
+    items = [f'"{w}"' for w in own.wildcards()]
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
 def hook_decl(c: dict[str, Any]) -> str:
@@ -322,12 +341,18 @@ def _host_dispatch(stage: Stage, direction: Direction, cond: str = "") -> list[s
     return out
 
 
-def _wl_dispatch(direction: Direction) -> list[str]:
+def _wl_dispatch(direction: Direction, wl: str) -> list[str]:
+    """Workload chains by interface; only workload-prefix interfaces ever
+    reach the maps, whatever the maps hold.  A workload interface with no
+    endpoint (not written yet, or never) is dropped, as Felix drops it: the
+    known ones' chains always end in a verdict or return accepted."""
     out = []
+    io = "iifname" if incoming(EndpointKind.WORKLOAD, direction) else "oifname"
     for family in (4, 6):
         proto = "ipv4" if family == 4 else "ipv6"
-        io = "iifname" if incoming(EndpointKind.WORKLOAD, direction) else "oifname"
-        out.append(f"meta nfproto {proto} {io} vmap @{dispatch_map(direction, family)}")
+        mp = dispatch_map(direction, family)
+        out.append(f"{io} {wl} meta nfproto {proto} {io} vmap @{mp}")
+    out.append(f"{io} {wl} meta mark and {ACCEPT_MARK:#x} == 0 counter drop")
     return out
 
 
@@ -339,7 +364,9 @@ _ND = (
 )
 
 
-def base_chains(fs: Failsafes | None = None) -> list[tuple[str, str, list[str]]]:
+def base_chains(
+    fs: Failsafes | None = None, own: Ownership | None = None
+) -> list[tuple[str, str, list[str]]]:
     """The hooked chains: (name, declaration, rule bodies).
 
     * `raw_prerouting` / `raw_output` (priority -300, before connection
@@ -350,14 +377,17 @@ def base_chains(fs: Failsafes | None = None) -> list[tuple[str, str, list[str]]]
       ones drop; what an earlier stage allowed passes; workloads' chains by
       interface, then host endpoints' (in `forward`, applyOnForward policy).
 
-    Failsafe ports bypass every host endpoint chain; workload interfaces
-    (`cali*`) never reach one.
+    Failsafe ports bypass every host endpoint chain and come before every
+    rule a datastore value can reach; workload interfaces (`cali*`, or the
+    configured prefixes) never reach a host endpoint chain, and nothing
+    else ever reaches a workload chain.
     """
     fs = fs or Failsafes()
+    own = own or Ownership()
     clear = f"meta mark set mark and {~ACCEPT_MARK & 0xFFFFFFFF:#x}"
     accepted = f"meta mark and {ACCEPT_MARK:#x} != 0"
     not_accepted = f"meta mark and {ACCEPT_MARK:#x} == 0"
-    wl = f'"{WORKLOAD_IFACES}"'
+    wl = workload_ifaces(own)
     tracked = ["ct state established,related counter accept", "ct state invalid counter drop"]
     chains: list[tuple[str, str, int, list[str]]] = [
         (
@@ -409,9 +439,9 @@ def base_chains(fs: Failsafes | None = None) -> list[tuple[str, str, list[str]]]
                 *tracked,
                 f"{accepted} counter accept",
                 clear,
-                *_wl_dispatch(Direction.EGRESS),
-                f"iifname {wl} accept",
-                *_failsafe(fs.inbound, "d"),
+                *(f"iifname != {wl} {r}" for r in _failsafe(fs.inbound, "d")),
+                *_wl_dispatch(Direction.EGRESS, wl),
+                f"iifname {wl} counter accept",
                 _ND,
                 *_host_dispatch(Stage.NORMAL, Direction.INGRESS),
             ],
@@ -426,9 +456,9 @@ def base_chains(fs: Failsafes | None = None) -> list[tuple[str, str, list[str]]]
                 # of the input host endpoint (workloads' chains still apply).
                 *_host_dispatch(Stage.FORWARD, Direction.INGRESS, not_accepted),
                 clear,
-                *_wl_dispatch(Direction.EGRESS),
+                *_wl_dispatch(Direction.EGRESS, wl),
                 clear,
-                *_wl_dispatch(Direction.INGRESS),
+                *_wl_dispatch(Direction.INGRESS, wl),
                 clear,
                 *_host_dispatch(Stage.FORWARD, Direction.EGRESS),
             ],

@@ -2,7 +2,11 @@
 
 Every route the agent programs carries the route protocol number RT_PROTO,
 so the agent reads, changes and removes only its own routes: never a route
-someone else made.  Setting a route is `replace` (idempotent).  A route
+someone else made.  A destination the kernel does not hold as one of ours
+is `add`ed, never `replace`d: if the kernel already has a route there of
+another protocol (the node's connected subnet, its default route), the add
+fails and the route is refused, leaving that route alone.  A destination
+that is ours is `replace`d (idempotent).  A route
 through a device that does not exist yet (a workload interface the CNI
 plugin has not made, a tunnel not yet up) is kept pending and programmed
 when `retry_pending` finds the device.
@@ -72,6 +76,8 @@ class RouteTable:
         self.pending: dict[str, Route] = {}  # waiting for their device
         self.changes = 0  # kernel writes made (routes set or deleted)
         self.failures: list[str] = []  # routes the kernel refused, since last taken
+        self.refused: dict[str, str] = {}  # dst -> why, until set again or deleted
+        self._ours: set[str] = set()  # destinations the kernel holds as our routes
 
     def _index(self, dev: str) -> int | None:
         found = self._ipr.link_lookup(ifname=dev)
@@ -103,6 +109,7 @@ class RouteTable:
                     oif=msg.get("oif") if msg["type"] != RTN_BLACKHOLE else None,
                     onlink=bool(msg["flags"] & RTNH_F_ONLINK),
                 )
+        self._ours = set(out)
         return out
 
     def set(self, route: Route) -> bool:
@@ -125,17 +132,23 @@ class RouteTable:
         """`set`, but a refusal is recorded in `failures` instead of raised:
         one bad route must not keep the others (or the ACLs) out."""
         try:
-            return self.set(route)
+            done = self.set(route)
         except DataplaneError as exc:
             self.failures.append(str(exc))
+            self.refused[route.dst] = str(exc)
             return False
+        self.refused.pop(route.dst, None)
+        return done
 
     def delete(self, dst: str) -> None:
         """Remove the agent's route to `dst`, if the kernel has it."""
         self.pending.pop(dst, None)
+        self.refused.pop(dst, None)
         net = ipaddress.ip_network(dst)
         family = AF_INET if net.version == 4 else AF_INET6
+        self._ours.discard(str(net))
         try:
+            # With proto given the kernel deletes only a route of ours.
             self._ipr.route("del", dst=str(net), family=family, proto=RT_PROTO, table=254)
             self.changes += 1
         except Exception as exc:  # pyroute2 raises NetlinkError; absent is fine
@@ -186,12 +199,25 @@ class RouteTable:
                 args["scope"] = "link" if net.version == 4 else 0
             if want.onlink:
                 args["flags"] = RTNH_F_ONLINK
+        ours = want.dst in self._ours
         try:
-            self._ipr.route("replace", **args)
+            self._ipr.route("replace" if ours else "add", **args)
         except Exception as exc:
-            if getattr(exc, "code", None) in _NOT_YET:
+            code = getattr(exc, "code", None)
+            if code in _NOT_YET:
                 raise _NotYet from exc
+            if code == EEXIST and not ours and want.dst in self.read():
+                # Ours after all (the kernel changed under a failed resync).
+                self._ipr.route("replace", **args)
+                self.changes += 1
+                return
+            if code == EEXIST and not ours:
+                raise DataplaneError(
+                    f"route {want.dst}: the kernel holds a route there that is not the"
+                    f" agent's (protocol other than {RT_PROTO}); left alone"
+                ) from exc
             raise DataplaneError(f"route {want.dst}: {exc}") from exc
+        self._ours.add(want.dst)
         self.changes += 1
 
 
@@ -200,3 +226,4 @@ class _NotYet(Exception):
 
 
 _NOT_YET = (100, 101, 113, 19)  # ENETDOWN, ENETUNREACH, EHOSTUNREACH, ENODEV
+EEXIST = 17

@@ -12,12 +12,14 @@ from typing import Any
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
 from calico_model.selector import parse as parse_selector
-from dataplane.batch import ChainKey, EndpointInfo, IpSetId, Route, Rule, Vtep
+from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, IpSetId, Route, Rule, Vtep
+from dataplane.memory import MemoryDataplane
+from dataplane.ownership import Ownership
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import members_of
 from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, effective_labels
-from felix_client.calc.routes import remote_route, within
+from felix_client.calc.routes import in_pool, remote_route, within
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +34,15 @@ class Tables:
     vteps: dict[str, Vtep]
 
 
-def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX) -> Tables:
-    """The node's tables computed from scratch over a whole state: the
+def compute(
+    state: Mapping[str, Any],
+    node: str,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    ownership: Ownership | None = None,
+) -> Tables:
+    """The node's tables computed from scratch over a whole state, as the
+    agent would program them (what it does not own left out): the
     reference the incremental Calculator is tested against, and what
     `felix-agent compute` prints."""
     layout = KeyLayout(prefix)
@@ -80,7 +89,7 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
 
     claims: dict[str, dict[str, Route]] = {}
     for key, b in blocks:
-        if b.node is None:
+        if b.node is None or not in_pool(b.cidr, pools):
             continue
         dst = str(b.cidr)
         r = Route(dst, "blackhole") if b.node == node else remote(dst, b.cidr, b.node)
@@ -92,7 +101,9 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
             r = None
             if ep.node == node:
                 r = Route(dst, "local", dev=ep.iface) if ep.iface else None
-            elif not any(within(net, b.cidr) for _, b in blocks if b.node == ep.node):
+            elif in_pool(net, pools) and not any(
+                within(net, b.cidr) for _, b in blocks if b.node == ep.node
+            ):
                 r = remote(dst, net, ep.node)
             if r is not None:
                 claims.setdefault(dst, {})["w:" + key] = r
@@ -118,4 +129,21 @@ def compute(state: Mapping[str, Any], node: str, *, prefix: str = DEFAULT_PREFIX
                 }
     endpoints = {key: ep.info() for key, ep in eps.items() if ep.node == node}
     vteps = {name: v for name, n in nodes.items() if (v := n.vtep()) is not None}
-    return Tables(routes, ipsets, chains, endpoints, vteps)
+    return owned(Tables(routes, ipsets, chains, endpoints, vteps), ownership or Ownership())
+
+
+def owned(t: Tables, ownership: Ownership) -> Tables:
+    """What of `t` the agent may program: the tables through a fresh
+    ownership gate, as one batch."""
+    dp = MemoryDataplane(ownership=ownership)
+    dp.apply(
+        DataplaneBatch(
+            routes_set=dict(t.routes),
+            ipsets_create=set(t.ipsets),
+            ipset_add={sid: set(m) for sid, m in t.ipsets.items()},
+            chains_set=dict(t.chains),
+            endpoints_set=dict(t.endpoints),
+            vteps_set=dict(t.vteps),
+        )
+    )
+    return Tables(dp.routes, dp.ipsets, dp.chains, dp.endpoints, dp.vteps)

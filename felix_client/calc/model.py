@@ -31,7 +31,7 @@ def _str(v: Any) -> str:
 
 def net4(text: Any) -> IPv4Net | None:
     """`text` as an IPv4 network, or None if it is not one."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or "%" in text:
         return None
     try:
         net = ipaddress.ip_network(text, strict=False)
@@ -41,8 +41,10 @@ def net4(text: Any) -> IPv4Net | None:
 
 
 def net(text: Any) -> IPNet | None:
-    """`text` as an IPv4 or IPv6 network (host bits dropped), or None."""
-    if not isinstance(text, str):
+    """`text` as an IPv4 or IPv6 network (host bits dropped), or None.  An
+    address zone (`fd00::1%eth0`), which Python reads and Calico and nft do
+    not, is None too."""
+    if not isinstance(text, str) or "%" in text:
         return None
     try:
         return ipaddress.ip_network(text, strict=False)

@@ -9,6 +9,10 @@ What BIRD and Felix would program for node N (docs/data-model.md):
   * a remote workload IP outside every block affine to its node (borrowed):
                                   `ip/32 via <its node>` (tunnelled likewise)
 
+Blocks and borrowed remote IPs get a route only when they lie inside an IP
+pool (as BIRD exports and Felix's VXLAN routes): nothing outside the pools,
+the node's own LAN included, is ever routed by the agent.
+
 IPv6 works the same way with the nodes' IPv6 addresses (`/128` routes, IPv6
 blocks and pools, VXLAN through `vxlan-v6.calico`); IPv6 has no IPIP.
 
@@ -139,7 +143,10 @@ class RouteCalc:
     def _refresh_block(self, key: str) -> None:
         block = self.blocks.get(key)
         routes: dict[str, Route] = {}
-        if block is not None and block.node is not None:
+        # As Calico (BIRD exports, Felix's VXLAN routes): only blocks inside
+        # an IP pool are routed at all, so a block cannot claim the node's
+        # own subnet or anything else the pools do not cover.
+        if block is not None and block.node is not None and self._in_pool(block.cidr):
             dst = str(block.cidr)
             if block.node == self.node:
                 routes[dst] = Route(dst, "blackhole")
@@ -157,11 +164,15 @@ class RouteCalc:
                     if ep.iface:
                         routes[dst] = Route(dst, "local", dev=ep.iface)
                 elif (
-                    not self._covered(net, ep.node)
+                    self._in_pool(net)
+                    and not self._covered(net, ep.node)
                     and (r := self._remote(dst, net, ep.node)) is not None
                 ):
                     routes[dst] = r
         self._own("w:" + key, routes)
+
+    def _in_pool(self, net: IPNet) -> bool:
+        return in_pool(net, self.pools.values())
 
     def _covered(self, net: IPNet, node: str) -> bool:
         return any(within(net, self.blocks[b].cidr) for b in self.blocks_by_node.get(node, ()))
@@ -180,6 +191,11 @@ def within(net: IPNet, outer: IPNet) -> bool:
         return False
     shift = net.max_prefixlen - outer.prefixlen
     return int(net.network_address) >> shift == int(outer.network_address) >> shift
+
+
+def in_pool(net: IPNet, pools: Iterable[Pool]) -> bool:
+    """Whether `net` lies inside one of `pools`."""
+    return any(within(net, p.cidr) for p in pools)
 
 
 def remote_route(

@@ -71,8 +71,14 @@ PODS = {
     "d": ("n2", "10.65.2.2", "pd"),
     "e": ("n2", "10.65.2.3", "shared"),
 }
+# Blocks are routed only inside an IP pool, as in Calico.
+POOL = (
+    f"{V3}/ippools/p",
+    {"kind": "IPPool", "metadata": {"name": "p"}, "spec": {"cidr": "10.65.0.0/16"}},
+)
 STATE = dict(
     [
+        POOL,
         node("n1", "192.168.77.1"),
         node("n2", "192.168.77.2"),
         block("10.65.1.0/26", "n1"),
