@@ -15,7 +15,9 @@ agent may touch, whatever the datastore (or a leaf replica, or a
   of the owner's own addresses;
 * no route to a default destination (`0.0.0.0/0`, `::/0`), and every
   destination and next hop a plain address (no zone);
-* a host endpoint never on a workload interface.
+* a host endpoint never on a workload interface;
+* chains only for admitted endpoints: a refused or shadowed endpoint's
+  chains are held back, and go in when it becomes the owner.
 
 What is refused is listed in `refused` (key to reason) until it is deleted
 or corrected; the rest of the batch goes on.
@@ -27,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from dataplane import kernel_values as V
-from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind, Route
+from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, EndpointKind, Route, Rule
 from dataplane.errors import UnsafeValue
 
 DEFAULT_INTERFACE_PREFIXES = ("cali",)
@@ -118,6 +120,7 @@ class Gate:
     _local: dict[str, Route] = field(default_factory=dict)  # wanted local routes by dst
     _local_by_dev: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _routes: set[str] = field(default_factory=set)  # admitted destinations
+    _chains: dict[str, dict[ChainKey, tuple[Rule, ...]]] = field(default_factory=dict)
 
     def admit(self, batch: DataplaneBatch) -> DataplaneBatch:
         """The part of `batch` the agent may program (a new batch; the
@@ -127,11 +130,11 @@ class Gate:
             ipsets_delete=batch.ipsets_delete,
             ipset_add=batch.ipset_add,
             ipset_remove=batch.ipset_remove,
-            chains_set=batch.chains_set,
-            chains_del=batch.chains_del,
+            chains_del=set(batch.chains_del),
             vteps_set=batch.vteps_set,
             vteps_del=batch.vteps_del,
         )
+        was_active = set(self._active)
         touched: set[str] = set()
         for key in batch.endpoints_del | batch.endpoints_set.keys():
             self._forget(key, touched)
@@ -151,6 +154,7 @@ class Gate:
                 self._activate(key, wanted, out)
         for iface in touched:
             self._elect(iface, out)
+        self._admit_chains(batch, was_active, out)
         for dst in batch.routes_del:
             self._drop_local(dst)
             self.refused.pop(f"route {dst}", None)
@@ -205,6 +209,24 @@ class Gate:
             self.refused.pop(owner, None)
             if self._active.get(owner) != self._wanted[owner] or owner in out.endpoints_del:
                 self._activate(owner, self._wanted[owner], out)
+
+    def _admit_chains(self, batch: DataplaneBatch, was: set[str], out: DataplaneBatch) -> None:
+        now = self._active.keys()
+        for key in was - now:
+            out.chains_del.update(self._chains.get(key, ()))
+        for ck in batch.chains_del:
+            held = self._chains.get(ck.endpoint)
+            if held is not None:
+                held.pop(ck, None)
+                if not held:
+                    del self._chains[ck.endpoint]
+        for ck, rules in batch.chains_set.items():
+            self._chains.setdefault(ck.endpoint, {})[ck] = rules
+            if ck.endpoint in now:
+                out.chains_set[ck] = rules
+        for key in now - was:
+            out.chains_set.update(self._chains.get(key, {}))
+        out.chains_del.difference_update(out.chains_set)
 
     # -- routes ----------------------------------------------------------------
 
