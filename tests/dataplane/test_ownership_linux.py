@@ -128,7 +128,8 @@ def test_an_endpoint_on_a_host_interface_gets_nothing_and_the_lan_keeps_working(
             assert ip not in route_dsts(n1.ns)
             n1.assert_host_untouched()
         table = nft_table(n1.ns)
-        assert '"eth0"' not in table and '"lo"' not in table
+        assert '"eth0"' not in table
+        assert '"lo"' not in table
         # ssh from the LAN (failsafe), and the node still reaches its LAN peer.
         assert n1.f.connect(lan_peer, "192.168.77.1", 22)
         assert n1.f.ping(n1.ns, "192.168.77.2")
@@ -180,7 +181,8 @@ def test_a_second_endpoint_cannot_take_over_a_pods_interface(n1: Node) -> None:
     # address is in IP sets its labels select, as Felix's calculation, which
     # knows nothing of interfaces, puts it there.)
     assert (dispatch(n1.ns), nft_table(n1.ns).count("chain e_")) == before
-    assert n1.cluster.reach("a", "c") and not n1.cluster.reach("b", "a")
+    assert n1.cluster.reach("a", "c")
+    assert not n1.cluster.reach("b", "a")
     # When the pod's own endpoint goes, the other one is the owner (as in Felix).
     a_key = next(k for k in n1.cluster.state if k.endswith("/default/a"))
     n1.change([(a_key, None)])
@@ -205,7 +207,8 @@ def test_octal_looking_ports_are_decimal(n1: Node) -> None:
     )
     n1.change([policy])
     table = nft_table(n1.ns)
-    assert "dport 10 " in table and "dport 8 " not in table
+    assert "dport 10 " in table
+    assert "dport 8 " not in table
     pod_b, pod_a = n1.cluster.pods["b"], n1.cluster.pods["a"]
     listeners = [n1.f.listen(pod_b, port, 15) for port in (8, 10)]
     try:
@@ -235,7 +238,8 @@ def test_no_interface_name_reaches_nft_unparsed(n1: Node, iface: str) -> None:
         "spec": {"node": "n1", "interfaceName": iface, "expectedIPs": ["192.168.77.1"]},
     }
     n1.change([(local_key, local), (hep_key, hep)])
-    assert local_key in n1.dp.refused and hep_key in n1.dp.refused
+    assert local_key in n1.dp.refused
+    assert hep_key in n1.dp.refused
     n1.assert_host_untouched()
     # The rest of the batch went in: a new pod on the node is programmed.
     n1.f.pod(n1.ns, "f", "calif", "10.65.1.5")
