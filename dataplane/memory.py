@@ -81,6 +81,10 @@ class MemoryDataplane:
         route), with the reason; until it is deleted or corrected."""
         return self.gate.refused
 
+    def consistent(self) -> bool:
+        """Whether the dataplane holds what the tables say (always, here)."""
+        return True
+
     def kernel_status(self) -> dict[str, int | str]:
         """What the driver did to a kernel (nothing, for this one)."""
         return {}

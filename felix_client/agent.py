@@ -83,6 +83,9 @@ class Agent:
         self._programmed = False
         self._failing = False
         self.applied_revision = 0
+        # (revision, complete) of the latest batch the dataplane did not fully
+        # take: reported applied only once a resync or a later batch succeeds.
+        self._held: tuple[int, bool] | None = None
         # (changes, revision, complete) waiting behind an offloaded calculation.
         self._queue: deque[tuple[list[tuple[str, Any]], int, bool]] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -128,15 +131,31 @@ class Agent:
     def _program(
         self, batch: DataplaneBatch, revision: int, complete: bool, started: float
     ) -> None:
-        """Write one calculated batch; the caller counts a failure (once)."""
+        """Write one calculated batch; the caller counts an exception (once).
+        A batch the kernel did not take (the driver says it is no longer
+        consistent) is counted here and not reported applied."""
         if not batch.empty():
             self.dataplane.apply(batch)
+        self.apply_time.observe(time.perf_counter() - started)
+        if not self.dataplane.consistent():
+            self._held = (revision, complete or (self._held is not None and self._held[1]))
+            self._failed()
+            return
+        self._applied(revision, complete)
+
+    def _applied(self, revision: int, complete: bool) -> None:
+        self._held = None
         self._failing = False
         self.applied_revision = revision
         self.client.report_applied(revision)
         if complete:
             self._programmed = True
-        self.apply_time.observe(time.perf_counter() - started)
+
+    def dataplane_resynced(self) -> None:
+        """Call after every dataplane resync: a batch the kernel refused
+        earlier is reported applied once the kernel holds it."""
+        if self._held is not None and self.dataplane.consistent():
+            self._applied(*self._held)
 
     def _failed(self) -> None:
         self.apply_failures += 1
@@ -156,7 +175,8 @@ class Agent:
 
     def ready(self) -> bool:
         """/readyz: the dataplane holds a complete state (applied at least
-        once) and the latest batch applied cleanly.  A disconnected agent or
+        once) and the latest batch applied cleanly (the kernel took it, less
+        the objects `refused` lists).  A disconnected agent or
         one whose typha lost the datastore stays ready: its node keeps
         enforcing the last state it had, which is what readiness promises."""
         return self._programmed and not self._failing
@@ -282,7 +302,9 @@ async def run_agent(
             )
             tls = asyncio.create_task(_reload_tls(reloading, config.tls_reload_interval))
         if isinstance(dataplane, LinuxDataplane) and config.resync_interval > 0:
-            resync = asyncio.create_task(_resync_every(dataplane, config.resync_interval, stop))
+            resync = asyncio.create_task(
+                _resync_every(agent, dataplane, config.resync_interval, stop)
+            )
         if config.log_summary_interval > 0:
             summaries = asyncio.create_task(_log_summaries(agent, config.log_summary_interval))
         try:
@@ -343,7 +365,9 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
     return MemoryDataplane(config.dataplane_delay, config.ownership)
 
 
-async def _resync_every(dataplane: LinuxDataplane, interval: float, stop: asyncio.Event) -> None:
+async def _resync_every(
+    agent: Agent, dataplane: LinuxDataplane, interval: float, stop: asyncio.Event
+) -> None:
     """Put back what someone changed in the kernel, every `interval` seconds.
     Runs on the event loop, between batches, so it never races one."""
     while not stop.is_set():
@@ -352,6 +376,7 @@ async def _resync_every(dataplane: LinuxDataplane, interval: float, stop: asynci
                 await stop.wait()
         except TimeoutError:
             dataplane.resync()
+            agent.dataplane_resynced()
 
 
 def summary_line(agent: Agent, before: ClientStats, seconds: float) -> str:

@@ -31,6 +31,7 @@ from dataplane.linux.links import (
     configure_host,
     configure_workload_interface,
 )
+from dataplane.linux.nft_isolate import commit_isolated
 from dataplane.linux.nft_lib import Nft
 from dataplane.linux.routes import RouteTable
 from dataplane.linux.vxlan import Vxlan
@@ -88,6 +89,8 @@ class LinuxDataplane(MemoryDataplane):
         self._desired = M.base_model(failsafes, self.ownership)
         # Chains that could not be rendered exactly (they drop instead), by key.
         self._unrenderable: dict[str, str] = {}
+        # Objects the kernel refused when programmed alone, by `set|chain <name>`.
+        self._kernel_refused: dict[str, str] = {}
         # The memory tables change on the caller's thread; the kernel thread
         # reads them on its own when an address moves (host endpoints by IP).
         self._tables_lock = threading.Lock()
@@ -167,7 +170,7 @@ class LinuxDataplane(MemoryDataplane):
             a.chains = M.set_dispatch(
                 self._desired, chains, endpoints, self._host_ifaces, self.ownership
             )
-            self._write(a)
+            self._write(a)  # raises if it cannot even isolate a refusal
         except Exception as exc:  # as in _program: counted, never raised
             self.kernel_stats["errors"] += 1
             self._programmed = None
@@ -266,6 +269,7 @@ class LinuxDataplane(MemoryDataplane):
         (they drop instead), routes the kernel refused."""
         out = dict(self.gate.refused)
         out.update(self._unrenderable)
+        out.update(self._kernel_refused)
         out.update((f"route {d}", why) for d, why in self._routes.refused.items())
         return out
 
@@ -312,12 +316,38 @@ class LinuxDataplane(MemoryDataplane):
         assert self._programmed is not None
         old = _restrict(self._programmed, affected)
         new = _restrict(self._desired, affected)
-        script = M.diff(old, new)
-        if script:
-            self._nft.run("\n".join(script) + "\n")
-            self.kernel_stats["nft_statements"] += len(script)
+        held, written = self._commit(old, new)
+        if written:
+            self.kernel_stats["nft_statements"] += written
             self.kernel_stats["nft_transactions"] += 1
-        self._adopt(affected)
+        self._adopt(affected, held)
+
+    def _commit(self, old: M.NftModel, new: M.NftModel) -> tuple[M.NftModel, int]:
+        """Turn the kernel's `old` into `new`: one transaction, or, if the
+        kernel refuses it, object by object with the refused ones left out
+        (`nft_isolate`).  Returns what the kernel holds and the statements
+        written; raises DataplaneError if it cannot isolate the refusal."""
+        script = M.diff(old, new)
+        if not script:
+            return new, 0
+        names = {f"set {n}" for n in new.sets} | {f"chain {n}" for n in new.chains}
+        try:
+            self._nft.run("\n".join(script) + "\n")
+        except DataplaneError as exc:
+            self._rl.log(logging.ERROR, "isolate", "%s; retrying object by object", exc)
+            held, refused, written = commit_isolated(self._run, old, new)
+        else:
+            held, refused, written = new, {}, len(script)
+        for name in names:
+            self._kernel_refused.pop(name, None)
+        for name, why in refused.items():
+            self._kernel_refused[name] = why
+            self.kernel_stats["kernel_refusals"] += 1
+            self._rl.log(logging.ERROR, "refused", "the kernel refused %s: %s", name, why)
+        return held, written
+
+    def _run(self, script: list[str]) -> None:
+        self._nft.run("\n".join(script) + "\n")
 
     def _take_route_failures(self) -> None:
         failures, self._routes.failures = self._routes.failures, []
@@ -327,8 +357,9 @@ class LinuxDataplane(MemoryDataplane):
                 logging.ERROR, "route", "%d route(s) refused, e.g. %s", len(failures), failures[0]
             )
 
-    def _adopt(self, a: _Affected) -> None:
-        p, d = self._programmed, self._desired
+    def _adopt(self, a: _Affected, d: M.NftModel) -> None:
+        """Record that the kernel now holds `d` for the affected objects."""
+        p = self._programmed
         assert p is not None
         for n in a.chains:
             if n in d.chains:
@@ -382,22 +413,20 @@ class LinuxDataplane(MemoryDataplane):
                 self._ipip.ensure()
             self._routes.resync(self.routes)
             kernel = self._read_table()
-            script = M.diff(kernel, self._desired)
-            if script:
-                self._nft.run("\n".join(script) + "\n")
-                self.kernel_stats["nft_statements"] += len(script)
-            self._programmed = self._desired.copy()
+            held, written = self._commit(kernel, self._desired.copy())
+            self.kernel_stats["nft_statements"] += written
+            self._programmed = held.copy()
             self._take_route_failures()
         except Exception as exc:  # as in _program: counted, retried, never raised
             self.kernel_stats["errors"] += 1
             self._programmed = None
             self._rl.log(logging.ERROR, "resync", "dataplane resync failed: %s", exc)
-            script, vxlan = [], 0
+            written, vxlan = 0, 0
         repaired = {
             "vxlan": vxlan,
             "routes": self._routes.changes - before[0],
             "sysctls": self._sysctl.writes - before[1],
-            "nft_statements": len(script),
+            "nft_statements": written,
         }
         self.kernel_stats["resyncs"] += 1
         self.kernel_stats["repairs"] += sum(repaired.values())
@@ -434,6 +463,12 @@ class LinuxDataplane(MemoryDataplane):
         if any(m.chains[R.any_chain(n)].rules for n in hosts):
             names.append("*")
         return ",".join(names)
+
+    def consistent(self) -> bool:
+        """Whether the kernel holds what the tables say (less the refused
+        objects `refused` lists): False from a failed batch until a resync
+        or a later batch succeeds."""
+        return self._programmed is not None
 
     def kernel_changes(self) -> int:
         """Kernel writes so far: routes, settings and nftables statements."""

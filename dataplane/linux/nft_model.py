@@ -223,7 +223,7 @@ def diff(old: NftModel, new: NftModel) -> list[str]:
     changed = [
         n
         for n, c in new.chains.items()
-        if old.chains.get(n) != c and _differs(old.chains.get(n), c)
+        if old.chains.get(n) != c and chain_differs(old.chains.get(n), c)
     ]
     # Declare every chain before any rule jumps to one.
     for name in changed:
@@ -253,7 +253,8 @@ def diff(old: NftModel, new: NftModel) -> list[str]:
     return out
 
 
-def _differs(have: ChainDef | None, want: ChainDef) -> bool:
+def chain_differs(have: ChainDef | None, want: ChainDef) -> bool:
+    """Whether the kernel's chain (None: absent) must be rewritten to `want`."""
     return have is None or have.comments() != want.comments() or have.decl != want.decl
 
 
