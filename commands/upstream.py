@@ -20,6 +20,7 @@ from felix_client.replica import Change
 from snapshot import SnapshotCache, Update
 from snapshot.errors import RevisionRegression
 from syncproto import DatastoreStatus
+from syncproto.connection import REPLICA_CAPS
 from typha.datastore.syncer import RetryBackoff, SyncerStats
 
 log = logging.getLogger("typha.upstream")
@@ -50,6 +51,7 @@ class UpstreamSource:
             addresses,
             node=f"typha:{server_id}",
             replica=self._replica,
+            caps=REPLICA_CAPS,
             ssl_context=ssl_context,
             server_name=server_name,
         )

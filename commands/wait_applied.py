@@ -7,9 +7,11 @@ Each endpoint name is resolved to all of its addresses (a headless Service
 gives one per replica), every address is asked `GET /convergence?revision=R`,
 and the answers are summed; nodes that left a replica are looked up on every
 replica (`POST /convergence/nodes`) and listed as disconnected only if none
-has them connected.  Exit 0 once every connected agent has applied R;
-1 on timeout, listing the agents still behind and the replicas that did not
-answer.  One JSON object with the last sums is printed on stdout either way.
+has them connected.  Exit 0 once every replica answered, at least one agent
+is connected, every connected agent has applied R and no node is connected
+to no replica (a node disconnected within the replicas' memory, 300 s, is
+not known to have applied it); 1 on timeout, listing the agents still
+behind, the disconnected nodes and the replicas that did not answer.  One JSON object with the last sums is printed on stdout either way.
 """
 
 from __future__ import annotations
@@ -48,8 +50,16 @@ class Sums:
 
     @property
     def done(self) -> bool:
-        """Every connected agent applied the revision, and every replica answered."""
-        return bool(self.replicas) and not self.unreachable and self.applied == self.agents
+        """Every replica answered, at least one agent is connected, every
+        connected agent applied the revision, and no node that left a
+        replica is connected to none (its dataplane's state is unknown)."""
+        return (
+            bool(self.replicas)
+            and not self.unreachable
+            and self.agents > 0
+            and self.applied == self.agents
+            and not self.disconnected
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The summary printed on stdout."""

@@ -44,6 +44,7 @@ from felix_client.session import (
     StaleUpstream,
 )
 from syncproto import DatastoreStatus, Limits
+from syncproto.connection import CLIENT_CAPS
 from syncproto.errors import ConnectionTimeout, ProtocolError
 from syncproto.histogram import Histogram
 from syncproto.ratelimit import RateLimitedLog
@@ -104,8 +105,10 @@ class SyncClient:
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
         applied_interval: float = DEFAULT_INTERVAL,
+        caps: frozenset[str] = CLIENT_CAPS,
     ) -> None:
         self._rng = rng or random.Random()
+        self._caps = caps  # what the hello advertises (a leaf replica: REPLICA_CAPS)
         # APPLIED reports; the interval is the server's if it names one.
         self._applied_default = applied_interval
         self._reports = AppliedReports(applied_interval)
@@ -369,6 +372,7 @@ class SyncClient:
             max_snapshot_bytes=self._max_snapshot_bytes,
             on_applied=self._deliver,
             stats=self.stats,
+            caps=self._caps,
         )
         self._writer = writer
         self._reports.connected()  # a new replica has been told nothing

@@ -41,6 +41,7 @@ from syncproto import (
     State,
     SyncMode,
 )
+from syncproto.connection import CLIENT_CAPS
 
 
 class StaleUpstream(Exception):
@@ -105,6 +106,7 @@ class ClientSession:
         max_snapshot_bytes: int,
         on_applied: Callable[[Applied], None],
         stats: SessionStats | None = None,
+        caps: frozenset[str] = CLIENT_CAPS,
     ) -> None:
         self.replica = replica
         self._on_applied = on_applied
@@ -114,6 +116,7 @@ class ClientSession:
             limits=limits,
             revision=replica.revision,
             digest=replica.digest if replica.revision else "",
+            caps=caps,
         )
         self.stats = stats if stats is not None else SessionStats()
         self.upstream: DatastoreStatus | None = None  # None: the server never said

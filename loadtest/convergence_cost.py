@@ -64,7 +64,7 @@ def measure(agents: int, reports: int) -> dict[str, Any]:
     for frame in frames:
         for node, stream in streams:
             stream.receive_data(frame, 1.0)
-            revision = stream.core.take_applied()
+            revision = stream.take_applied()
             if revision is not None:
                 tracker.applied(node, revision, 1.0)
             done += 1

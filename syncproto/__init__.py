@@ -21,6 +21,7 @@ from syncproto.frames import (
 from syncproto.messages import (
     CAP_APPLIED,
     CAP_DATASTORE_STATUS,
+    CAP_REPLICA,
     CAP_RESUME,
     CAP_ZSTD,
     PROTOCOL_VERSION,
@@ -44,6 +45,7 @@ from syncproto.vocabulary import CloseReason, DatastoreStatus, SyncMode
 __all__ = [
     "CAP_APPLIED",
     "CAP_DATASTORE_STATUS",
+    "CAP_REPLICA",
     "CAP_RESUME",
     "CAP_ZSTD",
     "CLIENT_CAPS",

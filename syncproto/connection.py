@@ -32,6 +32,7 @@ from syncproto.frames import DEFAULT_MAX_FRAME, FrameDecoder
 from syncproto.messages import (
     CAP_APPLIED,
     CAP_DATASTORE_STATUS,
+    CAP_REPLICA,
     CAP_RESUME,
     CAP_ZSTD,
     PROTOCOL_VERSION,
@@ -52,8 +53,10 @@ from syncproto.messages import (
 )
 from syncproto.vocabulary import CloseReason, SyncMode
 
-SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS, CAP_APPLIED})
+SERVER_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS, CAP_APPLIED, CAP_REPLICA})
 CLIENT_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS, CAP_APPLIED})
+# What a leaf replica advertises upstream: no dataplane, so no APPLIED.
+REPLICA_CAPS = frozenset({CAP_ZSTD, CAP_RESUME, CAP_DATASTORE_STATUS, CAP_REPLICA})
 
 
 class State(Enum):

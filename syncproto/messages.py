@@ -22,6 +22,9 @@ CAP_ZSTD = "zstd"
 CAP_RESUME = "resume"
 CAP_DATASTORE_STATUS = "datastore_status"
 CAP_APPLIED = "applied"
+# Sent by a leaf replica syncing from this one: it has no dataplane, so it is
+# no agent for convergence (it never reports APPLIED).
+CAP_REPLICA = "replica"
 
 
 Update = tuple[str, bytes | None]

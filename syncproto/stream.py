@@ -58,13 +58,16 @@ class ServerStream:
     __slots__ = (
         "_history",
         "_policy",
+        "_reported",
         "_snapshot",
         "_snapshot_pos",
         "_stats",
+        "_taken",
         "_wait_until",
         "applied_interval_ms",
         "core",
         "paused_since",
+        "sent_revision",
         "seq",
         "snapshot_started",
         "verdict",
@@ -94,6 +97,12 @@ class ServerStream:
         # Asked of a client that reports APPLIED (0: its default); the server
         # sets it from its agent count before the hello is answered.
         self.applied_interval_ms = 0
+        # The highest revision this connection has handed the client (a
+        # snapshot's, a resume point we verified, the batches written since):
+        # nobody can have applied more than that from us.
+        self.sent_revision = 0
+        self._reported = 0  # the highest APPLIED the client sent
+        self._taken = 0  # the highest value take_applied returned
 
     # -- state -------------------------------------------------------------
 
@@ -127,15 +136,27 @@ class ServerStream:
         return hello
 
     def _check_applied(self, revision: int) -> None:
-        # Nobody can have applied a revision that neither we nor the replica
-        # it came from has reached: such a report would make convergence
-        # look complete before it is.
-        core = self.core
-        held = core.hello.revision if core.hello is not None else 0
-        if revision > max(held, self._history.revision):
+        # Nobody can have applied a revision this replica has not reached
+        # (a client's own hello revision proves nothing): such a report
+        # would make convergence look complete before it is.
+        if revision > self._history.revision:
             detail = f"APPLIED {revision} is past revision {self._history.revision}"
-            core.close(CloseReason.MALFORMED, detail)
+            self.core.close(CloseReason.MALFORMED, detail)
             raise MalformedMessage(detail)
+
+    def take_applied(self) -> int | None:
+        """The client's applied revision if it reported a higher one since
+        the last call, else None; never more than this connection has sent
+        it (a report repeated from an earlier replica that was further
+        ahead counts up to what this one has given it)."""
+        fresh = self.core.take_applied()
+        if fresh is not None:
+            self._reported = max(self._reported, fresh)
+        value = min(self._reported, self.sent_revision)
+        if value <= self._taken:
+            return None
+        self._taken = value
+        return value
 
     def start(self, now: float, *, ready: bool, status_frame: bytes) -> bool:
         """Answer the hello: resume where the client's revision and digest
@@ -155,15 +176,19 @@ class ServerStream:
             self.seq = decision
             hello = self.core.hello
             assert hello is not None
+            # Verified by `_decide`: the client holds our state at that revision.
+            self.sent_revision = min(hello.revision, self._history.revision)
             if decision == self._history.seq and hello.revision < self._history.revision:
                 # Same state, older revision: a PROGRESS brings it forward.
                 current = self._history.current
                 progress = Progress(hello.revision, current.revision, format_digest(current.digest))
                 self.core.send_frames((self.core.codec.encode(progress),))
+                self.sent_revision = current.revision
             return True
         self._accept(SyncMode.SNAPSHOT, status_frame)
         snap, frames = self._history.snapshot_frames(compressed=CAP_ZSTD in self.core.caps)
         self.seq = snap.seq
+        self.sent_revision = snap.revision
         self._snapshot = frames
         self._snapshot_pos = 0
         self.snapshot_started = now
@@ -282,6 +307,11 @@ class ServerStream:
                 return None
         self.seq = target
         self._stats.batches_sent += target - seq
+        history = self._history
+        if target == history.seq:
+            self.sent_revision = history.revision
+        else:
+            self.sent_revision = history.batches_after(seq)[target - seq - 1].revision
         return core.send_frame_now(data)
 
     def _catch_up_data(self, merged: dict[int, bytes], seq: int) -> bytes:

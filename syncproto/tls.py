@@ -38,6 +38,26 @@ class PeerPolicy:
         return f"certificate CN {sorted(cns)} / URI SANs {sorted(uris)} not allowed"
 
 
+def certificate_identities(cert: dict[str, Any] | None) -> frozenset[str]:
+    """A peer certificate's CNs and URI SANs."""
+    if not cert:
+        return frozenset()
+    cns = {value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"}
+    uris = {value for kind, value in cert.get("subjectAltName", ()) if kind == "URI"}
+    return frozenset(cns | uris)
+
+
+def node_in_identities(node: str, identities: frozenset[str]) -> bool:
+    """Whether a certificate with these identities speaks for `node`: a CN
+    equal to it, or a URI SAN whose last path segment is it
+    (`spiffe://cluster/ns/calico-system/node/<node>`)."""
+    if not node:
+        return False
+    return any(
+        i == node or (":" in i and i.rstrip("/").rsplit("/", 1)[-1] == node) for i in identities
+    )
+
+
 def server_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContext:
     """A server context that requires a client certificate signed by `ca_file`."""
     try:

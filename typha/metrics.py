@@ -219,6 +219,12 @@ SERVER_COUNTERS: list[tuple[str, str, Getter]] = [
         "APPLIED_INTERVAL broadcasts (the agent count moved the reporting interval)",
         lambda a: _st(a).applied_interval_changes,
     ),
+    (
+        "typha_applied_unverified",
+        "TLS agents whose certificate does not name their node: their APPLIED reports"
+        " are not counted",
+        lambda a: _st(a).applied_unverified,
+    ),
     ("typha_connections_accepted", "agent connections accepted", lambda a: _st(a).accepted),
     (
         "typha_connections_refused",

@@ -301,3 +301,34 @@ def test_an_applied_report_past_every_known_revision_is_refused() -> None:
     with pytest.raises(MalformedMessage, match="past revision"):
         stream.receive_data(b"".join(client.data_to_send()), 0.0)
     assert stream.core.close_reason is CloseReason.MALFORMED
+
+
+def test_a_client_cannot_claim_more_than_this_connection_sent_it() -> None:
+    cache = cache_with(3)
+    # It says hello at a revision far ahead of ours, as if it had applied it.
+    stream, client, _ = connect(cache, revision=2**62, digest="0" * 32)
+    assert not start(stream, 0.0)  # waits a moment for our cache...
+    assert start(stream, POLICY.resume_wait + 1)  # ...then takes a snapshot
+    client.receive_data(drain(stream), 0.0)
+    snapshot_revision = cache.revision
+    assert stream.sent_revision == snapshot_revision
+    client.send_applied(2**62)
+    with pytest.raises(MalformedMessage):  # 2**62 exists nowhere
+        stream.receive_data(b"".join(client.data_to_send()), 0.0)
+
+
+def test_an_applied_report_counts_up_to_what_was_sent() -> None:
+    cache = cache_with(3)
+    stream, client, _ = connect(cache)
+    assert start(stream)
+    client.receive_data(drain(stream), 0.0)
+    sent = cache.revision
+    put(cache, 99)  # the replica moves on; this client has not been sent it yet
+    assert client.send_applied(cache.revision)
+    stream.receive_data(b"".join(client.data_to_send()), 0.0)
+    assert stream.take_applied() == sent
+    client.receive_data(drain(stream), 0.0)  # now it has it
+    assert stream.sent_revision == cache.revision
+    assert client.send_applied(cache.revision)
+    stream.receive_data(b"".join(client.data_to_send()), 0.0)
+    assert stream.take_applied() == cache.revision

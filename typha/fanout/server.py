@@ -27,6 +27,7 @@ from typing import cast
 from snapshot import HistoryUnavailable, SnapshotCache
 from syncproto import (
     CAP_APPLIED,
+    CAP_REPLICA,
     AppliedInterval,
     CloseReason,
     Codec,
@@ -38,7 +39,7 @@ from syncproto.errors import ConnectionTimeout, ProtocolError
 from syncproto.histogram import Histogram
 from syncproto.ratelimit import RateLimitedLog
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
-from syncproto.tls import PeerPolicy
+from syncproto.tls import PeerPolicy, certificate_identities, node_in_identities
 from typha.fanout.connlog import ConnectionLog
 from typha.fanout.convergence import (
     MIN_REPORT_INTERVAL_MS,
@@ -74,6 +75,7 @@ class ServerStats(StreamStats):
     paced_passes: int = 0  # passes held back because the previous one was long
     writes: int = 0  # transport writes to agents (what fan-out CPU follows)
     applied_interval_changes: int = 0  # APPLIED_INTERVAL broadcasts
+    applied_unverified: int = 0  # TLS agents whose certificate does not name their node
     closed: Counter[CloseReason] = field(default_factory=Counter)
     protocol_errors: Counter[str] = field(default_factory=Counter)
     # Datastore event received -> its batch written to every streaming agent.
@@ -89,7 +91,7 @@ class AgentProtocol(asyncio.Protocol):
     """One agent connection: moves bytes between its transport and its
     `ServerStream`, and nothing else."""
 
-    __slots__ = ("connected_at", "deadline", "peer", "server", "stream", "transport")
+    __slots__ = ("connected_at", "deadline", "identities", "peer", "server", "stream", "transport")
 
     def __init__(self, server: AgentServer) -> None:
         self.server = server
@@ -98,6 +100,9 @@ class AgentProtocol(asyncio.Protocol):
         self.peer = "?"
         self.deadline: float | None = None  # the earliest entry of ours in the timer heap
         self.connected_at = server.now()
+        # The client certificate's CNs and URI SANs (None: no TLS), which
+        # the node name in the hello must be among for its reports to count.
+        self.identities: frozenset[str] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------
 
@@ -114,7 +119,9 @@ class AgentProtocol(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=server.limits.write_high_water)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            refusal = server.peer_policy.check(ssl_object.getpeercert())
+            cert = ssl_object.getpeercert()
+            self.identities = certificate_identities(cert)
+            refusal = server.peer_policy.check(cert)
             if refusal is not None:
                 server.stats.protocol_errors["tls_forbidden"] += 1
                 server.rl.log(logging.WARNING, "tls", "refusing %s: %s", self.peer, refusal)
@@ -139,7 +146,7 @@ class AgentProtocol(asyncio.Protocol):
             return
         if core.rtt_samples != pongs and core.last_rtt is not None:
             server.stats.ping_rtt.observe(core.last_rtt)
-        applied = core.take_applied()
+        applied = stream.take_applied()
         if applied is not None and stream.streaming:
             server.applied(self, applied)
         if hello:
@@ -535,7 +542,7 @@ class AgentServer:
             self._waiting.discard(conn)
             self.stats.closed[reason] += 1
             stream = conn.stream
-            if stream is not None and stream.streaming:
+            if stream is not None and stream.streaming and self._is_agent(conn):
                 self.convergence.disconnected(conn.node, self.now())
             sent = stream.core.bytes_sent if stream is not None else 0
             self.connlog.info(
@@ -559,7 +566,9 @@ class AgentServer:
             self._waiting.discard(conn)
             if was_waiting and stream.streaming:
                 self._log_start(conn, stream)
-                self.convergence.connected(conn.node, reports=CAP_APPLIED in stream.core.caps)
+                if self._is_agent(conn):
+                    reports = CAP_APPLIED in stream.core.caps and self._bound(conn)
+                    self.convergence.connected(conn.node, reports=reports)
             conn.flush()
         else:
             self._waiting.add(conn)  # asked again after the next batch or deadline
@@ -591,8 +600,37 @@ class AgentServer:
 
     # -- fan-out -------------------------------------------------------------
 
+    @staticmethod
+    def _is_agent(conn: AgentProtocol) -> bool:
+        """A node agent, not a leaf replica syncing from us (no dataplane)."""
+        return conn.stream is not None and CAP_REPLICA not in conn.stream.core.caps
+
+    @staticmethod
+    def _speaks_for_node(conn: AgentProtocol) -> bool:
+        """Whether `conn` may speak for its node: without TLS anyone may
+        (nothing says otherwise); with TLS only a certificate naming the
+        node (CN, or the last path segment of a URI SAN)."""
+        return conn.identities is None or node_in_identities(conn.node, conn.identities)
+
+    def _bound(self, conn: AgentProtocol) -> bool:
+        """`_speaks_for_node`, counted and logged when it does not."""
+        if self._speaks_for_node(conn):
+            return True
+        self.stats.applied_unverified += 1
+        self.rl.log(
+            logging.WARNING,
+            "unbound",
+            "agent %s from %s: its certificate does not name that node; its APPLIED reports"
+            " are not counted",
+            conn.node,
+            conn.peer,
+        )
+        return False
+
     def applied(self, conn: AgentProtocol, revision: int) -> None:
         """`conn`'s agent reports its dataplane applied `revision`."""
+        if not self._is_agent(conn) or not self._speaks_for_node(conn):
+            return
         waited = self.convergence.applied(conn.node, revision, self.now())
         if waited is not None:
             self.stats.applied_latency.observe(waited)
