@@ -62,6 +62,7 @@ async def serve(config: ServeConfig) -> int:
                 server_id=config.server_id,
                 ssl_context=upstream_ssl,
                 server_name=config.upstream_tls_server_name or None,
+                prefix=config.prefix,
             )
 
     app = TyphaApp(config, version=package_version(), source=source)

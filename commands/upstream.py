@@ -4,7 +4,11 @@ typha replicas (`typha serve --upstream-typha`), feeding the leaf's cache.
 Revisions stay etcd's, so an agent resumes across tiers as across replicas,
 and the digest is verified at every hop: the client checks the upstream's,
 the leaf's cache computes its own from the same canonical bytes, and its
-agents check that.  Built here, in the composition layer, because the server
+agents check that.  Every value passes the same validation as a root's
+etcd input (`calico_model.validation.admit`) before the leaf serves it: an
+upstream that serves what a root would refuse (another version, a bug, a
+compromise) cannot get it past the leaf.  Refused values are absent, counted
+by reason and logged, as at the root.  Built here, in the composition layer, because the server
 must not import the client library.
 """
 
@@ -13,14 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
+from calico_model.errors import InvalidValue
+from calico_model.keys import DEFAULT_PREFIX
+from calico_model.validation import admit
 from felix_client import Replica, SyncClient
 from felix_client.replica import Change
 from snapshot import SnapshotCache, Update
 from snapshot.errors import RevisionRegression
 from syncproto import DatastoreStatus
 from syncproto.connection import REPLICA_CAPS
+from syncproto.ratelimit import RateLimitedLog
 from typha.datastore.syncer import RetryBackoff, SyncerStats
 
 log = logging.getLogger("typha.upstream")
@@ -40,8 +48,11 @@ class UpstreamSource:
         tick: float = 0.2,
         ssl_context: ssl.SSLContext | None = None,
         server_name: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self._cache = cache
+        self._prefix = prefix
+        self._rl = RateLimitedLog(log)
         self._on_change = on_change
         self._on_status = on_status
         self._tick = tick
@@ -68,11 +79,13 @@ class UpstreamSource:
         now = asyncio.get_running_loop().time()
         values = self._replica.values
         if not self.has_state:
-            cache.load(values.items(), revision)
+            cache.load(self._valid(values.items()), revision)
             self.has_state = True
             self.stats.lists += 1
         else:
-            updates: list[Update] = [(k, None if v is None else values[k]) for k, v in changes]
+            updates: list[Update] = [
+                (k, None if v is None else self._admit(k, values[k])) for k, v in changes
+            ]
             try:
                 if cache.apply(updates, revision, now) is None:
                     return
@@ -86,13 +99,34 @@ class UpstreamSource:
                     revision,
                     cache.revision,
                 )
-                cache.load(values.items(), revision)
+                cache.load(self._valid(values.items()), revision)
             if changes:
                 self.stats.watch_events += len(changes)
             else:
                 self.stats.progress_notifies += 1
         self._update_status()
         self._on_change()
+
+    def _admit(self, key: str, raw: bytes) -> bytes | None:
+        """The canonical value the leaf may serve, or None (absent)."""
+        try:
+            return admit(key.encode(), raw, self._prefix)[1]
+        except InvalidValue as exc:
+            self.stats.invalid[exc.reason] += 1
+            self._rl.log(
+                logging.WARNING,
+                f"invalid:{exc.reason}",
+                "upstream served an invalid value at %s: %s; ignoring it",
+                key,
+                exc,
+            )
+            return None
+
+    def _valid(self, items: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:
+        for key, raw in items:
+            value = self._admit(key, raw)
+            if value is not None:
+                yield key, value
 
     def _update_status(self) -> None:
         client = self.client

@@ -11,7 +11,8 @@ has them connected.  Exit 0 once every replica answered, at least one agent
 is connected, every connected agent has applied R and no node is connected
 to no replica (a node disconnected within the replicas' memory, 300 s, is
 not known to have applied it); 1 on timeout, listing the agents still
-behind, the disconnected nodes and the replicas that did not answer.  One JSON object with the last sums is printed on stdout either way.
+behind, the disconnected nodes and the replicas that did not answer.  One
+JSON object with the last sums is printed on stdout either way.
 """
 
 from __future__ import annotations
