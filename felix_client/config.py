@@ -167,6 +167,14 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         raise ConfigError("--tls-reload-interval: must be at least 0")
     if delay < 0:
         raise ConfigError("--dataplane-delay: must be at least 0")
+    tls = (ns.tls_ca_file, ns.tls_cert_file, ns.tls_key_file)
+    if any(tls) and not all(tls):
+        # typha always asks for a client certificate: a CA alone, or a
+        # certificate without one, would be a connection that never works,
+        # or (no CA) one in plaintext without a word.
+        raise ConfigError("--tls-ca-file, --tls-cert-file and --tls-key-file go together")
+    if ns.tls_server_name and not all(tls):
+        raise ConfigError("--tls-server-name needs --tls-ca-file, --tls-cert-file, --tls-key-file")
     try:
         log_format = LogFormat(ns.log_format.lower())
     except ValueError:

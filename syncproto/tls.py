@@ -98,6 +98,10 @@ class FileWatch:
         self._paths = tuple(p for p in paths if p)
         self._seen = self._fingerprint()
 
+    def fingerprint(self) -> tuple[tuple[int, int, int], ...]:
+        """What the files are now (inode, size, mtime each)."""
+        return self._fingerprint()
+
     def _fingerprint(self) -> tuple[tuple[int, int, int], ...]:
         out = []
         for path in self._paths:
@@ -113,9 +117,11 @@ class FileWatch:
         """Whether any file differs from when `accept()` (or the constructor) last ran."""
         return self._fingerprint() != self._seen
 
-    def accept(self) -> None:
-        """The current files have been taken in."""
-        self._seen = self._fingerprint()
+    def accept(self, seen: tuple[tuple[int, int, int], ...] | None = None) -> None:
+        """The files have been taken in as they were at `seen` (a
+        `fingerprint()`; None: as they are now).  Taken as they were before
+        a load, a change during it is noticed by the next check."""
+        self._seen = self._fingerprint() if seen is None else seen
 
 
 class ReloadingContext:
@@ -123,9 +129,11 @@ class ReloadingContext:
     `check()` loads the new certificate and key into the same context, so
     every handshake from then on presents them, with no restart and no
     dropped connection.  A new CA is added to the trusted ones (rotations
-    overlap old and new); removing a CA takes a restart.  Files caught
-    half-written fail to load: the context keeps what it had and the next
-    check retries."""
+    overlap old and new); removing a CA takes a restart.  The new files are
+    first loaded into a fresh context: only a certificate, key and CA that
+    load there together (a certificate whose key has not been rotated with
+    it does not) go into the live one, so a half-rotated or half-written
+    pair never leaves it unable to handshake; the next check retries."""
 
     def __init__(
         self, context: ssl.SSLContext, cert_file: str | None, key_file: str | None, ca_file: str
@@ -142,13 +150,22 @@ class ReloadingContext:
         context is then unchanged and the next call tries again."""
         if not self._watch.changed():
             return False
+        seen = self._watch.fingerprint()
         try:
-            if self._cert:
-                self.context.load_cert_chain(self._cert, self._key)
-            self.context.load_verify_locations(self._ca)
+            self._load(ssl.SSLContext(self.context.protocol))  # the trial: nothing live yet
         except (OSError, ssl.SSLError) as exc:
             self.failures += 1
             raise ConfigError(f"new TLS files unusable, keeping the old ones: {exc}") from None
-        self._watch.accept()
+        try:
+            self._load(self.context)
+        except (OSError, ssl.SSLError) as exc:  # changed again since the trial
+            self.failures += 1
+            raise ConfigError(f"TLS files changed while loading, retrying: {exc}") from None
+        self._watch.accept(seen)
         self.reloads += 1
         return True
+
+    def _load(self, ctx: ssl.SSLContext) -> None:
+        if self._cert:
+            ctx.load_cert_chain(self._cert, self._key)
+        ctx.load_verify_locations(self._ca)

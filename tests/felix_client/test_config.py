@@ -27,6 +27,11 @@ def test_flags_win_over_the_environment_which_wins_over_defaults() -> None:
         (["--typha", "t:1", "--node", "n", "--upstream-stale-after", "soon"], "number"),
         (["--typha", "t:1", "--node", "n", "--failsafe-inbound-host-ports", "ssh"], "'ssh'"),
         (["--typha", "t:1", "--node", "n", "--failsafe-outbound-host-ports", "tcp:0"], "'tcp:0'"),
+        # TLS options go together: a certificate without a CA was plaintext.
+        (["--typha", "t:1", "--node", "n", "--tls-cert-file", "c", "--tls-key-file", "k"], "go"),
+        (["--typha", "t:1", "--node", "n", "--tls-ca-file", "ca"], "go together"),
+        (["--typha", "t:1", "--node", "n", "--tls-server-name", "typha"], "needs"),
+        (["--typha", "t:1", "--node", "n", "--interface-prefix", "ca li"], "interface"),
     ],
 )
 def test_bad_configuration_is_refused_with_its_reason(argv: list[str], message: str) -> None:

@@ -96,6 +96,26 @@ def test_a_rotated_server_certificate_is_served_without_a_restart(
     assert served_serial(agent_port, ca, agent_cert) == after
     assert http_json(status)["in_sync"] is True
 
+    # Half rotated: a new certificate beside the old key.  Loaded into the
+    # live context it would leave the port unable to handshake.
+    install(second, cert_path, key_path)
+    wait_until(lambda: served_serial(agent_port, ca, agent_cert) == after, "the good pair again")
+    failures = metric(http_text(metrics), 'typha_tls_reload_failures_total{what="agents"}')
+    shutil.copyfile(ca.issue(dns=("typha.local",)).cert_file, cert_path.with_suffix(".tmp"))
+    os.replace(cert_path.with_suffix(".tmp"), cert_path)
+    wait_until(
+        lambda: (
+            metric(http_text(metrics), 'typha_tls_reload_failures_total{what="agents"}') > failures
+        ),
+        "the mismatched pair is refused",
+    )
+    assert served_serial(agent_port, ca, agent_cert) == after  # still handshakes, old pair
+    _, second_agent = start_felix_agent(procs, f"127.0.0.1:{agent_port}", "n2", *tls_args)
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{second_agent}/status")["in_sync"],
+        "a new agent connects while the pair is half rotated",
+    )
+
 
 def test_a_client_context_takes_in_a_new_ca(tmp_path: Path) -> None:
     old_dir = tmp_path / "old"
