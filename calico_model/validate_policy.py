@@ -113,8 +113,9 @@ def check_rule(rule: dict[str, Any], path: str, *, direction: str, global_: bool
     for p, f in ((proto, "protocol"), (not_proto, "notProtocol")):
         if (p in _ICMP and ipv == 6) or (p in _ICMPV6 and ipv == 4):
             raise fail(Reason.BAD_IP_VERSION, f"{path}.{f}", f"{p} does not exist in IPv{ipv}")
-    for f in ("icmp", "notICMP"):
-        _icmp(rule.get(f), proto, f"{path}.{f}")
+    _icmp(rule.get("icmp"), proto, f"{path}.icmp")
+    # Calico accepts a notICMP with no protocol: "anything but that ICMP type".
+    _icmp(rule.get("notICMP"), proto, f"{path}.notICMP", protocol_optional=True)
     http = rule.get("http")
     if http is not None:
         if action != "Allow" or proto not in (None, "TCP", 6):
@@ -130,11 +131,11 @@ def check_rule(rule: dict[str, Any], path: str, *, direction: str, global_: bool
             _services(ent, services, f"{path}.{side}", direction, side, global_)
 
 
-def _icmp(v: Any, proto: Any, path: str) -> None:
+def _icmp(v: Any, proto: Any, path: str, *, protocol_optional: bool = False) -> None:
     if v is None:
         return
     v = obj(v, path, Reason.BAD_ICMP)
-    if proto not in (*_ICMP, *_ICMPV6):
+    if proto not in (*_ICMP, *_ICMPV6) and not (protocol_optional and proto is None):
         raise fail(Reason.BAD_ICMP, path, "ICMP fields need protocol ICMP or ICMPv6")
     t, c = v.get("type"), v.get("code")
     if t is not None and not (is_int(t) and 0 <= t <= 254):

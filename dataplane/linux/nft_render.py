@@ -165,26 +165,32 @@ def rule_statements(rule: Rule, family: int, log_prefix: str) -> list[str]:
         head.append(f"{icmp} type {V.byte(rule.icmp_type, 'ICMP type')}")
         if rule.icmp_code is not None:
             head.append(f"{icmp} code {V.byte(rule.icmp_code, 'ICMP code')}")
+    not_icmp: list[str] = [""]
     if rule.not_icmp_type is not None:
         not_type = V.byte(rule.not_icmp_type, "ICMP type")
         if rule.not_icmp_code is None:
-            head.append(f"{icmp} type != {not_type}")
+            expr = f"{icmp} type != {not_type}"
         else:
             # not (type T and code C): as one expression over both bytes
             not_code = V.byte(rule.not_icmp_code, "ICMP code")
-            head.append(f"{icmp} type . {icmp} code != {{ {not_type} . {not_code} }}")
+            expr = f"{icmp} type . {icmp} code != {{ {not_type} . {not_code} }}"
+        # nft's ICMP fields only match ICMP packets; without a protocol,
+        # "not that ICMP type" also holds for every other protocol.
+        not_icmp = [expr] if rule.protocol is not None else [f"meta l4proto != {icmp}", expr]
     src = _side(rule.src, "s", family)
     dst = _side(rule.dst, "d", family)
     verdict = _verdict(rule.action, log_prefix)
     src_v = _positive_port_variants(rule.src, "s", family) or [""]
     dst_v = _positive_port_variants(rule.dst, "d", family) or [""]
     out = []
-    for sv in src_v:
-        for dv in dst_v:
-            parts = [*head, *src, *([sv] if sv else []), *dst, *([dv] if dv else [])]
-            # Log continues: its counter comes first so the rule reads as it acts.
-            tail = [verdict, "counter"] if rule.action is Action.LOG else ["counter", verdict]
-            out.append(" ".join([*parts, *tail]))
+    for nv in not_icmp:
+        for sv in src_v:
+            for dv in dst_v:
+                parts = [*head, *([nv] if nv else []), *src, *([sv] if sv else [])]
+                parts += [*dst, *([dv] if dv else [])]
+                # Log continues: its counter comes first so the rule reads as it acts.
+                tail = [verdict, "counter"] if rule.action is Action.LOG else ["counter", verdict]
+                out.append(" ".join([*parts, *tail]))
     return out
 
 

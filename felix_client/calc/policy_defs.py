@@ -6,9 +6,10 @@ Calico's rules, which these follow:
   GlobalNetworkPolicy's `namespaceSelector` reads the `pcns.` labels (its
   `all()` meaning "namespaced"); `serviceAccountSelector` reads the `pcsa.`
   labels.
-* `spec.types` absent or empty: `[Ingress]` if there are no egress rules,
-  `[Egress]` if there are egress rules and no ingress rules, both if there
-  are both (the default Calico's API writes).
+* `spec.types` absent or empty: both Ingress and Egress, as Felix reads a
+  stored policy ("no Types means Ingress and Egress").  Calico's API fills
+  `types` in from the rule lists when a policy is written through it; a
+  policy written straight to etcd without them governs both directions.
 * Tiers: `spec.order` (absent: after every ordered tier), then name; tiers
   named by a policy but with no Tier resource come after every known tier.
   `spec.defaultAction` is `Deny` unless it says `Pass`.  The `default` tier
@@ -132,10 +133,7 @@ class PolicyDef:
         raw_in, raw_out = spec.get("ingress"), spec.get("egress")
         types = spec.get("types")
         if not isinstance(types, list) or not types:
-            has_in, has_out = _given(raw_in), _given(raw_out)
-            types = ["Egress"] if has_out and not has_in else ["Ingress"]
-            if has_in and has_out:
-                types.append("Egress")
+            types = ["Ingress", "Egress"]
         pre_dnat = spec.get("preDNAT") is True and not namespaced
         origin = f"{ns}/{name}" if ns else name
         problems: list[Unenforceable] = []

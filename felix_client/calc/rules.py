@@ -19,9 +19,13 @@ A rule is compiled once into a `RuleSpec` and rendered per IP family: a rule
 whose `ipVersion`, nets or ICMP flavour belong to the other family cannot
 match there and is left out of that family's chain.  What the agent cannot
 enforce (a `services` match, which needs Kubernetes endpoint data that etcd
-does not hold; an `http` match, which is L7; a value it cannot read) makes
-the rule match nothing: it is left out of every chain and the reason
-counted.  Never the opposite: a rule is never widened by dropping a field.
+does not hold; an `http` match, which is L7) is resolved to the narrower of
+the two readings, for access: an Allow or Pass rule with such a field
+matches nothing (it is left out of every chain; narrower than Felix, which
+ignores `http` at L3/L4), while a Deny or Log rule matches as if the field
+were not there (for `http` exactly what Felix does; for `services`, at
+least every packet Felix would deny).  Either way the reason is counted.
+A value the agent cannot read makes the rule match nothing.
 """
 
 from __future__ import annotations
@@ -175,12 +179,26 @@ def _ports(v: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(numeric), tuple(names)
 
 
-def compile_side(ent: Any, namespace: str) -> SideSpec:
+# Actions for which dropping an unenforceable field narrows access (it makes
+# the rule match more packets): Deny drops more, Log logs more.
+_DROP_FIELD_ACTIONS = frozenset({Action.DENY, Action.LOG})
+
+
+def compile_side(
+    ent: Any,
+    namespace: str,
+    action: Action = Action.ALLOW,
+    ignored: list[Unenforceable] | None = None,
+) -> SideSpec:
     """One rule side with its selectors combined as Calico combines them.
-    Raises _Skip."""
+    Raises _Skip; an unenforceable field of a Deny or Log rule is instead
+    left out and its reason appended to `ignored`."""
     ent = _dict(ent)
     if _set(ent.get("services")):
-        raise _Skip(Unenforceable.SERVICES)
+        if action not in _DROP_FIELD_ACTIONS:
+            raise _Skip(Unenforceable.SERVICES)
+        if ignored is not None:
+            ignored.append(Unenforceable.SERVICES)
     ns_sel: Selector | None = None
     if _set(ent.get("namespaceSelector")):
         ns_sel = namespace_selector(ent["namespaceSelector"])
@@ -274,21 +292,28 @@ class RuleSpec:
         )
 
 
-def compile_rule(raw: Any, namespace: str, origin: str) -> RuleSpec:
-    """One rule; raises _Skip (with the reason) if it must match nothing."""
+def compile_rule(
+    raw: Any, namespace: str, origin: str, ignored: list[Unenforceable] | None = None
+) -> RuleSpec:
+    """One rule; raises _Skip (with the reason) if it must match nothing.
+    Fields a Deny or Log rule keeps out of its match are appended to `ignored`."""
     try:
-        return _compile_rule(_dict(raw), namespace, origin)
+        return _compile_rule(_dict(raw), namespace, origin, [] if ignored is None else ignored)
     except SelectorError:
         raise _Skip(Unenforceable.BAD_SELECTOR) from None
 
 
-def _compile_rule(r: dict[str, Any], namespace: str, origin: str) -> RuleSpec:
+def _compile_rule(
+    r: dict[str, Any], namespace: str, origin: str, ignored: list[Unenforceable]
+) -> RuleSpec:
     try:
         action = Action(str(r.get("action")))
     except ValueError:
         raise _Skip(Unenforceable.BAD_FIELD) from None
     if _set(r.get("http")):
-        raise _Skip(Unenforceable.HTTP)
+        if action not in _DROP_FIELD_ACTIONS:
+            raise _Skip(Unenforceable.HTTP)
+        ignored.append(Unenforceable.HTTP)
     ipv = r.get("ipVersion")
     if ipv is not None and ipv not in (4, 6):
         raise _Skip(Unenforceable.BAD_FIELD)
@@ -299,8 +324,8 @@ def _compile_rule(r: dict[str, Any], namespace: str, origin: str) -> RuleSpec:
         not_protocol=_proto(r.get("notProtocol")),
         icmp=_icmp(r.get("icmp")),
         not_icmp=_icmp(r.get("notICMP")),
-        src=compile_side(r.get("source"), namespace),
-        dst=compile_side(r.get("destination"), namespace),
+        src=compile_side(r.get("source"), namespace, action, ignored),
+        dst=compile_side(r.get("destination"), namespace, action, ignored),
         origin=origin,
     )
 
@@ -309,11 +334,12 @@ def compile_rules(
     raw: Any, namespace: str, origin: str, problems: list[Unenforceable]
 ) -> tuple[RuleSpec, ...]:
     """A rule list; rules that must match nothing are left out and their
-    reasons appended to `problems`."""
+    reasons appended to `problems`, as are the fields a Deny or Log rule
+    matches without."""
     out = []
     for r in raw if isinstance(raw, list) else []:
         try:
-            out.append(compile_rule(r, namespace, origin))
+            out.append(compile_rule(r, namespace, origin, problems))
         except _Skip as skip:
             problems.append(skip.reason)
     return tuple(out)

@@ -130,3 +130,16 @@ def test_a_table_read_back_compares_by_rule_comments() -> None:
     script = M.diff(have, want)
     assert script[0] == f"add chain inet {R.TABLE} {name}"
     assert all(name in s for s in script)
+
+
+def test_not_icmp_without_a_protocol_also_matches_other_protocols() -> None:
+    # nft's `icmp type` only matches ICMP packets: the rule needs a variant
+    # for every other protocol, or it would match nothing but ICMP.
+    with_proto = R.rule_statements(Rule(Action.DENY, protocol=1, not_icmp_type=8), 4, "x")
+    assert len(with_proto) == 1
+    alone = R.rule_statements(Rule(Action.DENY, not_icmp_type=8), 4, "x")
+    assert len(alone) == 2
+    assert alone[0].startswith("meta l4proto != icmp ")
+    assert alone[1].startswith("icmp type != 8 ")
+    v6 = R.rule_statements(Rule(Action.DENY, not_icmp_type=128, not_icmp_code=0), 6, "x")
+    assert v6[0].startswith("meta l4proto != icmpv6 ")

@@ -62,6 +62,7 @@ GLOBAL_ICMP = (
             "order": 10,
             "selector": "all()",
             "namespaceSelector": "projectcalico.org/name == 'shop'",  # pcns. on the profile
+            "types": ["Ingress"],
             "ingress": [
                 {
                     "action": "Allow",

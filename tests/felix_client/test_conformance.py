@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from calico_model.selector import parse
+from calico_model.validation import validate
 from dataplane import (
     Action,
     ChainKey,
@@ -571,17 +573,21 @@ def test_policies_within_a_tier_go_by_order_then_name_unordered_last() -> None:
     assert [r.origin for r in Net(items).chain("web", IN)][:4] == ["d", "a", "b", "c"]
 
 
+# A policy stored without `types` governs both directions, whatever rules it
+# has: Felix's "no Types means Ingress and Egress" (Calico's API fills types in
+# when a policy is written through it; one written straight to etcd has none).
 @pytest.mark.parametrize(
     ("spec", "ingress", "egress"),
     [
-        ({}, True, False),
-        ({"ingress": [{"action": "Allow"}]}, True, False),
-        ({"egress": [{"action": "Allow"}]}, False, True),
+        ({}, True, True),
+        ({"ingress": [{"action": "Allow"}]}, True, True),
+        ({"egress": [{"action": "Allow"}]}, True, True),
         ({"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}, True, True),
         ({"types": ["Egress"]}, False, True),
+        ({"types": ["Ingress"], "egress": [{"action": "Allow"}]}, True, False),
     ],
 )
-def test_policy_types_default_from_the_rules_present(
+def test_policy_types_absent_mean_both_directions(
     spec: dict[str, Any], ingress: bool, egress: bool
 ) -> None:
     net = Net([*BASE, gnp("g", selector="app == 'web'", **spec)])
@@ -745,3 +751,45 @@ def test_profiles_in_order_each_its_own_group_then_deny() -> None:
     ]
     assert net.decide("web", IN, from_("10.9.1.5")) is ALLOW  # passed over p1's deny
     assert net.decide("web", IN, from_("10.8.0.1")) is DENY  # no profile allowed it
+
+
+# -- the narrower reading of what the agent cannot enforce ---------------------------
+
+
+def test_a_deny_with_http_or_services_denies_what_felix_denies() -> None:
+    # Felix ignores `http` at L3/L4: the Deny applies to every TCP packet.  For
+    # `services` (no endpoint data in etcd) it denies at least what Felix does.
+    pol = gnp(
+        "g",
+        selector="app == 'web'",
+        types=["Egress"],
+        egress=[
+            {"action": "Deny", "protocol": "TCP", "http": {"methods": ["GET"]}},
+            {
+                "action": "Deny",
+                "protocol": "UDP",
+                "destination": {"services": {"name": "kube-dns", "namespace": "kube-system"}},
+            },
+            {"action": "Allow"},
+        ],
+    )
+    net = Net([*BASE, pol])
+    assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 6, 1, 80)) is DENY
+    assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 17, 1, 53)) is DENY
+    assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 132, 1, 53)) is ALLOW
+    assert net.calc.errors["rule_http"] == 1
+    assert net.calc.errors["rule_services"] == 1
+
+
+def test_a_not_icmp_without_a_protocol_matches_everything_but_that_icmp_type() -> None:
+    pol = gnp(
+        "g",
+        selector="app == 'web'",
+        types=["Ingress"],
+        ingress=[{"action": "Allow", "notICMP": {"type": 8}}],
+    )
+    validate(pol[0], orjson.dumps(pol[1]))  # Calico accepts it
+    net = Net([*BASE, pol])
+    assert net.decide("web", IN, from_("10.0.2.1", protocol=6)) is ALLOW
+    assert net.decide("web", IN, from_("10.0.2.1", protocol=1, icmp_type=0)) is ALLOW
+    assert net.decide("web", IN, from_("10.0.2.1", protocol=1, icmp_type=8)) is DENY
