@@ -104,6 +104,10 @@ class AddressRotation:
         self._rng.shuffle(self._addresses)
         self._i = 0
 
+    def all(self) -> list[tuple[str, int]]:
+        """Every (host, port), in this client's order."""
+        return list(self._addresses)
+
     def next(self) -> tuple[str, int]:
         """The next (host, port) to try."""
         addr = self._addresses[self._i % len(self._addresses)]

@@ -223,6 +223,7 @@ class Agent:
             "protocol_errors": c.stats.protocol_errors,
             "internal_errors": c.stats.internal_errors,
             "stale_upstream_moves": c.stats.stale_upstream_moves,
+            "stale_upstream_stays": c.stats.stale_stays,
             "connects": c.stats.connects,
             "reconnect_backoff": c.reconnect_backoff,
             "snapshots": c.stats.snapshots,

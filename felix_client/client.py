@@ -35,6 +35,7 @@ from felix_client.addresses import (
 )
 from felix_client.applied_reports import DEFAULT_INTERVAL, AppliedReports, server_interval
 from felix_client.errors import DigestMismatch, NotConnected, ServerMisbehaved
+from felix_client.probe import first_in_sync
 from felix_client.replica import Change, Replica
 from felix_client.session import (
     Applied,
@@ -66,6 +67,7 @@ class ClientStats(SessionStats):
     protocol_errors: int = 0
     internal_errors: int = 0
     stale_upstream_moves: int = 0
+    stale_stays: int = 0  # stale replica kept: no other was in sync
     bytes_received: int = 0
     applied_reports: int = 0  # APPLIED frames sent
     ping_rtt: Histogram = field(default_factory=Histogram)
@@ -75,6 +77,7 @@ class ClientStats(SessionStats):
 # frozen or partitioned replica is noticed within 10 s.
 CLIENT_LIMITS = Limits(ping_interval=5.0, pong_timeout=5.0)
 DEFAULT_MAX_SNAPSHOT_BYTES = 1 << 30
+PROBE_POLL = 0.1  # seconds between looks at a running probe for a replica in sync
 
 
 class SyncClient:
@@ -126,6 +129,7 @@ class SyncClient:
         self._stale = StalePolicy(upstream_stale_after)
         self._max_snapshot_bytes = max_snapshot_bytes
         self._avoid: str | None = None  # an address just left for being stale
+        self._prefer: str | None = None  # an address a probe found in sync
         self._session: ClientSession | None = None
         self._logged_upstream: DatastoreStatus | None = None
         self._rl = RateLimitedLog(log)
@@ -376,12 +380,15 @@ class SyncClient:
         )
         self._writer = writer
         self._reports.connected()  # a new replica has been told nothing
+        probe: asyncio.Task[tuple[str, int] | None] | None = None
         try:
             writer.write(session.data_to_send())
             self.stats.connects += 1
             while not session.closed:
                 deadline = session.next_deadline()
                 wait = self._tick if deadline is None else max(deadline - loop.time(), 0.0)
+                if probe is not None:
+                    wait = min(wait, PROBE_POLL)
                 try:
                     # Not wait_for: on 3.11 it can swallow a racing cancel.
                     async with asyncio.timeout(wait):
@@ -408,11 +415,12 @@ class SyncClient:
                                 self._schedule_applied()
                     deadline = session.next_deadline()
                     if deadline is not None and now >= deadline:
-                        try:
-                            session.handle_timer(now)
-                        except StaleUpstream:
-                            self._avoid = ip
-                            raise
+                        session.handle_timer(now)
+                    if session.wants_move and probe is None:
+                        probe = loop.create_task(self._find_in_sync(ip, port))
+                    if probe is not None and probe.done():
+                        found, probe = probe.result(), None
+                        self._decide_move(session, ip, found)
                 finally:
                     out = session.data_to_send()
                     if out and not writer.is_closing():
@@ -424,6 +432,8 @@ class SyncClient:
                     "%s: server %s said goodbye: %s %s", self.node, self.server, g.reason, g.detail
                 )
         finally:
+            if probe is not None:
+                probe.cancel()
             self._writer = None
             out = session.data_to_send()
             if out and not writer.is_closing():
@@ -442,7 +452,10 @@ class SyncClient:
         if self._avoid is not None and len(ips) > 1 and self._avoid in ips:
             ips.remove(self._avoid)
             ips.append(self._avoid)  # only if every other address fails
-        self._avoid = None
+        if self._prefer is not None and self._prefer in ips:
+            ips.remove(self._prefer)
+            ips.insert(0, self._prefer)  # the replica a probe found in sync
+        self._avoid = self._prefer = None
         for ip in ips:
             try:
                 reader, writer = await asyncio.wait_for(
@@ -459,6 +472,44 @@ class SyncClient:
             except OSError as exc:
                 last_error = exc
         raise last_error or OSError(f"{host} has no addresses")
+
+    async def _find_in_sync(self, current_ip: str, current_port: int) -> tuple[str, int] | None:
+        """Another replica (every address of every configured endpoint but
+        the current one) that says it is in sync, or None."""
+        candidates: list[tuple[str, int]] = []
+        for host, port in self._rotation.all():
+            try:
+                ips = await self._resolver(host, port, self._rng)
+            except OSError:
+                continue
+            candidates += [(i, port) for i in ips if (i, port) != (current_ip, current_port)]
+        return await first_in_sync(
+            dict.fromkeys(candidates),
+            node=self.node,
+            revision=self._replica.revision,
+            digest=self._replica.digest,
+            limits=self._limits,
+            answer_within=self._connect_timeout,
+            ssl_context=self._ssl,
+            server_name=self._server_name,
+        )
+
+    def _decide_move(self, session: ClientSession, ip: str, found: tuple[str, int] | None) -> None:
+        """Leave for `found` (raises StaleUpstream), or stay where we are."""
+        if found is None:
+            self.stats.stale_stays += 1
+            self._rl.log(
+                logging.WARNING,
+                "stale-stay",
+                "%s: %s has lost the datastore, and no other replica is in sync: staying",
+                self.node,
+                self.server,
+            )
+            session.stay()
+            return
+        self._avoid = ip
+        self._prefer = found[0]
+        session.leave()
 
     def _deliver(self, applied: Applied) -> None:
         """The session committed changes: mark sync, tell the listeners."""

@@ -111,6 +111,11 @@ COUNTERS: list[tuple[str, str, Getter]] = [
         "replicas left because they had lost the datastore",
         lambda a: a.client.stats.stale_upstream_moves,
     ),
+    (
+        "felix_stale_upstream_stays",
+        "times the replica had lost the datastore and no other was in sync: the agent stayed",
+        lambda a: a.client.stats.stale_stays,
+    ),
     ("felix_bytes_received", "bytes read from typha", lambda a: a.client.stats.bytes_received),
     ("felix_updates_applied", "key changes passed to the calculation", lambda a: a.updates_applied),
     ("felix_dataplane_ops", "dataplane operations applied", lambda a: a.dataplane.ops),

@@ -124,8 +124,12 @@ class ClientSession:
         self.goodbye: Goodbye | None = None
         self._upstream_since = now
         self._stale = stale
+        # Set when the replica has been stale past the limit: the adapter
+        # must look for a replica in sync, then `leave()` or `stay()`.
+        self.wants_move = False
         self._max_snapshot_bytes = max_snapshot_bytes
         self._snapshot_bytes = 0
+        self._stale_for = 0.0
 
     # -- state -------------------------------------------------------------
 
@@ -211,6 +215,8 @@ class ClientSession:
         status = self.upstream
         if status is None or status is DatastoreStatus.IN_SYNC or self.in_sync_since is None:
             return None
+        if self.wants_move:
+            return None  # the caller is looking for a replica in sync
         return self._upstream_since + self._stale.current
 
     def next_deadline(self) -> float | None:
@@ -222,16 +228,28 @@ class ClientSession:
         return min(deadline, stale)
 
     def handle_timer(self, now: float) -> None:
-        """Pings and timeouts (ConnectionTimeout); leaving a replica that has
-        reported the datastore lost past the stale limit (StaleUpstream, with
-        a GOODBYE queued).  Calling it early is harmless."""
+        """Pings and timeouts (ConnectionTimeout).  A replica that has
+        reported the datastore lost past the stale limit sets `wants_move`
+        (and the limit doubles, so it is asked again later, not at once);
+        the caller then looks for a replica in sync and calls `leave` or
+        `stay`.  Calling it early is harmless."""
         self.core.handle_timer(now)
         stale = self._stale_deadline()
-        if stale is None or now < stale:
+        if stale is None or now < stale or self.wants_move:
             return
-        waited = now - self._upstream_since
-        status = self.upstream
-        assert status is not None
+        self._stale_for = now - self._upstream_since
         self._stale.escalate()
+        self.wants_move = True
+
+    def leave(self) -> None:
+        """Leave the stale replica: a GOODBYE is queued and StaleUpstream
+        raised (the caller writes the GOODBYE and reconnects)."""
+        status = self.upstream
         self.core.close(CloseReason.UPSTREAM_STALE)
-        raise StaleUpstream(f"server has reported {status.value!r} for {waited:.0f}s")
+        what = status.value if status is not None else "nothing"
+        raise StaleUpstream(f"server has reported {what!r} for {self._stale_for:.0f}s")
+
+    def stay(self) -> None:
+        """Stay on the stale replica (no other is in sync): ask again once
+        the (doubled) limit has passed once more."""
+        self.wants_move = False

@@ -111,11 +111,38 @@ def test_a_replica_reporting_the_datastore_lost_is_left_after_the_stale_limit() 
         h.session.receive_data(frames(Pong(1)), now)
         assert not h.session.closed
     assert h.session.next_deadline() == pytest.approx(12.0)
+    h.session.handle_timer(12.0)
+    # Stale past the limit: the session asks its caller to look for a
+    # replica in sync (it leaves only for one), and the limit doubles.
+    assert h.session.wants_move
+    assert not h.session.closed
+    assert h.stale.current == 20.0
     with pytest.raises(StaleUpstream):
-        h.session.handle_timer(12.0)
+        h.session.leave()
     assert h.session.closed
     assert sent(h.session)[-1] == Goodbye(CloseReason.UPSTREAM_STALE.value, "")
-    assert h.stale.current == 20.0  # the next replica gets longer
+
+
+def test_with_no_replica_in_sync_the_session_stays_and_asks_again_later() -> None:
+    h = Harness(stale_after=10.0)
+    h.snapshot({"a": {"v": 1}})
+    h.session.receive_data(frames(DatastoreStatusMsg(DatastoreStatus.WAITING)), 2.0)
+    for now in (7.0, 9.5):
+        h.session.handle_timer(now)
+        h.session.receive_data(frames(Pong(1)), now)
+    h.session.handle_timer(12.0)
+    assert h.session.wants_move
+    h.session.stay()
+    assert not h.session.wants_move
+    assert not h.session.closed
+    # Asked again once the doubled limit has passed since the replica went stale.
+    now = 12.0
+    while not h.session.wants_move and now < 40.0:
+        now = max(h.session.next_deadline() or now + 1, now + 0.5)
+        h.session.handle_timer(now)
+        h.session.receive_data(frames(Pong(1)), now)
+    assert h.session.wants_move
+    assert now == pytest.approx(22.0)  # 2.0 + 20.0
 
 
 def test_a_replica_back_in_sync_resets_the_stale_limit() -> None:

@@ -1,0 +1,111 @@
+"""Is another replica in sync with the datastore?  Asked before leaving a
+stale one.
+
+If every replica has lost the datastore (etcd itself is down or frozen),
+moving helps nobody: each agent would drop its connection and resync with a
+replica that knows no more, all of them at the same moment.  So an agent
+leaves a stale replica only for one that says it is in sync.  The probe
+connects to each other address, says hello as a replica (it is no agent
+for convergence, and asks no APPLIED) at the revision the agent holds, so
+an in-sync replica answers with a resume, and reads until that replica's
+DATASTORE_STATUS.  A replica that does not answer in time counts as not in
+sync.  The probe is a thin asyncio adapter over the sans-I/O ClientConnection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Iterable
+
+from syncproto import (
+    CAP_DATASTORE_STATUS,
+    CAP_REPLICA,
+    CAP_RESUME,
+    ClientConnection,
+    DatastoreStatus,
+    DatastoreStatusMsg,
+    Limits,
+)
+from syncproto.errors import ProtocolError
+
+PROBE_CAPS = frozenset({CAP_RESUME, CAP_DATASTORE_STATUS, CAP_REPLICA})
+
+
+async def in_sync(
+    ip: str,
+    port: int,
+    *,
+    node: str,
+    revision: int,
+    digest: str,
+    limits: Limits,
+    answer_within: float,
+    ssl_context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
+) -> bool:
+    """Whether the replica at ip:port says it is in sync with the
+    datastore, within `answer_within` seconds.  Never raises for what the peer
+    does: any failure is False."""
+    loop = asyncio.get_running_loop()
+    core = ClientConnection(
+        node=node,
+        now=loop.time(),
+        limits=limits,
+        revision=revision,
+        digest=digest if revision else "",
+        caps=PROBE_CAPS,
+    )
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(answer_within):
+            reader, writer = await asyncio.open_connection(
+                ip, port, ssl=ssl_context, server_hostname=server_name if ssl_context else None
+            )
+            writer.write(b"".join(core.data_to_send()))
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    return False
+                for msg in core.receive_data(data, loop.time()):
+                    if isinstance(msg, DatastoreStatusMsg):
+                        return msg.status is DatastoreStatus.IN_SYNC
+                if out := core.data_to_send():  # a PONG, say
+                    writer.write(b"".join(out))
+    except (OSError, TimeoutError, ProtocolError, ssl.SSLError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+async def first_in_sync(
+    candidates: Iterable[tuple[str, int]],
+    *,
+    node: str,
+    revision: int,
+    digest: str,
+    limits: Limits,
+    answer_within: float,
+    ssl_context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
+) -> tuple[str, int] | None:
+    """The first (ip, port) of `candidates`, asked one after the other, that
+    says it is in sync; None if none does."""
+    for ip, port in candidates:
+        if await in_sync(
+            ip,
+            port,
+            node=node,
+            revision=revision,
+            digest=digest,
+            limits=limits,
+            answer_within=answer_within,
+            ssl_context=ssl_context,
+            server_name=server_name,
+        ):
+            return ip, port
+    return None
