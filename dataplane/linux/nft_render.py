@@ -182,15 +182,44 @@ def rule_statements(rule: Rule, family: int, log_prefix: str) -> list[str]:
     verdict = _verdict(rule.action, log_prefix)
     src_v = _positive_port_variants(rule.src, "s", family) or [""]
     dst_v = _positive_port_variants(rule.dst, "d", family) or [""]
+    # Log continues: its counter comes first so the rule reads as it acts.
+    tail = [verdict, "counter"] if rule.action is Action.LOG else ["counter", verdict]
+    common = [*head, *src, *dst]
+    groups = [[a for a in g if a] for g in (not_icmp, src_v, dst_v)]
+    if sum(len(g) > 1 for g in groups) > 1:
+        return _match_block(common, groups, tail)
     out = []
     for nv in not_icmp:
         for sv in src_v:
             for dv in dst_v:
                 parts = [*head, *([nv] if nv else []), *src, *([sv] if sv else [])]
                 parts += [*dst, *([dv] if dv else [])]
-                # Log continues: its counter comes first so the rule reads as it acts.
-                tail = [verdict, "counter"] if rule.action is Action.LOG else ["counter", verdict]
                 out.append(" ".join([*parts, *tail]))
+    return out
+
+
+# Bits of the packet mark a match block uses (one per group of alternatives);
+# the accept bit is ACCEPT_MARK, below them.
+ALT_MARKS = (0x20000, 0x40000, 0x80000)
+ALT_MASK = sum(ALT_MARKS)
+
+
+def _match_block(common: list[str], groups: list[list[str]], tail: list[str]) -> list[str]:
+    """A rule whose sides each offer alternatives (several named ports on
+    both sides, say), as Felix's match blocks: one nft rule per alternative,
+    each setting a mark bit once the groups before it matched, then the
+    verdict once the last group did.  Linear in the rule's size, where the
+    product of the alternatives would be quadratic."""
+    out = [f"meta mark set mark and {~ALT_MASK & 0xFFFFFFFF:#x}"]
+    need = ""
+    for i, alternatives in enumerate(g for g in groups if g):
+        bit = ALT_MARKS[i]
+        for alt in alternatives:
+            parts = [need, *(common if i == 0 else []), alt, f"meta mark set mark or {bit:#x}"]
+            out.append(" ".join(p for p in parts if p))
+        need = f"meta mark and {bit:#x} != 0"
+    clear = f"meta mark set mark and {~ALT_MASK & 0xFFFFFFFF:#x}"
+    out.append(" ".join([need, clear, *tail]))
     return out
 
 

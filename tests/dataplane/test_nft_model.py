@@ -143,3 +143,15 @@ def test_not_icmp_without_a_protocol_also_matches_other_protocols() -> None:
     assert alone[1].startswith("icmp type != 8 ")
     v6 = R.rule_statements(Rule(Action.DENY, not_icmp_type=128, not_icmp_code=0), 6, "x")
     assert v6[0].startswith("meta l4proto != icmpv6 ")
+
+
+def test_alternatives_on_both_sides_are_linear_not_a_cross_product() -> None:
+    src = tuple(IpSetId(4, "all()", f"s{i}", 6) for i in range(20))
+    dst = tuple(IpSetId(4, "all()", f"d{i}", 6) for i in range(20))
+    rule = Rule(Action.ALLOW, protocol=6, src=Match(named_ports=src), dst=Match(named_ports=dst))
+    stmts = R.rule_statements(rule, 4, "x")
+    assert len(stmts) == 20 + 20 + 2  # was 400
+    assert stmts[0].startswith("meta mark set mark and ")  # the block's bits cleared first
+    assert stmts[-1].startswith(f"meta mark and {R.ALT_MARKS[1]:#x} != 0 ")
+    one_side = Rule(Action.ALLOW, protocol=6, dst=Match(named_ports=dst))
+    assert len(R.rule_statements(one_side, 4, "x")) == 20  # one group: plain rules

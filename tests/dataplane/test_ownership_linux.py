@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import wait_until
 from tests.dataplane.test_linux_dataplane import PODS, V3, Cluster, block, wep
 from tests.netns import Fabric, fabric, sh
 
@@ -37,8 +38,12 @@ SETTINGS = ("ipv4/conf/{}/proxy_arp", "ipv4/conf/{}/forwarding", "ipv4/neigh/{}/
 
 def host_view(ns: str) -> dict[str, Any]:
     """What the node owns and the agent must leave alone."""
-    routes4 = sh(ns, "ip", "-4", "route", "show", "table", "all").stdout.splitlines()
-    routes6 = sh(ns, "ip", "-6", "route", "show", "table", "all").stdout.splitlines()
+    # The main table (where the agent's routes live) and the policy tables;
+    # not `local`, whose IPv6 entries the kernel adds as link-local
+    # addresses finish duplicate address detection, whenever that is.
+    routes4 = sh(ns, "ip", "-4", "route", "show", "table", "main").stdout.splitlines()
+    routes6 = sh(ns, "ip", "-6", "route", "show", "table", "main").stdout.splitlines()
+    routes6 = [r for r in routes6 if not r.startswith("fe80::")]
     settings = {
         s.format(i): sh(ns, "cat", f"/proc/sys/net/{s.format(i)}").stdout.strip()
         for i in ("eth0", "lo")
@@ -212,7 +217,7 @@ def test_octal_looking_ports_are_decimal(n1: Node) -> None:
     pod_b, pod_a = n1.cluster.pods["b"], n1.cluster.pods["a"]
     listeners = [n1.f.listen(pod_b, port, 15) for port in (8, 10)]
     try:
-        assert n1.f.connect(pod_a, PODS["b"][1], 10)
+        wait_until(lambda: n1.f.connect(pod_a, PODS["b"][1], 10), "port 10 allowed")
         assert not n1.f.connect(pod_a, PODS["b"][1], 8)
     finally:
         for p in listeners:
@@ -271,3 +276,44 @@ def test_an_address_zone_anywhere_freezes_nothing(n1: Node) -> None:
     n1.assert_host_untouched()
     doc = json.loads(sh(n1.ns, "nft", "-j", "list", "table", "inet", "felix_typha").stdout)
     assert doc["nftables"]
+
+
+def test_a_rule_with_alternatives_on_two_sides_is_a_match_block_that_decides_right(
+    n1: Node,
+) -> None:
+    # Two groups of alternatives: "not ICMP echo" (another protocol, or ICMP
+    # of another type) and destination port 10 or the named port http (8080).
+    key, value = wep("b", "n1", PODS["b"][1], "pb")
+    value["spec"]["ports"] = [{"name": "http", "protocol": "TCP", "port": 8080}]
+    policy = (
+        f"{V3}/globalnetworkpolicies/alts",
+        {
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "alts"},
+            "spec": {
+                "selector": "group == 'b'",
+                "types": ["Ingress"],
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "notICMP": {"type": 8},
+                        "destination": {"ports": [10, "http"]},
+                    }
+                ],
+            },
+        },
+    )
+    n1.change([(key, value), policy])
+    assert "0x00020000" in nft_table(n1.ns)  # the match block (nft prints 8 digits)
+    pod_a, pod_b = n1.cluster.pods["a"], n1.cluster.pods["b"]
+    listeners = [n1.f.listen(pod_b, port, 15) for port in (9, 10, 8080)]
+    try:
+        # The listeners take a moment to start: wait for the allowed ports.
+        wait_until(lambda: n1.f.connect(pod_a, PODS["b"][1], 10), "port 10 allowed")
+        wait_until(lambda: n1.f.connect(pod_a, PODS["b"][1], 8080), "named port http allowed")
+        assert not n1.f.connect(pod_a, PODS["b"][1], 9)
+        assert not n1.f.ping(pod_a, PODS["b"][1])
+    finally:
+        for p in listeners:
+            p.kill()
+    n1.assert_host_untouched()
