@@ -80,3 +80,19 @@ def test_a_malformed_etcd_endpoint_is_one_line_naming_it() -> None:
     out = _run("typha", "serve", "--etcd-endpoints", "unix:///run/etcd.sock")
     assert out.returncode == 2
     assert "'unix:///run/etcd.sock': scheme must be http or https" in _one_line(out.stderr)
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [
+        ("--tls-cert-file", "agent.pem", "--tls-key-file", "agent.key"),  # no CA: was plaintext
+        ("--tls-ca-file", "ca.pem"),
+        ("--tls-server-name", "typha"),
+    ],
+)
+def test_felix_agent_tls_options_that_go_together_are_checked_together(
+    tls: tuple[str, ...],
+) -> None:
+    out = _run("felix-agent", "--typha", "127.0.0.1:9", "--node", "n1", *tls)
+    assert out.returncode == 2
+    assert "--tls-" in _one_line(out.stderr)
