@@ -35,7 +35,7 @@ from felix_client.addresses import (
 )
 from felix_client.applied_reports import DEFAULT_INTERVAL, AppliedReports, server_interval
 from felix_client.errors import DigestMismatch, NotConnected, ServerMisbehaved
-from felix_client.probe import first_in_sync
+from felix_client.probe import Probe
 from felix_client.replica import Change, Replica
 from felix_client.session import (
     Applied,
@@ -483,8 +483,7 @@ class SyncClient:
             except OSError:
                 continue
             candidates += [(i, port) for i in ips if (i, port) != (current_ip, current_port)]
-        return await first_in_sync(
-            dict.fromkeys(candidates),
+        probe = Probe(
             node=self.node,
             revision=self._replica.revision,
             digest=self._replica.digest,
@@ -493,6 +492,7 @@ class SyncClient:
             ssl_context=self._ssl,
             server_name=self._server_name,
         )
+        return await probe.first_in_sync(dict.fromkeys(candidates))
 
     def _decide_move(self, session: ClientSession, ip: str, found: tuple[str, int] | None) -> None:
         """Leave for `found` (raises StaleUpstream), or stay where we are."""

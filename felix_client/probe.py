@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from syncproto import (
     CAP_DATASTORE_STATUS,
@@ -33,79 +34,62 @@ from syncproto.errors import ProtocolError
 PROBE_CAPS = frozenset({CAP_RESUME, CAP_DATASTORE_STATUS, CAP_REPLICA})
 
 
-async def in_sync(
-    ip: str,
-    port: int,
-    *,
-    node: str,
-    revision: int,
-    digest: str,
-    limits: Limits,
-    answer_within: float,
-    ssl_context: ssl.SSLContext | None = None,
-    server_name: str | None = None,
-) -> bool:
-    """Whether the replica at ip:port says it is in sync with the
-    datastore, within `answer_within` seconds.  Never raises for what the peer
-    does: any failure is False."""
-    loop = asyncio.get_running_loop()
-    core = ClientConnection(
-        node=node,
-        now=loop.time(),
-        limits=limits,
-        revision=revision,
-        digest=digest if revision else "",
-        caps=PROBE_CAPS,
-    )
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(answer_within):
-            reader, writer = await asyncio.open_connection(
-                ip, port, ssl=ssl_context, server_hostname=server_name if ssl_context else None
-            )
-            writer.write(b"".join(core.data_to_send()))
-            while True:
-                data = await reader.read(1 << 16)
-                if not data:
-                    return False
-                for msg in core.receive_data(data, loop.time()):
-                    if isinstance(msg, DatastoreStatusMsg):
-                        return msg.status is DatastoreStatus.IN_SYNC
-                if out := core.data_to_send():  # a PONG, say
-                    writer.write(b"".join(out))
-    except (OSError, TimeoutError, ProtocolError, ssl.SSLError):
-        return False
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Who asks and how: the agent's node name and the revision and digest
+    it holds (an in-sync replica then answers with a resume), the protocol
+    limits, how long a replica has to answer, and TLS."""
 
+    node: str
+    revision: int
+    digest: str
+    limits: Limits
+    answer_within: float
+    ssl_context: ssl.SSLContext | None = None
+    server_name: str | None = None
 
-async def first_in_sync(
-    candidates: Iterable[tuple[str, int]],
-    *,
-    node: str,
-    revision: int,
-    digest: str,
-    limits: Limits,
-    answer_within: float,
-    ssl_context: ssl.SSLContext | None = None,
-    server_name: str | None = None,
-) -> tuple[str, int] | None:
-    """The first (ip, port) of `candidates`, asked one after the other, that
-    says it is in sync; None if none does."""
-    for ip, port in candidates:
-        if await in_sync(
-            ip,
-            port,
-            node=node,
-            revision=revision,
-            digest=digest,
-            limits=limits,
-            answer_within=answer_within,
-            ssl_context=ssl_context,
-            server_name=server_name,
-        ):
-            return ip, port
-    return None
+    async def in_sync(self, ip: str, port: int) -> bool:
+        """Whether the replica at ip:port says it is in sync with the
+        datastore, within `answer_within` seconds.  Never raises for what
+        the peer does: any failure is False."""
+        loop = asyncio.get_running_loop()
+        core = ClientConnection(
+            node=self.node,
+            now=loop.time(),
+            limits=self.limits,
+            revision=self.revision,
+            digest=self.digest if self.revision else "",
+            caps=PROBE_CAPS,
+        )
+        tls = self.ssl_context
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(self.answer_within):
+                reader, writer = await asyncio.open_connection(
+                    ip, port, ssl=tls, server_hostname=self.server_name if tls else None
+                )
+                writer.write(b"".join(core.data_to_send()))
+                while True:
+                    data = await reader.read(1 << 16)
+                    if not data:
+                        return False
+                    for msg in core.receive_data(data, loop.time()):
+                        if isinstance(msg, DatastoreStatusMsg):
+                            return msg.status is DatastoreStatus.IN_SYNC
+                    if out := core.data_to_send():  # a PONG, say
+                        writer.write(b"".join(out))
+        except (OSError, TimeoutError, ProtocolError, ssl.SSLError):
+            return False
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def first_in_sync(self, candidates: Iterable[tuple[str, int]]) -> tuple[str, int] | None:
+        """The first (ip, port) of `candidates`, asked one after the other,
+        that says it is in sync; None if none does."""
+        for ip, port in candidates:
+            if await self.in_sync(ip, port):
+                return ip, port
+        return None

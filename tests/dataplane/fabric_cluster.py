@@ -40,6 +40,7 @@ class FabricCluster:
     nodes: dict[str, str]  # node name -> its namespace
     pods: dict[str, str]  # pod name -> its namespace
     agents: dict[str, KernelThread] = field(default_factory=dict)  # node -> thread in its ns
+    infra_thread: KernelThread | None = None  # for typha's side port, made when first asked
 
     def put(self, items: dict[str, Any]) -> int:
         """Write (None deletes) to etcd in one transaction; its revision."""
@@ -57,6 +58,18 @@ class FabricCluster:
     def exec_infra(self) -> list[str]:
         """The prefix that runs a command inside the infra namespace."""
         return ["ip", "netns", "exec", self.infra]
+
+    def convergence(self, revision: int) -> Any:
+        """typha's `/convergence?revision=R`, asked inside the infra namespace."""
+        if self.infra_thread is None:
+            self.infra_thread = KernelThread(netns=self.fabric.path(self.infra), name="test-infra")
+
+        def get() -> Any:
+            url = f"http://{TYPHA_HTTP}/convergence?revision={revision}"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return orjson.loads(r.read())
+
+        return self.infra_thread.call(get)
 
     def reach(self, src: str, dst: str) -> bool:
         """One ping from pod `src` to pod `dst`, one second to answer."""
@@ -156,3 +169,5 @@ def fabric_cluster(
                 p.stop()
             for t in cluster.agents.values():
                 t.close()
+            if cluster.infra_thread is not None:
+                cluster.infra_thread.close()

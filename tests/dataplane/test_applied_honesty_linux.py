@@ -19,12 +19,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
-from dataplane.linux.kernel_thread import KernelThread
 from tests.conftest import wait_until
 from tests.dataplane.fabric_cluster import AGENT_HTTP, BIN, TYPHA_HTTP, fabric_cluster
 from tests.dataplane.test_fabric import DENY_ICMP, DENY_ICMP_KEY
@@ -66,17 +64,8 @@ def test_a_refused_change_is_not_reported_applied_until_the_kernel_has_it(
     tmp_path: Path,
 ) -> None:
     with fabric_cluster(tmp_path) as c:
-        infra = KernelThread(netns=c.fabric.path(c.infra), name="test-infra")
         holder = None
         try:
-
-            def convergence(revision: int) -> Any:
-                def get() -> Any:
-                    url = f"http://{TYPHA_HTTP}/convergence?revision={revision}"
-                    with urllib.request.urlopen(url, timeout=2) as r:
-                        return orjson.loads(r.read())
-
-                return infra.call(get)
 
             def readyz(node: str) -> int:
                 def get() -> int:
@@ -104,7 +93,7 @@ def test_a_refused_change_is_not_reported_applied_until_the_kernel_has_it(
             assert st["applied_revision"] < revision
             assert st["dataplane_failures"] >= 1
             assert st["ready"] is False
-            lagging = convergence(revision)["lagging"]
+            lagging = c.convergence(revision)["lagging"]
             assert [x["node"] for x in lagging] == ["n1"]
             assert wait_applied(revision, 2).returncode == 1
             assert c.reach("a", "c"), "n1's kernel has no deny (its table is not the agent's)"
@@ -122,4 +111,3 @@ def test_a_refused_change_is_not_reported_applied_until_the_kernel_has_it(
         finally:
             if holder is not None:
                 holder.kill()
-            infra.close()

@@ -6,14 +6,11 @@ tells, node by node, where it is already in force."""
 from __future__ import annotations
 
 import subprocess
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
-from dataplane.linux.kernel_thread import KernelThread
 from tests.conftest import wait_until
 from tests.dataplane.fabric_cluster import BIN, TYPHA_HTTP, fabric_cluster
 from tests.dataplane.test_fabric import DENY_ICMP, DENY_ICMP_KEY
@@ -27,55 +24,42 @@ def test_wait_applied_returning_means_the_deny_blocks_packets_on_every_node(
     tmp_path: Path,
 ) -> None:
     with fabric_cluster(tmp_path, agent_args={"n2": ["--dataplane-delay", str(SLOW)]}) as c:
-        infra = KernelThread(netns=c.fabric.path(c.infra), name="test-infra")
+        wait_until(lambda: c.reach("a", "e"), "a reaches e across the fabric")
+        assert c.reach("a", "c")
+        revision = c.put({DENY_ICMP_KEY: DENY_ICMP})
+        waiter = subprocess.Popen(
+            [
+                *c.exec_infra(),
+                str(BIN / "typha"),
+                "wait-applied",
+                "--revision",
+                str(revision),
+                "--endpoints",
+                TYPHA_HTTP,
+                "--timeout",
+                "120",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
-
-            def convergence(revision: int) -> Any:
-                def get() -> Any:
-                    url = f"http://{TYPHA_HTTP}/convergence?revision={revision}"
-                    with urllib.request.urlopen(url, timeout=2) as r:
-                        return orjson.loads(r.read())
-
-                return infra.call(get)
-
-            wait_until(lambda: c.reach("a", "e"), "a reaches e across the fabric")
-            assert c.reach("a", "c")
-            revision = c.put({DENY_ICMP_KEY: DENY_ICMP})
-            waiter = subprocess.Popen(
-                [
-                    *c.exec_infra(),
-                    str(BIN / "typha"),
-                    "wait-applied",
-                    "--revision",
-                    str(revision),
-                    "--endpoints",
-                    TYPHA_HTTP,
-                    "--timeout",
-                    "120",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+            # n1 has applied it, n2 not yet: in force on n1 only.
+            wait_until(
+                lambda: [x["node"] for x in c.convergence(revision)["lagging"]] == ["n2"],
+                "n1 applies the deny while n2 lags",
             )
-            try:
-                # n1 has applied it, n2 not yet: in force on n1 only.
-                wait_until(
-                    lambda: [x["node"] for x in convergence(revision)["lagging"]] == ["n2"],
-                    "n1 applies the deny while n2 lags",
-                )
-                assert convergence(revision)["applied"] == 1
-                assert not c.reach("a", "c"), "n1 reported the deny applied, yet c answers"
-                assert waiter.poll() is None, "wait-applied returned while n2 lagged"
-                assert c.reach("a", "e"), "n2 has not applied the deny, yet e is already cut off"
-                out, err = waiter.communicate(timeout=120)
-            finally:
-                if waiter.poll() is None:
-                    waiter.kill()
-            assert waiter.returncode == 0, err.decode()
-            assert orjson.loads(out)["applied"] == 2
-            # One attempt each, no retry: returning must mean in force.
-            assert not c.reach("a", "e"), "wait-applied returned but e still answers"
-            assert not c.reach("a", "c")
-            assert c.status("n2")["applied_revision"] >= revision
-            assert c.status("n2")["kernel"]["errors"] == 0
+            assert c.convergence(revision)["applied"] == 1
+            assert not c.reach("a", "c"), "n1 reported the deny applied, yet c answers"
+            assert waiter.poll() is None, "wait-applied returned while n2 lagged"
+            assert c.reach("a", "e"), "n2 has not applied the deny, yet e is already cut off"
+            out, err = waiter.communicate(timeout=120)
         finally:
-            infra.close()
+            if waiter.poll() is None:
+                waiter.kill()
+        assert waiter.returncode == 0, err.decode()
+        assert orjson.loads(out)["applied"] == 2
+        # One attempt each, no retry: returning must mean in force.
+        assert not c.reach("a", "e"), "wait-applied returned but e still answers"
+        assert not c.reach("a", "c")
+        assert c.status("n2")["applied_revision"] >= revision
+        assert c.status("n2")["kernel"]["errors"] == 0
