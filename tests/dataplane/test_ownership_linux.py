@@ -195,22 +195,23 @@ def test_a_second_endpoint_cannot_take_over_a_pods_interface(n1: Node) -> None:
     assert "10.65.1.66 dev calia" in agent_routes(n1.ns)
 
 
-def test_octal_looking_ports_are_decimal(n1: Node) -> None:
-    policy = (
-        f"{V3}/globalnetworkpolicies/ten",
-        {
-            "kind": "GlobalNetworkPolicy",
-            "metadata": {"name": "ten"},
-            "spec": {
-                "selector": "group == 'b'",
-                "types": ["Ingress"],
-                "ingress": [
-                    {"action": "Allow", "protocol": "TCP", "destination": {"ports": ["010"]}}
-                ],
-            },
+# Pod b admits TCP to port "010", which nft would read as octal (port 8).
+OCTAL_PORT_POLICY = (
+    f"{V3}/globalnetworkpolicies/ten",
+    {
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "ten"},
+        "spec": {
+            "selector": "group == 'b'",
+            "types": ["Ingress"],
+            "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": ["010"]}}],
         },
-    )
-    n1.change([policy])
+    },
+)
+
+
+def test_octal_looking_ports_are_decimal(n1: Node) -> None:
+    n1.change([OCTAL_PORT_POLICY])
     table = nft_table(n1.ns)
     assert "dport 10 " in table
     assert "dport 8 " not in table

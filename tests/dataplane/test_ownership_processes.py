@@ -17,7 +17,12 @@ import pytest
 from tests.conftest import wait_until
 from tests.dataplane.fabric_cluster import FabricCluster, fabric_cluster
 from tests.dataplane.test_linux_dataplane import PODS, V3, block, wep
-from tests.dataplane.test_ownership_linux import HOSTFW, host_view, route_dsts
+from tests.dataplane.test_ownership_linux import (
+    HOSTFW,
+    OCTAL_PORT_POLICY,
+    host_view,
+    route_dsts,
+)
 from tests.netns import sh
 
 pytestmark = pytest.mark.integration
@@ -56,21 +61,7 @@ def test_datastore_values_cannot_turn_the_agent_against_its_node(tmp_path: Path)
         )
         # 6. Another namespace's endpoint naming pod a's interface.
         thief = endpoint("thief", "zz", "n1", "calia", "10.65.1.66")
-        # 7. A port that nft would read as octal.
-        ten = (
-            f"{V3}/globalnetworkpolicies/ten",
-            {
-                "kind": "GlobalNetworkPolicy",
-                "metadata": {"name": "ten"},
-                "spec": {
-                    "selector": "group == 'b'",
-                    "types": ["Ingress"],
-                    "ingress": [
-                        {"action": "Allow", "protocol": "TCP", "destination": {"ports": ["010"]}}
-                    ],
-                },
-            },
-        )
+        ten = OCTAL_PORT_POLICY  # 7. a port that nft would read as octal
         revision = c.put(dict([eth0, lo, *lan_blocks, thief, ten]))
         applied(c, revision)
         refused = c.status("n1")["refused"]
