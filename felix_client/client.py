@@ -476,13 +476,14 @@ class SyncClient:
     async def _find_in_sync(self, current_ip: str, current_port: int) -> tuple[str, int] | None:
         """Another replica (every address of every configured endpoint but
         the current one) that says it is in sync, or None."""
-        candidates: list[tuple[str, int]] = []
+        candidates: list[tuple[str, str, int]] = []
         for host, port in self._rotation.all():
             try:
                 ips = await self._resolver(host, port, self._rng)
             except OSError:
                 continue
-            candidates += [(i, port) for i in ips if (i, port) != (current_ip, current_port)]
+            others = (i for i in ips if (i, port) != (current_ip, current_port))
+            candidates += [(host, i, port) for i in others]
         probe = Probe(
             node=self.node,
             revision=self._replica.revision,

@@ -46,12 +46,12 @@ class Probe:
     limits: Limits
     answer_within: float
     ssl_context: ssl.SSLContext | None = None
-    server_name: str | None = None
+    server_name: str | None = None  # TLS: the name to verify (else the host's)
 
-    async def in_sync(self, ip: str, port: int) -> bool:
-        """Whether the replica at ip:port says it is in sync with the
-        datastore, within `answer_within` seconds.  Never raises for what
-        the peer does: any failure is False."""
+    async def in_sync(self, host: str, ip: str, port: int) -> bool:
+        """Whether the replica at ip:port (an address of `host`) says it is
+        in sync with the datastore, within `answer_within` seconds.  Never
+        raises for what the peer does: any failure is False."""
         loop = asyncio.get_running_loop()
         core = ClientConnection(
             node=self.node,
@@ -66,7 +66,7 @@ class Probe:
         try:
             async with asyncio.timeout(self.answer_within):
                 reader, writer = await asyncio.open_connection(
-                    ip, port, ssl=tls, server_hostname=self.server_name if tls else None
+                    ip, port, ssl=tls, server_hostname=(self.server_name or host) if tls else None
                 )
                 writer.write(b"".join(core.data_to_send()))
                 while True:
@@ -86,10 +86,12 @@ class Probe:
                 with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def first_in_sync(self, candidates: Iterable[tuple[str, int]]) -> tuple[str, int] | None:
-        """The first (ip, port) of `candidates`, asked one after the other,
-        that says it is in sync; None if none does."""
-        for ip, port in candidates:
-            if await self.in_sync(ip, port):
+    async def first_in_sync(
+        self, candidates: Iterable[tuple[str, str, int]]
+    ) -> tuple[str, int] | None:
+        """The (ip, port) of the first of `candidates` (host, ip, port),
+        asked one after the other, that says it is in sync; None if none does."""
+        for host, ip, port in candidates:
+            if await self.in_sync(host, ip, port):
                 return ip, port
         return None

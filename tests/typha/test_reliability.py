@@ -412,6 +412,42 @@ def test_an_agent_leaves_a_replica_that_lost_etcd_for_one_that_has_it(
         proxy.close()
 
 
+def test_over_tls_an_agent_verifies_the_replica_it_probes_by_the_name_it_was_given(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # The replicas are named `localhost` and their certificate says only
+    # that: a probe that verified them by the address it dialled (127.0.0.1)
+    # would find none in sync, and the agent would never move.
+    seed(etcd)
+    ca = CertAuthority(tmp_path)
+    server = ca.issue(dns=("localhost",))
+    agent = ca.issue(cn="n1")
+    tls = ("--tls-cert-file", server.cert_file, "--tls-key-file", server.key_file)
+    tls += ("--tls-ca-file", ca.ca_file)
+    proxy = TcpProxy(int(etcd.endpoint.rsplit(":", 1)[1]))
+    try:
+        a_args = ("--etcd-watch-timeout", "3", "--etcd-endpoints", proxy.endpoint, *tls)
+        _, a_port, a_http = start_typha(procs, etcd, *a_args)
+        b_port = free_port()
+        agent_tls = ("--tls-ca-file", ca.ca_file, "--tls-cert-file", agent.cert_file)
+        agent_tls += ("--tls-key-file", agent.key_file)
+        typha = f"localhost:{a_port},localhost:{b_port}"
+        _, status_port = start_felix_agent(
+            procs, typha, "n1", "--upstream-stale-after", "1", *agent_tls
+        )
+        wait_until(lambda: status(status_port)["in_sync"], "agent in sync on A over TLS")
+        start_typha(procs, etcd, *tls, agent_port=b_port)
+        proxy.blackhole()
+        wait_until(lambda: not ready(a_http), "A lost etcd")
+        wait_until(
+            lambda: str(status(status_port)["server"]).endswith(f":{b_port}"),
+            "the agent moved to B",
+        )
+        assert status(status_port)["stale_upstream_moves"] == 1
+    finally:
+        proxy.close()
+
+
 def test_an_agent_stays_on_a_stale_replica_when_no_other_is_in_sync(
     etcd: EmbeddedEtcd, procs: Callable[..., Proc]
 ) -> None:
