@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,10 +28,18 @@ from commands.version import package_version
 from dataplane.errors import KernelUnavailable
 from felix_client.agent import run_agent
 from felix_client.calc import compute
-from felix_client.config import AgentConfig, normalise_prefix, parse_agent_args
+from felix_client.config import (
+    AgentConfig,
+    agent_parser,
+    normalise_prefix,
+    parse_agent_args,
+    unknown_variables,
+)
 from syncproto.errors import ConfigError
 from syncproto.logformat import configure_logging
 from syncproto.tls import client_context
+
+log = logging.getLogger("felix_agent")
 
 
 async def _main(config: AgentConfig) -> int:
@@ -51,7 +61,11 @@ def compute_tables(argv: Sequence[str]) -> int:
     p.add_argument("--prefix", default="/calico/", help="datastore prefix of the keys")
     p.add_argument("file", nargs="?", default="-", help="state as one JSON object (- = stdin)")
     ns = p.parse_args(argv)
-    raw = sys.stdin.buffer.read() if ns.file == "-" else open(ns.file, "rb").read()  # noqa: SIM115
+    try:
+        raw = sys.stdin.buffer.read() if ns.file == "-" else Path(ns.file).read_bytes()
+    except OSError as exc:
+        print(f"felix-agent compute: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         state = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -86,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return compute_tables(args[1:])
         config = parse_agent_args(args, os.environ)
         configure_logging(config.log_level, config.log_format)
+        for name in unknown_variables(os.environ, agent_parser(os.environ)):
+            log.warning("%s is set but names no felix-agent setting; ignoring it", name)
         return uvloop.run(_main(config))
     except ConfigError as exc:
         print(f"felix-agent: {exc}", file=sys.stderr)

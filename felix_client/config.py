@@ -71,7 +71,12 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
             **kw,  # type: ignore[arg-type]
         )
 
-    add("typha", None, "typha addresses H:P[,H:P...] (required)")
+    # Calico spells it FELIX_TYPHAADDR; read too, ours first.
+    add(
+        "typha",
+        env.get("FELIX_TYPHAADDR"),
+        "typha addresses H:P[,H:P...] (required; also FELIX_TYPHAADDR)",
+    )
     add("node", None, "this node's name (required)")
     add("prefix", DEFAULT_PREFIX, "datastore prefix the server serves")
     add("http-listen", "127.0.0.1:9099", "status port H:P")
@@ -105,7 +110,7 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         " routes to, configures and puts in workload dispatch (Calico's InterfacePrefix;"
         " also FELIX_INTERFACEPREFIX)",
     )
-    add("log-level", "INFO", "log level")
+    add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     add("log-format", "text", "text (ISO-8601 UTC time, level, logger, message) or json")
     add("log-summary-interval", "60", "seconds between one-line summaries in the log (0: none)")
     add("tls-ca-file", "", "CA that signs typha's certificate (PEM)")
@@ -135,6 +140,37 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _number(
+    ns: argparse.Namespace, flag: str, typ: type[int] | type[float], minimum: float
+) -> float:
+    """The flag's value as a number of at least `minimum`; ConfigError
+    naming the flag otherwise."""
+    raw = getattr(ns, flag.replace("-", "_"))
+    try:
+        value = typ(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{flag}: {raw!r} is not a number") from None
+    if value != value or value < minimum:  # NaN too
+        raise ConfigError(f"--{flag}: must be at least {minimum:g}")
+    return value
+
+
+def unknown_variables(env: Mapping[str, str], parser: argparse.ArgumentParser) -> list[str]:
+    """`FELIX_*` variables that name no flag (a misspelling is otherwise
+    silently ignored).  Calico's own spellings of a flag we have
+    (`FELIX_INTERFACEPREFIX`) count as known."""
+    known = {env_name(a.dest.replace("_", "-")) for a in parser._actions if a.dest != "help"}
+    known |= CALICO_SPELLINGS
+    return sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+
+
+# Calico's names for settings this agent reads under its own.
+CALICO_SPELLINGS = frozenset({"FELIX_INTERFACEPREFIX", "FELIX_TYPHAADDR"})
+
+
 def normalise_prefix(prefix: str) -> str:
     """`prefix` with its trailing "/", checked (ConfigError if unusable)."""
     prefix = prefix if prefix.endswith("/") else prefix + "/"
@@ -152,21 +188,15 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
             raise ConfigError(f"--{flag} (or {env_name(flag)}) is required")
     parse_addresses(ns.typha)
     host, port = parse_addresses(ns.http_listen, listen=True)[0]
-    try:
-        stale = float(ns.upstream_stale_after)
-        max_snapshot = int(ns.max_snapshot_bytes)
-        resync = float(ns.resync_interval)
-        summary = float(ns.log_summary_interval)
-        tls_reload = float(ns.tls_reload_interval)
-        delay = float(ns.dataplane_delay)
-    except ValueError as exc:
-        raise ConfigError(f"bad number: {exc}") from None
-    if summary < 0:
-        raise ConfigError("--log-summary-interval: must be at least 0")
-    if tls_reload < 0:
-        raise ConfigError("--tls-reload-interval: must be at least 0")
-    if delay < 0:
-        raise ConfigError("--dataplane-delay: must be at least 0")
+    stale = _number(ns, "upstream-stale-after", float, 0)
+    max_snapshot = int(_number(ns, "max-snapshot-bytes", int, 1))
+    resync = _number(ns, "resync-interval", float, 0)
+    summary = _number(ns, "log-summary-interval", float, 0)
+    tls_reload = _number(ns, "tls-reload-interval", float, 0)
+    delay = _number(ns, "dataplane-delay", float, 0)
+    level = str(ns.log_level).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level: {ns.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     tls = (ns.tls_ca_file, ns.tls_cert_file, ns.tls_key_file)
     if any(tls) and not all(tls):
         # typha always asks for a client certificate: a CA alone, or a
@@ -202,7 +232,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         resync_interval=resync,
         failsafes=failsafes,
         ownership=ownership,
-        log_level=ns.log_level,
+        log_level=level,
         log_format=log_format,
         log_summary_interval=summary,
         tls_reload_interval=tls_reload,
@@ -215,8 +245,18 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
     )
 
 
+def agent_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The `felix-agent` argument parser, defaults taken from `env`."""
+    p = argparse.ArgumentParser(
+        prog="felix-agent",
+        description="node agent fed by typha.  Also: `felix-agent compute --node N [FILE]`"
+        " (a state in, the node's tables out) and `felix-agent --version`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_agent_arguments(p, env)
+    return p
+
+
 def parse_agent_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> AgentConfig:
     """Parse and check `felix-agent` arguments (argparse exits on bad syntax)."""
-    p = argparse.ArgumentParser(prog="felix-agent", description="node agent fed by typha")
-    add_agent_arguments(p, env)
-    return agent_config(p.parse_args(argv))
+    return agent_config(agent_parser(env).parse_args(argv))

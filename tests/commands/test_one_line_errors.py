@@ -96,3 +96,9 @@ def test_felix_agent_tls_options_that_go_together_are_checked_together(
     out = _run("felix-agent", "--typha", "127.0.0.1:9", "--node", "n1", *tls)
     assert out.returncode == 2
     assert "--tls-" in _one_line(out.stderr)
+
+
+def test_felix_agent_compute_with_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    out = _run("felix-agent", "compute", "--node", "n1", str(tmp_path / "nope.json"))
+    assert out.returncode == 2
+    assert "cannot read" in _one_line(out.stderr)

@@ -32,6 +32,11 @@ def test_flags_win_over_the_environment_which_wins_over_defaults() -> None:
         (["--typha", "t:1", "--node", "n", "--tls-ca-file", "ca"], "go together"),
         (["--typha", "t:1", "--node", "n", "--tls-server-name", "typha"], "needs"),
         (["--typha", "t:1", "--node", "n", "--interface-prefix", "ca li"], "interface"),
+        # A bad number names its flag; a log level is one of the four.
+        (["--typha", "t:1", "--node", "n", "--resync-interval", "often"], "--resync-interval"),
+        (["--typha", "t:1", "--node", "n", "--max-snapshot-bytes", "1e9"], "--max-snapshot"),
+        (["--typha", "t:1", "--node", "n", "--dataplane-delay", "-1"], "--dataplane-delay"),
+        (["--typha", "t:1", "--node", "n", "--log-level", "verbose"], "--log-level"),
     ],
 )
 def test_bad_configuration_is_refused_with_its_reason(argv: list[str], message: str) -> None:
@@ -58,3 +63,27 @@ def test_failsafe_ports_default_to_calicos_and_can_be_set_or_switched_off() -> N
     cfg = parse_agent_args([*base, "--failsafe-outbound-host-ports", "none"], env)
     assert [str(p) for p in cfg.failsafes.inbound] == ["tcp:2222", "udp:53"]
     assert cfg.failsafes.outbound == ()
+
+
+def test_unknown_felix_variables_are_named_and_calicos_spellings_are_known() -> None:
+    from felix_client.config import agent_parser, unknown_variables
+
+    env = {
+        "FELIX_NODE": "n",
+        "FELIX_INTERFACEPREFIX": "cali",  # Calico's spelling of --interface-prefix
+        "FELIX_TYPHAADDR": "t:1",  # Calico's spelling of --typha
+        "FELIX_RESYNC_INTERVL": "5",  # a misspelling
+        "TYPHA_LISTEN": "x",  # not ours to judge
+    }
+    assert unknown_variables(env, agent_parser(env)) == ["FELIX_RESYNC_INTERVL"]
+    assert parse_agent_args([], env).typha == "t:1"
+
+
+def test_help_shows_defaults_and_the_other_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from felix_client.config import agent_parser
+
+    agent_parser({}).print_help()
+    text = capsys.readouterr().out
+    assert "compute" in text
+    assert "--version" in text
+    assert "(default: 90)" in text  # --resync-interval
