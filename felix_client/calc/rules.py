@@ -17,15 +17,13 @@ before Felix sees them:
 
 A rule is compiled once into a `RuleSpec` and rendered per IP family: a rule
 whose `ipVersion`, nets or ICMP flavour belong to the other family cannot
-match there and is left out of that family's chain.  What the agent cannot
-enforce (a `services` match, which needs Kubernetes endpoint data that etcd
-does not hold; an `http` match, which is L7) is resolved to the narrower of
-the two readings, for access: an Allow or Pass rule with such a field
-matches nothing (it is left out of every chain; narrower than Felix, which
-ignores `http` at L3/L4), while a Deny or Log rule matches as if the field
-were not there (for `http` exactly what Felix does; for `services`, at
-least every packet Felix would deny).  Either way the reason is counted.
-A value the agent cannot read makes the rule match nothing.
+match there and is left out of that family's chain.  A `services` match
+(it needs Kubernetes endpoint data that etcd does not hold) makes the rule
+match nothing, whatever its action: never everything.  An `http` match is
+L7, which Felix itself ignores at L3/L4: an Allow or Pass rule with one
+matches nothing (narrower than Felix), a Deny or Log rule matches as if it
+were not there (exactly Felix's reading).  Either way the reason is
+counted.  A value the agent cannot read makes the rule match nothing.
 """
 
 from __future__ import annotations
@@ -179,26 +177,17 @@ def _ports(v: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(numeric), tuple(names)
 
 
-# Actions for which dropping an unenforceable field narrows access (it makes
-# the rule match more packets): Deny drops more, Log logs more.
-_DROP_FIELD_ACTIONS = frozenset({Action.DENY, Action.LOG})
+# Actions for which ignoring `http` narrows access (the rule matches more
+# packets): Deny drops more, Log logs more.
+_HTTP_IGNORED_FOR = frozenset({Action.DENY, Action.LOG})
 
 
-def compile_side(
-    ent: Any,
-    namespace: str,
-    action: Action = Action.ALLOW,
-    ignored: list[Unenforceable] | None = None,
-) -> SideSpec:
+def compile_side(ent: Any, namespace: str) -> SideSpec:
     """One rule side with its selectors combined as Calico combines them.
-    Raises _Skip; an unenforceable field of a Deny or Log rule is instead
-    left out and its reason appended to `ignored`."""
+    Raises _Skip."""
     ent = _dict(ent)
     if _set(ent.get("services")):
-        if action not in _DROP_FIELD_ACTIONS:
-            raise _Skip(Unenforceable.SERVICES)
-        if ignored is not None:
-            ignored.append(Unenforceable.SERVICES)
+        raise _Skip(Unenforceable.SERVICES)
     ns_sel: Selector | None = None
     if _set(ent.get("namespaceSelector")):
         ns_sel = namespace_selector(ent["namespaceSelector"])
@@ -311,7 +300,7 @@ def _compile_rule(
     except ValueError:
         raise _Skip(Unenforceable.BAD_FIELD) from None
     if _set(r.get("http")):
-        if action not in _DROP_FIELD_ACTIONS:
+        if action not in _HTTP_IGNORED_FOR:
             raise _Skip(Unenforceable.HTTP)
         ignored.append(Unenforceable.HTTP)
     ipv = r.get("ipVersion")
@@ -324,8 +313,8 @@ def _compile_rule(
         not_protocol=_proto(r.get("notProtocol")),
         icmp=_icmp(r.get("icmp")),
         not_icmp=_icmp(r.get("notICMP")),
-        src=compile_side(r.get("source"), namespace, action, ignored),
-        dst=compile_side(r.get("destination"), namespace, action, ignored),
+        src=compile_side(r.get("source"), namespace),
+        dst=compile_side(r.get("destination"), namespace),
         origin=origin,
     )
 

@@ -756,9 +756,10 @@ def test_profiles_in_order_each_its_own_group_then_deny() -> None:
 # -- the narrower reading of what the agent cannot enforce ---------------------------
 
 
-def test_a_deny_with_http_or_services_denies_what_felix_denies() -> None:
-    # Felix ignores `http` at L3/L4: the Deny applies to every TCP packet.  For
-    # `services` (no endpoint data in etcd) it denies at least what Felix does.
+def test_a_deny_with_http_denies_what_felix_denies_and_services_match_nothing() -> None:
+    # Felix ignores `http` at L3/L4: the Deny applies to every TCP packet.
+    # `services` needs endpoint data etcd does not hold: that rule matches
+    # nothing, never everything, whatever its action.
     pol = gnp(
         "g",
         selector="app == 'web'",
@@ -775,7 +776,7 @@ def test_a_deny_with_http_or_services_denies_what_felix_denies() -> None:
     )
     net = Net([*BASE, pol])
     assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 6, 1, 80)) is DENY
-    assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 17, 1, 53)) is DENY
+    assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 17, 1, 53)) is ALLOW
     assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 132, 1, 53)) is ALLOW
     assert net.calc.errors["rule_http"] == 1
     assert net.calc.errors["rule_services"] == 1
