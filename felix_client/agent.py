@@ -199,6 +199,7 @@ class Agent:
     def status(self) -> dict[str, Any]:
         """The agent's `/status` object."""
         c = self.client
+        refused = self.dataplane.refused
         return {
             "node": self.node,
             "connected": c.connected,
@@ -235,8 +236,8 @@ class Agent:
             "dataplane_failures": self.apply_failures,
             # What the agent would not program (not its own, or not exactly
             # its type), by key, with the reason; `refused_count` counts all.
-            "refused": dict(sorted(self.dataplane.refused.items())[:REFUSED_SHOWN]),
-            "refused_count": len(self.dataplane.refused),
+            "refused": dict(sorted(refused.items())[:REFUSED_SHOWN]),
+            "refused_count": len(refused),
         }
 
     def http_app(self) -> web.Application:

@@ -266,8 +266,13 @@ class LinuxDataplane(MemoryDataplane):
     def refused(self) -> dict[str, str]:
         """What the agent would not program, with the reason: objects the
         ownership gate refused, chains that could not be rendered exactly
-        (they drop instead), routes the kernel refused."""
-        out = dict(self.gate.refused)
+        (they drop instead), what the kernel refused.  Read on the kernel
+        thread, which changes the latter while it follows links."""
+        return self._thread.call(self._refused_now)
+
+    def _refused_now(self) -> dict[str, str]:
+        with self._tables_lock:
+            out = dict(self.gate.refused)
         out.update(self._unrenderable)
         out.update(self._kernel_refused)
         out.update((f"route {d}", why) for d, why in self._routes.refused.items())

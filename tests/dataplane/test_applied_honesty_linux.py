@@ -88,7 +88,11 @@ def test_a_refused_change_is_not_reported_applied_until_the_kernel_has_it(
             revision = c.put({DENY_ICMP_KEY: DENY_ICMP})
             wait_until(lambda: c.status("n2").get("applied_revision", 0) >= revision, "n2 applies")
             wait_until(lambda: readyz("n1") == 503, "n1 says it is not ready")
-            time.sleep(3)  # a resync or two: still refused
+            resyncs = c.status("n1")["kernel"]["resyncs"]
+            wait_until(
+                lambda: c.status("n1")["kernel"]["resyncs"] >= resyncs + 2,
+                "two more resyncs, each refused",
+            )
             st = c.status("n1")
             assert st["applied_revision"] < revision
             assert st["dataplane_failures"] >= 1

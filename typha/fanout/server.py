@@ -91,7 +91,16 @@ class AgentProtocol(asyncio.Protocol):
     """One agent connection: moves bytes between its transport and its
     `ServerStream`, and nothing else."""
 
-    __slots__ = ("connected_at", "deadline", "identities", "peer", "server", "stream", "transport")
+    __slots__ = (
+        "connected_at",
+        "counted",
+        "deadline",
+        "identities",
+        "peer",
+        "server",
+        "stream",
+        "transport",
+    )
 
     def __init__(self, server: AgentServer) -> None:
         self.server = server
@@ -103,6 +112,8 @@ class AgentProtocol(asyncio.Protocol):
         # The client certificate's CNs and URI SANs (None: no TLS), which
         # the node name in the hello must be among for its reports to count.
         self.identities: frozenset[str] | None = None
+        # Decided once, at the hello: whether its APPLIED reports count.
+        self.counted = False
 
     # -- asyncio callbacks ---------------------------------------------------
 
@@ -567,8 +578,8 @@ class AgentServer:
             if was_waiting and stream.streaming:
                 self._log_start(conn, stream)
                 if self._is_agent(conn):
-                    reports = CAP_APPLIED in stream.core.caps and self._bound(conn)
-                    self.convergence.connected(conn.node, reports=reports)
+                    conn.counted = CAP_APPLIED in stream.core.caps and self._bound(conn)
+                    self.convergence.connected(conn.node, reports=conn.counted)
             conn.flush()
         else:
             self._waiting.add(conn)  # asked again after the next batch or deadline
@@ -605,16 +616,12 @@ class AgentServer:
         """A node agent, not a leaf replica syncing from us (no dataplane)."""
         return conn.stream is not None and CAP_REPLICA not in conn.stream.core.caps
 
-    @staticmethod
-    def _speaks_for_node(conn: AgentProtocol) -> bool:
+    def _bound(self, conn: AgentProtocol) -> bool:
         """Whether `conn` may speak for its node: without TLS anyone may
         (nothing says otherwise); with TLS only a certificate naming the
-        node (CN, or the last path segment of a URI SAN)."""
-        return conn.identities is None or node_in_identities(conn.node, conn.identities)
-
-    def _bound(self, conn: AgentProtocol) -> bool:
-        """`_speaks_for_node`, counted and logged when it does not."""
-        if self._speaks_for_node(conn):
+        node (CN, or the last path segment of a URI SAN).  Counted and
+        logged when it may not."""
+        if conn.identities is None or node_in_identities(conn.node, conn.identities):
             return True
         self.stats.applied_unverified += 1
         self.rl.log(
@@ -629,7 +636,7 @@ class AgentServer:
 
     def applied(self, conn: AgentProtocol, revision: int) -> None:
         """`conn`'s agent reports its dataplane applied `revision`."""
-        if not self._is_agent(conn) or not self._speaks_for_node(conn):
+        if not conn.counted:
             return
         waited = self.convergence.applied(conn.node, revision, self.now())
         if waited is not None:
