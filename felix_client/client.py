@@ -129,7 +129,8 @@ class SyncClient:
         self._stale = StalePolicy(upstream_stale_after)
         self._max_snapshot_bytes = max_snapshot_bytes
         self._avoid: str | None = None  # an address just left for being stale
-        self._prefer: str | None = None  # an address a probe found in sync
+        # (host, ip, port) a probe found in sync: the next connection's target.
+        self._prefer: tuple[str, str, int] | None = None
         self._session: ClientSession | None = None
         self._logged_upstream: DatastoreStatus | None = None
         self._rl = RateLimitedLog(log)
@@ -285,7 +286,10 @@ class SyncClient:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed:
-            host, port = self._rotation.next()
+            if self._prefer is not None:
+                host, port = self._prefer[0], self._prefer[2]
+            else:
+                host, port = self._rotation.next()
             warn = self._rl.log
             try:
                 await self._session_with(host, port)
@@ -380,7 +384,7 @@ class SyncClient:
         )
         self._writer = writer
         self._reports.connected()  # a new replica has been told nothing
-        probe: asyncio.Task[tuple[str, int] | None] | None = None
+        probe: asyncio.Task[tuple[str, str, int] | None] | None = None
         try:
             writer.write(session.data_to_send())
             self.stats.connects += 1
@@ -452,9 +456,10 @@ class SyncClient:
         if self._avoid is not None and len(ips) > 1 and self._avoid in ips:
             ips.remove(self._avoid)
             ips.append(self._avoid)  # only if every other address fails
-        if self._prefer is not None and self._prefer in ips:
-            ips.remove(self._prefer)
-            ips.insert(0, self._prefer)  # the replica a probe found in sync
+        preferred = self._prefer[1] if self._prefer is not None else None
+        if preferred in ips:
+            ips.remove(preferred)
+            ips.insert(0, preferred)  # the replica a probe found in sync
         self._avoid = self._prefer = None
         for ip in ips:
             try:
@@ -473,7 +478,9 @@ class SyncClient:
                 last_error = exc
         raise last_error or OSError(f"{host} has no addresses")
 
-    async def _find_in_sync(self, current_ip: str, current_port: int) -> tuple[str, int] | None:
+    async def _find_in_sync(
+        self, current_ip: str, current_port: int
+    ) -> tuple[str, str, int] | None:
         """Another replica (every address of every configured endpoint but
         the current one) that says it is in sync, or None."""
         candidates: list[tuple[str, str, int]] = []
@@ -495,7 +502,9 @@ class SyncClient:
         )
         return await probe.first_in_sync(dict.fromkeys(candidates))
 
-    def _decide_move(self, session: ClientSession, ip: str, found: tuple[str, int] | None) -> None:
+    def _decide_move(
+        self, session: ClientSession, ip: str, found: tuple[str, str, int] | None
+    ) -> None:
         """Leave for `found` (raises StaleUpstream), or stay where we are."""
         if found is None:
             self.stats.stale_stays += 1
@@ -509,7 +518,7 @@ class SyncClient:
             session.stay()
             return
         self._avoid = ip
-        self._prefer = found[0]
+        self._prefer = found
         session.leave()
 
     def _deliver(self, applied: Applied) -> None:

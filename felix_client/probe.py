@@ -88,10 +88,10 @@ class Probe:
 
     async def first_in_sync(
         self, candidates: Iterable[tuple[str, str, int]]
-    ) -> tuple[str, int] | None:
-        """The (ip, port) of the first of `candidates` (host, ip, port),
-        asked one after the other, that says it is in sync; None if none does."""
+    ) -> tuple[str, str, int] | None:
+        """The first of `candidates` (host, ip, port), asked one after the
+        other, that says it is in sync; None if none does."""
         for host, ip, port in candidates:
             if await self.in_sync(host, ip, port):
-                return ip, port
+                return host, ip, port
         return None

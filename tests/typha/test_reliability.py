@@ -448,6 +448,34 @@ def test_over_tls_an_agent_verifies_the_replica_it_probes_by_the_name_it_was_giv
         proxy.close()
 
 
+def test_an_agent_goes_straight_to_the_replica_found_in_sync(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc]
+) -> None:
+    # Three replicas, two of them stale: the agent leaves its stale one for
+    # the one its probe found in sync, not for whichever comes next.
+    seed(etcd)
+    proxy = TcpProxy(int(etcd.endpoint.rsplit(":", 1)[1]))
+    try:
+        stale_args = ("--etcd-watch-timeout", "3", "--etcd-endpoints", proxy.endpoint)
+        _, a_port, a_http = start_typha(procs, etcd, *stale_args)
+        _, c_port, c_http = start_typha(procs, etcd, *stale_args)
+        b_port = free_port()
+        typha = ",".join(f"127.0.0.1:{p}" for p in (a_port, c_port, b_port))
+        _, status_port = start_felix_agent(procs, typha, "n1", "--upstream-stale-after", "1")
+        wait_until(lambda: status(status_port)["in_sync"], "agent in sync (B is not up)")
+        _, _, b_http = start_typha(procs, etcd, agent_port=b_port)
+        proxy.blackhole()
+        wait_until(lambda: not ready(a_http) and not ready(c_http), "A and C lost etcd")
+        wait_until(
+            lambda: str(status(status_port)["server"]).endswith(f":{b_port}"),
+            "the agent moved to B",
+        )
+        assert status(status_port)["stale_upstream_moves"] == 1
+        assert ready(b_http)
+    finally:
+        proxy.close()
+
+
 def test_an_agent_stays_on_a_stale_replica_when_no_other_is_in_sync(
     etcd: EmbeddedEtcd, procs: Callable[..., Proc]
 ) -> None:
