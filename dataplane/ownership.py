@@ -15,6 +15,7 @@ agent may touch, whatever the datastore (or a leaf replica, or a
   of the owner's own addresses;
 * no route to a default destination (`0.0.0.0/0`, `::/0`), and every
   destination and next hop a plain address (no zone);
+* a VXLAN tunnel endpoint only with plain addresses and a real MAC;
 * a host endpoint never on a workload interface;
 * chains only for admitted endpoints: a refused or shadowed endpoint's
   chains are held back, and go in when it becomes the owner.
@@ -25,11 +26,20 @@ or corrected; the rest of the batch goes on.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from dataplane import kernel_values as V
-from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, EndpointKind, Route, Rule
+from dataplane.batch import (
+    ChainKey,
+    DataplaneBatch,
+    EndpointInfo,
+    EndpointKind,
+    Route,
+    Rule,
+    Vtep,
+)
 from dataplane.errors import UnsafeValue
 
 DEFAULT_INTERFACE_PREFIXES = ("cali",)
@@ -93,6 +103,27 @@ def check_endpoint(own: Ownership, info: EndpointInfo) -> str | None:
     return None
 
 
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def check_vtep(vtep: Vtep) -> str | None:
+    """Why a node's VXLAN tunnel endpoint must not be programmed, or None:
+    every address plain, every MAC six lower-case hex pairs."""
+    for family in (4, 6):
+        found = vtep.of(family)
+        if found is None:
+            continue
+        underlay, address, mac = found
+        try:
+            V.address(underlay)
+            V.address(address)
+        except UnsafeValue as exc:
+            return str(exc)
+        if not _MAC.fullmatch(mac):
+            return f"VXLAN MAC {mac!r:.30} is not a MAC address"
+    return None
+
+
 def check_route(route: Route) -> str | None:
     """Why a route that is not a local workload route must not be
     programmed, or None."""
@@ -131,9 +162,19 @@ class Gate:
             ipset_add=batch.ipset_add,
             ipset_remove=batch.ipset_remove,
             chains_del=set(batch.chains_del),
-            vteps_set=batch.vteps_set,
-            vteps_del=batch.vteps_del,
+            vteps_set={},
+            vteps_del=set(batch.vteps_del),
         )
+        for node, vtep in batch.vteps_set.items():
+            reason = check_vtep(vtep)
+            if reason is None:
+                self.refused.pop(f"vtep {node}", None)
+                out.vteps_set[node] = vtep
+            else:
+                self.refused[f"vtep {node}"] = reason
+                out.vteps_del.add(node)
+        for node in batch.vteps_del:
+            self.refused.pop(f"vtep {node}", None)
         was_active = set(self._active)
         touched: set[str] = set()
         for key in batch.endpoints_del | batch.endpoints_set.keys():
