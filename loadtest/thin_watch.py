@@ -25,12 +25,11 @@ from array import array
 from typing import Any
 
 import uvloop
-from etcd3aio import prefix_range_end
-from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
 
 from commands.limits import raise_open_files
 from loadtest.h2grpc import H2WatchReader, StreamEnded, opening, scan_watch_response
 from loadtest.progress import LoopLag, report_progress
+from typha.datastore.etcd_api import WatchCreateRequest, WatchRequest, prefix_range_end
 
 PREFIX = b"/calico/"
 # Watchers whose latency is not sampled read their socket every POLL_S, not on

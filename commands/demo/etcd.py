@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import grpc.aio
-from etcd3aio.auth import AuthService
-
+from typha.datastore.etcd_client import EtcdConnection
 from typha.errors import DatastoreError
 
 
@@ -100,14 +98,11 @@ class EmbeddedEtcd:
     async def enable_auth(self, user: str, password: str) -> None:
         """Turn on etcd's authentication with `user` as its root user.  Only
         for a plain-text instance; afterwards clients must authenticate."""
-        channel = grpc.aio.insecure_channel(self.endpoint)
+        conn = EtcdConnection([self.endpoint])
         try:
-            auth = AuthService(channel)
-            await auth.user_add(user, password)
-            await auth.user_grant_role(user, "root")
-            await auth.auth_enable()
+            await conn.enable_auth(user, password)
         finally:
-            await channel.close()
+            await conn.close()
 
     def command(self) -> list[str]:
         """The etcd command line this instance runs."""

@@ -13,19 +13,21 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-import grpc.aio
-from etcd3aio import prefix_range_end
-from etcd3aio._protobuf import (  # no public raw stream
+from typha.datastore.etcd_api import (
+    AuthService,
+    Channel,
+    ChannelSpec,
+    KVService,
+    LeaseService,
+    RpcError,
+    SortOrder,
+    SortTarget,
     WatchCreateRequest,
     WatchRequest,
     WatchStub,
+    open_channel,
+    prefix_range_end,
 )
-from etcd3aio.auth import AuthService
-from etcd3aio.connections import ConnectionManager
-from etcd3aio.kv import KVService, SortOrder, SortTarget
-from etcd3aio.lease import LeaseService
-
 from typha.errors import DatastoreError
 
 EVENT_DELETE = 1
@@ -84,6 +86,21 @@ MAX_MESSAGE = 512 * 1024 * 1024
 # (--grpc-keepalive-min-time) and pings without an open call.
 KEEPALIVE_TIME_MS = 10_000
 KEEPALIVE_TIMEOUT_MS = 5_000
+CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
+    ("grpc.lb_policy_name", "round_robin"),
+    # gRPC shares subchannels between channels by default, so a fresh
+    # channel would inherit a dead member's reconnect backoff; our own retry
+    # loop is the backoff that counts.
+    ("grpc.use_local_subchannel_pool", 1),
+    # etcd sends a watch's backlog (a replay, a catch-up after a pause) in
+    # large responses; gRPC's default 4 MiB limit would break the stream on
+    # every retry.
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 
 
 class _RequestStream:
@@ -148,7 +165,7 @@ class WatchStream:
                     canceled=resp.canceled,
                     cancel_reason=resp.cancel_reason,
                 )
-        except grpc.aio.AioRpcError as exc:
+        except RpcError as exc:
             raise DatastoreError(f"watch stream broke: {exc.code().name} {exc.details()}") from exc
         finally:
             self.cancel()
@@ -167,28 +184,15 @@ class EtcdConnection:
             else EtcdOptions(tuple(endpoints), timeout=timeout)
         )
         self.options = opts
-        self._manager = ConnectionManager(list(opts.endpoints))
-        # gRPC shares subchannels between channels by default, so a fresh
-        # channel would inherit a dead member's reconnect backoff; our own
-        # retry loop is the backoff that counts.
-        self._manager.grpc_options.append(("grpc.use_local_subchannel_pool", 1))
-        # etcd sends a watch's backlog (a replay, a catch-up after a pause) in
-        # large responses; gRPC's default 4 MiB limit would break the stream
-        # on every retry.
-        self._manager.grpc_options.append(("grpc.max_receive_message_length", MAX_MESSAGE))
-        self._manager.grpc_options.extend(
-            [
-                ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-                ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-                ("grpc.keepalive_permit_without_calls", 0),
-                ("grpc.http2.max_pings_without_data", 0),
-            ]
-        )
-        self._channel: grpc.aio.Channel = self._manager.get_channel(
-            ca_cert=opts.ca_cert,
-            cert_chain=opts.cert_chain,
-            cert_key=opts.cert_key,
-            tls_server_name=opts.server_name,
+        self._channel: Channel = open_channel(
+            ChannelSpec(
+                opts.endpoints,
+                options=CHANNEL_OPTIONS,
+                ca_cert=opts.ca_cert,
+                cert_chain=opts.cert_chain,
+                cert_key=opts.cert_key,
+                server_name=opts.server_name,
+            )
         )
         self._kv = KVService(self._channel, max_attempts=1)
         self._lease = LeaseService(self._channel, max_attempts=1)
@@ -210,6 +214,17 @@ class EtcdConnection:
         self._kv.set_token(resp.token)
         self._lease.set_token(resp.token)
         self._metadata = (("token", resp.token),)
+
+    async def enable_auth(self, root_user: str, password: str) -> None:
+        """Turn on etcd's authentication with `root_user` (created here) as
+        its root user.  For tools and tests, on an etcd without auth."""
+        auth = AuthService(self._channel, max_attempts=1)
+        try:
+            await auth.user_add(root_user, password, timeout=self._timeout)
+            await auth.user_grant_role(root_user, "root", timeout=self._timeout)
+            await auth.auth_enable(timeout=self._timeout)
+        except Exception as exc:
+            raise DatastoreError(f"enabling etcd auth failed: {exc}") from exc
 
     async def close(self) -> None:
         """Close the channel; the connection cannot be used afterwards."""

@@ -22,13 +22,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from etcd3aio import prefix_range_end
-
 from calico_model.errors import InvalidValue
 from calico_model.validation import admit
 from snapshot import SnapshotCache, Update
 from syncproto import DatastoreStatus
 from syncproto.ratelimit import RateLimitedLog
+from typha.datastore.etcd_api import prefix_range_end
 from typha.datastore.etcd_client import EtcdConnection, WatchBatch, WatchEvent
 from typha.errors import DatastoreError
 
