@@ -363,6 +363,7 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
             failsafes=config.failsafes,
             delay=config.dataplane_delay,
             ownership=config.ownership,
+            sysctl_root=config.sysctl_root,
         )
     return MemoryDataplane(config.dataplane_delay, config.ownership)
 

@@ -44,6 +44,7 @@ class AgentConfig:
     prefix: str = DEFAULT_PREFIX
     dataplane: DataplaneKind = DataplaneKind.MEMORY
     dataplane_netns: str = ""
+    sysctl_root: str = "/proc/sys"
     dataplane_delay: float = 0.0  # testing: seconds each dataplane batch is held back
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
@@ -86,6 +87,12 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "",
         "linux: program this network namespace (a path such as /run/netns/N) instead of"
         " the agent's own; the connection to typha stays in the agent's namespace",
+    )
+    add(
+        "sysctl-root",
+        "/proc/sys",
+        "linux: where the kernel's network settings are written (forwarding, proxy ARP);"
+        " in a pod, the host's /proc/sys/net mounted writable (the runtime's is read-only)",
     )
     add(
         "resync-interval",
@@ -228,6 +235,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         prefix=normalise_prefix(ns.prefix),
         dataplane=DataplaneKind(ns.dataplane),
         dataplane_netns=ns.dataplane_netns,
+        sysctl_root=ns.sysctl_root,
         dataplane_delay=delay,
         resync_interval=resync,
         failsafes=failsafes,

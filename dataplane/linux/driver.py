@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind
-from dataplane.errors import DataplaneError
+from dataplane.errors import DataplaneError, KernelUnavailable
 from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_model as M
 from dataplane.linux import nft_render as R
@@ -79,6 +79,7 @@ class LinuxDataplane(MemoryDataplane):
         failsafes: Failsafes | None = None,
         delay: float = 0.0,
         ownership: Ownership | None = None,
+        sysctl_root: str = "/proc/sys",
     ) -> None:
         self.ownership = ownership or Ownership()
         super().__init__(delay, self.ownership)
@@ -98,6 +99,7 @@ class LinuxDataplane(MemoryDataplane):
         self._programmed: M.NftModel | None = None  # None: read the kernel first
         self._unconfigured: set[str] = set()  # workload interfaces not there yet
         self._closed = False
+        self._sysctl_root = sysctl_root
         self._thread = KernelThread(netns)
         self._thread.call(self._open)
 
@@ -106,7 +108,12 @@ class LinuxDataplane(MemoryDataplane):
 
         self._ipr = IPRoute()
         self._nft = Nft()
-        self._sysctl = Sysctl()
+        self._sysctl = Sysctl(self._sysctl_root)
+        if not self._sysctl.writable():
+            raise KernelUnavailable(
+                f"{self._sysctl_root}/net is not writable (a container's /proc/sys is"
+                " read-only: mount the host's /proc/sys/net writable and pass --sysctl-root)"
+            )
         self._routes = RouteTable(self._ipr)
         self._vxlan = Vxlan(self._ipr, self.node)
         self._ipip = Ipip(self._ipr)

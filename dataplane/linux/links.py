@@ -4,11 +4,13 @@ The pod's default gateway is 169.254.1.1, an address nobody has: proxy ARP
 (IPv4) and proxy NDP (IPv6) on the host side make the host answer for it,
 so the pod's packets reach the host, which routes them.  Forwarding must be
 on.  Settings are written under /proc/sys of the calling thread's network
-namespace; `sysctl_root` lets tests point elsewhere.
+namespace, or under another root: a container runtime mounts /proc/sys
+read-only, so a pod mounts the host's /proc/sys/net writable elsewhere.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from dataplane.errors import DataplaneError
@@ -36,6 +38,11 @@ class Sysctl:
             raise DataplaneError(f"sysctl {rel}={value}: {exc.strerror or exc}") from exc
         self.writes += 1
         return True
+
+    def writable(self) -> bool:
+        """Whether the settings can be written at all (a container's own
+        /proc/sys is mounted read-only)."""
+        return os.access(self.root / "net/ipv4/ip_forward", os.W_OK)
 
     def exists(self, rel: str) -> bool:
         """Whether a setting exists (an interface's directory appears with it)."""

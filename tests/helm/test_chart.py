@@ -17,7 +17,7 @@ from helm_python.errors import HelmRenderError, HelmValuesError
 CHART = Path(__file__).resolve().parents[2] / "helm" / "typha"
 K8S = "1.30.0"
 # Not in the Kubernetes schemas: checked by hand below.
-CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Certificate", "Issuer"}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -47,6 +47,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"enabled": True},
         "server": {"extraEnv": {"TYPHA_MAX_CONNECTIONS": "30000"}},
     },
+    "cert-manager": {"certManager": {"enabled": True}},
+    "memory-dataplane": {"agent": {"dataplane": "memory"}, "server": {"tls": {"enabled": False}}},
     "no-agents-no-pdb": {"agent": {"enabled": False}, "podDisruptionBudget": {"enabled": False}},
     "monitoring": {
         "serviceMonitor": {"enabled": True},
@@ -189,7 +191,10 @@ def test_optional_objects() -> None:
         {"server": {"agentPort": 70000}},
         {"server": {"logLevel": "LOUD"}},
         {"server": {"extraEnv": {"PATH": "/evil"}}},
-        {"server": {"tls": {"enabled": True}}},  # TLS without its secret
+        {"server": {"tls": {"enabled": True, "secret": ""}}},  # TLS without its secret
+        {"agent": {"interfacePrefix": "cali;drop"}},
+        {"agent": {"logLevel": "verbose"}},
+        {"certManager": {"issuerRef": {"kind": "Vault"}}},
         {"etcd": {"endpoints": ""}},
         {"etcd": {"endpoints": "no-port"}},
         {"etcd": {"username": "typha"}},  # a user without a password secret
@@ -210,9 +215,89 @@ def test_bad_values_are_refused(values: dict[str, Any]) -> None:
 
 def test_server_tls_without_agent_certificates_is_refused() -> None:
     chart = helm.Chart.load(CHART)
-    values = {"server": {"tls": {"enabled": True, "secret": "typha-tls"}}}
+    values = {
+        "server": {"tls": {"enabled": True, "secret": "typha-tls"}},
+        "agent": {"tls": {"secret": ""}},
+    }
     with pytest.raises(HelmRenderError, match=r"agent\.tls\.secret"):
         chart.render(values, name="typha", namespace="calico-system")
+
+
+def _agent(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    (ds,) = by_kind(render(values), "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    return pod, pod["containers"][0]
+
+
+def _arg(container: dict[str, Any], flag: str) -> str:
+    args: list[str] = container["args"]
+    return args[args.index(flag) + 1]
+
+
+def test_default_agents_enforce_on_their_node() -> None:
+    pod, c = _agent({})
+    assert _arg(c, "--dataplane") == "linux"
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"  # typha-headless still resolves
+    sc = c["securityContext"]
+    assert sc["runAsUser"] == 0  # a non-root user keeps no added capability
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert "privileged" not in sc
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["sysctl-net"]["mountPath"] == "/host/proc/sys/net"
+    assert not mounts["sysctl-net"].get("readOnly")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["sysctl-net"]["hostPath"]["path"] == "/proc/sys/net"
+    assert _arg(c, "--sysctl-root") == "/host/proc/sys"
+    assert _arg(c, "--prefix") == "/calico/"
+    assert _arg(c, "--interface-prefix") == "cali"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+    # TLS between agents and typha by default, from Secrets.
+    assert _arg(c, "--tls-cert-file") == "/etc/typha/tls/tls.crt"
+    assert volumes["tls"]["secret"]["secretName"] == "typha-agent-tls"
+    (dep,) = by_kind(render({}), "Deployment")
+    env = {
+        e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["TYPHA_TLS_CERT_FILE"] == "/etc/typha/tls/tls.crt"
+    assert env["TYPHA_TLS_ALLOWED_CNS"] == "typha-agent"
+
+
+def test_the_agents_follow_the_servers_prefix() -> None:
+    _, c = _agent({"etcd": {"prefix": "/other/"}})
+    assert _arg(c, "--prefix") == "/other/"
+    (dep,) = by_kind(render({"etcd": {"prefix": "/other/"}}), "Deployment")
+    env = {
+        e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["TYPHA_PREFIX"] == "/other/"
+
+
+def test_memory_agents_stay_unprivileged() -> None:
+    pod, c = _agent({"agent": {"dataplane": "memory"}})
+    assert "hostNetwork" not in pod
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "--sysctl-root" not in c["args"]
+    assert all(v["name"] != "sysctl-net" for v in pod["volumes"])
+
+
+def test_cert_manager_makes_both_secrets() -> None:
+    objects = render({"certManager": {"enabled": True}})
+    certs = {c["metadata"]["name"]: c["spec"] for c in by_kind(objects, "Certificate")}
+    assert certs["typha-server"]["secretName"] == "typha-tls"
+    assert "typha-headless" in certs["typha-server"]["dnsNames"]
+    assert certs["typha-agent"]["secretName"] == "typha-agent-tls"
+    assert certs["typha-agent"]["commonName"] == "typha-agent"  # in allowedCNs
+    assert certs["typha-ca"]["isCA"] is True
+    assert certs["typha-server"]["issuerRef"] == {"name": "typha-ca", "kind": "Issuer"}
+    mine = {"name": "corp-ca", "kind": "ClusterIssuer"}
+    objects = render({"certManager": {"enabled": True, "issuerRef": mine}})
+    assert by_kind(objects, "Issuer") == []
+    assert {c["spec"]["issuerRef"]["name"] for c in by_kind(objects, "Certificate")} == {"corp-ca"}
 
 
 def test_defaults_follow_calico_for_scheduling() -> None:

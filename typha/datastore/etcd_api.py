@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# Names resolve as every other program on the machine resolves them (nsswitch:
+# /etc/hosts, then the cluster's DNS), not by gRPC's bundled c-ares, which in
+# a container with hostAliases and no reachable nameserver found nothing.
+# Read by gRPC when it starts, hence before the import.
+os.environ.setdefault("GRPC_DNS_RESOLVER", "native")
 
 import grpc
 import grpc.aio
@@ -40,6 +47,7 @@ __all__ = [
     "WatchRequest",
     "WatchStub",
     "channel_target",
+    "describe",
     "open_channel",
     "prefix_range_end",
 ]
@@ -78,6 +86,14 @@ def _literal(host: str) -> int:
         return ipaddress.ip_address(host).version
     except ValueError:
         return 0
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed call: gRPC's status code and details (its
+    exceptions' str() is empty for a deadline)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details() or 'no details'}"
+    return str(exc) or type(exc).__name__
 
 
 def channel_target(endpoints: Sequence[str], attempt: int) -> str:

@@ -25,6 +25,7 @@ from typha.datastore.etcd_api import (
     WatchCreateRequest,
     WatchRequest,
     WatchStub,
+    describe,
     open_channel,
     prefix_range_end,
 )
@@ -210,7 +211,7 @@ class EtcdConnection:
                 self.options.username, self.options.password, timeout=self._timeout
             )
         except Exception as exc:
-            raise DatastoreError(f"etcd authentication failed: {exc}") from exc
+            raise DatastoreError(f"etcd authentication failed: {describe(exc)}") from exc
         self._kv.set_token(resp.token)
         self._lease.set_token(resp.token)
         self._metadata = (("token", resp.token),)
@@ -224,7 +225,7 @@ class EtcdConnection:
             await auth.user_grant_role(root_user, "root", timeout=self._timeout)
             await auth.auth_enable(timeout=self._timeout)
         except Exception as exc:
-            raise DatastoreError(f"enabling etcd auth failed: {exc}") from exc
+            raise DatastoreError(f"enabling etcd auth failed: {describe(exc)}") from exc
 
     async def close(self) -> None:
         """Close the channel; the connection cannot be used afterwards."""
@@ -242,7 +243,7 @@ class EtcdConnection:
             try:
                 resp = await self._kv.txn([], ops, timeout=self._timeout)
             except Exception as exc:
-                raise DatastoreError(f"txn failed: {exc}") from exc
+                raise DatastoreError(f"txn failed: {describe(exc)}") from exc
             revision = int(resp.header.revision)
         return revision
 
@@ -251,7 +252,7 @@ class EtcdConnection:
         try:
             resp = await self._lease.grant(ttl, timeout=self._timeout)
         except Exception as exc:
-            raise DatastoreError(f"lease grant failed: {exc}") from exc
+            raise DatastoreError(f"lease grant failed: {describe(exc)}") from exc
         return int(resp.ID)
 
     async def revoke(self, lease: int) -> None:
@@ -259,7 +260,7 @@ class EtcdConnection:
         try:
             await self._lease.revoke(lease, timeout=self._timeout)
         except Exception as exc:
-            raise DatastoreError(f"lease revoke failed: {exc}") from exc
+            raise DatastoreError(f"lease revoke failed: {describe(exc)}") from exc
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
         """Write one key; returns the new etcd revision.  The server writes
@@ -268,7 +269,7 @@ class EtcdConnection:
         try:
             resp = await self._kv.put(key, value, lease=lease, timeout=self._timeout)
         except Exception as exc:
-            raise DatastoreError(f"put failed: {exc}") from exc
+            raise DatastoreError(f"put failed: {describe(exc)}") from exc
         return int(resp.header.revision)
 
     async def delete(self, key: str) -> int:
@@ -276,7 +277,7 @@ class EtcdConnection:
         try:
             resp = await self._kv.delete(key, timeout=self._timeout)
         except Exception as exc:
-            raise DatastoreError(f"delete failed: {exc}") from exc
+            raise DatastoreError(f"delete failed: {describe(exc)}") from exc
         return int(resp.header.revision)
 
     async def count_prefix(self, prefix: str) -> int:
@@ -287,7 +288,7 @@ class EtcdConnection:
                 key, prefix_range_end(key), count_only=True, timeout=self._timeout
             )
         except Exception as exc:
-            raise DatastoreError(f"count failed: {exc}") from exc
+            raise DatastoreError(f"count failed: {describe(exc)}") from exc
         return int(resp.count)
 
     async def delete_prefix(self, prefix: str) -> int:
@@ -296,7 +297,7 @@ class EtcdConnection:
         try:
             resp = await self._kv.delete(key, prefix_range_end(key), timeout=self._timeout)
         except Exception as exc:
-            raise DatastoreError(f"delete failed: {exc}") from exc
+            raise DatastoreError(f"delete failed: {describe(exc)}") from exc
         return int(resp.deleted)
 
     async def compact(self, revision: int) -> None:
@@ -304,7 +305,7 @@ class EtcdConnection:
         try:
             await self._kv.compact(revision, timeout=self._timeout)
         except Exception as exc:
-            raise DatastoreError(f"compact failed: {exc}") from exc
+            raise DatastoreError(f"compact failed: {describe(exc)}") from exc
 
     async def list_page(
         self, start: bytes, end: bytes, *, limit: int, revision: int
@@ -322,7 +323,7 @@ class EtcdConnection:
                 timeout=self._timeout,
             )
         except Exception as exc:
-            raise DatastoreError(f"list failed: {exc}") from exc
+            raise DatastoreError(f"list failed: {describe(exc)}") from exc
         items = [KeyValue(kv.key, kv.value, kv.mod_revision) for kv in resp.kvs]
         return resp.header.revision, items, bool(resp.more)
 

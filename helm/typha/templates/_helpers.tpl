@@ -45,6 +45,25 @@ seccompProfile:
 
 {{- /* Pod-level settings shared by the server and the agents: pass a dict
 with "root" (the top context) and "pod" (.Values.server or .Values.agent). */ -}}
+{{/*
+The linux dataplane's container: root, as nftables and rtnetlink check
+CAP_NET_ADMIN of the process and a non-root user keeps no added capability;
+every capability dropped but NET_ADMIN (routes, links, nftables, network
+sysctls).  No privilege escalation, no writable root filesystem.
+*/}}
+{{- define "typha.agentKernelSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: false
+runAsUser: 0
+runAsGroup: 0
+capabilities:
+  drop: ["ALL"]
+  add: ["NET_ADMIN"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
 {{- define "typha.podScheduling" -}}
 {{- $pod := .pod -}}
 {{- with $pod.priorityClassName }}
