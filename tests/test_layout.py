@@ -55,8 +55,10 @@ def test_every_source_folder_is_a_listed_package() -> None:
 
 
 def test_the_image_and_the_wheel_carry_every_package() -> None:
+    # The image installs the project's wheel (tools/build-image builds it),
+    # so the wheel's package list is the image's.
     dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--find-links /tmp/wheels -c /usr/share/typha-py/constraints.txt typha-py" in dockerfile
     pyproject = (ROOT / "pyproject.toml").read_text()
     for package in PACKAGES:
-        assert f"COPY {package} ./{package}" in dockerfile, package
         assert f'"{package}*"' in pyproject, package

@@ -117,7 +117,11 @@ class LinuxDataplane(MemoryDataplane):
         self._routes = RouteTable(self._ipr)
         self._vxlan = Vxlan(self._ipr, self.node)
         self._ipip = Ipip(self._ipr)
-        configure_host(self._sysctl)
+        try:
+            configure_host(self._sysctl)
+        except DataplaneError as exc:
+            # Root may write the file but the kernel asks CAP_NET_ADMIN.
+            raise KernelUnavailable(f"{exc} (the agent needs CAP_NET_ADMIN)") from exc
         # Started from the kernel thread, so it watches the same namespace;
         # its netlink socket is its own (pyroute2 sockets stay in one thread).
         ready = threading.Event()

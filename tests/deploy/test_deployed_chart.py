@@ -11,6 +11,7 @@ tools/build-image), podman and runc, root and the kernel; skips without."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import orjson
 import pytest
 import yaml
 
@@ -121,8 +123,6 @@ def _certs(tmp: Path) -> dict[str, str]:
 
 
 def _put(f: Fabric, infra: str, items: dict[str, Any]) -> bool:
-    import orjson
-
     done = subprocess.run(
         ["ip", "netns", "exec", infra, sys.executable, "-m", "tests.etcd_write", f"{ETCD}:2379"],
         input=orjson.dumps(items),
@@ -243,3 +243,38 @@ def test_the_deployed_chart_enforces_policy(tmp_path: Path, prefix: str) -> None
             assert _probe_ok(d, ns, typha_c["livenessProbe"], ports_t)
             assert _probe_ok(d, ns, typha_c["readinessProbe"], ports_t)
         print("probes: /livez and /readyz 200 on both agents and both typha pods")
+
+
+def _without(pod: dict[str, Any], what: str) -> dict[str, Any]:
+    pod = copy.deepcopy(pod)
+    c = pod["spec"]["containers"][0]
+    if what == "NET_ADMIN":
+        c["securityContext"]["capabilities"]["add"] = []
+    else:
+        c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "sysctl-net"]
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("NET_ADMIN", "the agent needs CAP_NET_ADMIN"),
+        ("sysctl-net", "mount the host's /proc/sys/net writable"),
+    ],
+)
+def test_an_agent_pod_with_fewer_privileges_fails_clearly(
+    tmp_path: Path, missing: str, message: str
+) -> None:
+    objects = render({})
+    secrets = _certs(tmp_path)
+    with fabric() as f:
+        ns = f.node("n1", f"{NODES['n1']}/24")
+        pod = _without(objects["DaemonSet"]["spec"]["template"], missing)
+        argv = run_args(
+            pod, name="agent-n1", node="n1", netns=f.path(ns), hosts={}, secrets=secrets
+        )
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert message in out, out
+    assert "Traceback" not in out, out

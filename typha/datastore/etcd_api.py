@@ -99,8 +99,8 @@ def describe(exc: BaseException) -> str:
 def channel_target(endpoints: Sequence[str], attempt: int) -> str:
     """The gRPC target for `endpoints`: every IP literal of one family in one
     `ipv4:`/`ipv6:` list (gRPC balances over them itself); otherwise one
-    endpoint by name through gRPC's own asynchronous DNS resolver, the
-    `attempt`-th in rotation.  `localhost` counts as a name."""
+    endpoint by name, resolved by gRPC (off our event loop) through the
+    system resolver, the `attempt`-th in rotation.  `localhost` counts as a name."""
     if not endpoints:
         raise ValueError("no etcd endpoint")
     families = {_literal(_host(e)) for e in endpoints}

@@ -167,7 +167,7 @@ class WatchStream:
                     cancel_reason=resp.cancel_reason,
                 )
         except RpcError as exc:
-            raise DatastoreError(f"watch stream broke: {exc.code().name} {exc.details()}") from exc
+            raise DatastoreError(f"watch stream broke: {describe(exc)}") from exc
         finally:
             self.cancel()
         raise DatastoreError("watch stream ended")
