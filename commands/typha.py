@@ -1,4 +1,5 @@
-"""The `typha` command: `typha serve`, `typha demo` and `typha check-values`."""
+"""The `typha` command: `typha serve`, `typha demo`, `typha status`, `typha wait-applied`
+and `typha check-values`."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import uvloop
 from calico_model.errors import InvalidValue
 from calico_model.validation import validate
 from commands.limits import raise_open_files
+from commands.replicas import DEFAULT_ENDPOINTS, ENDPOINTS_HELP
+from commands.status import collect, render
 from commands.version import package_version
-from commands.wait_applied import DEFAULT_ENDPOINTS, wait_applied
+from commands.wait_applied import wait_applied
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus
 from syncproto.errors import ConfigError as ProtoConfigError
@@ -114,6 +117,16 @@ def _check_line(line: bytes, prefix: str) -> dict[str, object]:
     return {"key": key, "valid": True, "reason": ""}
 
 
+def show_status(endpoints: str, output: str) -> int:
+    """`typha status`: print the view; 0 when it lists no problem, else 1."""
+    view = uvloop.run(collect(endpoints))
+    if output == "json":
+        print(orjson.dumps(view.as_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render(view))
+    return 1 if view.problems else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `typha` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="typha", description=__doc__)
@@ -130,12 +143,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_wait.add_argument("--revision", type=int, required=True, help="etcd revision to wait for")
     p_wait.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up")
-    p_wait.add_argument(
-        "--endpoints",
-        default=os.environ.get("TYPHA_ENDPOINTS", DEFAULT_ENDPOINTS),
-        help="the replicas' HTTP side ports, H:P[,H:P...]; each name is resolved to all of "
-        "its addresses [env TYPHA_ENDPOINTS]",
+    p_status = sub.add_parser(
+        "status", help="every replica, its agents and their convergence, from the side ports"
     )
+    p_status.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="output format"
+    )
+    for p in (p_wait, p_status):
+        p.add_argument(
+            "--endpoints",
+            default=os.environ.get("TYPHA_ENDPOINTS", DEFAULT_ENDPOINTS),
+            help=ENDPOINTS_HELP,
+        )
     # Imported here: `typha serve` need not load the demo (and with it the agent).
     from commands.demo.run import add_demo_arguments
 
@@ -148,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ns.revision < 0 or ns.timeout < 0:
                 raise ConfigError("--revision and --timeout must not be negative")
             return uvloop.run(wait_applied(ns.revision, ns.endpoints, ns.timeout))
+        if ns.command == "status":
+            return show_status(ns.endpoints, ns.output)
         if ns.command == "serve":
             config = serve_config(ns)
             configure_logging(config.log_level, config.log_format)

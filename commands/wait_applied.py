@@ -18,7 +18,6 @@ JSON object with the last sums is printed on stdout either way.
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,10 +26,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from felix_client.addresses import resolve_all
-from typha.errors import ConfigError
+from commands.replicas import get_json, parse_endpoints, resolve
 
-DEFAULT_ENDPOINTS = "127.0.0.1:9098"
 SHOWN = 10  # nodes listed per category in the summary
 CONNECTED_STATES = ("connected", "not_reporting")  # /convergence/nodes states
 
@@ -79,56 +76,14 @@ class Sums:
         }
 
 
-def parse_endpoints(text: str) -> list[tuple[str, int]]:
-    """`--endpoints`: H:P[,H:P...]; raises ConfigError naming a bad item."""
-    out = []
-    for item in (x.strip() for x in text.split(",")):
-        host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"--endpoints: {item!r} is not host:port")
-        out.append((host.strip("[]"), int(port)))
-    return out
-
-
-async def resolve(endpoints: list[tuple[str, int]]) -> list[str]:
-    """Every address of every endpoint (as the agents find replicas), as URL
-    authorities."""
-    found: list[str] = []
-    for host, port in endpoints:
-        try:
-            ips = await resolve_all(host, port, random.Random(0))
-        except OSError:
-            found.append(f"{host}:{port}")  # reported unreachable when asked
-            continue
-        for ip in sorted(ips):
-            where = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-            if where not in found:
-                found.append(where)
-    return found
-
-
-async def _json(
-    session: aiohttp.ClientSession, method: str, url: str, body: Any = None
-) -> dict[str, Any] | None:
-    """One request's JSON object, or None for any failure."""
-    try:
-        data = None if body is None else orjson.dumps(body)
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with session.request(method, url, data=data, timeout=timeout) as resp:
-            if resp.status != 200:
-                return None
-            answer = orjson.loads(await resp.read())
-            return answer if isinstance(answer, dict) else None
-    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-        return None
-
-
 async def ask_all(session: aiohttp.ClientSession, replicas: list[str], revision: int) -> Sums:
     """Ask every replica once and sum the answers.  A node that left one
     replica is listed as disconnected only if no replica has it connected:
     an agent that moved (drain, rebalance) reports to its new replica."""
     url = f"/convergence?revision={revision}&disconnected=all"
-    answers = await asyncio.gather(*(_json(session, "GET", f"http://{r}{url}") for r in replicas))
+    answers = await asyncio.gather(
+        *(get_json(session, "GET", f"http://{r}{url}") for r in replicas)
+    )
     sums = Sums(revision)
     for where, answer in zip(replicas, answers, strict=True):
         if answer is None:
@@ -146,7 +101,10 @@ async def ask_all(session: aiohttp.ClientSession, replicas: list[str], revision:
     if sums.disconnected:
         names = {"nodes": sorted(sums.disconnected)}
         where_now = await asyncio.gather(
-            *(_json(session, "POST", f"http://{r}/convergence/nodes", names) for r in sums.replicas)
+            *(
+                get_json(session, "POST", f"http://{r}/convergence/nodes", names)
+                for r in sums.replicas
+            )
         )
         for where, answer in zip(list(sums.replicas), where_now, strict=True):
             if answer is None:  # it answered a moment ago: count it as not answering

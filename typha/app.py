@@ -162,6 +162,8 @@ class TyphaApp:
             "digest": self.cache.digest_hex,
             "connections": len(server.connections) if server else 0,
             "tls_handshakes_pending": len(server.tls_pending) if server else 0,
+            # Seconds the most pushed-back agent's socket has refused writes.
+            "max_client_lag_s": round(server.max_lag(), 3) if server else 0.0,
             "server_id": self.config.server_id,
             "etcd_errors": self.syncer.stats.errors,
             "invalid_values": sum(self.syncer.stats.invalid.values()),
