@@ -24,10 +24,16 @@ from commands.wait_applied import wait_applied
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus
 from syncproto.errors import ConfigError as ProtoConfigError
+from syncproto.helpformat import DefaultsHelpFormatter
 from syncproto.logformat import configure_logging
 from syncproto.tls import client_context
 from typha.app import TyphaApp
-from typha.config import ServeConfig, add_serve_arguments, serve_config
+from typha.config import (
+    ServeConfig,
+    add_serve_arguments,
+    serve_config,
+    unknown_variables,
+)
 from typha.errors import ConfigError, DatastoreError
 from typha.source import SourceFactory, StateSource
 
@@ -132,19 +138,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="typha", description=__doc__)
     parser.add_argument("--version", action="version", version=f"typha {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_serve = sub.add_parser("serve", help="serve agents from etcd")
+    fmt = DefaultsHelpFormatter
+    p_serve = sub.add_parser("serve", help="serve agents from etcd", formatter_class=fmt)
     add_serve_arguments(p_serve, os.environ)
-    p_demo = sub.add_parser("demo", help="embedded etcd + server + agents + churn, live")
-    p_check = sub.add_parser("check-values", help="validate JSON lines {key, value} as served")
+    p_demo = sub.add_parser(
+        "demo", help="embedded etcd + server + agents + churn, live", formatter_class=fmt
+    )
+    p_check = sub.add_parser(
+        "check-values", help="validate JSON lines {key, value} as served", formatter_class=fmt
+    )
     p_check.add_argument("file", nargs="?", default="-", help="JSON lines (- = stdin)")
     p_check.add_argument("--prefix", default="/calico/", help="the served key prefix")
     p_wait = sub.add_parser(
-        "wait-applied", help="wait until every connected agent's dataplane applied a revision"
+        "wait-applied",
+        help="wait until every connected agent's dataplane applied a revision",
+        formatter_class=fmt,
     )
     p_wait.add_argument("--revision", type=int, required=True, help="etcd revision to wait for")
     p_wait.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up")
     p_status = sub.add_parser(
-        "status", help="every replica, its agents and their convergence, from the side ports"
+        "status",
+        help="every replica, its agents and their convergence, from the side ports",
+        formatter_class=fmt,
     )
     p_status.add_argument(
         "-o", "--output", choices=["table", "json"], default="table", help="output format"
@@ -172,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "serve":
             config = serve_config(ns)
             configure_logging(config.log_level, config.log_format)
+            for name in unknown_variables(os.environ, p_serve):
+                log.warning("%s is set but names no typha setting; ignoring it", name)
             return uvloop.run(serve(config))
         configure_logging(ns.log_level)
         if ns.dataplane == "linux":

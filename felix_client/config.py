@@ -16,6 +16,7 @@ from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, par
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
+from syncproto.helpformat import DefaultsHelpFormatter
 from syncproto.logformat import LogFormat
 
 ENV_PREFIX = "FELIX_"
@@ -65,19 +66,19 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     """The flags of `felix-agent`, with defaults taken from `env`."""
 
     def add(flag: str, default: str | None, help_: str, **kw: object) -> None:
+        calico = CALICO_SPELLINGS.get(flag)
+        names = env_name(flag)
+        if calico:  # Calico's name is read too; ours wins
+            default = env.get(calico, default)
+            names += f", or Calico's {calico}"
         p.add_argument(
             f"--{flag}",
             default=env.get(env_name(flag), default),
-            help=f"{help_} [env {env_name(flag)}]",
+            help=f"{help_} [env {names}]",
             **kw,  # type: ignore[arg-type]
         )
 
-    # Calico spells it FELIX_TYPHAADDR; read too, ours first.
-    add(
-        "typha",
-        env.get("FELIX_TYPHAADDR"),
-        "typha addresses H:P[,H:P...] (required; also FELIX_TYPHAADDR)",
-    )
+    add("typha", None, "typha addresses H:P[,H:P...] (required)")
     add("node", None, "this node's name (required)")
     add("prefix", DEFAULT_PREFIX, "datastore prefix the server serves")
     add("http-listen", "127.0.0.1:9099", "status port H:P")
@@ -111,11 +112,9 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
     )
     add(
         "interface-prefix",
-        # Calico spells it FELIX_INTERFACEPREFIX; both are read, ours first.
-        env.get("FELIX_INTERFACEPREFIX", ",".join(DEFAULT_INTERFACE_PREFIXES)),
+        ",".join(DEFAULT_INTERFACE_PREFIXES),
         "workload interface name prefixes, comma separated: the only interfaces the agent"
-        " routes to, configures and puts in workload dispatch (Calico's InterfacePrefix;"
-        " also FELIX_INTERFACEPREFIX)",
+        " routes to, configures and puts in workload dispatch (Calico's InterfacePrefix)",
     )
     add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     add("log-format", "text", "text (ISO-8601 UTC time, level, logger, message) or json")
@@ -170,12 +169,20 @@ def unknown_variables(env: Mapping[str, str], parser: argparse.ArgumentParser) -
     silently ignored).  Calico's own spellings of a flag we have
     (`FELIX_INTERFACEPREFIX`) count as known."""
     known = {env_name(a.dest.replace("_", "-")) for a in parser._actions if a.dest != "help"}
-    known |= CALICO_SPELLINGS
+    known |= set(CALICO_SPELLINGS.values())
     return sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
 
 
-# Calico's names for settings this agent reads under its own.
-CALICO_SPELLINGS = frozenset({"FELIX_INTERFACEPREFIX", "FELIX_TYPHAADDR"})
+# Calico Felix's names for settings that mean the same here, read when ours
+# is not set (a manifest written for Calico keeps working).
+CALICO_SPELLINGS = {
+    "typha": "FELIX_TYPHAADDR",
+    "interface-prefix": "FELIX_INTERFACEPREFIX",
+    "log-level": "FELIX_LOGSEVERITYSCREEN",
+    "tls-ca-file": "FELIX_TYPHACAFILE",
+    "tls-cert-file": "FELIX_TYPHACERTFILE",
+    "tls-key-file": "FELIX_TYPHAKEYFILE",
+}
 
 
 def normalise_prefix(prefix: str) -> str:
@@ -259,7 +266,7 @@ def agent_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         prog="felix-agent",
         description="node agent fed by typha.  Also: `felix-agent compute --node N [FILE]`"
         " (a state in, the node's tables out) and `felix-agent --version`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     add_agent_arguments(p, env)
     return p

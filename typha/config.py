@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from syncproto.helpformat import DefaultsHelpFormatter
 from syncproto.logformat import LogFormat
 from typha.datastore.etcd_client import EtcdOptions
 from typha.errors import ConfigError
@@ -161,8 +162,45 @@ class ServeConfig:
         )
 
 
+def env_name(flag: str) -> str:
+    """The variable that sets `--flag`: TYPHA_<FLAG>, dashes as underscores."""
+    return "TYPHA_" + flag.upper().replace("-", "_")
+
+
+# Calico Typha's names for settings that mean the same here, read when ours
+# is not set (a manifest written for Calico keeps working).
+CALICO_SPELLINGS = {
+    "log-level": "TYPHA_LOGSEVERITYSCREEN",
+    "max-connections": "TYPHA_MAXCONNECTIONSUPPERLIMIT",
+    "shutdown-timeout": "TYPHA_SHUTDOWNTIMEOUTSECS",
+    "tls-cert-file": "TYPHA_SERVERCERTFILE",
+    "tls-key-file": "TYPHA_SERVERKEYFILE",
+    "tls-ca-file": "TYPHA_CAFILE",
+    "tls-allowed-cns": "TYPHA_CLIENTCN",
+    "tls-allowed-uri-sans": "TYPHA_CLIENTURISAN",
+}
+# Read by other `typha` commands (status, wait-applied), not by serve.
+OTHER_COMMANDS_VARIABLES = frozenset({"TYPHA_ENDPOINTS"})
+
+
 def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str | None:
-    return env.get("TYPHA_" + flag.upper().replace("-", "_"), default)
+    calico = CALICO_SPELLINGS.get(flag)
+    fallback = env.get(calico, default) if calico else default
+    return env.get(env_name(flag), fallback)
+
+
+def unknown_variables(env: Mapping[str, str], parser: argparse.ArgumentParser) -> list[str]:
+    """`TYPHA_*` variables that name no setting of `parser` (a misspelling is
+    otherwise silently ignored).  Calico's spellings of our settings, and the
+    variables other commands read, count as known."""
+    known = {env_name(a.dest.replace("_", "-")) for a in parser._actions if a.dest != "help"}
+    known |= set(CALICO_SPELLINGS.values()) | OTHER_COMMANDS_VARIABLES
+    return sorted(k for k in env if k.startswith("TYPHA_") and k not in known)
+
+
+def _also(flag: str) -> str:
+    calico = CALICO_SPELLINGS.get(flag)
+    return f", or Calico's {calico}" if calico else ""
 
 
 def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -172,7 +210,7 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         p.add_argument(
             f"--{flag}",
             default=_env_default(env, flag, default),
-            help=f"{help_} [env TYPHA_{flag.upper().replace('-', '_')}]",
+            help=f"{help_} [env {env_name(flag)}{_also(flag)}]",
         )
 
     add(
@@ -395,7 +433,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
 
 def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
     """Parse and check `typha serve` arguments (argparse exits on bad syntax)."""
-    p = argparse.ArgumentParser(prog="typha serve")
+    p = argparse.ArgumentParser(prog="typha serve", formatter_class=DefaultsHelpFormatter)
     add_serve_arguments(p, os.environ if env is None else env)
     return serve_config(p.parse_args(list(argv)))
 

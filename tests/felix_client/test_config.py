@@ -87,3 +87,22 @@ def test_help_shows_defaults_and_the_other_commands(capsys: pytest.CaptureFixtur
     assert "compute" in text
     assert "--version" in text
     assert "(default: 90)" in text  # --resync-interval
+
+
+def test_calicos_log_and_typha_tls_spellings_are_read_and_ours_win() -> None:
+    env = {
+        "FELIX_TYPHAADDR": "t:1",
+        "FELIX_NODE": "n",
+        "FELIX_LOGSEVERITYSCREEN": "Warning",
+        "FELIX_TYPHACAFILE": "/etc/calico/ca.crt",
+        "FELIX_TYPHACERTFILE": "/etc/calico/tls.crt",
+        "FELIX_TYPHAKEYFILE": "/etc/calico/tls.key",
+        "FELIX_HEALTHPORT": "9099",  # Calico's, but no setting here
+    }
+    cfg = parse_agent_args([], env)
+    assert cfg.log_level == "WARNING"
+    assert (cfg.tls_ca_file, cfg.tls_key_file) == ("/etc/calico/ca.crt", "/etc/calico/tls.key")
+    assert parse_agent_args([], {**env, "FELIX_LOG_LEVEL": "DEBUG"}).log_level == "DEBUG"
+    from felix_client.config import agent_parser, unknown_variables
+
+    assert unknown_variables(env, agent_parser(env)) == ["FELIX_HEALTHPORT"]

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from commands.demo.etcd import EmbeddedEtcd
 from felix_client.addresses import AddressRotation, Backoff, parse_addresses
 from felix_client.errors import ConfigError as ClientConfigError
+from tests.conftest import Proc, listening_ports
 from typha.config import HostPort, parse_hostport, parse_serve_args
 from typha.errors import ConfigError
 
@@ -112,3 +116,55 @@ def test_a_leaf_needs_no_etcd_and_runs_nothing_that_needs_it() -> None:
     leaf = parse_serve_args([], env=env)
     assert leaf.upstream_typha == "r:1"
     assert leaf.etcd_endpoints == ()  # the upstream wins: a leaf never watches etcd
+
+
+def test_calico_spellings_are_read_and_ours_win() -> None:
+    calico = {
+        "TYPHA_ETCD_ENDPOINTS": "e:1",
+        "TYPHA_LOGSEVERITYSCREEN": "Warning",
+        "TYPHA_MAXCONNECTIONSUPPERLIMIT": "123",
+        "TYPHA_SHUTDOWNTIMEOUTSECS": "7",
+    }
+    cfg = parse_serve_args([], env=calico)
+    assert (cfg.log_level, cfg.max_connections, cfg.shutdown_timeout) == ("WARNING", 123, 7.0)
+    cfg = parse_serve_args([], env={**calico, "TYPHA_MAX_CONNECTIONS": "50"})
+    assert cfg.max_connections == 50
+
+
+def test_unknown_typha_variables_are_named_and_known_ones_are_not() -> None:
+    import argparse
+
+    from typha.config import add_serve_arguments, unknown_variables
+
+    env = {
+        "TYPHA_PREFIX": "/calico/",  # ours
+        "TYPHA_CLIENTCN": "typha-agent",  # Calico's, honoured
+        "TYPHA_ENDPOINTS": "typha-headless:9098",  # typha status's
+        "TYPHA_HEALTHPORT": "9098",  # Calico's, but not ours: one side port here
+        "TYPHA_BATCH_WINDOWS": "0.01",  # a misspelling
+        "FELIX_ANYTHING": "1",  # not ours to judge
+    }
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p, env)
+    assert unknown_variables(env, p) == ["TYPHA_BATCH_WINDOWS", "TYPHA_HEALTHPORT"]
+
+
+def test_help_shows_defaults_but_never_the_etcd_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {"TYPHA_ETCD_PASSWORD": "sekrit", "TYPHA_BATCH_WINDOW": "0.25"}
+    with pytest.raises(SystemExit):
+        parse_serve_args(["--help"], env=env)
+    out = capsys.readouterr().out
+    assert "(default: 0.25)" in out
+    assert "sekrit" not in out
+
+
+def test_typha_serve_warns_about_a_misspelt_variable(
+    etcd: EmbeddedEtcd, procs: Callable[..., Proc]
+) -> None:
+    env = {"TYPHA_ETCD_ENDPOINTS": etcd.endpoint, "TYPHA_BATCH_WINDOWS": "0.1"}
+    p = procs("typha", "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", env=env)
+    listening_ports(p, r"agents on 127\.0\.0\.1:(\d+), http on 127\.0\.0\.1:(\d+)", "listening")
+    assert "TYPHA_BATCH_WINDOWS is set but names no typha setting; ignoring it" in p.output()
+    assert "TYPHA_ETCD_ENDPOINTS is set" not in p.output()
