@@ -243,6 +243,33 @@ def test_the_deployed_chart_enforces_policy(tmp_path: Path, prefix: str) -> None
             assert _probe_ok(d, ns, typha_c["livenessProbe"], ports_t)
             assert _probe_ok(d, ns, typha_c["readinessProbe"], ports_t)
         print("probes: /livez and /readyz 200 on both agents and both typha pods")
+        # typha status, in the image, as a runbook runs it: kubectl exec into
+        # a replica, no flags (TYPHA_ENDPOINTS is the headless Service).
+        first = next(iter(d.typha))
+
+        def status() -> dict[str, Any]:
+            done = subprocess.run(
+                [*PODMAN, "exec", first, "typha", "status", "-o", "json"],
+                capture_output=True,
+                timeout=60,
+            )
+            view: dict[str, Any] = orjson.loads(done.stdout)
+            view["rc"] = done.returncode
+            return view
+
+        wait_until(lambda: status()["convergence"]["agents"] == 2, "status counts both agents")
+        view = status()
+        assert view["rc"] == 0, view["problems"]
+        assert sorted(r["server_id"] for r in view["replicas"]) == sorted(d.typha)
+        assert {r["digest"] for r in view["replicas"]} != {""}
+        assert len({r["digest"] for r in view["replicas"]}) == 1
+        # One certificate for every agent names no node: they are served but
+        # cannot report what they applied (operations.md, "TLS").
+        assert view["convergence"]["not_reporting"] == 2
+        table = subprocess.run(
+            [*PODMAN, "exec", first, "typha", "status"], capture_output=True, text=True, timeout=60
+        )
+        print(table.stdout)
 
 
 def _without(pod: dict[str, Any], what: str) -> dict[str, Any]:
