@@ -132,6 +132,34 @@ def _connect_when_listening(addr: str, port: int, within: float = 5.0) -> socket
             time.sleep(0.05)
 
 
+def udp_recv(port: int, seconds: float) -> None:
+    """Print `<source address> <payload>` for each datagram to `port` (both
+    families) for `seconds`."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", port))
+        print("ready", flush=True)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                data, peer = s.recvfrom(512)
+            except TimeoutError:
+                break
+            print(peer[0].removeprefix("::ffff:"), data.decode(errors="replace"), flush=True)
+
+
+def udp_send(src: str, dst: str, port: int, payload: str, count: int) -> None:
+    """Send `count` datagrams from `src` (an address of this namespace) to
+    `dst`, 50 ms apart."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((src, 0))
+        for _ in range(count):
+            s.sendto(payload.encode(), (dst, port))
+            time.sleep(0.05)
+
+
 def main(argv: list[str]) -> int:
     """Entry point; the exit status says whether the probe was answered."""
     cmd = argv[0]
@@ -144,6 +172,12 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "echo":
         echo(int(argv[1]), float(argv[2]))
+        return 0
+    if cmd == "udp-recv":
+        udp_recv(int(argv[1]), float(argv[2]))
+        return 0
+    if cmd == "udp-send":
+        udp_send(argv[1], argv[2], int(argv[3]), argv[4], int(argv[5]))
         return 0
     if cmd == "stream":
         sent, echoed = stream(argv[1], int(argv[2]), float(argv[3]))

@@ -271,6 +271,8 @@ class LinuxDataplane(MemoryDataplane):
                 m, self.chains, self.endpoints, self._host_ifaces, self.ownership
             )
             a.maps = True
+        if batch.endpoints_set or batch.endpoints_del:
+            a.sets |= M.set_sources(m, self.endpoints, self.ownership)
         return a
 
     @property
@@ -424,6 +426,7 @@ class LinuxDataplane(MemoryDataplane):
             M.set_dispatch(
                 self._desired, self.chains, self.endpoints, self._host_ifaces, self.ownership
             )
+            M.set_sources(self._desired, self.endpoints, self.ownership)
             vxlan = self._vxlan.sync(self.vteps)
             if any(r.kind == "ipip" for r in self.routes.values()):
                 self._ipip.ensure()

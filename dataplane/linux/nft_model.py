@@ -74,7 +74,32 @@ def base_model(fs: Failsafes | None = None, own: Ownership | None = None) -> Nft
         m.maps[name] = {}
     for name in R.host_map_names():
         m.chains[R.any_chain(name)] = chain_def(R.any_chain(name), "", [])
+    m.chains[R.SOURCE_CHAIN] = chain_def(R.SOURCE_CHAIN, "", R.source_chain_rules())
+    for family, name in R.SOURCE_SETS.items():
+        m.sets[name] = (R.source_set_spec(family), frozenset())
     return m
+
+
+def set_sources(
+    m: NftModel, endpoints: dict[str, EndpointInfo], own: Ownership | None = None
+) -> set[str]:
+    """Recompute the anti-spoofing sets from the local workloads: each
+    workload interface with each of its addresses.  An address or interface
+    that cannot be written exactly is left out, so its packets are dropped,
+    never let through.  Returns the names of the sets."""
+    own = own or Ownership()
+    pairs: dict[int, set[str]] = {4: set(), 6: set()}
+    for ep in endpoints.values():
+        if ep.kind is not EndpointKind.WORKLOAD or not own.workload_interface(ep.interface):
+            continue
+        for addr in ep.addresses:
+            try:
+                pairs[6 if ":" in addr else 4].add(R.source_element(ep.interface, addr))
+            except UnsafeValue:
+                continue
+    for family, name in R.SOURCE_SETS.items():
+        m.sets[name] = (R.source_set_spec(family), frozenset(pairs[family]))
+    return set(R.SOURCE_SETS.values())
 
 
 # What a chain holds when one of its rules cannot be rendered exactly: the
@@ -290,9 +315,10 @@ def from_kernel_json(doc: dict[str, Any]) -> NftModel:
             rules.setdefault(r["chain"], []).append(r.get("comment", ""))
         elif "set" in obj:
             s = obj["set"]
+            by_ifname = _types(s)[:1] == ["ifname"]
             m.sets[s["name"]] = (
                 R.set_spec_of_kernel(s),
-                frozenset(_elem(e) for e in s.get("elem", [])),
+                frozenset(_elem(e, by_ifname) for e in s.get("elem", [])),
             )
         elif "map" in obj:
             mp = obj["map"]
@@ -306,10 +332,19 @@ def from_kernel_json(doc: dict[str, Any]) -> NftModel:
     return m
 
 
-def _elem(e: Any) -> str:
+def _types(s: dict[str, Any]) -> list[str]:
+    t = s.get("type")
+    return [str(x) for x in t] if isinstance(t, list) else [str(t)]
+
+
+def _elem(e: Any, by_ifname: bool = False) -> str:
+    """A set element as the model writes it (an interface name first, as in
+    the source sets, quoted)."""
     if isinstance(e, dict) and "concat" in e:
-        a, p, port = e["concat"]
-        return f"{a} . {p} . {port}"
+        parts = [str(x) for x in e["concat"]]
+        if by_ifname:
+            parts[0] = f'"{parts[0]}"'
+        return " . ".join(parts)
     if isinstance(e, dict) and "prefix" in e:
         return f"{e['prefix']['addr']}/{e['prefix']['len']}"
     return str(e)

@@ -352,6 +352,42 @@ def workload_ifaces(own: Ownership) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
+# Anti-spoofing: every local workload's (interface, address) pairs, per
+# family, and the chain that admits only those from workload interfaces.
+SOURCE_SETS = {4: "wl_src4", 6: "wl_src6"}
+SOURCE_CHAIN = "wl_source"
+
+
+def source_set_spec(family: int) -> str:
+    """The type of a source set, as inside `add set ... { }`."""
+    return f"type ifname . {'ipv4_addr' if family == 4 else 'ipv6_addr'};"
+
+
+def source_element(iface: str, address: str) -> str:
+    """One (interface, address) pair as a source set element, in the form
+    `from_kernel_json` reads back.  Raises UnsafeValue."""
+    return f"{quote_ifname(iface)} . {V.address(address)}"
+
+
+def source_chain_rules() -> list[str]:
+    """The body of SOURCE_CHAIN, reached for every packet from a workload
+    interface before connection tracking.  Strict reverse-path filtering
+    first (the route back to the source must leave by the interface it came
+    in on, as Felix's RPF check), then the explicit check: the pair
+    (interface, source) must be one of a local workload's.  IPv6 link-local
+    sources pass (neighbour discovery, DHCPv6: they are never a policy's
+    address), and so does duplicate address detection's unspecified source;
+    anything else is dropped and counted."""
+    return [
+        "ip6 saddr :: icmpv6 type { nd-neighbor-solicit, mld2-listener-report } return",
+        "fib saddr . iif oif missing counter drop",
+        f"iifname . ip saddr @{SOURCE_SETS[4]} return",
+        f"iifname . ip6 saddr @{SOURCE_SETS[6]} return",
+        "ip6 saddr fe80::/10 return",
+        "counter drop",
+    ]
+
+
 def hook_decl(c: dict[str, Any]) -> str:
     """A base chain's declaration, from our fields or from `nft -j`'s."""
     return f"type {c['type']} hook {c['hook']} priority {c['prio']}; policy {c['policy']};"
@@ -405,8 +441,9 @@ def base_chains(
     """The hooked chains: (name, declaration, rule bodies).
 
     * `raw_prerouting` / `raw_output` (priority -300, before connection
-      tracking): host endpoints' untracked policy; an Allow there also
-      skips connection tracking.
+      tracking): packets from workload interfaces through SOURCE_CHAIN
+      (anti-spoofing); host endpoints' untracked policy, an Allow there
+      also skipping connection tracking.
     * `mangle_prerouting` (-150, before DNAT): host endpoints' pre-DNAT policy.
     * `input`, `forward`, `output` (0): established flows pass and invalid
       ones drop; what an earlier stage allowed passes; workloads' chains by
@@ -430,6 +467,8 @@ def base_chains(
             "prerouting",
             -300,
             [
+                # A workload's packets must carry its own source (anti-spoofing).
+                f"iifname {wl} jump {SOURCE_CHAIN}",
                 f"iifname {wl} return",
                 *_failsafe(fs.inbound, "d"),
                 # Replies to the host's own failsafe connections, which
