@@ -361,6 +361,7 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
             netns=config.dataplane_netns or None,
             node=config.node,
             failsafes=config.failsafes,
+            endpoint_to_host=config.endpoint_to_host,
             delay=config.dataplane_delay,
             ownership=config.ownership,
             sysctl_root=config.sysctl_root,

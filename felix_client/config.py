@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout
+from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import BadFailsafePorts, UnsafeValue
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
@@ -49,6 +50,7 @@ class AgentConfig:
     dataplane_delay: float = 0.0  # testing: seconds each dataplane batch is held back
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
+    endpoint_to_host: EndpointToHostAction = EndpointToHostAction.DROP
     ownership: Ownership = field(default_factory=Ownership)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
@@ -109,6 +111,12 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "failsafe-outbound-host-ports",
         ",".join(str(p) for p in DEFAULT_OUTBOUND),
         "linux: proto:port list (or none) that host endpoint policy never blocks outbound",
+    )
+    add(
+        "default-endpoint-to-host-action",
+        EndpointToHostAction.DROP.value,
+        "linux: what happens to a workload's packets to its own host once its egress policy"
+        " allowed them: Drop, Return (the host's own firewall decides) or Accept",
     )
     add(
         "interface-prefix",
@@ -179,6 +187,7 @@ CALICO_SPELLINGS = {
     "typha": "FELIX_TYPHAADDR",
     "interface-prefix": "FELIX_INTERFACEPREFIX",
     "log-level": "FELIX_LOGSEVERITYSCREEN",
+    "default-endpoint-to-host-action": "FELIX_DEFAULTENDPOINTTOHOSTACTION",
     "tls-ca-file": "FELIX_TYPHACAFILE",
     "tls-cert-file": "FELIX_TYPHACERTFILE",
     "tls-key-file": "FELIX_TYPHAKEYFILE",
@@ -231,6 +240,10 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
     except BadFailsafePorts as exc:
         raise ConfigError(str(exc)) from None
     try:
+        to_host = EndpointToHostAction.parse(ns.default_endpoint_to_host_action)
+    except ValueError as exc:
+        raise ConfigError(f"--default-endpoint-to-host-action: {exc}") from None
+    try:
         ownership = Ownership.parse(ns.interface_prefix)
     except UnsafeValue as exc:
         raise ConfigError(f"--interface-prefix: {exc}") from None
@@ -246,6 +259,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         dataplane_delay=delay,
         resync_interval=resync,
         failsafes=failsafes,
+        endpoint_to_host=to_host,
         ownership=ownership,
         log_level=level,
         log_format=log_format,

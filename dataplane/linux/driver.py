@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind
+from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import DataplaneError, KernelUnavailable
 from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_model as M
@@ -80,6 +81,7 @@ class LinuxDataplane(MemoryDataplane):
         delay: float = 0.0,
         ownership: Ownership | None = None,
         sysctl_root: str = "/proc/sys",
+        endpoint_to_host: EndpointToHostAction = EndpointToHostAction.DROP,
     ) -> None:
         self.ownership = ownership or Ownership()
         super().__init__(delay, self.ownership)
@@ -87,7 +89,7 @@ class LinuxDataplane(MemoryDataplane):
 
         self.kernel_stats: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
-        self._desired = M.base_model(failsafes, self.ownership)
+        self._desired = M.base_model(failsafes, self.ownership, endpoint_to_host)
         # Chains that could not be rendered exactly (they drop instead), by key.
         self._unrenderable: dict[str, str] = {}
         # Objects the kernel refused when programmed alone, by `set|chain <name>`.

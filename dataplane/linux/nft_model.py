@@ -18,6 +18,7 @@ from typing import Any
 
 from dataplane import kernel_values as V
 from dataplane.batch import ChainKey, EndpointInfo, EndpointKind, IpSetId, Rule, Stage
+from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import UnsafeValue
 from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_render as R
@@ -64,11 +65,15 @@ def chain_def(name: str, decl: str, statements: list[str]) -> ChainDef:
     return ChainDef(decl, tuple((_comment(name, i, s), s) for i, s in enumerate(statements)))
 
 
-def base_model(fs: Failsafes | None = None, own: Ownership | None = None) -> NftModel:
-    """The table with its dispatch maps, hooked base chains and (empty)
-    all-interfaces chains, nothing else."""
+def base_model(
+    fs: Failsafes | None = None,
+    own: Ownership | None = None,
+    to_host: EndpointToHostAction = EndpointToHostAction.DROP,
+) -> NftModel:
+    """The table with its dispatch maps, hooked base chains, (empty)
+    all-interfaces chains and anti-spoofing chain and sets, nothing else."""
     m = NftModel()
-    for name, decl, stmts in R.base_chains(fs, own):
+    for name, decl, stmts in R.base_chains(fs, own, to_host):
         m.chains[name] = chain_def(name, decl, stmts)
     for name in R.map_names():
         m.maps[name] = {}

@@ -41,6 +41,7 @@ from dataplane.batch import (
     Rule,
     Stage,
 )
+from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import Failsafes, ProtoPort
 from dataplane.ownership import Ownership
 
@@ -433,10 +434,20 @@ _ND = (
     "meta nfproto ipv6 icmpv6 type { nd-router-solicit, nd-router-advert, "
     "nd-neighbor-solicit, nd-neighbor-advert } counter accept"
 )
+# What a workload may always send its host, before its egress policy and the
+# endpoint-to-host action (as Felix's workload-to-host chain): MLD and
+# neighbour discovery, without which its IPv6 gateway cannot be found.
+_WL_TO_HOST_ICMPV6 = (
+    "meta nfproto ipv6 icmpv6 type { mld-listener-query, mld-listener-report, "
+    "mld-listener-done, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, "
+    "mld2-listener-report } counter accept"
+)
 
 
 def base_chains(
-    fs: Failsafes | None = None, own: Ownership | None = None
+    fs: Failsafes | None = None,
+    own: Ownership | None = None,
+    to_host: EndpointToHostAction = EndpointToHostAction.DROP,
 ) -> list[tuple[str, str, list[str]]]:
     """The hooked chains: (name, declaration, rule bodies).
 
@@ -449,10 +460,12 @@ def base_chains(
       ones drop; what an earlier stage allowed passes; workloads' chains by
       interface, then host endpoints' (in `forward`, applyOnForward policy).
 
-    Failsafe ports bypass every host endpoint chain and come before every
-    rule a datastore value can reach; workload interfaces (`cali*`, or the
-    configured prefixes) never reach a host endpoint chain, and nothing
-    else ever reaches a workload chain.
+    A workload's packets to its own host go through its egress chain, then
+    `to_host` decides (Felix's DefaultEndpointToHostAction; neighbour
+    discovery passes before both).  Failsafe ports bypass every host
+    endpoint chain and come before every rule a datastore value can reach;
+    workload interfaces (`cali*`, or the configured prefixes) never reach a
+    host endpoint chain, and nothing else ever reaches a workload chain.
     """
     fs = fs or Failsafes()
     own = own or Ownership()
@@ -514,8 +527,9 @@ def base_chains(
                 f"{accepted} counter accept",
                 clear,
                 *(f"iifname != {wl} {r}" for r in _failsafe(fs.inbound, "d")),
+                f"iifname {wl} {_WL_TO_HOST_ICMPV6}",
                 *_wl_dispatch(Direction.EGRESS, wl),
-                f"iifname {wl} counter accept",
+                f"iifname {wl} counter {to_host.verdict}",
                 _ND,
                 *_host_dispatch(Stage.NORMAL, Direction.INGRESS),
             ],

@@ -106,3 +106,16 @@ def test_calicos_log_and_typha_tls_spellings_are_read_and_ours_win() -> None:
     from felix_client.config import agent_parser, unknown_variables
 
     assert unknown_variables(env, agent_parser(env)) == ["FELIX_HEALTHPORT"]
+
+
+def test_the_endpoint_to_host_action_defaults_to_felixs_and_takes_calicos_spellings() -> None:
+    from dataplane.endpoint_to_host import EndpointToHostAction
+
+    base = {"FELIX_TYPHA": "t:1", "FELIX_NODE": "n"}
+    assert parse_agent_args([], base).endpoint_to_host is EndpointToHostAction.DROP
+    env = {**base, "FELIX_DEFAULTENDPOINTTOHOSTACTION": "ACCEPT"}
+    assert parse_agent_args([], env).endpoint_to_host is EndpointToHostAction.ACCEPT
+    argv = ["--default-endpoint-to-host-action", "return"]
+    assert parse_agent_args(argv, env).endpoint_to_host is EndpointToHostAction.RETURN
+    with pytest.raises(ConfigError, match="--default-endpoint-to-host-action: 'allow'"):
+        parse_agent_args(["--default-endpoint-to-host-action", "allow"], base)

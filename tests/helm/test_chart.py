@@ -253,6 +253,8 @@ def test_default_agents_enforce_on_their_node() -> None:
     assert _arg(c, "--sysctl-root") == "/host/proc/sys"
     assert _arg(c, "--prefix") == "/calico/"
     assert _arg(c, "--interface-prefix") == "cali"
+    # Calico's Kubernetes manifests' choice, not Felix's own Drop (values.yaml says why).
+    assert _arg(c, "--default-endpoint-to-host-action") == "Accept"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
     # TLS between agents and typha by default, from Secrets.
