@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
+from dataplane.host_settings import ConfiguredSettings
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Route:
@@ -244,6 +246,16 @@ class EndpointInfo:
 
 
 @dataclass(frozen=True, slots=True, order=True)
+class PoolInfo:
+    """An IP pool as the dataplane needs it: its CIDR (canonical) and
+    whether traffic from it to anywhere outside every pool is masqueraded
+    (`natOutgoing`)."""
+
+    cidr: str
+    nat_outgoing: bool
+
+
+@dataclass(frozen=True, slots=True, order=True)
 class Vtep:
     """A node's VXLAN tunnel endpoints: per family, its underlay address, its
     tunnel device's address and MAC ("" where the node has none)."""
@@ -297,6 +309,10 @@ class DataplaneBatch:
     endpoints_del: set[str] = field(default_factory=set)
     vteps_set: dict[str, Vtep] = field(default_factory=dict)  # by node; the own node's too
     vteps_del: set[str] = field(default_factory=set)
+    pools_set: dict[str, PoolInfo] = field(default_factory=dict)  # by key
+    pools_del: set[str] = field(default_factory=set)
+    # The FelixConfiguration that applies to this node, when it changed.
+    configured: ConfiguredSettings | None = None
 
     def empty(self) -> bool:
         """True if there is nothing to do."""
@@ -314,6 +330,9 @@ class DataplaneBatch:
                 self.endpoints_del,
                 self.vteps_set,
                 self.vteps_del,
+                self.pools_set,
+                self.pools_del,
+                self.configured is not None,
             )
         )
 
@@ -332,6 +351,9 @@ class DataplaneBatch:
             + len(self.endpoints_del)
             + len(self.vteps_set)
             + len(self.vteps_del)
+            + len(self.pools_set)
+            + len(self.pools_del)
+            + (self.configured is not None)
         )
 
 

@@ -11,10 +11,12 @@ from dataplane.batch import (
     DataplaneBatch,
     EndpointInfo,
     IpSetId,
+    PoolInfo,
     Route,
     Rule,
     Vtep,
 )
+from dataplane.host_settings import ConfiguredSettings
 from dataplane.ownership import Gate, Ownership
 
 
@@ -33,6 +35,8 @@ class MemoryDataplane:
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
         self.endpoints: dict[str, EndpointInfo] = {}
         self.vteps: dict[str, Vtep] = {}
+        self.pools: dict[str, PoolInfo] = {}
+        self.configured = ConfiguredSettings()  # the datastore's FelixConfiguration
         self.batches = 0
         self.ops = 0
 
@@ -55,6 +59,11 @@ class MemoryDataplane:
         for node in batch.vteps_del:
             self.vteps.pop(node, None)
         self.vteps.update(batch.vteps_set)
+        for pool in batch.pools_del:
+            self.pools.pop(pool, None)
+        self.pools.update(batch.pools_set)
+        if batch.configured is not None:
+            self.configured = batch.configured
         for dst in batch.routes_del:
             self.routes.pop(dst, None)
         self.routes.update(batch.routes_set)
@@ -88,6 +97,12 @@ class MemoryDataplane:
     def kernel_status(self) -> dict[str, int | str]:
         """What the driver did to a kernel (nothing, for this one)."""
         return {}
+
+    def configuration(self) -> dict[str, object]:
+        """For /status: the datastore's FelixConfiguration fields this agent
+        does not apply, and those it could not read (this driver applies
+        none: it programs nothing)."""
+        return self.configured.to_dict()
 
     @property
     def acl_rules(self) -> int:

@@ -164,6 +164,11 @@ class Gate:
             chains_del=set(batch.chains_del),
             vteps_set={},
             vteps_del=set(batch.vteps_del),
+            # Pools are cluster-wide and only ever matched against (NAT's
+            # sets): nothing on the node is anyone else's to protect.
+            pools_set=dict(batch.pools_set),
+            pools_del=set(batch.pools_del),
+            configured=batch.configured,
         )
         for node, vtep in batch.vteps_set.items():
             reason = check_vtep(vtep)

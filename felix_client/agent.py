@@ -219,6 +219,7 @@ class Agent:
             "server": c.server,
             "dataplane": str(self.dataplane_name),
             "kernel": self.dataplane.kernel_status(),
+            "felix_configuration": self.dataplane.configuration(),
             "updates_applied": self.updates_applied,
             "digest_mismatches": c.stats.digest_mismatches,
             "protocol_errors": c.stats.protocol_errors,
@@ -360,8 +361,7 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
         return LinuxDataplane(
             netns=config.dataplane_netns or None,
             node=config.node,
-            failsafes=config.failsafes,
-            endpoint_to_host=config.endpoint_to_host,
+            settings=config.explicit_settings(),
             delay=config.dataplane_delay,
             ownership=config.ownership,
             sysctl_root=config.sysctl_root,

@@ -6,6 +6,8 @@ Precedence: command-line flag, then environment, then default.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,6 +16,7 @@ from calico_model.keys import DEFAULT_PREFIX, KeyLayout
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import BadFailsafePorts, UnsafeValue
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
+from dataplane.host_settings import HostSettings
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
@@ -51,6 +54,19 @@ class AgentConfig:
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
     endpoint_to_host: EndpointToHostAction = EndpointToHostAction.DROP
+    # The flags given, or set through the environment (ours or Calico's
+    # spelling): these win over the datastore's FelixConfiguration.
+    explicit: frozenset[str] = frozenset()
+
+    def explicit_settings(self) -> HostSettings:
+        """The dataplane settings the operator set (None where not)."""
+        e = self.explicit
+        return HostSettings(
+            self.failsafes.inbound if "failsafe-inbound-host-ports" in e else None,
+            self.failsafes.outbound if "failsafe-outbound-host-ports" in e else None,
+            self.endpoint_to_host if "default-endpoint-to-host-action" in e else None,
+        )
+
     ownership: Ownership = field(default_factory=Ownership)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
@@ -286,6 +302,30 @@ def agent_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
+# The flags whose settings FelixConfiguration may also set (live).
+LIVE_FLAGS = (
+    "failsafe-inbound-host-ports",
+    "failsafe-outbound-host-ports",
+    "default-endpoint-to-host-action",
+)
+
+
+def explicit_flags(argv: Sequence[str], env: Mapping[str, str]) -> frozenset[str]:
+    """Which of LIVE_FLAGS the operator set: on the command line, or in the
+    environment under our name or Calico's."""
+    given = argparse.ArgumentParser(add_help=False)
+    for flag in LIVE_FLAGS:
+        given.add_argument(f"--{flag}", default=argparse.SUPPRESS)
+    ns, _ = given.parse_known_args(list(argv))
+    out = {flag for flag in LIVE_FLAGS if hasattr(ns, flag.replace("-", "_"))}
+    for flag in LIVE_FLAGS:
+        if env_name(flag) in env or CALICO_SPELLINGS.get(flag, "") in env:
+            out.add(flag)
+    return frozenset(out)
+
+
 def parse_agent_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> AgentConfig:
     """Parse and check `felix-agent` arguments (argparse exits on bad syntax)."""
-    return agent_config(agent_parser(env).parse_args(argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    config = agent_config(agent_parser(env).parse_args(args))
+    return dataclasses.replace(config, explicit=explicit_flags(args, env))

@@ -20,9 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind
-from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import DataplaneError, KernelUnavailable
-from dataplane.failsafe import Failsafes
+from dataplane.host_settings import ConfiguredSettings, HostSettings
 from dataplane.linux import nft_model as M
 from dataplane.linux import nft_render as R
 from dataplane.linux.ipip import Ipip
@@ -77,11 +76,10 @@ class LinuxDataplane(MemoryDataplane):
         self,
         netns: str | None = None,
         node: str = "",
-        failsafes: Failsafes | None = None,
+        settings: HostSettings | None = None,
         delay: float = 0.0,
         ownership: Ownership | None = None,
         sysctl_root: str = "/proc/sys",
-        endpoint_to_host: EndpointToHostAction = EndpointToHostAction.DROP,
     ) -> None:
         self.ownership = ownership or Ownership()
         super().__init__(delay, self.ownership)
@@ -89,7 +87,12 @@ class LinuxDataplane(MemoryDataplane):
 
         self.kernel_stats: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
-        self._desired = M.base_model(failsafes, self.ownership, endpoint_to_host)
+        # Set by the operator (flags, environment): wins over FelixConfiguration.
+        self._explicit = settings or HostSettings()
+        self._in_force = self._explicit
+        self._desired = M.base_model(
+            self._in_force.failsafes(), self.ownership, self._in_force.to_host()
+        )
         # Chains that could not be rendered exactly (they drop instead), by key.
         self._unrenderable: dict[str, str] = {}
         # Objects the kernel refused when programmed alone, by `set|chain <name>`.
@@ -275,7 +278,40 @@ class LinuxDataplane(MemoryDataplane):
             a.maps = True
         if batch.endpoints_set or batch.endpoints_del:
             a.sets |= M.set_sources(m, self.endpoints, self.ownership)
+        if batch.pools_set or batch.pools_del:
+            a.sets |= self._set_pools(m)
+        if batch.configured is not None:
+            a.chains |= self._reconfigure(m, batch.configured)
         return a
+
+    def _reconfigure(self, m: M.NftModel, configured: ConfiguredSettings) -> set[str]:
+        """Apply a changed FelixConfiguration: the base chains rebuilt with
+        the settings now in force, in the batch's one transaction.  Returns
+        the chains rewritten (none if nothing in force changed)."""
+        for what in configured.not_applied:
+            self._rl.log(
+                logging.WARNING, f"fc-{what}", "FelixConfiguration %s is not applied", what
+            )
+        for why in configured.errors:
+            self._rl.log(logging.ERROR, f"fc-err-{why}", "FelixConfiguration ignored: %s", why)
+        in_force = self._explicit.over(configured.settings)
+        if in_force == self._in_force:
+            return set()
+        log.info("settings in force: %s", in_force.to_dict())
+        self._in_force = in_force
+        return M.set_base_chains(m, in_force.failsafes(), self.ownership, in_force.to_host())
+
+    def configuration(self) -> dict[str, object]:
+        """For /status: the settings in force, and the datastore's fields
+        not applied or not readable."""
+        return {"in_force": self._in_force.to_dict(), **self.configured.to_dict()}
+
+    def _set_pools(self, m: M.NftModel) -> set[str]:
+        names, problems = M.set_pools(m, self.pools.values())
+        for why in problems:  # the calculation only produces canonical CIDRs: a bug
+            self.kernel_stats["unsafe_members"] += 1
+            self._rl.log(logging.ERROR, "pool", "IP pool left out of NAT: %s", why)
+        return names
 
     @property
     def refused(self) -> dict[str, str]:
@@ -429,6 +465,7 @@ class LinuxDataplane(MemoryDataplane):
                 self._desired, self.chains, self.endpoints, self._host_ifaces, self.ownership
             )
             M.set_sources(self._desired, self.endpoints, self.ownership)
+            self._set_pools(self._desired)
             vxlan = self._vxlan.sync(self.vteps)
             if any(r.kind == "ipip" for r in self.routes.values()):
                 self._ipip.ensure()

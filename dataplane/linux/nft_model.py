@@ -12,12 +12,13 @@ an agent that restarts on a node whose table is right writes nothing.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane import kernel_values as V
-from dataplane.batch import ChainKey, EndpointInfo, EndpointKind, IpSetId, Rule, Stage
+from dataplane.batch import ChainKey, EndpointInfo, EndpointKind, IpSetId, PoolInfo, Rule, Stage
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import UnsafeValue
 from dataplane.failsafe import Failsafes
@@ -73,8 +74,7 @@ def base_model(
     """The table with its dispatch maps, hooked base chains, (empty)
     all-interfaces chains and anti-spoofing chain and sets, nothing else."""
     m = NftModel()
-    for name, decl, stmts in R.base_chains(fs, own, to_host):
-        m.chains[name] = chain_def(name, decl, stmts)
+    set_base_chains(m, fs, own, to_host)
     for name in R.map_names():
         m.maps[name] = {}
     for name in R.host_map_names():
@@ -82,7 +82,56 @@ def base_model(
     m.chains[R.SOURCE_CHAIN] = chain_def(R.SOURCE_CHAIN, "", R.source_chain_rules())
     for family, name in R.SOURCE_SETS.items():
         m.sets[name] = (R.source_set_spec(family), frozenset())
+    for family in (4, 6):
+        for name in (R.ALL_POOLS[family], R.NAT_POOLS[family]):
+            m.sets[name] = (R.pool_set_spec(family), frozenset())
     return m
+
+
+def set_pools(m: NftModel, pools: Iterable[PoolInfo]) -> tuple[set[str], list[str]]:
+    """Recompute the outgoing-NAT sets from the IP pools: every pool's CIDR,
+    and those of natOutgoing pools, collapsed (nft refuses overlapping
+    intervals; nested or adjacent pools are one range).  A CIDR that cannot
+    be written exactly is left out of both (never masquerading to or from
+    what we could not parse) and reported.  Returns (set names, problems)."""
+    nets: dict[int, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {4: [], 6: []}
+    nat: dict[int, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {4: [], 6: []}
+    problems: list[str] = []
+    for pool in pools:
+        try:
+            cidr = ipaddress.ip_network(V.network(pool.cidr))
+        except (UnsafeValue, ValueError) as exc:
+            problems.append(f"pool {pool.cidr!r}: {exc}")
+            continue
+        nets[cidr.version].append(cidr)
+        if pool.nat_outgoing:
+            nat[cidr.version].append(cidr)
+    for family in (4, 6):
+        for name, found in ((R.ALL_POOLS[family], nets), (R.NAT_POOLS[family], nat)):
+            collapsed = ipaddress.collapse_addresses(found[family])  # type: ignore[type-var]
+            m.sets[name] = (R.pool_set_spec(family), frozenset(_interval(n) for n in collapsed))
+    return set(R.ALL_POOLS.values()) | set(R.NAT_POOLS.values()), problems
+
+
+def _interval(n: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """A CIDR as nft prints an interval set's element back (a single
+    address without its length)."""
+    return str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
+
+
+def set_base_chains(
+    m: NftModel,
+    fs: Failsafes | None = None,
+    own: Ownership | None = None,
+    to_host: EndpointToHostAction = EndpointToHostAction.DROP,
+) -> set[str]:
+    """Put the hooked base chains for these settings into the model;
+    returns their names."""
+    names = set()
+    for name, decl, stmts in R.base_chains(fs, own, to_host):
+        m.chains[name] = chain_def(name, decl, stmts)
+        names.add(name)
+    return names
 
 
 def set_sources(

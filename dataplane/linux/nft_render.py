@@ -72,7 +72,10 @@ def set_spec_of_kernel(s: dict[str, Any]) -> str:
     """The same text for a set as `nft -j` reports it."""
     t = s.get("type")
     parts = t if isinstance(t, list) else [t]
-    return f"type {' . '.join(str(p) for p in parts)};"
+    flags = s.get("flags")
+    flags = flags if isinstance(flags, list) else [flags] if flags else []
+    tail = f" flags {', '.join(str(f) for f in flags)};" if flags else ""
+    return f"type {' . '.join(str(p) for p in parts)};{tail}"
 
 
 _PROTOCOL_TOKENS = frozenset(PROTOCOL_NAMES.values())
@@ -389,6 +392,29 @@ def source_chain_rules() -> list[str]:
     ]
 
 
+# Outgoing NAT: the pools, and those with natOutgoing, per family, as
+# interval sets; the chain that masquerades from the latter to outside all.
+ALL_POOLS = {4: "pools4", 6: "pools6"}
+NAT_POOLS = {4: "nat_pools4", 6: "nat_pools6"}
+NAT_CHAIN = "nat_postrouting"
+
+
+def pool_set_spec(family: int) -> str:
+    """The type of a pool set (CIDRs), as inside `add set ... { }`."""
+    return f"type {'ipv4_addr' if family == 4 else 'ipv6_addr'}; flags interval;"
+
+
+def nat_chain_rules() -> list[str]:
+    """The body of NAT_CHAIN (Felix's nat-outgoing chain): a packet from a
+    natOutgoing pool to an address in no pool leaves with the node's
+    address.  Between pools (pod to pod, on this node or another) nothing
+    is translated."""
+    return [
+        f"ip saddr @{NAT_POOLS[4]} ip daddr != @{ALL_POOLS[4]} counter masquerade",
+        f"ip6 saddr @{NAT_POOLS[6]} ip6 daddr != @{ALL_POOLS[6]} counter masquerade",
+    ]
+
+
 def hook_decl(c: dict[str, Any]) -> str:
     """A base chain's declaration, from our fields or from `nft -j`'s."""
     return f"type {c['type']} hook {c['hook']} priority {c['prio']}; policy {c['policy']};"
@@ -570,6 +596,9 @@ def base_chains(
     for name, hook, prio, stmts in chains:
         decl = hook_decl({"type": "filter", "hook": hook, "prio": prio, "policy": "accept"})
         out.append((name, decl, stmts))
+    # Source NAT's priority (100), after every filter decision.
+    nat = hook_decl({"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"})
+    out.append((NAT_CHAIN, nat, nat_chain_rules()))
     return out
 
 

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 from calico_model.errors import SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
-from dataplane.batch import DataplaneBatch, Route, Vtep
+from dataplane.batch import DataplaneBatch, PoolInfo, Route, Vtep
 from felix_client.calc.dispatcher import Dispatcher
+from felix_client.calc.felix_config import FelixConfigCalc
 from felix_client.calc.model import Block, Endpoint, Node, Pool
 from felix_client.calc.policy import PolicyCalc
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
@@ -37,6 +38,9 @@ class Calculator:
         self.policy = PolicyCalc(node)
         self.programmed: dict[str, Route] = {}
         self.programmed_vteps: dict[str, Vtep] = {}
+        self.programmed_pools: dict[str, PoolInfo] = {}
+        self._pools_changed: dict[str, PoolInfo | None] = {}
+        self.felix_config = FelixConfigCalc(node)
         self.errors: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
         d = self.dispatcher = Dispatcher(KeyLayout(prefix))
@@ -49,6 +53,7 @@ class Calculator:
         d.register(Kind.GLOBAL_NETWORK_POLICY, self._on_policy)
         d.register(Kind.PROFILE, self._on_profile)
         d.register(Kind.TIER, self._on_tier)
+        d.register(Kind.FELIX_CONFIGURATION, self._on_felix_config)
 
     def apply(self, changes: Iterable[tuple[str, Any | None]]) -> DataplaneBatch:
         """Apply changes in order; return the dataplane work they caused."""
@@ -66,6 +71,12 @@ class Calculator:
             vtep = node.vtep() if node is not None else None
             _emit(self.programmed_vteps, name, vtep, batch.vteps_set, batch.vteps_del)
         self.routes.vteps_changed.clear()
+        for key, info in self._pools_changed.items():
+            _emit(self.programmed_pools, key, info, batch.pools_set, batch.pools_del)
+        self._pools_changed.clear()
+        if self.felix_config.changed:
+            batch.configured = self.felix_config.effective()
+            self.felix_config.changed = False
         self.policy.flush(batch)
         return batch
 
@@ -87,7 +98,9 @@ class Calculator:
         self.routes.set_node(rk.name, Node.parse(value) if value is not None else None)
 
     def _on_pool(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
-        self.routes.set_pool(key, Pool.parse(value) if value is not None else None)
+        pool = Pool.parse(value) if value is not None else None
+        self.routes.set_pool(key, pool)
+        self._pools_changed[key] = pool.info() if pool is not None else None
 
     def _on_policy(self, key: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
         pol = None
@@ -107,6 +120,9 @@ class Calculator:
         if prof is not None:
             self._count(key, prof.problems)
         self.policy.set_profile(rk.name, prof)
+
+    def _on_felix_config(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+        self.felix_config.set(rk.name, value)
 
     def _on_tier(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
         self.policy.set_tier(rk.name, TierDef.parse(value) if value is not None else None)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calico_model.protocols import protocol_number
-from dataplane.batch import EndpointInfo, EndpointKind, Vtep
+from dataplane.batch import EndpointInfo, EndpointKind, PoolInfo, Vtep
 
 IPv4Net = ipaddress.IPv4Network
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -135,6 +135,11 @@ class Pool:
     cidr: IPNet
     ipip: str  # Never, Always, CrossSubnet
     vxlan: str
+    nat_outgoing: bool = False
+
+    def info(self) -> PoolInfo:
+        """What the dataplane needs of it."""
+        return PoolInfo(str(self.cidr), self.nat_outgoing)
 
     @staticmethod
     def parse(value: dict[str, Any]) -> Pool | None:
@@ -144,7 +149,10 @@ class Pool:
         if cidr is None:
             return None
         return Pool(
-            cidr, _str(spec.get("ipipMode")) or "Never", _str(spec.get("vxlanMode")) or "Never"
+            cidr,
+            _str(spec.get("ipipMode")) or "Never",
+            _str(spec.get("vxlanMode")) or "Never",
+            spec.get("natOutgoing") is True,
         )
 
 

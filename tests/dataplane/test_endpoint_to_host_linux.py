@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dataplane.endpoint_to_host import EndpointToHostAction
+from dataplane.host_settings import HostSettings
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
 from tests.conftest import wait_until
@@ -27,7 +28,9 @@ HOSTFW = (
 def restart_n1(cluster: Cluster, action: EndpointToHostAction) -> None:
     cluster.dps["n1"].close()
     dp = LinuxDataplane(
-        netns=cluster.f.path(cluster.nodes["n1"]), node="n1", endpoint_to_host=action
+        netns=cluster.f.path(cluster.nodes["n1"]),
+        node="n1",
+        settings=HostSettings(endpoint_to_host=action),
     )
     cluster.dps["n1"] = dp
     dp.apply(Calculator("n1").apply(list(cluster.state.items())))

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import Failsafes, parse_ports
+from dataplane.host_settings import HostSettings
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
 from tests.conftest import wait_until
@@ -62,7 +64,7 @@ ALLOW_ALL = (
 class Host:
     """n1 with its driver, n2 outside, pod a on n1; listeners on the ports used."""
 
-    def __init__(self, f: Fabric) -> None:
+    def __init__(self, f: Fabric, settings: HostSettings | None = None) -> None:
         self.f = f
         self.n1 = f.node("n1", f"{N1}/24")
         self.n2 = f.node("n2", f"{N2}/24")
@@ -83,7 +85,14 @@ class Host:
                 f"listeners in {ns}",
             )
         self.calc = Calculator("n1")
-        self.dp = LinuxDataplane(netns=f.path(self.n1), node="n1", failsafes=FAILSAFES)
+        # Pods may reach their node (as the chart deploys the agent), so what
+        # is seen of pod-to-host traffic is that host endpoint policy leaves it alone.
+        self.dp = LinuxDataplane(
+            netns=f.path(self.n1),
+            node="n1",
+            settings=settings
+            or HostSettings(FAILSAFES.inbound, FAILSAFES.outbound, EndpointToHostAction.ACCEPT),
+        )
         self.change(
             [
                 node("n1", N1),
@@ -223,7 +232,8 @@ def test_the_all_interfaces_endpoint_covers_every_host_interface_but_workloads(
     assert host.to_host(22)
     # Loopback is a host interface too, as in Calico.
     assert not host.f.connect(host.n1, "127.0.0.1", 8000)
-    # A pod reaching its host is decided by the pod's policy, not the host's.
+    # A pod reaching its host is decided by the pod's policy and the
+    # endpoint-to-host action (Accept here), never by the host's.
     assert host.f.connect(host.pod, N1, 8000)
     # A named endpoint takes its interface from the all-interfaces one.
     host.change([hep(), gnp("web", types=["Ingress"], ingress=[tcp_in(8000)])])

@@ -104,21 +104,27 @@ def test_a_table_read_back_compares_by_rule_comments() -> None:
     doc = {"nftables": [{"table": {"family": "inet", "name": R.TABLE}}]}
     for name, c in want.chains.items():
         chain: dict[str, object] = {"name": name, "table": R.TABLE}
-        if c.decl:  # "type filter hook H priority P; policy accept;", as nft -j has it
+        if c.decl:  # "type T hook H priority P; policy accept;", as nft -j has it
             words = c.decl.replace(";", "").split()
-            hook, prio = words[3], int(words[5])
-            chain.update({"type": "filter", "hook": hook, "prio": prio, "policy": "accept"})
+            kind, hook, prio = words[1], words[3], int(words[5])
+            chain.update({"type": kind, "hook": hook, "prio": prio, "policy": "accept"})
         doc["nftables"].append({"chain": chain})
         doc["nftables"] += [{"rule": {"chain": name, "comment": k}} for k, _ in c.rules]
     for name, (spec, members) in want.sets.items():
-        kind = spec.removeprefix("type ").removesuffix(";").split(" . ")
+        type_part, _, flags_part = spec.partition(" flags ")
+        kind = type_part.removeprefix("type ").removesuffix(";").split(" . ")
         elems = [
             {"concat": [*m.split(" . ")[:2], int(m.split(" . ")[2])]} if " . " in m else m
             for m in members
         ]
-        doc["nftables"].append(
-            {"set": {"name": name, "type": kind if len(kind) > 1 else kind[0], "elem": elems}}
-        )
+        st: dict[str, object] = {
+            "name": name,
+            "type": kind if len(kind) > 1 else kind[0],
+            "elem": elems,
+        }
+        if flags_part:
+            st["flags"] = [flags_part.removesuffix(";")]
+        doc["nftables"].append({"set": st})
     for name, targets in want.maps.items():
         elem = [[i, {"jump": {"target": c}}] for i, c in targets.items()]
         doc["nftables"].append({"map": {"name": name, "elem": elem}})
@@ -155,3 +161,45 @@ def test_alternatives_on_both_sides_are_linear_not_a_cross_product() -> None:
     assert stmts[-1].startswith(f"meta mark and {R.ALT_MARKS[1]:#x} != 0 ")
     one_side = Rule(Action.ALLOW, protocol=6, dst=Match(named_ports=dst))
     assert len(R.rule_statements(one_side, 4, "x")) == 20  # one group: plain rules
+
+
+def test_pool_sets_collapse_nested_pools_and_leave_out_what_cannot_be_written() -> None:
+    from dataplane.batch import PoolInfo
+
+    m = M.base_model()
+    pools = [
+        PoolInfo("10.65.0.0/16", True),
+        PoolInfo("10.65.1.0/24", True),  # inside the first: one interval
+        PoolInfo("10.66.0.0/16", True),  # adjacent: merged with the first
+        PoolInfo("10.99.0.0/16", False),
+        PoolInfo("fd00:65::/48", True),
+        PoolInfo("10.0.0.0/8 } ; flush ruleset", True),
+    ]
+    names, problems = M.set_pools(m, pools)
+    assert names == {"pools4", "pools6", "nat_pools4", "nat_pools6"}
+    # 10.65/16 and 10.66/16 touch but make no aligned /15: two intervals.
+    assert m.sets["nat_pools4"][1] == {"10.65.0.0/16", "10.66.0.0/16"}
+    assert m.sets["pools4"][1] >= {"10.99.0.0/16"}
+    assert m.sets["nat_pools6"][1] == {"fd00:65::/48"}
+    assert len(problems) == 1
+    assert "flush ruleset" not in " ".join(e for _, es in m.sets.values() for e in es)
+    # Rewritten by difference: one pool off is one element out, nothing else.
+    before = m.copy()
+    M.set_pools(m, [p for p in pools if p.cidr != "fd00:65::/48"])
+    script = M.diff(before, m)
+    assert script == [
+        "delete element inet felix_typha pools6 { fd00:65::/48 }",
+        "delete element inet felix_typha nat_pools6 { fd00:65::/48 }",
+    ]
+
+
+def test_source_sets_hold_each_workloads_interface_and_addresses() -> None:
+    m = M.base_model()
+    eps = {
+        "a": EndpointInfo(EndpointKind.WORKLOAD, "calia", ("10.65.1.2", "fd00::2")),
+        "h": EndpointInfo(EndpointKind.HOST, "eth0", ("192.168.77.1",)),  # not a workload
+        "x": EndpointInfo(EndpointKind.WORKLOAD, "eth1", ("10.65.1.9",)),  # not a workload iface
+    }
+    M.set_sources(m, eps)
+    assert m.sets["wl_src4"][1] == {'"calia" . 10.65.1.2'}
+    assert m.sets["wl_src6"][1] == {'"calia" . fd00::2'}

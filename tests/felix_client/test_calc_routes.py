@@ -128,3 +128,23 @@ def test_unknown_node_address_means_no_route_yet() -> None:
     items = [pool("10.244.0.0/16"), node("n1", "192.168.0.1/24"), block("10.244.9.0/26", "n9")]
     assert routes_for(items) == []
     assert "10.244.9.0/26 via 192.168.0.9" in routes_for([*items, node("n9", "192.168.0.9/24")])
+
+
+def test_pools_reach_the_dataplane_with_nat_outgoing_and_only_when_they_change() -> None:
+    from dataplane.batch import PoolInfo
+
+    calc = Calculator("n1")
+    key, value = pool("10.65.0.0/16")
+    value["spec"]["natOutgoing"] = True
+    first = calc.apply([(key, value)])
+    assert first.pools_set == {key: PoolInfo("10.65.0.0/16", True)}
+    assert calc.apply([(key, value)]).pools_set == {}  # nothing changed
+    value["spec"]["natOutgoing"] = "yes"  # not a boolean: no NAT, never a guess
+    assert calc.apply([(key, value)]).pools_set == {key: PoolInfo("10.65.0.0/16", False)}
+    gone = calc.apply([(key, None)])
+    assert (gone.pools_set, gone.pools_del) == ({}, {key})
+    dp = MemoryDataplane()
+    dp.apply(first)
+    assert dp.pools == {key: PoolInfo("10.65.0.0/16", True)}
+    dp.apply(gone)
+    assert dp.pools == {}

@@ -1,0 +1,67 @@
+"""The node-wide settings of the Linux dataplane that can change while it
+runs, and how their sources combine (as in Felix): a flag or environment
+variable the operator set wins; then the datastore's FelixConfiguration
+(`node.<name>` over `default`, field by field); then the built-in default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from dataplane.endpoint_to_host import EndpointToHostAction
+from dataplane.failsafe import Failsafes, ProtoPort
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    """Each field None where this source does not set it."""
+
+    failsafe_inbound: tuple[ProtoPort, ...] | None = None
+    failsafe_outbound: tuple[ProtoPort, ...] | None = None
+    endpoint_to_host: EndpointToHostAction | None = None
+
+    def over(self, below: HostSettings) -> HostSettings:
+        """These settings where set, `below`'s elsewhere."""
+        return HostSettings(
+            *(
+                mine if (mine := getattr(self, f.name)) is not None else getattr(below, f.name)
+                for f in fields(self)
+            )
+        )
+
+    def failsafes(self) -> Failsafes:
+        """The failsafe ports in force (defaults where unset)."""
+        d = Failsafes()
+        return Failsafes(
+            d.inbound if self.failsafe_inbound is None else self.failsafe_inbound,
+            d.outbound if self.failsafe_outbound is None else self.failsafe_outbound,
+        )
+
+    def to_host(self) -> EndpointToHostAction:
+        """The endpoint-to-host action in force (Felix's Drop if unset)."""
+        return self.endpoint_to_host or EndpointToHostAction.DROP
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready, the effective values."""
+        fs = self.failsafes()
+        return {
+            "failsafe_inbound_host_ports": [str(p) for p in fs.inbound],
+            "failsafe_outbound_host_ports": [str(p) for p in fs.outbound],
+            "default_endpoint_to_host_action": self.to_host().value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredSettings:
+    """What the datastore's FelixConfiguration asks of this node: the
+    settings the dataplane applies live, the fields it sets that this agent
+    does not apply (reported, never half applied), and the applied fields it
+    could not read exactly (ignored, with why: the value below stays)."""
+
+    settings: HostSettings = HostSettings()
+    not_applied: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready, for /status."""
+        return {"not_applied": list(self.not_applied), "errors": list(self.errors)}

@@ -1,0 +1,87 @@
+"""Graph node: the FelixConfiguration that applies to this node.
+
+Felix merges `default` with `node.<this node>`, the node's fields winning
+one by one, and ignores every other node's.  Of the merged spec, this agent
+applies live the fields in APPLIED; every other field set is reported as not
+applied (the operator must not believe it is in force), and an applied field
+whose value cannot be honoured exactly (a failsafe port limited to a `net`,
+say) is ignored as a whole, with the reason, never applied in part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dataplane.endpoint_to_host import EndpointToHostAction
+from dataplane.failsafe import PROTOCOLS, ProtoPort
+from dataplane.host_settings import ConfiguredSettings, HostSettings
+
+APPLIED = ("defaultEndpointToHostAction", "failsafeInboundHostPorts", "failsafeOutboundHostPorts")
+
+
+class FelixConfigCalc:
+    """Feed it every FelixConfiguration by name; `changed` says whether
+    `effective()` may differ since the caller last cleared it."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.specs: dict[str, dict[str, Any]] = {}  # "default" and this node's only
+        self.changed = False
+
+    def set(self, name: str, value: dict[str, Any] | None) -> None:
+        """A FelixConfiguration changed (None: deleted)."""
+        if name not in ("default", f"node.{self.node}"):
+            return
+        spec = value.get("spec") if isinstance(value, dict) else None
+        if isinstance(spec, dict):
+            self.specs[name] = spec
+        else:
+            self.specs.pop(name, None)
+        self.changed = True
+
+    def effective(self) -> ConfiguredSettings:
+        """The merged spec, read."""
+        merged = {**self.specs.get("default", {}), **self.specs.get(f"node.{self.node}", {})}
+        errors: list[str] = []
+        to_host = None
+        if "defaultEndpointToHostAction" in merged:
+            try:
+                to_host = EndpointToHostAction.parse(str(merged["defaultEndpointToHostAction"]))
+            except ValueError as exc:
+                errors.append(f"defaultEndpointToHostAction: {exc}")
+        ports: dict[str, tuple[ProtoPort, ...] | None] = {}
+        for name in ("failsafeInboundHostPorts", "failsafeOutboundHostPorts"):
+            ports[name] = None
+            if name in merged:
+                try:
+                    ports[name] = _ports(merged[name])
+                except ValueError as exc:
+                    errors.append(f"{name}: {exc}")
+        return ConfiguredSettings(
+            HostSettings(
+                ports["failsafeInboundHostPorts"], ports["failsafeOutboundHostPorts"], to_host
+            ),
+            tuple(sorted(k for k in merged if k not in APPLIED)),
+            tuple(errors),
+        )
+
+
+def _ports(value: Any) -> tuple[ProtoPort, ...]:
+    """A FelixConfiguration list of `{protocol, port[, net]}`; raises
+    ValueError for anything this agent cannot honour exactly."""
+    if not isinstance(value, list):
+        raise ValueError("not a list")
+    out = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise ValueError(f"{item!r:.40} is not {{protocol, port}}")
+        if item.get("net"):
+            raise ValueError("a failsafe port limited to a net is not supported")
+        proto = str(item.get("protocol", "tcp")).lower()
+        port = item.get("port")
+        if proto not in PROTOCOLS or not isinstance(port, int) or isinstance(port, bool):
+            raise ValueError(f"{item!r:.40} is not {{protocol, port}}")
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is not in 1-65535")
+        out.append(ProtoPort(proto, port))
+    return tuple(sorted(set(out)))

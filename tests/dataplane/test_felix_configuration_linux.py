@@ -1,0 +1,112 @@
+"""FelixConfiguration applied live with a real kernel: the endpoint-to-host
+action and the failsafe ports follow `default` and `node.<name>` (the
+node's fields winning) without a restart; deleting them restores the
+defaults; a flag the operator set wins; fields the agent does not apply, or
+cannot read exactly, are reported and change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dataplane.endpoint_to_host import EndpointToHostAction
+from dataplane.host_settings import HostSettings
+from tests.dataplane.test_host_endpoints import N1, V3, Host, hep
+from tests.netns import fabric
+
+
+def felix_config(name: str, **spec: Any) -> tuple[str, Any]:
+    return f"{V3}/felixconfigurations/{name}", {
+        "kind": "FelixConfiguration",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def gone(name: str) -> tuple[str, None]:
+    return f"{V3}/felixconfigurations/{name}", None
+
+
+@pytest.fixture
+def node() -> Iterator[Host]:
+    """n1 with the agent's own defaults: nothing set by flags."""
+    with fabric() as f:
+        h = Host(f, HostSettings())
+        try:
+            yield h
+        finally:
+            h.close()
+
+
+def pod_to_host(h: Host) -> bool:
+    return h.f.connect(h.pod, N1, 8000)
+
+
+def test_the_endpoint_to_host_action_follows_felix_configuration_live(node: Host) -> None:
+    assert not pod_to_host(node)  # Felix's default, Drop
+    node.change([felix_config("default", defaultEndpointToHostAction="Accept")])
+    assert pod_to_host(node)
+    # The node's own configuration wins over the default, field by field.
+    node.change([felix_config("node.n1", defaultEndpointToHostAction="Drop")])
+    assert not pod_to_host(node)
+    # Another node's is not ours.
+    node.change([felix_config("node.n2", defaultEndpointToHostAction="Accept")])
+    assert not pod_to_host(node)
+    node.change([gone("node.n1")])
+    assert pod_to_host(node)
+    node.change([gone("default")])
+    assert not pod_to_host(node)
+    assert node.dp.configuration()["in_force"]["default_endpoint_to_host_action"] == "Drop"  # type: ignore[index]
+    assert node.dp.kernel_status()["errors"] == 0
+
+
+def test_failsafe_ports_follow_felix_configuration_and_deletion_restores_calicos(
+    node: Host,
+) -> None:
+    node.change([hep()])  # eth0 policed, no policy: only failsafes get in
+    assert node.to_host(22)  # Calico's default inbound failsafes include ssh
+    assert not node.to_host(8000)
+    node.change(
+        [felix_config("default", failsafeInboundHostPorts=[{"protocol": "TCP", "port": 8000}])]
+    )
+    assert node.to_host(8000)
+    assert not node.to_host(22)  # the list replaces the defaults, as in Felix
+    node.change([gone("default")])
+    assert node.to_host(22)
+    assert not node.to_host(8000)
+
+
+def test_what_cannot_be_honoured_is_reported_and_changes_nothing(node: Host) -> None:
+    node.change([hep()])
+    node.change(
+        [
+            felix_config(
+                "default",
+                logSeverityScreen="Info",
+                failsafeInboundHostPorts=[{"protocol": "TCP", "port": 8000, "net": "10.0.0.0/8"}],
+                defaultEndpointToHostAction="Accept",
+            )
+        ]
+    )
+    conf = node.dp.configuration()
+    assert conf["not_applied"] == ["logSeverityScreen"]
+    assert len(conf["errors"]) == 1
+    assert "net" in conf["errors"][0]
+    # The unreadable field is not applied in part: Calico's failsafes stay.
+    assert node.to_host(22)
+    assert not node.to_host(8000)
+    assert pod_to_host(node)  # the readable field is applied
+
+
+def test_a_flag_the_operator_set_wins_over_felix_configuration() -> None:
+    with fabric() as f:
+        h = Host(f, HostSettings(endpoint_to_host=EndpointToHostAction.DROP))
+        try:
+            h.change([felix_config("default", defaultEndpointToHostAction="Accept")])
+            assert not pod_to_host(h)
+            in_force = h.dp.configuration()["in_force"]
+            assert in_force["default_endpoint_to_host_action"] == "Drop"  # type: ignore[index]
+        finally:
+            h.close()
