@@ -8,6 +8,7 @@ CAP_NET_ADMIN, iproute2 or libnftables is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,9 +20,32 @@ import pytest
 from commands.demo import netns as _netns
 from commands.demo.netns import HOST_LL, HOST_MAC, kernel_missing, sh
 
-__all__ = ["HOST_LL", "HOST_MAC", "Fabric", "fabric", "kernel_missing", "require_kernel", "sh"]
+__all__ = [
+    "HOST_LL",
+    "HOST_MAC",
+    "Fabric",
+    "fabric",
+    "kernel_missing",
+    "nft_packets",
+    "require_kernel",
+    "sh",
+]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def nft_packets(ns: str, what: str, having: str = "") -> int:
+    """Packets counted by the rules of the agent's table in `ns` listed by
+    `nft list <what>` (`table inet felix_typha`, `chain inet felix_typha
+    wl_source`, ...) whose statements include `having` (`drop`, `log`;
+    every rule if empty)."""
+    doc = json.loads(sh(ns, "nft", "-j", "list", *what.split()).stdout)
+    total = 0
+    for obj in doc["nftables"]:
+        exprs = obj.get("rule", {}).get("expr", [])
+        if not having or any(having in e for e in exprs):
+            total += sum(e["counter"]["packets"] for e in exprs if "counter" in e)
+    return total
 
 
 def require_kernel() -> None:

@@ -10,28 +10,19 @@ would arrive.  Each datagram's payload names its real sender.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
 from tests.dataplane.test_linux_dataplane import PODS, STATE, Cluster, wep
-from tests.netns import Fabric, fabric, sh
+from tests.netns import Fabric, fabric, nft_packets, sh
 
 PORT = 7100
 
 
 def source_drops(ns: str) -> int:
     """Packets the anti-spoofing chain of the agent's table in `ns` dropped."""
-    doc = json.loads(
-        sh(ns, "nft", "-j", "list", "chain", "inet", "felix_typha", "wl_source").stdout
-    )
-    total = 0
-    for obj in doc["nftables"]:
-        exprs = obj.get("rule", {}).get("expr", [])
-        if any("drop" in e for e in exprs):
-            total += sum(e["counter"]["packets"] for e in exprs if "counter" in e)
-    return total
+    return nft_packets(ns, "chain inet felix_typha wl_source", "drop")
 
 
 def received(

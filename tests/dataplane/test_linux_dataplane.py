@@ -8,7 +8,6 @@ with a veth as the CNI plugin would make them.  Probes are real packets
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
 from tests.conftest import wait_until
-from tests.netns import Fabric, fabric, sh
+from tests.netns import Fabric, fabric, nft_packets, sh
 
 V3 = "/calico/resources/v3/projectcalico.org"
 
@@ -111,13 +110,7 @@ VXLAN = dict(
 
 def log_packets(ns: str) -> int:
     """Packets counted by the Log rules of the agent's table in `ns`."""
-    doc = json.loads(sh(ns, "nft", "-j", "list", "table", "inet", "felix_typha").stdout)
-    total = 0
-    for obj in doc["nftables"]:
-        exprs = obj.get("rule", {}).get("expr", [])
-        if any("log" in e for e in exprs):
-            total += sum(e["counter"]["packets"] for e in exprs if "counter" in e)
-    return total
+    return nft_packets(ns, "table inet felix_typha", "log")
 
 
 class Cluster:

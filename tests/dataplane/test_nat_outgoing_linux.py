@@ -13,7 +13,7 @@ from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
 from tests.dataplane.test_antispoof_linux import received
 from tests.dataplane.test_linux_dataplane import PODS, POOL, STATE, V3, Cluster, wep
-from tests.netns import Fabric, fabric, sh
+from tests.netns import Fabric, fabric, nft_packets, sh
 
 INTERNET4 = "203.0.113.10"
 INTERNET6 = "2001:db8:1::10"
@@ -38,15 +38,7 @@ def pool(nat: bool, cidr: str = "10.65.0.0/16", name: str = "p") -> tuple[str, A
 
 def masquerades(ns: str) -> int:
     """Packets the agent's NAT chain in `ns` translated."""
-    doc = json.loads(
-        sh(ns, "nft", "-j", "list", "chain", "inet", "felix_typha", "nat_postrouting").stdout
-    )
-    return sum(
-        e["counter"]["packets"]
-        for obj in doc["nftables"]
-        for e in obj.get("rule", {}).get("expr", [])
-        if "counter" in e
-    )
+    return nft_packets(ns, "chain inet felix_typha nat_postrouting")
 
 
 def test_a_pod_reaches_outside_the_pools_with_its_nodes_address_only_with_nat_outgoing() -> None:
