@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import Failsafes, ProtoPort
 
+DEFAULT_RESYNC_INTERVAL = 90.0  # Felix's routeRefreshInterval
+
 
 @dataclass(frozen=True, slots=True)
 class HostSettings:
@@ -19,6 +21,7 @@ class HostSettings:
     failsafe_inbound: tuple[ProtoPort, ...] | None = None
     failsafe_outbound: tuple[ProtoPort, ...] | None = None
     endpoint_to_host: EndpointToHostAction | None = None
+    resync_interval: float | None = None  # seconds; 0: never
 
     def over(self, below: HostSettings) -> HostSettings:
         """These settings where set, `below`'s elsewhere."""
@@ -41,6 +44,15 @@ class HostSettings:
         """The endpoint-to-host action in force (Felix's Drop if unset)."""
         return self.endpoint_to_host or EndpointToHostAction.DROP
 
+    def resync(self) -> float:
+        """Seconds between repairs of what someone changed in the kernel
+        (the agent's default, 90, if unset; 0: never)."""
+        return DEFAULT_RESYNC_INTERVAL if self.resync_interval is None else self.resync_interval
+
+    def kernel_rules_differ(self, other: HostSettings) -> bool:
+        """Whether the base chains for `other` differ from ours."""
+        return (self.failsafes(), self.to_host()) != (other.failsafes(), other.to_host())
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready, the effective values."""
         fs = self.failsafes()
@@ -48,6 +60,7 @@ class HostSettings:
             "failsafe_inbound_host_ports": [str(p) for p in fs.inbound],
             "failsafe_outbound_host_ports": [str(p) for p in fs.outbound],
             "default_endpoint_to_host_action": self.to_host().value,
+            "resync_interval": self.resync(),
         }
 
 

@@ -304,10 +304,8 @@ async def run_agent(
                 ssl_context, config.tls_cert_file, config.tls_key_file, config.tls_ca_file
             )
             tls = asyncio.create_task(_reload_tls(reloading, config.tls_reload_interval))
-        if isinstance(dataplane, LinuxDataplane) and config.resync_interval > 0:
-            resync = asyncio.create_task(
-                _resync_every(agent, dataplane, config.resync_interval, stop)
-            )
+        if isinstance(dataplane, LinuxDataplane):
+            resync = asyncio.create_task(_resync_every(agent, dataplane, stop))
         if config.log_summary_interval > 0:
             summaries = asyncio.create_task(_log_summaries(agent, config.log_summary_interval))
         try:
@@ -369,18 +367,20 @@ def make_dataplane(config: AgentConfig) -> MemoryDataplane:
     return MemoryDataplane(config.dataplane_delay, config.ownership)
 
 
-async def _resync_every(
-    agent: Agent, dataplane: LinuxDataplane, interval: float, stop: asyncio.Event
-) -> None:
-    """Put back what someone changed in the kernel, every `interval` seconds.
-    Runs on the event loop, between batches, so it never races one."""
+async def _resync_every(agent: Agent, dataplane: LinuxDataplane, stop: asyncio.Event) -> None:
+    """Put back what someone changed in the kernel, at the interval in force
+    (the flag, else FelixConfiguration's refresh intervals, else 90 s; 0:
+    never, looked at again every second, as FelixConfiguration may change
+    it).  Runs on the event loop, between batches, so it never races one."""
     while not stop.is_set():
+        interval = dataplane.in_force.resync()
         try:
-            async with asyncio.timeout(interval):
+            async with asyncio.timeout(interval if interval > 0 else 1.0):
                 await stop.wait()
         except TimeoutError:
-            dataplane.resync()
-            agent.dataplane_resynced()
+            if interval > 0:
+                dataplane.resync()
+                agent.dataplane_resynced()
 
 
 def summary_line(agent: Agent, before: ClientStats, seconds: float) -> str:

@@ -65,6 +65,7 @@ class AgentConfig:
             self.failsafes.inbound if "failsafe-inbound-host-ports" in e else None,
             self.failsafes.outbound if "failsafe-outbound-host-ports" in e else None,
             self.endpoint_to_host if "default-endpoint-to-host-action" in e else None,
+            self.resync_interval if "resync-interval" in e else None,
         )
 
     ownership: Ownership = field(default_factory=Ownership)
@@ -307,6 +308,7 @@ LIVE_FLAGS = (
     "failsafe-inbound-host-ports",
     "failsafe-outbound-host-ports",
     "default-endpoint-to-host-action",
+    "resync-interval",
 )
 
 

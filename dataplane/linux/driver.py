@@ -295,11 +295,18 @@ class LinuxDataplane(MemoryDataplane):
         for why in configured.errors:
             self._rl.log(logging.ERROR, f"fc-err-{why}", "FelixConfiguration ignored: %s", why)
         in_force = self._explicit.over(configured.settings)
-        if in_force == self._in_force:
+        before, self._in_force = self._in_force, in_force
+        if in_force != before:
+            log.info("settings in force: %s", in_force.to_dict())
+        if not in_force.kernel_rules_differ(before):
             return set()
-        log.info("settings in force: %s", in_force.to_dict())
-        self._in_force = in_force
         return M.set_base_chains(m, in_force.failsafes(), self.ownership, in_force.to_host())
+
+    @property
+    def in_force(self) -> HostSettings:
+        """The node-wide settings in force (flags over FelixConfiguration
+        over defaults)."""
+        return self._in_force
 
     def configuration(self) -> dict[str, object]:
         """For /status: the settings in force, and the datastore's fields

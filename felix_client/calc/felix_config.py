@@ -10,13 +10,25 @@ say) is ignored as a whole, with the reason, never applied in part.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import PROTOCOLS, ProtoPort
 from dataplane.host_settings import ConfiguredSettings, HostSettings
 
-APPLIED = ("defaultEndpointToHostAction", "failsafeInboundHostPorts", "failsafeOutboundHostPorts")
+APPLIED = (
+    "defaultEndpointToHostAction",
+    "failsafeInboundHostPorts",
+    "failsafeOutboundHostPorts",
+    "iptablesRefreshInterval",
+    "routeRefreshInterval",
+)
+# One resync repairs both routes and rules here: it runs at the shorter of
+# the two refresh intervals set (0 where both set are 0: never).
+REFRESH = ("routeRefreshInterval", "iptablesRefreshInterval")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class FelixConfigCalc:
@@ -57,13 +69,37 @@ class FelixConfigCalc:
                     ports[name] = _ports(merged[name])
                 except ValueError as exc:
                     errors.append(f"{name}: {exc}")
+        intervals = []
+        for name in REFRESH:
+            if name in merged:
+                try:
+                    intervals.append(_seconds(merged[name]))
+                except ValueError as exc:
+                    errors.append(f"{name}: {exc}")
+        positive = [i for i in intervals if i > 0]
+        resync = min(positive) if positive else (0.0 if intervals else None)
         return ConfiguredSettings(
             HostSettings(
-                ports["failsafeInboundHostPorts"], ports["failsafeOutboundHostPorts"], to_host
+                ports["failsafeInboundHostPorts"],
+                ports["failsafeOutboundHostPorts"],
+                to_host,
+                resync,
             ),
             tuple(sorted(k for k in merged if k not in APPLIED)),
             tuple(errors),
         )
+
+
+def _seconds(value: Any) -> float:
+    """A Go duration as Calico writes them (`90s`, `1m30s`, `500ms`, `0`);
+    raises ValueError otherwise."""
+    if value in (0, "0"):
+        return 0.0
+    text = value if isinstance(value, str) else ""
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r:.30} is not a duration such as 90s or 1m30s")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
 
 
 def _ports(value: Any) -> tuple[ProtoPort, ...]:

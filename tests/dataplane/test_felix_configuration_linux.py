@@ -100,11 +100,28 @@ def test_what_cannot_be_honoured_is_reported_and_changes_nothing(node: Host) -> 
     assert pod_to_host(node)  # the readable field is applied
 
 
+def test_the_resync_interval_follows_the_refresh_intervals(node: Host) -> None:
+    assert node.dp.in_force.resync() == 90.0
+    node.change(
+        [felix_config("default", routeRefreshInterval="30s", iptablesRefreshInterval="10s")]
+    )
+    assert node.dp.in_force.resync() == 10.0
+    node.change([gone("default")])
+    assert node.dp.in_force.resync() == 90.0
+
+
 def test_a_flag_the_operator_set_wins_over_felix_configuration() -> None:
     with fabric() as f:
-        h = Host(f, HostSettings(endpoint_to_host=EndpointToHostAction.DROP))
+        h = Host(f, HostSettings(endpoint_to_host=EndpointToHostAction.DROP, resync_interval=5.0))
         try:
-            h.change([felix_config("default", defaultEndpointToHostAction="Accept")])
+            h.change(
+                [
+                    felix_config(
+                        "default", defaultEndpointToHostAction="Accept", routeRefreshInterval="1s"
+                    )
+                ]
+            )
+            assert h.dp.in_force.resync() == 5.0
             assert not pod_to_host(h)
             in_force = h.dp.configuration()["in_force"]
             assert in_force["default_endpoint_to_host_action"] == "Drop"  # type: ignore[index]

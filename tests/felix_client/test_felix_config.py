@@ -79,3 +79,18 @@ def test_a_setting_is_the_operators_when_a_flag_or_variable_sets_it() -> None:
     assert parse_agent_args(base, {}).explicit_settings() == HostSettings()
     config = parse_agent_args([*base, "--failsafe-outbound-host-ports", "none"], {})
     assert config.explicit_settings() == HostSettings(None, (), None)
+
+
+def test_refresh_intervals_become_the_resync_interval() -> None:
+    calc = FelixConfigCalc("n1")
+    calc.set("default", fc(routeRefreshInterval="1m30s", iptablesRefreshInterval="45s"))
+    assert calc.effective().settings.resync_interval == 45.0
+    calc.set("node.n1", fc(iptablesRefreshInterval="0"))  # rules never: routes still
+    assert calc.effective().settings.resync_interval == 90.0
+    calc.set("default", fc(routeRefreshInterval=0))
+    assert calc.effective().settings.resync_interval == 0.0  # both off: never
+    calc.set("node.n1", fc(routeRefreshInterval="500ms", iptablesRefreshInterval="2x"))
+    got = calc.effective()
+    assert got.settings.resync_interval == 0.5
+    assert [e.split(":")[0] for e in got.errors] == ["iptablesRefreshInterval"]
+    assert HostSettings().resync() == 90.0  # the agent's default when nothing says
