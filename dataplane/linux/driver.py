@@ -288,12 +288,22 @@ class LinuxDataplane(MemoryDataplane):
         """Apply a changed FelixConfiguration: the base chains rebuilt with
         the settings now in force, in the batch's one transaction.  Returns
         the chains rewritten (none if nothing in force changed)."""
-        for what in configured.not_applied:
+        # Fixed keys, one line each: whoever may write FelixConfiguration
+        # must not be able to flood the log or grow the limiter's table.
+        if configured.not_applied:
             self._rl.log(
-                logging.WARNING, f"fc-{what}", "FelixConfiguration %s is not applied", what
+                logging.WARNING,
+                "fc-not-applied",
+                "FelixConfiguration fields this agent does not apply: %s",
+                ", ".join(configured.not_applied),
             )
-        for why in configured.errors:
-            self._rl.log(logging.ERROR, f"fc-err-{why}", "FelixConfiguration ignored: %s", why)
+        if configured.errors:
+            self._rl.log(
+                logging.ERROR,
+                "fc-errors",
+                "FelixConfiguration fields ignored (the value below stays): %s",
+                "; ".join(configured.errors),
+            )
         in_force = self._explicit.over(configured.settings)
         before, self._in_force = self._in_force, in_force
         if in_force != before:

@@ -6,6 +6,7 @@ cannot read exactly, are reported and change nothing."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -127,3 +128,20 @@ def test_a_flag_the_operator_set_wins_over_felix_configuration() -> None:
             assert in_force["default_endpoint_to_host_action"] == "Drop"  # type: ignore[index]
         finally:
             h.close()
+
+
+def test_a_writer_flipping_bad_values_cannot_flood_the_log(
+    node: Host, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="dataplane.linux.driver")
+    node.change([hep()])
+    for i in range(20):
+        bad = [{"protocol": "tcp", "port": 8000 + i, "net": f"10.{i}.0.0/16"}]
+        node.change([felix_config("default", failsafeInboundHostPorts=bad, bpfEnabled=bool(i % 2))])
+    said = [r.getMessage() for r in caplog.records if "FelixConfiguration" in r.getMessage()]
+    # One line of each kind within the limiter's interval, however many changes.
+    assert len([m for m in said if "ignored" in m]) == 1
+    assert len([m for m in said if "does not apply" in m]) == 1
+    # And nothing of it was applied: Calico's failsafes stay, 8000 is not one.
+    assert node.to_host(22)
+    assert not node.to_host(8000)
