@@ -36,4 +36,4 @@ class EndpointToHostAction(StrEnum):
     def verdict(self) -> str:
         """The nft statement that ends a workload-to-host packet's way
         through our input chain."""
-        return {"Drop": "drop", "Return": "return", "Accept": "accept"}[self.value]
+        return self.value.lower()

@@ -134,7 +134,7 @@ def _connect_when_listening(addr: str, port: int, within: float = 5.0) -> socket
 
 def udp_recv(port: int, seconds: float) -> None:
     """Print `<source address> <payload>` for each datagram to `port` (both
-    families) for `seconds`."""
+    families) until one says `end` (not printed), or `seconds` have passed."""
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         s.bind(("::", port))
@@ -145,6 +145,8 @@ def udp_recv(port: int, seconds: float) -> None:
             try:
                 data, peer = s.recvfrom(512)
             except TimeoutError:
+                break
+            if data == b"end":
                 break
             print(peer[0].removeprefix("::ffff:"), data.decode(errors="replace"), flush=True)
 

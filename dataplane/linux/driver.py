@@ -290,20 +290,22 @@ class LinuxDataplane(MemoryDataplane):
         the chains rewritten (none if nothing in force changed)."""
         # Fixed keys, one line each: whoever may write FelixConfiguration
         # must not be able to flood the log or grow the limiter's table.
-        if configured.not_applied:
-            self._rl.log(
+        for level, key, text, items in (
+            (
                 logging.WARNING,
                 "fc-not-applied",
-                "FelixConfiguration fields this agent does not apply: %s",
-                ", ".join(configured.not_applied),
-            )
-        if configured.errors:
-            self._rl.log(
+                "fields this agent does not apply",
+                configured.not_applied,
+            ),
+            (
                 logging.ERROR,
                 "fc-errors",
-                "FelixConfiguration fields ignored (the value below stays): %s",
-                "; ".join(configured.errors),
-            )
+                "fields ignored (the value below stays)",
+                configured.errors,
+            ),
+        ):
+            if items:
+                self._rl.log(level, key, "FelixConfiguration %s: %s", text, "; ".join(items))
         in_force = self._explicit.over(configured.settings)
         before, self._in_force = self._in_force, in_force
         if in_force != before:

@@ -15,7 +15,7 @@ from typing import Any
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
 from tests.dataplane.test_linux_dataplane import PODS, STATE, Cluster, wep
-from tests.netns import Fabric, fabric, nft_packets, sh
+from tests.netns import HOST_LL, HOST_MAC, Fabric, fabric, nft_packets, sh
 
 PORT = 7100
 
@@ -29,14 +29,19 @@ def received(
     f: Fabric, dst_ns: str, dst: str, sends: list[tuple[str, str, str]]
 ) -> list[tuple[str, str]]:
     """Datagrams `dst_ns` received on PORT, as (source, payload), after each
-    (sender namespace, source address, payload) sent three to `dst`."""
-    listener = f.probe(dst_ns, "udp-recv", str(PORT), "4")
+    (sender namespace, source address, payload) sent three to `dst`, in
+    order.  The first sender must be one whose packets arrive: it sends
+    `end` last, which ends the listening (whatever was dropped had been
+    sent before it)."""
+    listener = f.probe(dst_ns, "udp-recv", str(PORT), "60")
     assert listener.stdout is not None
     assert listener.stdout.readline().strip() == "ready"
     for ns, src, payload in sends:
         sender = f.probe(ns, "udp-send", src, dst, str(PORT), payload, "3")
         assert sender.wait(10) == 0
-    out, _ = listener.communicate(timeout=15)
+    ns, src, _ = sends[0]
+    assert f.probe(ns, "udp-send", src, dst, str(PORT), "end", "1").wait(10) == 0
+    out, _ = listener.communicate(timeout=90)
     return [tuple(line.split(" ", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
 
 
@@ -47,6 +52,20 @@ def test_a_pod_forging_another_pods_ipv4_address_is_dropped_and_the_owner_passes
             c_ip, e_ip = PODS["c"][1], PODS["e"][1]
             # b's namespace is the attacker's: it gives itself c's address.
             sh(cluster.pods["b"], "ip", "addr", "add", f"{c_ip}/32", "dev", "eth0")
+            # As in the IPv6 test: no neighbour resolution between send and drop.
+            sh(
+                cluster.pods["b"],
+                "ip",
+                "neigh",
+                "replace",
+                "169.254.1.1",
+                "lladdr",
+                HOST_MAC,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            )
             before = source_drops(cluster.nodes["n1"])
             got = received(
                 f,
@@ -79,6 +98,24 @@ def test_a_pod_forging_another_pods_ipv6_address_is_dropped_and_the_owner_passes
             dp.apply(Calculator("n1").apply(list(state.items())))
             assert f.ping(pods["c"], V6["a"])  # the shared group reaches a over IPv6
             sh(pods["b"], "ip", "-6", "addr", "add", f"{V6['c']}/128", "dev", "eth0", "nodad")
+            # b knows its gateway's MAC already: its forged datagrams leave at
+            # once, not after neighbour discovery, whose solicitations from
+            # the forged address anti-spoofing drops too (and retries come
+            # a second later, after the listening has ended).
+            sh(
+                pods["b"],
+                "ip",
+                "-6",
+                "neigh",
+                "replace",
+                HOST_LL,
+                "lladdr",
+                HOST_MAC,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            )
             before = source_drops(n1)
             got = received(
                 f,
@@ -131,10 +168,7 @@ def test_the_source_sets_survive_a_restart_and_a_resync_repairs_them() -> None:
             assert repaired["nft_statements"] >= 1
             assert cluster.reach("a", "e")
             # A new driver over the same kernel finds nothing to change.
-            cluster.dps["n1"].close()
-            again = LinuxDataplane(netns=f.path(n1), node="n1")
-            cluster.dps["n1"] = again
-            again.apply(Calculator("n1").apply(list(cluster.state.items())))
+            again = cluster.restart("n1")
             assert again.kernel_changes() == 0
             assert again.resync()["nft_statements"] == 0
         finally:

@@ -10,8 +10,6 @@ import pytest
 
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.host_settings import HostSettings
-from dataplane.linux.driver import LinuxDataplane
-from felix_client.calc.calculator import Calculator
 from tests.conftest import wait_until
 from tests.dataplane.test_linux_dataplane import Cluster
 from tests.netns import fabric, sh
@@ -23,17 +21,6 @@ HOSTFW = (
     " { type filter hook input priority 0; policy accept; };"
     ' add rule inet hostfw input iifname != "lo" tcp dport 8001 drop'
 )
-
-
-def restart_n1(cluster: Cluster, action: EndpointToHostAction) -> None:
-    cluster.dps["n1"].close()
-    dp = LinuxDataplane(
-        netns=cluster.f.path(cluster.nodes["n1"]),
-        node="n1",
-        settings=HostSettings(endpoint_to_host=action),
-    )
-    cluster.dps["n1"] = dp
-    dp.apply(Calculator("n1").apply(list(cluster.state.items())))
 
 
 @pytest.mark.parametrize(
@@ -55,7 +42,7 @@ def test_a_pods_connection_to_its_host(
             n1 = cluster.nodes["n1"]
             sh(n1, "nft", HOSTFW)
             if action is not None:
-                restart_n1(cluster, action)
+                cluster.restart("n1", HostSettings(endpoint_to_host=action))
             listeners = [f.listen(n1, port, 6) for port in (8000, 8001)]
             try:
                 # Both listen (the host reaching itself is not the agent's business).

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dataplane.host_settings import HostSettings
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc.calculator import Calculator
 from tests.conftest import wait_until
@@ -136,6 +137,15 @@ class Cluster:
 
     def reach(self, src: str, dst: str) -> bool:
         return self.f.ping(self.pods[src], PODS[dst][1])
+
+    def restart(self, n: str, settings: HostSettings | None = None) -> LinuxDataplane:
+        """Replace node `n`'s driver by a new one over the same kernel, as
+        when the agent restarts, and give it the whole state."""
+        self.dps[n].close()
+        dp = LinuxDataplane(netns=self.f.path(self.nodes[n]), node=n, settings=settings)
+        self.dps[n] = dp
+        dp.apply(Calculator(n).apply(list(self.state.items())))
+        return dp
 
     def close(self) -> None:
         for dp in self.dps.values():

@@ -85,11 +85,7 @@ def test_nested_pools_collapse_and_a_second_pool_is_not_a_destination_for_nat() 
             assert "10.65.0.0/16" in every
             assert "10.99.0.0/16" in every
             # A restarted driver finds the sets as they should be.
-            cluster.dps["n1"].close()
-            again = LinuxDataplane(netns=f.path(n1), node="n1")
-            cluster.dps["n1"] = again
-            again.apply(Calculator("n1").apply(list(cluster.state.items())))
-            assert again.kernel_changes() == 0
+            assert cluster.restart("n1").kernel_changes() == 0
         finally:
             cluster.close()
 
