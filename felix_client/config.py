@@ -20,6 +20,7 @@ from dataplane.host_settings import HostSettings
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
+from syncproto import envconfig
 from syncproto.helpformat import DefaultsHelpFormatter
 from syncproto.logformat import LogFormat
 
@@ -28,7 +29,7 @@ ENV_PREFIX = "FELIX_"
 
 def env_name(flag: str) -> str:
     """The environment variable that stands in for `--flag`."""
-    return ENV_PREFIX + flag.upper().replace("-", "_")
+    return envconfig.env_name(ENV_PREFIX, flag)
 
 
 class DataplaneKind(StrEnum):
@@ -86,13 +87,10 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
 
     def add(flag: str, default: str | None, help_: str, **kw: object) -> None:
         calico = CALICO_SPELLINGS.get(flag)
-        names = env_name(flag)
-        if calico:  # Calico's name is read too; ours wins
-            default = env.get(calico, default)
-            names += f", or Calico's {calico}"
+        names = env_name(flag) + (f", or Calico's {calico}" if calico else "")
         p.add_argument(
             f"--{flag}",
-            default=env.get(env_name(flag), default),
+            default=envconfig.env_default(env, ENV_PREFIX, flag, calico, default),
             help=f"{help_} [env {names}]",
             **kw,  # type: ignore[arg-type]
         )
@@ -193,9 +191,7 @@ def unknown_variables(env: Mapping[str, str], parser: argparse.ArgumentParser) -
     """`FELIX_*` variables that name no flag (a misspelling is otherwise
     silently ignored).  Calico's own spellings of a flag we have
     (`FELIX_INTERFACEPREFIX`) count as known."""
-    known = {env_name(a.dest.replace("_", "-")) for a in parser._actions if a.dest != "help"}
-    known |= set(CALICO_SPELLINGS.values())
-    return sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+    return envconfig.unknown_variables(env, ENV_PREFIX, parser, CALICO_SPELLINGS.values())
 
 
 # Calico Felix's names for settings that mean the same here, read when ours

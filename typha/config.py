@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from syncproto import envconfig
 from syncproto.helpformat import DefaultsHelpFormatter
 from syncproto.logformat import LogFormat
 from typha.datastore.etcd_client import EtcdOptions
@@ -164,7 +165,7 @@ class ServeConfig:
 
 def env_name(flag: str) -> str:
     """The variable that sets `--flag`: TYPHA_<FLAG>, dashes as underscores."""
-    return "TYPHA_" + flag.upper().replace("-", "_")
+    return envconfig.env_name("TYPHA_", flag)
 
 
 # Calico Typha's names for settings that mean the same here, read when ours
@@ -184,18 +185,15 @@ OTHER_COMMANDS_VARIABLES = frozenset({"TYPHA_ENDPOINTS"})
 
 
 def _env_default(env: Mapping[str, str], flag: str, default: str | None) -> str | None:
-    calico = CALICO_SPELLINGS.get(flag)
-    fallback = env.get(calico, default) if calico else default
-    return env.get(env_name(flag), fallback)
+    return envconfig.env_default(env, "TYPHA_", flag, CALICO_SPELLINGS.get(flag), default)
 
 
 def unknown_variables(env: Mapping[str, str], parser: argparse.ArgumentParser) -> list[str]:
     """`TYPHA_*` variables that name no setting of `parser` (a misspelling is
     otherwise silently ignored).  Calico's spellings of our settings, and the
     variables other commands read, count as known."""
-    known = {env_name(a.dest.replace("_", "-")) for a in parser._actions if a.dest != "help"}
-    known |= set(CALICO_SPELLINGS.values()) | OTHER_COMMANDS_VARIABLES
-    return sorted(k for k in env if k.startswith("TYPHA_") and k not in known)
+    known = set(CALICO_SPELLINGS.values()) | OTHER_COMMANDS_VARIABLES
+    return envconfig.unknown_variables(env, "TYPHA_", parser, known)
 
 
 def _also(flag: str) -> str:
