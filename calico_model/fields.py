@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from calico_model.errors import InvalidValue, Reason, SelectorError
 from calico_model.field_spec import port_problem
+from calico_model.protocols import protocol_number
 from calico_model.selector import parse as parse_selector
 
 _LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -23,9 +24,6 @@ _ENDPOINT_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DIGITS = re.compile(r"^[0-9]+\Z")
 _RANGE = re.compile(r"^[0-9]+:[0-9]+\Z")
 INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}\Z")
-
-PROTOCOL_NAMES = frozenset({"TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"})
-PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP", 6, 17, 132})
 
 
 def fail(reason: Reason, path: str, message: str) -> InvalidValue:
@@ -78,13 +76,18 @@ def name(v: Any, path: str, pattern: re.Pattern[str] = SUBDOMAIN, max_len: int =
 
 def label_key(k: str, path: str) -> None:
     """A Kubernetes qualified name: `[prefix/]name`, name at most 63 characters."""
+    if (problem := qualified_name_problem(k)) is not None:
+        raise fail(Reason.BAD_LABEL, path, f"label {problem}")
+
+
+def qualified_name_problem(k: str) -> str | None:
+    """Why `k` is not a Kubernetes qualified name, or None."""
     prefix, sep, nm = k.rpartition("/")
     if sep and (not prefix or len(prefix) > 253 or not SUBDOMAIN.match(prefix)):
-        raise fail(
-            Reason.BAD_LABEL, path, f"label key prefix {prefix[:60]!r} is not a DNS subdomain"
-        )
+        return f"key prefix {prefix[:60]!r} is not a DNS subdomain"
     if not nm or len(nm) > 63 or not _QUALIFIED_NAME.match(nm):
-        raise fail(Reason.BAD_LABEL, path, f"label key {k[:80]!r} is not a qualified name")
+        return f"key {k[:80]!r} is not a qualified name"
+    return None
 
 
 def labels(v: Any, path: str) -> None:
@@ -93,6 +96,25 @@ def labels(v: Any, path: str) -> None:
         label_key(k, f"{path}[{k[:60]!r}]")
         if not isinstance(val, str) or len(val) > 63 or not _LABEL_VALUE.match(val):
             raise fail(Reason.BAD_LABEL, f"{path}[{k[:60]!r}]", f"bad label value {val!r:.80}")
+
+
+# Kubernetes' limit on the summed size of an object's annotation keys and values.
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def annotation_map(v: Any, path: str) -> None:
+    """An annotation map: keys that are qualified names once lower-cased (as
+    Calico checks them), string values, at most 256 KiB of keys and values."""
+    total = 0
+    for k, val in obj(v, path, Reason.BAD_METADATA).items():
+        where = f"{path}[{k[:60]!r}]"
+        if not isinstance(val, str):
+            raise fail(Reason.BAD_METADATA, where, "must be a string")
+        if (problem := qualified_name_problem(k.lower())) is not None:
+            raise fail(Reason.BAD_METADATA, where, f"annotation {problem}")
+        total += len(k.encode()) + len(val.encode())
+    if total > ANNOTATIONS_MAX_BYTES:
+        raise fail(Reason.BAD_METADATA, path, f"{total} bytes, more than {ANNOTATIONS_MAX_BYTES}")
 
 
 T = TypeVar("T")
@@ -123,6 +145,25 @@ def ip(v: Any, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return _address(ipaddress.ip_address, v, path)
 
 
+def ip_of(v: Any, path: str, family: int) -> None:
+    """A bare address of IPv`family` (an IPv4-mapped IPv6 address counts as
+    IPv4, as Go's net.ParseIP reads it)."""
+    addr = ip(v, path)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.version != family:
+        raise fail(Reason.BAD_CIDR, path, f"{v!r:.60} is not an IPv{family} address")
+
+
+def masked(v: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address or a CIDR with no host bits (Calico's `net`)."""
+    try:
+        return _address(lambda text: ipaddress.ip_network(text, strict=True), v, path)
+    except InvalidValue:
+        cidr(v, path)  # a well-formed CIDR gets the clearer message below
+        raise fail(Reason.BAD_CIDR, path, f"{v!r:.60} has host bits set") from None
+
+
 def interface_cidr(v: Any, path: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     """An address with its prefix length (`192.168.0.7/24`)."""
     return _address(ipaddress.ip_interface, v, path)
@@ -141,8 +182,9 @@ def selector(v: Any, path: str) -> None:
 
 
 def protocol(v: Any, path: str) -> None:
-    """A protocol name Calico knows, or a number 1-255."""
-    if v is None or v in PROTOCOL_NAMES or (is_int(v) and 1 <= v <= 255):
+    """A protocol name Calico knows, or a number 1-255 (as a number or, as
+    Calico's int-or-string reads it, a string of digits)."""
+    if v is None or protocol_number(v) is not None:
         return
     raise fail(
         Reason.BAD_PROTOCOL,

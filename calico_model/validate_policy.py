@@ -9,7 +9,7 @@ from typing import Any
 from calico_model.errors import Reason
 from calico_model.fields import (
     DNS_LABEL,
-    PORT_PROTOCOLS,
+    annotation_map,
     cidr,
     fail,
     is_int,
@@ -21,18 +21,40 @@ from calico_model.fields import (
     selector,
     string,
 )
+from calico_model.protocols import protocol_number
 from calico_model.selector import parse as parse_selector
 
 ACTIONS = frozenset({"Allow", "Deny", "Log", "Pass"})
-_ICMP = ("ICMP", 1)
-_ICMPV6 = ("ICMPv6", 58)
+_ICMP, _ICMPV6 = 1, 58
+_PORT_PROTOCOLS = frozenset({6, 17, 132})
+PERFORMANCE_HINTS = frozenset({"AssumeNeededOnEveryNode"})
 
 
-def check_tier(spec: dict[str, Any]) -> None:
-    """A Tier's spec: a numeric order, a default action of Deny or Pass."""
+# The tiers Calico and Kubernetes' admin network policy define, with the
+# order and default action each must keep: moving one would reorder every
+# policy in it relative to all the others.
+WELL_KNOWN_TIERS = {
+    "default": (1_000_000, "Deny"),
+    "kube-admin": (1_000, "Pass"),
+    "kube-baseline": (10_000_000, "Pass"),
+}
+
+
+def check_tier(spec: dict[str, Any], name: str) -> None:
+    """A Tier's spec: a numeric order, a default action of Deny (the default)
+    or Pass; a well-known tier with exactly its own order and action."""
     _order(spec.get("order"), "spec.order")
-    if spec.get("defaultAction") not in (None, "Deny", "Pass"):
+    action = spec.get("defaultAction", "Deny")
+    if action not in ("Deny", "Pass"):
         raise fail(Reason.BAD_ACTION, "spec.defaultAction", "must be Deny or Pass")
+    if name in WELL_KNOWN_TIERS:
+        order, want = WELL_KNOWN_TIERS[name]
+        if spec.get("order") != order:
+            raise fail(Reason.BAD_FIELD, "spec.order", f"the {name!r} tier's order must be {order}")
+        if action != want:
+            raise fail(
+                Reason.BAD_ACTION, "spec.defaultAction", f"the {name!r} tier's must be {want}"
+            )
 
 
 def check_policy(spec: dict[str, Any], *, global_: bool) -> None:
@@ -54,6 +76,12 @@ def check_policy(spec: dict[str, Any], *, global_: bool) -> None:
             raise fail(Reason.BAD_FIELD, f"spec.types[{i}]", f"{t!r:.20} is not Ingress or Egress")
     if len(set(map(str, types))) != len(types):
         raise fail(Reason.BAD_FIELD, "spec.types", "a type is given more than once")
+    hints = items(spec.get("performanceHints"), "spec.performanceHints")
+    for i, h in enumerate(hints):
+        if h not in PERFORMANCE_HINTS:
+            raise fail(Reason.BAD_FIELD, f"spec.performanceHints[{i}]", f"{h!r:.40} is not a hint")
+    if len(set(hints)) != len(hints):
+        raise fail(Reason.BAD_FIELD, "spec.performanceHints", "a hint is given more than once")
     for f in ("doNotTrack", "preDNAT", "applyOnForward"):
         if spec.get(f) is not None and not isinstance(spec.get(f), bool):
             raise fail(Reason.BAD_FIELD, f"spec.{f}", "must be true or false")
@@ -104,38 +132,68 @@ def check_rule(rule: dict[str, Any], path: str, *, direction: str, global_: bool
     action = rule.get("action")
     if action not in ACTIONS:
         raise fail(Reason.BAD_ACTION, f"{path}.action", f"{action!r:.20} is not {sorted(ACTIONS)}")
-    proto, not_proto = rule.get("protocol"), rule.get("notProtocol")
-    protocol(proto, f"{path}.protocol")
-    protocol(not_proto, f"{path}.notProtocol")
+    protocol(rule.get("protocol"), f"{path}.protocol")
+    protocol(rule.get("notProtocol"), f"{path}.notProtocol")
+    # Compared as numbers: Calico reads "6" and 6 alike.
+    proto, not_proto = (
+        protocol_number(rule.get("protocol")),
+        protocol_number(rule.get("notProtocol")),
+    )
     ipv = rule.get("ipVersion")
     if ipv is not None and ipv not in (4, 6):
         raise fail(Reason.BAD_IP_VERSION, f"{path}.ipVersion", "must be 4 or 6")
     for p, f in ((proto, "protocol"), (not_proto, "notProtocol")):
-        if (p in _ICMP and ipv == 6) or (p in _ICMPV6 and ipv == 4):
-            raise fail(Reason.BAD_IP_VERSION, f"{path}.{f}", f"{p} does not exist in IPv{ipv}")
+        if (p == _ICMP and ipv == 6) or (p == _ICMPV6 and ipv == 4):
+            raise fail(
+                Reason.BAD_IP_VERSION, f"{path}.{f}", f"{rule.get(f)} does not exist in IPv{ipv}"
+            )
+    meta = obj(rule.get("metadata"), f"{path}.metadata", Reason.BAD_RULE)
+    annotation_map(meta.get("annotations"), f"{path}.metadata.annotations")
     _icmp(rule.get("icmp"), proto, f"{path}.icmp")
     # Calico accepts a notICMP with no protocol: "anything but that ICMP type".
     _icmp(rule.get("notICMP"), proto, f"{path}.notICMP", protocol_optional=True)
     http = rule.get("http")
     if http is not None:
-        if action != "Allow" or proto not in (None, "TCP", 6):
+        if action != "Allow" or proto not in (None, 6):
             raise fail(Reason.BAD_RULE, f"{path}.http", "only valid on Allow rules over TCP")
         if direction == "egress":
             raise fail(Reason.BAD_RULE, f"{path}.http", "not allowed in egress rules")
+        _http(obj(http, f"{path}.http", Reason.BAD_RULE), f"{path}.http")
     versions: set[int] = set()
     for side in ("source", "destination"):
         ent = obj(rule.get(side), f"{path}.{side}", Reason.BAD_RULE)
-        _entity(ent, f"{path}.{side}", proto, ipv, versions)
+        _entity(ent, f"{path}.{side}", (proto, rule.get("protocol")), ipv, versions)
         services = ent.get("services")
         if services is not None:
             _services(ent, services, f"{path}.{side}", direction, side, global_)
 
 
-def _icmp(v: Any, proto: Any, path: str, *, protocol_optional: bool = False) -> None:
+def _http(http: dict[str, Any], path: str) -> None:
+    """Methods given once each; each path exactly one of `exact` or `prefix`,
+    an absolute path with no query, fragment or space."""
+    methods = items(http.get("methods"), f"{path}.methods", Reason.BAD_RULE)
+    if not all(isinstance(m, str) for m in methods):
+        raise fail(Reason.BAD_RULE, f"{path}.methods", "must be a list of strings")
+    if len(set(methods)) != len(methods):
+        raise fail(Reason.BAD_RULE, f"{path}.methods", "a method is given more than once")
+    for i, p in enumerate(items(http.get("paths"), f"{path}.paths", Reason.BAD_RULE)):
+        where = f"{path}.paths[{i}]"
+        p = obj(p, where, Reason.BAD_RULE)
+        exact, prefix = string(p.get("exact"), f"{where}.exact"), string(p.get("prefix"), where)
+        if bool(exact) == bool(prefix):
+            raise fail(Reason.BAD_RULE, where, "give exactly one of exact and prefix")
+        text = exact or prefix
+        if not text.startswith("/") or any(c in text for c in "? #"):
+            raise fail(
+                Reason.BAD_RULE, where, f"{text[:60]!r} must start with / and have no ? # or space"
+            )
+
+
+def _icmp(v: Any, proto: int | None, path: str, *, protocol_optional: bool = False) -> None:
     if v is None:
         return
     v = obj(v, path, Reason.BAD_ICMP)
-    if proto not in (*_ICMP, *_ICMPV6) and not (protocol_optional and proto is None):
+    if proto not in (_ICMP, _ICMPV6) and not (protocol_optional and proto is None):
         raise fail(Reason.BAD_ICMP, path, "ICMP fields need protocol ICMP or ICMPv6")
     t, c = v.get("type"), v.get("code")
     if t is not None and not (is_int(t) and 0 <= t <= 254):
@@ -146,7 +204,10 @@ def _icmp(v: Any, proto: Any, path: str, *, protocol_optional: bool = False) -> 
         raise fail(Reason.BAD_ICMP, f"{path}.code", "an ICMP code needs an ICMP type")
 
 
-def _entity(ent: dict[str, Any], path: str, proto: Any, ipv: Any, versions: set[int]) -> None:
+def _entity(
+    ent: dict[str, Any], path: str, protocol: tuple[int | None, Any], ipv: Any, versions: set[int]
+) -> None:
+    proto, written = protocol
     for f in ("selector", "notSelector", "namespaceSelector"):
         selector(ent.get(f), f"{path}.{f}")
     for f in ("selector", "notSelector"):
@@ -188,8 +249,8 @@ def _entity(ent: dict[str, Any], path: str, proto: Any, ipv: Any, versions: set[
                     f"{path}.{f}[{i}]",
                     "a numeric port needs protocol TCP, UDP or SCTP",
                 )
-            if proto is not None and proto not in PORT_PROTOCOLS:
-                raise fail(Reason.BAD_PORT, f"{path}.{f}[{i}]", f"protocol {proto} has no ports")
+            if proto is not None and proto not in _PORT_PROTOCOLS:
+                raise fail(Reason.BAD_PORT, f"{path}.{f}[{i}]", f"protocol {written} has no ports")
 
 
 def _services(

@@ -4,6 +4,7 @@ API validates them (per field; the first problem found is reported)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 from calico_model.errors import Reason
@@ -15,20 +16,34 @@ from calico_model.fields import (
     fail,
     interface_cidr,
     ip,
+    ip_of,
     is_int,
     items,
+    masked,
     name,
     obj,
+    selector,
     string,
 )
 
 ENCAP_MODES = ("Never", "Always", "CrossSubnet")
+POOL_USES = ("Workload", "Tunnel", "LoadBalancer")
+POOL_ASSIGNMENT_MODES = ("Automatic", "Manual")
+_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?\Z")
 _ADDRESS_TYPES = ("CalicoNodeIP", "InternalIP", "ExternalIP")
 
 
 def check_node(spec: dict[str, Any]) -> None:
     """A Node's spec: addresses of the right family, a VXLAN MAC."""
     bgp = obj(spec.get("bgp"), "spec.bgp")
+    if spec.get("bgp") is not None and not any(bgp.values()):
+        raise fail(Reason.BAD_FIELD, "spec.bgp", "must not be empty when given")
+    if bgp.get("routeReflectorClusterID"):
+        ip_of(bgp["routeReflectorClusterID"], "spec.bgp.routeReflectorClusterID", 4)
+    wireguard = obj(spec.get("wireguard"), "spec.wireguard")
+    for f, family in (("interfaceIPv4Address", 4), ("interfaceIPv6Address", 6)):
+        if wireguard.get(f):
+            ip_of(wireguard[f], f"spec.wireguard.{f}", family)
     for f, family in (("ipv4Address", 4), ("ipv6Address", 6)):
         given = bgp.get(f) is not None
         if given and interface_cidr(bgp[f], f"spec.bgp.{f}").version != family:
@@ -94,9 +109,44 @@ def check_pool(spec: dict[str, Any]) -> None:
         raise fail(Reason.BAD_FIELD, "spec.vxlanMode", "IPIP and VXLAN cannot both be enabled")
     if net.version == 6 and modes["ipipMode"] != "Never":
         raise fail(Reason.BAD_FIELD, "spec.ipipMode", "IPIP is not supported on IPv6 pools")
-    for f in ("natOutgoing", "disabled"):
+    for f in ("natOutgoing", "disabled", "disableBGPExport"):
         if spec.get(f) is not None and not isinstance(spec.get(f), bool):
             raise fail(Reason.BAD_FIELD, f"spec.{f}", "must be true or false")
+    _pool_selectors_and_uses(spec, modes)
+
+
+def _pool_selectors_and_uses(spec: dict[str, Any], modes: dict[str, str]) -> None:
+    for f in ("nodeSelector", "namespaceSelector"):
+        text = string(spec.get(f), f"spec.{f}")
+        if len(text) > 1024:
+            raise fail(Reason.BAD_SELECTOR, f"spec.{f}", "longer than 1024 characters")
+        if "global(" in text:
+            raise fail(Reason.BAD_SELECTOR, f"spec.{f}", "global() is not valid on a pool")
+        selector(text, f"spec.{f}")
+    mode = spec.get("assignmentMode")
+    if mode is not None and mode not in POOL_ASSIGNMENT_MODES:
+        raise fail(
+            Reason.BAD_FIELD, "spec.assignmentMode", f"{mode!r:.20} is not Automatic or Manual"
+        )
+    uses = items(spec.get("allowedUses"), "spec.allowedUses")
+    for i, u in enumerate(uses):
+        if u not in POOL_USES:
+            raise fail(Reason.BAD_FIELD, f"spec.allowedUses[{i}]", f"{u!r:.20} is not a pool use")
+    if len(set(uses)) != len(uses) or len(uses) > len(POOL_USES):
+        raise fail(Reason.BAD_FIELD, "spec.allowedUses", "a use is given more than once")
+    if "LoadBalancer" in uses:
+        # Load balancer addresses are announced from every node, never
+        # tunnelled to one, and never handed to a workload.
+        if len(uses) > 1:
+            raise fail(Reason.BAD_FIELD, "spec.allowedUses", "LoadBalancer must be alone")
+        if spec.get("disableBGPExport") is True:
+            raise fail(Reason.BAD_FIELD, "spec.disableBGPExport", "not with LoadBalancer")
+        if modes["ipipMode"] != "Never" or modes["vxlanMode"] != "Never":
+            raise fail(Reason.BAD_FIELD, "spec.allowedUses", "LoadBalancer with IPIP or VXLAN")
+        if spec.get("nodeSelector", "all()") != "all()":
+            raise fail(Reason.BAD_FIELD, "spec.nodeSelector", "must be all() for LoadBalancer")
+    if "Tunnel" in uses and spec.get("namespaceSelector"):
+        raise fail(Reason.BAD_FIELD, "spec.namespaceSelector", "not allowed on a Tunnel pool")
 
 
 def check_workload(spec: dict[str, Any]) -> None:
@@ -106,13 +156,48 @@ def check_workload(spec: dict[str, Any]) -> None:
         net = cidr(n, f"spec.ipNetworks[{i}]")
         if net.num_addresses != 1:
             raise fail(Reason.BAD_CIDR, f"spec.ipNetworks[{i}]", "must be a single address")
+    if not spec.get("interfaceName"):
+        raise fail(Reason.BAD_NAME, "spec.interfaceName", "a workload endpoint needs one")
     _endpoint_common(spec)
+    for f in ("orchestrator", "workload", "pod", "endpoint", "serviceAccountName"):
+        if spec.get(f):
+            name(spec[f], f"spec.{f}")
+    cid = string(spec.get("containerID"), "spec.containerID")
+    if cid and not _CONTAINER_ID.match(cid):
+        raise fail(Reason.BAD_NAME, "spec.containerID", f"{cid[:60]!r} is not a container ID")
+    for f, family in (("ipv4Gateway", 4), ("ipv6Gateway", 6)):
+        if spec.get(f):
+            ip_of(spec[f], f"spec.{f}", family)
+    _mac(spec.get("mac"), "spec.mac")
     for i, p in enumerate(items(spec.get("ports"), "spec.ports", Reason.BAD_PORT)):
         where = f"spec.ports[{i}]"
         p = obj(p, where, Reason.BAD_PORT)
         if p.get("name") or not p.get("hostPort"):
             endpoint_port_name(p.get("name"), f"{where}.name")
         _endpoint_port(p, where)
+        if p.get("hostIP"):
+            masked(p["hostIP"], f"{where}.hostIP")
+    for i, c in enumerate(
+        items(spec.get("allowSpoofedSourcePrefixes"), "spec.allowSpoofedSourcePrefixes")
+    ):
+        cidr(c, f"spec.allowSpoofedSourcePrefixes[{i}]")
+    _ip_nats(spec)
+
+
+def _ip_nats(spec: dict[str, Any]) -> None:
+    """Each NAT maps an address of the endpoint to one of the same family."""
+    networks = [
+        cidr(n, "spec.ipNetworks") for n in items(spec.get("ipNetworks"), "spec.ipNetworks")
+    ]
+    for i, nat in enumerate(items(spec.get("ipNATs"), "spec.ipNATs", Reason.BAD_CIDR)):
+        where = f"spec.ipNATs[{i}]"
+        nat = obj(nat, where, Reason.BAD_CIDR)
+        internal = ip(nat.get("internalIP"), f"{where}.internalIP")
+        external = ip(nat.get("externalIP"), f"{where}.externalIP")
+        if internal.version != external.version:
+            raise fail(Reason.BAD_CIDR, where, "internal and external addresses of two families")
+        if not any(internal in n for n in networks):
+            raise fail(Reason.BAD_CIDR, f"{where}.internalIP", "not one of the endpoint's networks")
 
 
 def check_host_endpoint(spec: dict[str, Any]) -> None:
@@ -158,12 +243,20 @@ def _endpoint_port(p: dict[str, Any], where: str) -> None:
             raise fail(Reason.BAD_PORT, f"{where}.{f}", f"{v!r:.20} is not in 1-65535")
 
 
-def check_felix_config(spec: dict[str, Any]) -> None:
+def check_felix_config(spec: dict[str, Any], name: str) -> None:
     """A FelixConfiguration's spec: every field one Calico defines, each
-    within its type, enumeration and range."""
+    within its type, enumeration and range; the rules between fields."""
     for key, value in spec.items():
         field = FIELDS.get(key)
         if field is None:
             raise fail(Reason.UNKNOWN_FIELD, f"spec.{key[:60]}", "not a FelixConfiguration field")
         if (problem := field.problem(value)) is not None:
             raise fail(Reason.BAD_FIELD, f"spec.{key}", problem)
+    if "routeTableRange" in spec and "routeTableRanges" in spec:
+        raise fail(
+            Reason.BAD_FIELD, "spec.routeTableRanges", "routeTableRange is set too: give one"
+        )
+    # The cluster-wide and per-node configurations apply by name; a selector
+    # on them would say something else.
+    if (name == "default" or name.startswith("node.")) and "nodeSelector" in spec:
+        raise fail(Reason.BAD_FIELD, "spec.nodeSelector", f"not allowed on {name!r}")

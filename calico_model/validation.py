@@ -153,31 +153,26 @@ def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> None:
     if ns:
         fields.name(ns, "metadata.namespace", DNS_LABEL, 63)
     fields.labels(meta.get("labels"), "metadata.labels")
+    fields.annotation_map(meta.get("annotations"), "metadata.annotations")
     spec = value.get("spec")
     if spec is None and rk.kind is Kind.TIER:
         spec = {}
     if not isinstance(spec, dict):
         raise InvalidValue(Reason.BAD_SPEC, "spec: must be an object")
-    _SPEC_CHECKS[rk.kind](spec)
+    _SPEC_CHECKS[rk.kind](spec, name)
 
 
-def _check_policy(spec: dict[str, Any]) -> None:
-    validate_policy.check_policy(spec, global_=False)
-
-
-def _check_global_policy(spec: dict[str, Any]) -> None:
-    validate_policy.check_policy(spec, global_=True)
-
-
-_SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any]], None]] = {
-    Kind.NODE: validate_resources.check_node,
-    Kind.IP_POOL: validate_resources.check_pool,
-    Kind.WORKLOAD_ENDPOINT: validate_resources.check_workload,
-    Kind.HOST_ENDPOINT: validate_resources.check_host_endpoint,
+# Each takes the spec and the resource's name (a few names carry rules of
+# their own: the well-known tiers, the `default` FelixConfiguration).
+_SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], str], None]] = {
+    Kind.NODE: lambda spec, _: validate_resources.check_node(spec),
+    Kind.IP_POOL: lambda spec, _: validate_resources.check_pool(spec),
+    Kind.WORKLOAD_ENDPOINT: lambda spec, _: validate_resources.check_workload(spec),
+    Kind.HOST_ENDPOINT: lambda spec, _: validate_resources.check_host_endpoint(spec),
     Kind.FELIX_CONFIGURATION: validate_resources.check_felix_config,
-    Kind.NETWORK_POLICY: _check_policy,
-    Kind.GLOBAL_NETWORK_POLICY: _check_global_policy,
-    Kind.PROFILE: validate_policy.check_profile,
+    Kind.NETWORK_POLICY: lambda spec, _: validate_policy.check_policy(spec, global_=False),
+    Kind.GLOBAL_NETWORK_POLICY: lambda spec, _: validate_policy.check_policy(spec, global_=True),
+    Kind.PROFILE: lambda spec, _: validate_policy.check_profile(spec),
     Kind.TIER: validate_policy.check_tier,
 }
 
