@@ -311,6 +311,9 @@ class DataplaneBatch:
     vteps_del: set[str] = field(default_factory=set)
     pools_set: dict[str, PoolInfo] = field(default_factory=dict)  # by key
     pools_del: set[str] = field(default_factory=set)
+    # Every node's own addresses, by node name (outgoing NAT's exclusions).
+    hosts_set: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    hosts_del: set[str] = field(default_factory=set)
     # The FelixConfiguration that applies to this node, when it changed.
     configured: ConfiguredSettings | None = None
 
@@ -332,6 +335,8 @@ class DataplaneBatch:
                 self.vteps_del,
                 self.pools_set,
                 self.pools_del,
+                self.hosts_set,
+                self.hosts_del,
                 self.configured is not None,
             )
         )
@@ -353,6 +358,8 @@ class DataplaneBatch:
             + len(self.vteps_del)
             + len(self.pools_set)
             + len(self.pools_del)
+            + len(self.hosts_set)
+            + len(self.hosts_del)
             + (self.configured is not None)
         )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import Failsafes, ProtoPort
+from dataplane.nat_outgoing import NatOutgoingExclusions
 
 DEFAULT_RESYNC_INTERVAL = 90.0  # Felix's routeRefreshInterval
 
@@ -22,6 +23,7 @@ class HostSettings:
     failsafe_outbound: tuple[ProtoPort, ...] | None = None
     endpoint_to_host: EndpointToHostAction | None = None
     resync_interval: float | None = None  # seconds; 0: never
+    nat_exclusions: NatOutgoingExclusions | None = None
 
     def over(self, below: HostSettings) -> HostSettings:
         """These settings where set, `below`'s elsewhere."""
@@ -49,9 +51,17 @@ class HostSettings:
         (the agent's default, 90, if unset; 0: never)."""
         return DEFAULT_RESYNC_INTERVAL if self.resync_interval is None else self.resync_interval
 
+    def nat_excludes_hosts(self) -> bool:
+        """Whether outgoing NAT leaves node addresses alone (Felix's
+        IPPoolsOnly, translating them, if unset)."""
+        return (self.nat_exclusions or NatOutgoingExclusions.IPPOOLS_ONLY).excludes_hosts
+
     def kernel_rules_differ(self, other: HostSettings) -> bool:
         """Whether the base chains for `other` differ from ours."""
-        return (self.failsafes(), self.to_host()) != (other.failsafes(), other.to_host())
+        return self._kernel_view() != other._kernel_view()
+
+    def _kernel_view(self) -> tuple[object, ...]:
+        return (self.failsafes(), self.to_host(), self.nat_excludes_hosts())
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready, the effective values."""
@@ -61,6 +71,9 @@ class HostSettings:
             "failsafe_outbound_host_ports": [str(p) for p in fs.outbound],
             "default_endpoint_to_host_action": self.to_host().value,
             "resync_interval": self.resync(),
+            "nat_outgoing_exclusions": (
+                self.nat_exclusions or NatOutgoingExclusions.IPPOOLS_ONLY
+            ).value,
         }
 
 

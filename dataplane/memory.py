@@ -36,6 +36,7 @@ class MemoryDataplane:
         self.endpoints: dict[str, EndpointInfo] = {}
         self.vteps: dict[str, Vtep] = {}
         self.pools: dict[str, PoolInfo] = {}
+        self.hosts: dict[str, tuple[str, ...]] = {}  # every node's addresses
         self.configured = ConfiguredSettings()  # the datastore's FelixConfiguration
         self.batches = 0
         self.ops = 0
@@ -62,6 +63,9 @@ class MemoryDataplane:
         for pool in batch.pools_del:
             self.pools.pop(pool, None)
         self.pools.update(batch.pools_set)
+        for node in batch.hosts_del:
+            self.hosts.pop(node, None)
+        self.hosts.update(batch.hosts_set)
         if batch.configured is not None:
             self.configured = batch.configured
         for dst in batch.routes_del:

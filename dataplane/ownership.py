@@ -168,6 +168,9 @@ class Gate:
             # sets): nothing on the node is anyone else's to protect.
             pools_set=dict(batch.pools_set),
             pools_del=set(batch.pools_del),
+            # Node addresses likewise: only destinations NAT leaves alone.
+            hosts_set=dict(batch.hosts_set),
+            hosts_del=set(batch.hosts_del),
             configured=batch.configured,
         )
         for node, vtep in batch.vteps_set.items():

@@ -17,6 +17,7 @@ from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import BadFailsafePorts, UnsafeValue
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
 from dataplane.host_settings import HostSettings
+from dataplane.nat_outgoing import NatOutgoingExclusions
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
@@ -55,6 +56,7 @@ class AgentConfig:
     resync_interval: float = 90.0
     failsafes: Failsafes = field(default_factory=Failsafes)
     endpoint_to_host: EndpointToHostAction = EndpointToHostAction.DROP
+    nat_exclusions: NatOutgoingExclusions = NatOutgoingExclusions.IPPOOLS_ONLY
     # The flags given, or set through the environment (ours or Calico's
     # spelling): these win over the datastore's FelixConfiguration.
     explicit: frozenset[str] = frozenset()
@@ -67,6 +69,7 @@ class AgentConfig:
             self.failsafes.outbound if "failsafe-outbound-host-ports" in e else None,
             self.endpoint_to_host if "default-endpoint-to-host-action" in e else None,
             self.resync_interval if "resync-interval" in e else None,
+            self.nat_exclusions if "nat-outgoing-exclusions" in e else None,
         )
 
     ownership: Ownership = field(default_factory=Ownership)
@@ -132,6 +135,12 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         EndpointToHostAction.DROP.value,
         "linux: what happens to a workload's packets to its own host once its egress policy"
         " allowed them: Drop, Return (the host's own firewall decides) or Accept",
+    )
+    add(
+        "nat-outgoing-exclusions",
+        NatOutgoingExclusions.IPPOOLS_ONLY.value,
+        "linux: destinations a natOutgoing pool's traffic is not masqueraded to: IPPoolsOnly"
+        " (addresses in a pool) or IPPoolsAndHostIPs (and every node's address)",
     )
     add(
         "interface-prefix",
@@ -201,6 +210,7 @@ CALICO_SPELLINGS = {
     "interface-prefix": "FELIX_INTERFACEPREFIX",
     "log-level": "FELIX_LOGSEVERITYSCREEN",
     "default-endpoint-to-host-action": "FELIX_DEFAULTENDPOINTTOHOSTACTION",
+    "nat-outgoing-exclusions": "FELIX_NATOUTGOINGEXCLUSIONS",
     "tls-ca-file": "FELIX_TYPHACAFILE",
     "tls-cert-file": "FELIX_TYPHACERTFILE",
     "tls-key-file": "FELIX_TYPHAKEYFILE",
@@ -257,6 +267,10 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
     except ValueError as exc:
         raise ConfigError(f"--default-endpoint-to-host-action: {exc}") from None
     try:
+        exclusions = NatOutgoingExclusions.parse(ns.nat_outgoing_exclusions)
+    except ValueError as exc:
+        raise ConfigError(f"--nat-outgoing-exclusions: {exc}") from None
+    try:
         ownership = Ownership.parse(ns.interface_prefix)
     except UnsafeValue as exc:
         raise ConfigError(f"--interface-prefix: {exc}") from None
@@ -273,6 +287,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         resync_interval=resync,
         failsafes=failsafes,
         endpoint_to_host=to_host,
+        nat_exclusions=exclusions,
         ownership=ownership,
         log_level=level,
         log_format=log_format,
@@ -305,6 +320,7 @@ LIVE_FLAGS = (
     "failsafe-outbound-host-ports",
     "default-endpoint-to-host-action",
     "resync-interval",
+    "nat-outgoing-exclusions",
 )
 
 

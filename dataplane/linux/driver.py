@@ -91,7 +91,10 @@ class LinuxDataplane(MemoryDataplane):
         self._explicit = settings or HostSettings()
         self._in_force = self._explicit
         self._desired = M.base_model(
-            self._in_force.failsafes(), self.ownership, self._in_force.to_host()
+            self._in_force.failsafes(),
+            self.ownership,
+            self._in_force.to_host(),
+            nat_excludes_hosts=self._in_force.nat_excludes_hosts(),
         )
         # Chains that could not be rendered exactly (they drop instead), by key.
         self._unrenderable: dict[str, str] = {}
@@ -280,6 +283,8 @@ class LinuxDataplane(MemoryDataplane):
             a.sets |= M.set_sources(m, self.endpoints, self.ownership)
         if batch.pools_set or batch.pools_del:
             a.sets |= self._set_pools(m)
+        if batch.hosts_set or batch.hosts_del:
+            a.sets |= self._set_hosts(m)
         if batch.configured is not None:
             a.chains |= self._reconfigure(m, batch.configured)
         return a
@@ -312,7 +317,13 @@ class LinuxDataplane(MemoryDataplane):
             log.info("settings in force: %s", in_force.to_dict())
         if not in_force.kernel_rules_differ(before):
             return set()
-        return M.set_base_chains(m, in_force.failsafes(), self.ownership, in_force.to_host())
+        return M.set_base_chains(
+            m,
+            in_force.failsafes(),
+            self.ownership,
+            in_force.to_host(),
+            nat_excludes_hosts=in_force.nat_excludes_hosts(),
+        )
 
     @property
     def in_force(self) -> HostSettings:
@@ -324,6 +335,13 @@ class LinuxDataplane(MemoryDataplane):
         """For /status: the settings in force, and the datastore's fields
         not applied or not readable."""
         return {"in_force": self._in_force.to_dict(), **self.configured.to_dict()}
+
+    def _set_hosts(self, m: M.NftModel) -> set[str]:
+        names, problems = M.set_hosts(m, (a for addrs in self.hosts.values() for a in addrs))
+        for why in problems:  # the calculation only produces canonical addresses: a bug
+            self.kernel_stats["unsafe_members"] += 1
+            self._rl.log(logging.ERROR, "host", "node address left out of NAT: %s", why)
+        return names
 
     def _set_pools(self, m: M.NftModel) -> set[str]:
         names, problems = M.set_pools(m, self.pools.values())
@@ -485,6 +503,7 @@ class LinuxDataplane(MemoryDataplane):
             )
             M.set_sources(self._desired, self.endpoints, self.ownership)
             self._set_pools(self._desired)
+            self._set_hosts(self._desired)
             vxlan = self._vxlan.sync(self.vteps)
             if any(r.kind == "ipip" for r in self.routes.values()):
                 self._ipip.ensure()

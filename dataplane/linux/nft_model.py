@@ -70,11 +70,13 @@ def base_model(
     fs: Failsafes | None = None,
     own: Ownership | None = None,
     to_host: EndpointToHostAction = EndpointToHostAction.DROP,
+    *,
+    nat_excludes_hosts: bool = False,
 ) -> NftModel:
     """The table with its dispatch maps, hooked base chains, (empty)
     all-interfaces chains and anti-spoofing chain and sets, nothing else."""
     m = NftModel()
-    set_base_chains(m, fs, own, to_host)
+    set_base_chains(m, fs, own, to_host, nat_excludes_hosts=nat_excludes_hosts)
     for name in R.map_names():
         m.maps[name] = {}
     for name in R.host_map_names():
@@ -83,7 +85,7 @@ def base_model(
     for family, name in R.SOURCE_SETS.items():
         m.sets[name] = (R.source_set_spec(family), frozenset())
     for family in (4, 6):
-        for name in (R.ALL_POOLS[family], R.NAT_POOLS[family]):
+        for name in (R.ALL_POOLS[family], R.NAT_POOLS[family], R.HOST_SETS[family]):
             m.sets[name] = (R.pool_set_spec(family), frozenset())
     return m
 
@@ -113,6 +115,25 @@ def set_pools(m: NftModel, pools: Iterable[PoolInfo]) -> tuple[set[str], list[st
     return set(R.ALL_POOLS.values()) | set(R.NAT_POOLS.values()), problems
 
 
+def set_hosts(m: NftModel, addresses: Iterable[str]) -> tuple[set[str], list[str]]:
+    """Recompute the node-address sets (outgoing NAT's exclusions under
+    IPPoolsAndHostIPs) from every node's addresses.  An address that cannot
+    be written exactly is left out and reported.  Returns (set names,
+    problems)."""
+    found: dict[int, set[str]] = {4: set(), 6: set()}
+    problems: list[str] = []
+    for text in addresses:
+        try:
+            addr = ipaddress.ip_address(V.address(text))
+        except (UnsafeValue, ValueError) as exc:
+            problems.append(f"node address {text!r}: {exc}")
+            continue
+        found[addr.version].add(str(addr))
+    for family in (4, 6):
+        m.sets[R.HOST_SETS[family]] = (R.pool_set_spec(family), frozenset(found[family]))
+    return set(R.HOST_SETS.values()), problems
+
+
 def _interval(n: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     """A CIDR as nft prints an interval set's element back (a single
     address without its length)."""
@@ -124,11 +145,13 @@ def set_base_chains(
     fs: Failsafes | None = None,
     own: Ownership | None = None,
     to_host: EndpointToHostAction = EndpointToHostAction.DROP,
+    *,
+    nat_excludes_hosts: bool = False,
 ) -> set[str]:
     """Put the hooked base chains for these settings into the model;
     returns their names."""
     names = set()
-    for name, decl, stmts in R.base_chains(fs, own, to_host):
+    for name, decl, stmts in R.base_chains(fs, own, to_host, nat_excludes_hosts=nat_excludes_hosts):
         m.chains[name] = chain_def(name, decl, stmts)
         names.add(name)
     return names

@@ -397,6 +397,9 @@ def source_chain_rules() -> list[str]:
 ALL_POOLS = {4: "pools4", 6: "pools6"}
 NAT_POOLS = {4: "nat_pools4", 6: "nat_pools6"}
 NAT_CHAIN = "nat_postrouting"
+# Every node's address, per family: destinations outgoing NAT leaves alone
+# under IPPoolsAndHostIPs (Felix's all-hosts-net set).
+HOST_SETS = {4: "all_hosts4", 6: "all_hosts6"}
 
 
 def pool_set_spec(family: int) -> str:
@@ -404,15 +407,19 @@ def pool_set_spec(family: int) -> str:
     return f"type {'ipv4_addr' if family == 4 else 'ipv6_addr'}; flags interval;"
 
 
-def nat_chain_rules() -> list[str]:
+def nat_chain_rules(*, exclude_hosts: bool = False) -> list[str]:
     """The body of NAT_CHAIN (Felix's nat-outgoing chain): a packet from a
-    natOutgoing pool to an address in no pool leaves with the node's
-    address.  Between pools (pod to pod, on this node or another) nothing
-    is translated."""
-    return [
-        f"ip saddr @{NAT_POOLS[4]} ip daddr != @{ALL_POOLS[4]} counter masquerade",
-        f"ip6 saddr @{NAT_POOLS[6]} ip6 daddr != @{ALL_POOLS[6]} counter masquerade",
-    ]
+    natOutgoing pool to an address in no pool (and, `exclude_hosts`, no
+    node's address) leaves with the node's address.  Between pools (pod to
+    pod, on this node or another) nothing is translated."""
+    out = []
+    for family, ip in ((4, "ip"), (6, "ip6")):
+        hosts = f" {ip} daddr != @{HOST_SETS[family]}" if exclude_hosts else ""
+        out.append(
+            f"{ip} saddr @{NAT_POOLS[family]} {ip} daddr != @{ALL_POOLS[family]}{hosts}"
+            " counter masquerade"
+        )
+    return out
 
 
 def hook_decl(c: dict[str, Any]) -> str:
@@ -474,6 +481,8 @@ def base_chains(
     fs: Failsafes | None = None,
     own: Ownership | None = None,
     to_host: EndpointToHostAction = EndpointToHostAction.DROP,
+    *,
+    nat_excludes_hosts: bool = False,
 ) -> list[tuple[str, str, list[str]]]:
     """The hooked chains: (name, declaration, rule bodies).
 
@@ -598,7 +607,7 @@ def base_chains(
         out.append((name, decl, stmts))
     # Source NAT's priority (100), after every filter decision.
     nat = hook_decl({"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"})
-    out.append((NAT_CHAIN, nat, nat_chain_rules()))
+    out.append((NAT_CHAIN, nat, nat_chain_rules(exclude_hosts=nat_excludes_hosts)))
     return out
 
 

@@ -40,6 +40,8 @@ class Calculator:
         self.programmed_vteps: dict[str, Vtep] = {}
         self.programmed_pools: dict[str, PoolInfo] = {}
         self._pools_changed: dict[str, PoolInfo | None] = {}
+        self.programmed_hosts: dict[str, tuple[str, ...]] = {}
+        self._hosts_changed: dict[str, tuple[str, ...] | None] = {}
         self.felix_config = FelixConfigCalc(node)
         self.errors: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
@@ -74,6 +76,9 @@ class Calculator:
         for key, info in self._pools_changed.items():
             _emit(self.programmed_pools, key, info, batch.pools_set, batch.pools_del)
         self._pools_changed.clear()
+        for name, addrs in self._hosts_changed.items():
+            _emit(self.programmed_hosts, name, addrs, batch.hosts_set, batch.hosts_del)
+        self._hosts_changed.clear()
         if self.felix_config.changed:
             batch.configured = self.felix_config.effective()
             self.felix_config.changed = False
@@ -95,7 +100,10 @@ class Calculator:
         self.routes.set_block(key, Block.parse(value) if value is not None else None)
 
     def _on_node(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
-        self.routes.set_node(rk.name, Node.parse(value) if value is not None else None)
+        node = Node.parse(value) if value is not None else None
+        self.routes.set_node(rk.name, node)
+        addrs = tuple(a for a in (node.ip, node.ip6) if a) if node is not None else ()
+        self._hosts_changed[rk.name] = addrs or None
 
     def _on_pool(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
         pool = Pool.parse(value) if value is not None else None

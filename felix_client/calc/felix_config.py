@@ -10,25 +10,25 @@ say) is ignored as a whole, with the reason, never applied in part.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from calico_model.field_spec import go_duration_seconds
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import PROTOCOLS, ProtoPort
 from dataplane.host_settings import ConfiguredSettings, HostSettings
+from dataplane.nat_outgoing import NatOutgoingExclusions
 
 APPLIED = (
     "defaultEndpointToHostAction",
     "failsafeInboundHostPorts",
     "failsafeOutboundHostPorts",
     "iptablesRefreshInterval",
+    "natOutgoingExclusions",
     "routeRefreshInterval",
 )
 # One resync repairs both routes and rules here: it runs at the shorter of
 # the two refresh intervals set (0 where both set are 0: never).
 REFRESH = ("routeRefreshInterval", "iptablesRefreshInterval")
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class FelixConfigCalc:
@@ -61,6 +61,12 @@ class FelixConfigCalc:
                 to_host = EndpointToHostAction.parse(str(merged["defaultEndpointToHostAction"]))
             except ValueError as exc:
                 errors.append(f"defaultEndpointToHostAction: {exc}")
+        exclusions = None
+        if "natOutgoingExclusions" in merged:
+            try:
+                exclusions = NatOutgoingExclusions.parse(str(merged["natOutgoingExclusions"]))
+            except ValueError as exc:
+                errors.append(f"natOutgoingExclusions: {exc}")
         ports: dict[str, tuple[ProtoPort, ...] | None] = {}
         for name in ("failsafeInboundHostPorts", "failsafeOutboundHostPorts"):
             ports[name] = None
@@ -84,6 +90,7 @@ class FelixConfigCalc:
                 ports["failsafeOutboundHostPorts"],
                 to_host,
                 resync,
+                exclusions,
             ),
             tuple(sorted(k for k in merged if k not in APPLIED)),
             tuple(errors),
@@ -93,13 +100,7 @@ class FelixConfigCalc:
 def _seconds(value: Any) -> float:
     """A Go duration as Calico writes them (`90s`, `1m30s`, `500ms`, `0`);
     raises ValueError otherwise."""
-    if value in (0, "0"):
-        return 0.0
-    text = value if isinstance(value, str) else ""
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{value!r:.30} is not a duration such as 90s or 1m30s")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+    return 0.0 if value == 0 else go_duration_seconds(value)
 
 
 def _ports(value: Any) -> tuple[ProtoPort, ...]:

@@ -2,7 +2,9 @@
 address outside every pool (a namespace standing for the internet, behind
 the nodes' default gateway) with its node's address; without natOutgoing
 it arrives with its own; pod to pod, across nodes, is never translated.
-Both families; the pool sets follow pool changes incrementally."""
+Both families; the pool sets follow pool changes incrementally; with
+natOutgoingExclusions IPPoolsAndHostIPs (live, from FelixConfiguration)
+other nodes see the pod's own address."""
 
 from __future__ import annotations
 
@@ -114,3 +116,42 @@ def test_ipv6_nat_outgoing() -> None:
             assert dp.kernel_status()["errors"] == 0
         finally:
             dp.close()
+
+
+def felix_config(**spec: object) -> tuple[str, Any]:
+    return f"{V3}/felixconfigurations/default", {
+        "kind": "FelixConfiguration",
+        "metadata": {"name": "default"},
+        "spec": spec,
+    }
+
+
+def test_ippools_and_host_ips_leave_a_pod_its_address_to_other_nodes_live() -> None:
+    with fabric() as f:
+        cluster = Cluster(f)
+        try:
+            a_ip, n2 = PODS["a"][1], cluster.nodes["n2"]
+            cluster.change([pool(True)])
+            # Felix's default, IPPoolsOnly: another node is outside every pool.
+            got = received(f, n2, "192.168.77.2", [(cluster.pods["a"], a_ip, "only")])
+            assert got == [("192.168.77.1", "only")] * 3
+            cluster.change([felix_config(natOutgoingExclusions="IPPoolsAndHostIPs")])
+            hosts = sh(
+                cluster.nodes["n1"], "nft", "list", "set", "inet", "felix_typha", "all_hosts4"
+            )
+            assert "192.168.77.1" in hosts.stdout
+            assert "192.168.77.2" in hosts.stdout
+            got = received(f, n2, "192.168.77.2", [(cluster.pods["a"], a_ip, "hosts")])
+            assert got == [(a_ip, "hosts")] * 3
+            # The internet is still reached with the node's address.
+            gw = internet(f)
+            got = received(f, gw, INTERNET4, [(cluster.pods["a"], a_ip, "out")])
+            assert got == [("192.168.77.1", "out")] * 3
+            assert cluster.dps["n1"].in_force.nat_excludes_hosts()
+            # Deleted: the default again, in the kernel.
+            cluster.change([(felix_config()[0], None)])
+            got = received(f, n2, "192.168.77.2", [(cluster.pods["a"], a_ip, "again")])
+            assert got == [("192.168.77.1", "again")] * 3
+            assert cluster.dps["n1"].kernel_status()["errors"] == 0
+        finally:
+            cluster.close()

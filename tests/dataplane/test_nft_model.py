@@ -193,6 +193,24 @@ def test_pool_sets_collapse_nested_pools_and_leave_out_what_cannot_be_written() 
     ]
 
 
+def test_host_sets_hold_node_addresses_and_nat_skips_them_only_when_configured() -> None:
+    m = M.base_model()
+    names, problems = M.set_hosts(m, ["192.168.77.2", "fd00:77::2", "192.168.77.2", "1.2.3.4/8"])
+    assert names == {"all_hosts4", "all_hosts6"}
+    assert m.sets["all_hosts4"][1] == {"192.168.77.2"}
+    assert m.sets["all_hosts6"][1] == {"fd00:77::2"}
+    assert len(problems) == 1  # not an address: left out, reported
+    plain = m.chains[R.NAT_CHAIN].rules
+    assert not any("all_hosts" in text for _, text in plain)
+    before = m.copy()
+    M.set_base_chains(m, nat_excludes_hosts=True)
+    rules = [text for _, text in m.chains[R.NAT_CHAIN].rules]
+    assert rules[0].startswith("ip saddr @nat_pools4 ip daddr != @pools4 ip daddr != @all_hosts4")
+    assert "ip6 daddr != @all_hosts6" in rules[1]
+    # Switching is a rewrite of that one chain, nothing else.
+    assert all("nat_postrouting" in line for line in M.diff(before, m) if "rule" in line)
+
+
 def test_source_sets_hold_each_workloads_interface_and_addresses() -> None:
     m = M.base_model()
     eps = {

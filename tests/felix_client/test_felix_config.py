@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import ProtoPort
 from dataplane.host_settings import HostSettings
+from dataplane.nat_outgoing import NatOutgoingExclusions
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.felix_config import FelixConfigCalc
 from felix_client.config import explicit_flags, parse_agent_args
@@ -94,3 +95,38 @@ def test_refresh_intervals_become_the_resync_interval() -> None:
     assert got.settings.resync_interval == 0.5
     assert [e.split(":")[0] for e in got.errors] == ["iptablesRefreshInterval"]
     assert HostSettings().resync() == 90.0  # the agent's default when nothing says
+
+
+def test_nat_outgoing_exclusions_come_from_the_configuration_or_a_flag() -> None:
+    calc = FelixConfigCalc("n1")
+    assert not HostSettings().nat_excludes_hosts()  # Felix's IPPoolsOnly
+    calc.set("default", fc(natOutgoingExclusions="IPPoolsAndHostIPs"))
+    got = calc.effective()
+    assert got.settings.nat_exclusions is NatOutgoingExclusions.IPPOOLS_AND_HOST_IPS
+    assert got.settings.nat_excludes_hosts()
+    assert got.not_applied == ()
+    calc.set("node.n1", fc(natOutgoingExclusions="ippoolsonly"))  # Calico's API refuses it
+    got = calc.effective()
+    assert got.settings.nat_exclusions is None
+    assert [e.split(":")[0] for e in got.errors] == ["natOutgoingExclusions"]
+    base = ["--typha", "t:1", "--node", "n"]
+    env = {"FELIX_NATOUTGOINGEXCLUSIONS": "IPPoolsAndHostIPs"}
+    config = parse_agent_args(base, env)
+    assert config.explicit_settings().nat_exclusions is NatOutgoingExclusions.IPPOOLS_AND_HOST_IPS
+    assert parse_agent_args(base, {}).explicit_settings().nat_exclusions is None
+
+
+def test_every_nodes_addresses_go_to_the_dataplane_as_they_change() -> None:
+    calc = Calculator("n1")
+    key = f"{V3}/nodes/n2"
+
+    def node(**bgp: str) -> dict[str, object]:
+        return {"kind": "Node", "metadata": {"name": "n2"}, "spec": {"bgp": bgp}}
+
+    batch = calc.apply([(key, node(ipv4Address="192.168.1.2/24", ipv6Address="fd00::2/64"))])
+    assert batch.hosts_set == {"n2": ("192.168.1.2", "fd00::2")}
+    assert calc.apply([(key, node(ipv4Address="192.168.1.2/24", ipv6Address="fd00::2/64"))]).empty()
+    assert calc.apply([(key, node(ipv4Address="192.168.1.3/24"))]).hosts_set == {
+        "n2": ("192.168.1.3",)
+    }
+    assert calc.apply([(key, None)]).hosts_del == {"n2"}
