@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import Failsafes, ProtoPort
+from dataplane.log_prefix import DEFAULT_LOG_PREFIX
 from dataplane.nat_outgoing import NatOutgoingExclusions
 
 DEFAULT_RESYNC_INTERVAL = 90.0  # Felix's routeRefreshInterval
@@ -24,6 +25,7 @@ class HostSettings:
     endpoint_to_host: EndpointToHostAction | None = None
     resync_interval: float | None = None  # seconds; 0: never
     nat_exclusions: NatOutgoingExclusions | None = None
+    log_prefix: str | None = None  # a template: see dataplane.log_prefix
 
     def over(self, below: HostSettings) -> HostSettings:
         """These settings where set, `below`'s elsewhere."""
@@ -51,6 +53,11 @@ class HostSettings:
         (the agent's default, 90, if unset; 0: never)."""
         return DEFAULT_RESYNC_INTERVAL if self.resync_interval is None else self.resync_interval
 
+    def log_template(self) -> str:
+        """The Log rules' prefix template in force (Felix's `calico-packet`
+        if unset or empty)."""
+        return self.log_prefix or DEFAULT_LOG_PREFIX
+
     def nat_excludes_hosts(self) -> bool:
         """Whether outgoing NAT leaves node addresses alone (Felix's
         IPPoolsOnly, translating them, if unset)."""
@@ -71,6 +78,7 @@ class HostSettings:
             "failsafe_outbound_host_ports": [str(p) for p in fs.outbound],
             "default_endpoint_to_host_action": self.to_host().value,
             "resync_interval": self.resync(),
+            "log_prefix": self.log_template(),
             "nat_outgoing_exclusions": (
                 self.nat_exclusions or NatOutgoingExclusions.IPPOOLS_ONLY
             ).value,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout
+from dataplane import log_prefix
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import BadFailsafePorts, UnsafeValue
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
@@ -57,6 +58,7 @@ class AgentConfig:
     failsafes: Failsafes = field(default_factory=Failsafes)
     endpoint_to_host: EndpointToHostAction = EndpointToHostAction.DROP
     nat_exclusions: NatOutgoingExclusions = NatOutgoingExclusions.IPPOOLS_ONLY
+    log_prefix: str = log_prefix.DEFAULT_LOG_PREFIX
     # The flags given, or set through the environment (ours or Calico's
     # spelling): these win over the datastore's FelixConfiguration.
     explicit: frozenset[str] = frozenset()
@@ -70,6 +72,7 @@ class AgentConfig:
             self.endpoint_to_host if "default-endpoint-to-host-action" in e else None,
             self.resync_interval if "resync-interval" in e else None,
             self.nat_exclusions if "nat-outgoing-exclusions" in e else None,
+            self.log_prefix if "log-prefix" in e else None,
         )
 
     ownership: Ownership = field(default_factory=Ownership)
@@ -143,6 +146,12 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         " (addresses in a pool) or IPPoolsAndHostIPs (and every node's address)",
     )
     add(
+        "log-prefix",
+        log_prefix.DEFAULT_LOG_PREFIX,
+        "linux: the kernel log prefix of Log rules; %%t, %%k, %%n, %%p become the tier, the"
+        " kind (np, gnp, pro), the name, the namespace/name (Calico's LogPrefix)",
+    )
+    add(
         "interface-prefix",
         ",".join(DEFAULT_INTERFACE_PREFIXES),
         "workload interface name prefixes, comma separated: the only interfaces the agent"
@@ -211,6 +220,7 @@ CALICO_SPELLINGS = {
     "log-level": "FELIX_LOGSEVERITYSCREEN",
     "default-endpoint-to-host-action": "FELIX_DEFAULTENDPOINTTOHOSTACTION",
     "nat-outgoing-exclusions": "FELIX_NATOUTGOINGEXCLUSIONS",
+    "log-prefix": "FELIX_LOGPREFIX",
     "tls-ca-file": "FELIX_TYPHACAFILE",
     "tls-cert-file": "FELIX_TYPHACERTFILE",
     "tls-key-file": "FELIX_TYPHAKEYFILE",
@@ -271,6 +281,10 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
     except ValueError as exc:
         raise ConfigError(f"--nat-outgoing-exclusions: {exc}") from None
     try:
+        prefix = log_prefix.check(ns.log_prefix)
+    except ValueError as exc:
+        raise ConfigError(f"--log-prefix: {exc}") from None
+    try:
         ownership = Ownership.parse(ns.interface_prefix)
     except UnsafeValue as exc:
         raise ConfigError(f"--interface-prefix: {exc}") from None
@@ -288,6 +302,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         failsafes=failsafes,
         endpoint_to_host=to_host,
         nat_exclusions=exclusions,
+        log_prefix=prefix,
         ownership=ownership,
         log_level=level,
         log_format=log_format,
@@ -321,6 +336,7 @@ LIVE_FLAGS = (
     "default-endpoint-to-host-action",
     "resync-interval",
     "nat-outgoing-exclusions",
+    "log-prefix",
 )
 
 

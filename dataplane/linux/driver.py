@@ -19,7 +19,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind
+from dataplane.batch import Action, DataplaneBatch, EndpointInfo, EndpointKind
 from dataplane.errors import DataplaneError, KernelUnavailable
 from dataplane.host_settings import ConfiguredSettings, HostSettings
 from dataplane.linux import nft_model as M
@@ -267,7 +267,7 @@ class LinuxDataplane(MemoryDataplane):
             M.remove_chain(m, ck)
             self._unrenderable.pop(f"chain {ck}", None)
             if ck in batch.chains_set:
-                why = M.set_chain(m, ck, batch.chains_set[ck])
+                why = M.set_chain(m, ck, batch.chains_set[ck], self._in_force.log_template())
                 if why is not None:
                     self._unrenderable[f"chain {ck}"] = why
                     self._rl.log(logging.ERROR, "chain", "chain %s drops all: %s", ck, why)
@@ -315,15 +315,33 @@ class LinuxDataplane(MemoryDataplane):
         before, self._in_force = self._in_force, in_force
         if in_force != before:
             log.info("settings in force: %s", in_force.to_dict())
+        changed = set()
+        if in_force.log_template() != before.log_template():
+            changed |= self._rerender_logging(m)
         if not in_force.kernel_rules_differ(before):
-            return set()
-        return M.set_base_chains(
+            return changed
+        return changed | M.set_base_chains(
             m,
             in_force.failsafes(),
             self.ownership,
             in_force.to_host(),
             nat_excludes_hosts=in_force.nat_excludes_hosts(),
         )
+
+    def _rerender_logging(self, m: M.NftModel) -> set[str]:
+        """The endpoint chains with a Log rule, rendered again with the
+        prefix now in force; returns the chains rewritten."""
+        out: set[str] = set()
+        for ck, rules in self.chains.items():
+            if not any(r.action is Action.LOG for r in rules):
+                continue
+            out |= M.chain_names(m, ck)
+            M.remove_chain(m, ck)
+            why = M.set_chain(m, ck, rules, self._in_force.log_template())
+            if why is not None:
+                self._unrenderable[f"chain {ck}"] = why
+            out |= M.chain_names(m, ck)
+        return out
 
     @property
     def in_force(self) -> HostSettings:

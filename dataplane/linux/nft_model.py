@@ -23,6 +23,7 @@ from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import UnsafeValue
 from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_render as R
+from dataplane.log_prefix import DEFAULT_LOG_PREFIX
 from dataplane.ownership import Ownership
 
 
@@ -184,12 +185,14 @@ def set_sources(
 REFUSED_CHAIN = ["counter drop"]
 
 
-def set_chain(m: NftModel, ck: ChainKey, rules: tuple[Rule, ...]) -> str | None:
+def set_chain(
+    m: NftModel, ck: ChainKey, rules: tuple[Rule, ...], log_prefix: str = DEFAULT_LOG_PREFIX
+) -> str | None:
     """Put one endpoint chain (and its group chains) into the model.  A
     chain with a rule that cannot be rendered exactly becomes a drop;
     returns why, or None."""
     try:
-        bodies = R.chain_bodies(ck, rules)
+        bodies = R.chain_bodies(ck, rules, log_prefix)
     except UnsafeValue as exc:
         name = R.chain_name(ck)
         m.chains[name] = chain_def(name, "", REFUSED_CHAIN)

@@ -43,11 +43,13 @@ from dataplane.batch import (
 )
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import Failsafes, ProtoPort
+from dataplane.log_prefix import DEFAULT_LOG_PREFIX, expand
 from dataplane.ownership import Ownership
 
 TABLE = "felix_typha"
 ACCEPT_MARK = 0x10000
-LOG_PREFIX_MAX = 60
+# nftables keeps 127 characters of a prefix; Felix appends ": ".
+LOG_PREFIX_MAX = 125
 
 
 def _h(text: str) -> str:
@@ -234,7 +236,7 @@ def _verdict(action: Action, log_prefix: str) -> str:
         return "drop"
     if action is Action.PASS:
         return "return"
-    return f'log prefix "{V.log_text(log_prefix[:LOG_PREFIX_MAX])} "'
+    return f'log prefix "{V.log_text(log_prefix[:LOG_PREFIX_MAX])}: " level info'
 
 
 def _groups(rules: tuple[Rule, ...]) -> list[tuple[str, list[Rule]]]:
@@ -249,15 +251,22 @@ def _groups(rules: tuple[Rule, ...]) -> list[tuple[str, list[Rule]]]:
     return groups
 
 
-def chain_bodies(ck: ChainKey, rules: tuple[Rule, ...]) -> list[tuple[str, list[str]]]:
+def chain_bodies(
+    ck: ChainKey, rules: tuple[Rule, ...], log_prefix: str = DEFAULT_LOG_PREFIX
+) -> list[tuple[str, list[str]]]:
     """The endpoint chain and its group chains: (name, rule bodies) each.
-    A group is a chain of its own so that Pass is a `return` from it.
-    Raises UnsafeValue if a rule cannot be rendered exactly."""
+    A group is a chain of its own so that Pass is a `return` from it; a Log
+    rule's prefix is `log_prefix` expanded for it.  Raises UnsafeValue if a
+    rule cannot be rendered exactly."""
     name = chain_name(ck)
     main: list[str] = []
     out: list[tuple[str, list[str]]] = []
     for i, (group, grules) in enumerate(_groups(rules)):
-        stmts = [s for r in grules for s in rule_statements(r, ck.family, _prefix(ck, r))]
+        stmts = [
+            s
+            for r in grules
+            for s in rule_statements(r, ck.family, expand(log_prefix, r.origin, r.group))
+        ]
         if not group:
             main += stmts
             continue
@@ -265,10 +274,6 @@ def chain_bodies(ck: ChainKey, rules: tuple[Rule, ...]) -> list[tuple[str, list[
         out.append((sub, stmts))
         main += [f"jump {sub}", f"meta mark and {ACCEPT_MARK:#x} != 0 return"]
     return [(name, main), *out]
-
-
-def _prefix(ck: ChainKey, r: Rule) -> str:
-    return f"calico {ck.direction} {r.origin}"
 
 
 # Which side of the packet names the endpoint: a workload's egress is what

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from calico_model.field_spec import go_duration_seconds
+from dataplane import log_prefix
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import PROTOCOLS, ProtoPort
 from dataplane.host_settings import ConfiguredSettings, HostSettings
@@ -23,6 +24,7 @@ APPLIED = (
     "failsafeInboundHostPorts",
     "failsafeOutboundHostPorts",
     "iptablesRefreshInterval",
+    "logPrefix",
     "natOutgoingExclusions",
     "routeRefreshInterval",
 )
@@ -67,6 +69,12 @@ class FelixConfigCalc:
                 exclusions = NatOutgoingExclusions.parse(str(merged["natOutgoingExclusions"]))
             except ValueError as exc:
                 errors.append(f"natOutgoingExclusions: {exc}")
+        prefix = None
+        if "logPrefix" in merged:
+            try:
+                prefix = log_prefix.check(str(merged["logPrefix"]))
+            except ValueError as exc:
+                errors.append(f"logPrefix: {exc}")
         ports: dict[str, tuple[ProtoPort, ...] | None] = {}
         for name in ("failsafeInboundHostPorts", "failsafeOutboundHostPorts"):
             ports[name] = None
@@ -91,6 +99,7 @@ class FelixConfigCalc:
                 to_host,
                 resync,
                 exclusions,
+                prefix,
             ),
             tuple(sorted(k for k in merged if k not in APPLIED)),
             tuple(errors),

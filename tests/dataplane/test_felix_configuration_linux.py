@@ -1,5 +1,5 @@
 """FelixConfiguration applied live with a real kernel: the endpoint-to-host
-action and the failsafe ports follow `default` and `node.<name>` (the
+action, the failsafe ports and the Log rules' prefix follow `default` and `node.<name>` (the
 node's fields winning) without a restart; deleting them restores the
 defaults; a flag the operator set wins; fields the agent does not apply, or
 cannot read exactly, are reported and change nothing."""
@@ -7,6 +7,7 @@ cannot read exactly, are reported and change nothing."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +15,8 @@ import pytest
 
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.host_settings import HostSettings
-from tests.dataplane.test_host_endpoints import N1, V3, Host, hep
-from tests.netns import fabric
+from tests.dataplane.test_host_endpoints import N1, V3, Host, gnp, hep
+from tests.netns import fabric, sh
 
 
 def felix_config(name: str, **spec: Any) -> tuple[str, Any]:
@@ -145,3 +146,21 @@ def test_a_writer_flipping_bad_values_cannot_flood_the_log(
     # And nothing of it was applied: Calico's failsafes stay, 8000 is not one.
     assert node.to_host(22)
     assert not node.to_host(8000)
+
+
+def log_prefixes(h: Host) -> set[str]:
+    """The prefixes of the Log rules in the agent's table on n1."""
+    table = sh(h.n1, "nft", "list", "table", "inet", "felix_typha").stdout
+    return set(re.findall(r'log prefix "([^"]*)"', table))
+
+
+def test_the_log_prefix_follows_felix_configuration_live(node: Host) -> None:
+    audit = gnp("audit", selector="all()", ingress=[{"action": "Log"}, {"action": "Allow"}])
+    node.change([audit])
+    assert log_prefixes(node) == {"calico-packet: "}  # Felix's default
+    node.change([felix_config("default", logPrefix="audit %k %p in %t")])
+    assert log_prefixes(node) == {"audit gnp audit in default: "}
+    assert node.to_pod(8080)  # Log continues to the Allow after it
+    node.change([gone("default")])
+    assert log_prefixes(node) == {"calico-packet: "}
+    assert node.dp.kernel_status()["errors"] == 0

@@ -68,7 +68,7 @@ def test_groups_become_chains_and_pass_returns_from_them() -> None:
     main = bodies[R.chain_name(CK)]
     assert main[0] == f"jump {R.chain_name(CK)}_0"
     assert main[-1] == "counter drop"
-    assert bodies[f"{R.chain_name(CK)}_1"] == ['log prefix "calico ingress profile p " counter']
+    assert bodies[f"{R.chain_name(CK)}_1"] == ['log prefix "calico-packet: " level info counter']
     passing = R.rule_statements(Rule(Action.PASS, group="t"), 4, "x")
     assert passing == ["counter return"]
 

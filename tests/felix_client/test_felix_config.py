@@ -130,3 +130,14 @@ def test_every_nodes_addresses_go_to_the_dataplane_as_they_change() -> None:
         "n2": ("192.168.1.3",)
     }
     assert calc.apply([(key, None)]).hosts_del == {"n2"}
+
+
+def test_the_log_prefix_comes_from_the_configuration_unless_unreadable() -> None:
+    calc = FelixConfigCalc("n1")
+    assert HostSettings().log_template() == "calico-packet"
+    calc.set("default", fc(logPrefix="audit %k %n"))
+    assert calc.effective().settings.log_template() == "audit %k %n"
+    calc.set("node.n1", fc(logPrefix='x"; drop'))
+    got = calc.effective()
+    assert got.settings.log_prefix is None
+    assert [e.split(":")[0] for e in got.errors] == ["logPrefix"]
