@@ -17,6 +17,24 @@ DEFAULT_RESYNC_INTERVAL = 90.0  # Felix's routeRefreshInterval
 
 
 @dataclass(frozen=True, slots=True)
+class VxlanParams:
+    """The VXLAN devices' parameters: Calico's VNI and port; an MTU of 0
+    is the kernel's own for a device with no lower link (1450 for IPv4,
+    1430 for IPv6: 1500 less the encapsulation)."""
+
+    vni: int = 4096
+    port: int = 4789
+    mtu: int = 0
+    mtu6: int = 0
+
+    def mtu_of(self, family: int) -> int:
+        """The MTU to give the device of `family`."""
+        if family == 4:
+            return self.mtu or 1450
+        return self.mtu6 or 1430
+
+
+@dataclass(frozen=True, slots=True)
 class HostSettings:
     """Each field None where this source does not set it."""
 
@@ -26,6 +44,10 @@ class HostSettings:
     resync_interval: float | None = None  # seconds; 0: never
     nat_exclusions: NatOutgoingExclusions | None = None
     log_prefix: str | None = None  # a template: see dataplane.log_prefix
+    vxlan_vni: int | None = None
+    vxlan_port: int | None = None
+    vxlan_mtu: int | None = None
+    vxlan_mtu6: int | None = None
 
     def over(self, below: HostSettings) -> HostSettings:
         """These settings where set, `below`'s elsewhere."""
@@ -53,6 +75,16 @@ class HostSettings:
         (the agent's default, 90, if unset; 0: never)."""
         return DEFAULT_RESYNC_INTERVAL if self.resync_interval is None else self.resync_interval
 
+    def vxlan(self) -> VxlanParams:
+        """The VXLAN parameters in force (Calico's defaults where unset)."""
+        d = VxlanParams()
+        return VxlanParams(
+            d.vni if self.vxlan_vni is None else self.vxlan_vni,
+            d.port if self.vxlan_port is None else self.vxlan_port,
+            d.mtu if self.vxlan_mtu is None else self.vxlan_mtu,
+            d.mtu6 if self.vxlan_mtu6 is None else self.vxlan_mtu6,
+        )
+
     def log_template(self) -> str:
         """The Log rules' prefix template in force (Felix's `calico-packet`
         if unset or empty)."""
@@ -79,6 +111,12 @@ class HostSettings:
             "default_endpoint_to_host_action": self.to_host().value,
             "resync_interval": self.resync(),
             "log_prefix": self.log_template(),
+            "vxlan": {
+                "vni": self.vxlan().vni,
+                "port": self.vxlan().port,
+                "mtu": self.vxlan().mtu_of(4),
+                "mtu6": self.vxlan().mtu_of(6),
+            },
             "nat_outgoing_exclusions": (
                 self.nat_exclusions or NatOutgoingExclusions.IPPOOLS_ONLY
             ).value,

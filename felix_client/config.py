@@ -17,7 +17,7 @@ from dataplane import log_prefix
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import BadFailsafePorts, UnsafeValue
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
-from dataplane.host_settings import HostSettings
+from dataplane.host_settings import HostSettings, VxlanParams
 from dataplane.nat_outgoing import NatOutgoingExclusions
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
@@ -59,6 +59,7 @@ class AgentConfig:
     endpoint_to_host: EndpointToHostAction = EndpointToHostAction.DROP
     nat_exclusions: NatOutgoingExclusions = NatOutgoingExclusions.IPPOOLS_ONLY
     log_prefix: str = log_prefix.DEFAULT_LOG_PREFIX
+    vxlan: VxlanParams = field(default_factory=VxlanParams)
     # The flags given, or set through the environment (ours or Calico's
     # spelling): these win over the datastore's FelixConfiguration.
     explicit: frozenset[str] = frozenset()
@@ -73,6 +74,10 @@ class AgentConfig:
             self.resync_interval if "resync-interval" in e else None,
             self.nat_exclusions if "nat-outgoing-exclusions" in e else None,
             self.log_prefix if "log-prefix" in e else None,
+            self.vxlan.vni if "vxlan-vni" in e else None,
+            self.vxlan.port if "vxlan-port" in e else None,
+            self.vxlan.mtu if "vxlan-mtu" in e else None,
+            self.vxlan.mtu6 if "vxlan-mtu-v6" in e else None,
         )
 
     ownership: Ownership = field(default_factory=Ownership)
@@ -151,6 +156,11 @@ def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "linux: the kernel log prefix of Log rules; %%t, %%k, %%n, %%p become the tier, the"
         " kind (np, gnp, pro), the name, the namespace/name (Calico's LogPrefix)",
     )
+    d = VxlanParams()
+    add("vxlan-vni", str(d.vni), "linux: the VXLAN devices' VNI (Calico's VXLANVNI)")
+    add("vxlan-port", str(d.port), "linux: the VXLAN devices' UDP port (Calico's VXLANPort)")
+    add("vxlan-mtu", str(d.mtu), "linux: vxlan.calico's MTU; 0: the kernel's, 1450")
+    add("vxlan-mtu-v6", str(d.mtu6), "linux: vxlan-v6.calico's MTU; 0: the kernel's, 1430")
     add(
         "interface-prefix",
         ",".join(DEFAULT_INTERFACE_PREFIXES),
@@ -205,6 +215,14 @@ def _number(
     return value
 
 
+def _bounded(ns: argparse.Namespace, flag: str, lo: int, hi: int) -> int:
+    """The flag's value as an integer in [lo, hi]; ConfigError naming it otherwise."""
+    value = int(_number(ns, flag, int, lo))
+    if value > hi:
+        raise ConfigError(f"--{flag}: must be at most {hi}")
+    return value
+
+
 def unknown_variables(env: Mapping[str, str], parser: argparse.ArgumentParser) -> list[str]:
     """`FELIX_*` variables that name no flag (a misspelling is otherwise
     silently ignored).  Calico's own spellings of a flag we have
@@ -221,6 +239,10 @@ CALICO_SPELLINGS = {
     "default-endpoint-to-host-action": "FELIX_DEFAULTENDPOINTTOHOSTACTION",
     "nat-outgoing-exclusions": "FELIX_NATOUTGOINGEXCLUSIONS",
     "log-prefix": "FELIX_LOGPREFIX",
+    "vxlan-vni": "FELIX_VXLANVNI",
+    "vxlan-port": "FELIX_VXLANPORT",
+    "vxlan-mtu": "FELIX_VXLANMTU",
+    "vxlan-mtu-v6": "FELIX_VXLANMTUV6",
     "tls-ca-file": "FELIX_TYPHACAFILE",
     "tls-cert-file": "FELIX_TYPHACERTFILE",
     "tls-key-file": "FELIX_TYPHAKEYFILE",
@@ -284,6 +306,12 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         prefix = log_prefix.check(ns.log_prefix)
     except ValueError as exc:
         raise ConfigError(f"--log-prefix: {exc}") from None
+    vxlan = VxlanParams(
+        _bounded(ns, "vxlan-vni", 0, 16777215),
+        _bounded(ns, "vxlan-port", 1, 65535),
+        _bounded(ns, "vxlan-mtu", 0, 65535),
+        _bounded(ns, "vxlan-mtu-v6", 0, 65535),
+    )
     try:
         ownership = Ownership.parse(ns.interface_prefix)
     except UnsafeValue as exc:
@@ -303,6 +331,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         endpoint_to_host=to_host,
         nat_exclusions=exclusions,
         log_prefix=prefix,
+        vxlan=vxlan,
         ownership=ownership,
         log_level=level,
         log_format=log_format,
@@ -337,6 +366,10 @@ LIVE_FLAGS = (
     "resync-interval",
     "nat-outgoing-exclusions",
     "log-prefix",
+    "vxlan-vni",
+    "vxlan-port",
+    "vxlan-mtu",
+    "vxlan-mtu-v6",
 )
 
 

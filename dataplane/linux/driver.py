@@ -123,7 +123,11 @@ class LinuxDataplane(MemoryDataplane):
                 " read-only: mount the host's /proc/sys/net writable and pass --sysctl-root)"
             )
         self._routes = RouteTable(self._ipr)
-        self._vxlan = Vxlan(self._ipr, self.node)
+        self._vxlan = Vxlan(self._ipr, self.node, self._in_force.vxlan())
+        # Set when the VXLAN parameters changed: the batch ends with a full
+        # resync (a new VNI or port replaces the devices, and with them the
+        # routes through them).
+        self._vxlan_changed = False
         self._ipip = Ipip(self._ipr)
         try:
             configure_host(self._sysctl)
@@ -318,6 +322,9 @@ class LinuxDataplane(MemoryDataplane):
         changed = set()
         if in_force.log_template() != before.log_template():
             changed |= self._rerender_logging(m)
+        if in_force.vxlan() != before.vxlan():
+            self._vxlan.params = in_force.vxlan()
+            self._vxlan_changed = True
         if not in_force.kernel_rules_differ(before):
             return changed
         return changed | M.set_base_chains(
@@ -415,6 +422,9 @@ class LinuxDataplane(MemoryDataplane):
                 self._routes.retry_pending()
             self._write(affected)
             self._take_route_failures()
+            if self._vxlan_changed:
+                self._vxlan_changed = False
+                self._resync_kernel()
         except Exception as exc:  # a kernel refusal, or netlink failing under us
             # The kernel state is now unknown: read it again on the next batch.
             # Never raised to the agent: its connection and calculation go on.

@@ -1,7 +1,9 @@
 """The VXLAN tunnels: `vxlan.calico` (IPv4) and `vxlan-v6.calico` (IPv6),
 each with one neighbour and one forwarding entry per remote node.
 
-As in Calico: VNI 4096 on UDP port 4789, learning off; a device carries the
+As in Calico: VNI 4096 on UDP port 4789 unless configured otherwise
+(`VxlanParams`, from FelixConfiguration's vxlanVNI, vxlanPort, vxlanMTU and
+vxlanMTUV6: a new VNI or port replaces the device), learning off; a device carries the
 node's VTEP address of its family (/32, /128) and MAC from its Node
 resource; for each other node with a VTEP of that family, a permanent
 neighbour entry (its VTEP address → its VTEP MAC) and a forwarding entry
@@ -21,11 +23,10 @@ from typing import Any
 
 from dataplane.batch import Vtep
 from dataplane.errors import DataplaneError
+from dataplane.host_settings import VxlanParams
 
 DEVICES = {4: "vxlan.calico", 6: "vxlan-v6.calico"}
 AF = {4: 2, 6: 10}
-VNI = 4096
-PORT = 4789
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 
@@ -33,9 +34,10 @@ NTF_SELF = 0x02
 class Vxlan:
     """Keeps both VXLAN devices and their peer entries as the VTEPs say."""
 
-    def __init__(self, ipr: Any, node: str) -> None:
+    def __init__(self, ipr: Any, node: str, params: VxlanParams | None = None) -> None:
         self._ipr = ipr
         self.node = node
+        self.params = params or VxlanParams()  # set it, then `sync`
         self.changes = 0
         # What the last sync or update left in the kernel: the device index
         # and the peers' (underlay, address, MAC) per family.
@@ -123,8 +125,8 @@ class Vxlan:
             link = self._ipr.link("get", index=idx)[0]
             data = (link.get("linkinfo") or {}).get("data") or {}
             same = (
-                data.get("vxlan_id") == VNI
-                and data.get("vxlan_port") == PORT
+                data.get("vxlan_id") == self.params.vni
+                and data.get("vxlan_port") == self.params.port
                 and data.get(local) == underlay
             )
             if not same:
@@ -136,8 +138,8 @@ class Vxlan:
                 "add",
                 ifname=name,
                 kind="vxlan",
-                vxlan_id=VNI,
-                vxlan_port=PORT,
+                vxlan_id=self.params.vni,
+                vxlan_port=self.params.port,
                 vxlan_learning=0,
                 **{local: underlay},
             )
@@ -147,6 +149,10 @@ class Vxlan:
         link = self._ipr.link("get", index=idx)[0]
         if link.get("address") != mac or not link["flags"] & 1:
             self._ipr.link("set", index=idx, address=mac, state="up")
+            self.changes += 1
+        mtu = self.params.mtu_of(family)
+        if link.get("mtu") != mtu:
+            self._ipr.link("set", index=idx, mtu=mtu)
             self.changes += 1
         plen = 32 if family == 4 else 128
         addrs = {a.get("address") for a in self._ipr.get_addr(index=idx, family=AF[family])}

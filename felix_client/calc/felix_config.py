@@ -27,7 +27,18 @@ APPLIED = (
     "logPrefix",
     "natOutgoingExclusions",
     "routeRefreshInterval",
+    "vxlanMTU",
+    "vxlanMTUV6",
+    "vxlanPort",
+    "vxlanVNI",
 )
+# FelixConfiguration's VXLAN fields: (lowest, highest) each takes here.
+VXLAN_RANGES = {
+    "vxlanVNI": (0, 16777215),
+    "vxlanPort": (1, 65535),
+    "vxlanMTU": (0, 65535),
+    "vxlanMTUV6": (0, 65535),
+}
 # One resync repairs both routes and rules here: it runs at the shorter of
 # the two refresh intervals set (0 where both set are 0: never).
 REFRESH = ("routeRefreshInterval", "iptablesRefreshInterval")
@@ -75,6 +86,15 @@ class FelixConfigCalc:
                 prefix = log_prefix.check(str(merged["logPrefix"]))
             except ValueError as exc:
                 errors.append(f"logPrefix: {exc}")
+        vxlan: dict[str, int | None] = {}
+        for name, (lo, hi) in VXLAN_RANGES.items():
+            vxlan[name] = None
+            if name in merged:
+                v = merged[name]
+                if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi:
+                    vxlan[name] = v
+                else:
+                    errors.append(f"{name}: {v!r:.20} is not in {lo}-{hi}")
         ports: dict[str, tuple[ProtoPort, ...] | None] = {}
         for name in ("failsafeInboundHostPorts", "failsafeOutboundHostPorts"):
             ports[name] = None
@@ -100,6 +120,10 @@ class FelixConfigCalc:
                 resync,
                 exclusions,
                 prefix,
+                vxlan["vxlanVNI"],
+                vxlan["vxlanPort"],
+                vxlan["vxlanMTU"],
+                vxlan["vxlanMTUV6"],
             ),
             tuple(sorted(k for k in merged if k not in APPLIED)),
             tuple(errors),

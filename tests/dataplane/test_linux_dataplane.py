@@ -414,3 +414,45 @@ def test_an_interface_that_appears_later_is_programmed_without_waiting_for_a_res
             assert dp.kernel_status()["resyncs"] == 1  # only the start-up one
         finally:
             dp.close()
+
+
+def vxlan_device(ns: str) -> str:
+    """`ip -d link show vxlan.calico` in `ns`."""
+    return sh(ns, "ip", "-d", "link", "show", "vxlan.calico").stdout
+
+
+def test_vxlan_vni_port_and_mtu_follow_felix_configuration_live() -> None:
+    fc_key = f"{V3}/felixconfigurations/default"
+    fc = {
+        "kind": "FelixConfiguration",
+        "metadata": {"name": "default"},
+        "spec": {"vxlanVNI": 4097, "vxlanPort": 4790, "vxlanMTU": 1400},
+    }
+    with fabric() as f:
+        cluster = Cluster(f, vxlan=True)
+        try:
+            n1 = cluster.nodes["n1"]
+            assert "vxlan id 4096" in vxlan_device(n1)
+            assert "mtu 1450" in vxlan_device(n1)
+            # Both nodes move together, as a cluster-wide `default` makes them.
+            cluster.change([(fc_key, fc)])
+            for ns in cluster.nodes.values():
+                dev = vxlan_device(ns)
+                assert "vxlan id 4097" in dev
+                assert "dstport 4790" in dev
+                assert "mtu 1400" in dev
+            # The device was replaced: its routes and peers came back with it.
+            assert (
+                "10.65.2.0/26 via 10.65.2.1 dev vxlan.calico proto 80 onlink"
+                in sh(n1, "ip", "route", "show").stdout
+            )
+            assert cluster.reach("a", "e")
+            assert cluster.dps["n1"].resync()["vxlan"] == 0
+            cluster.change([(fc_key, None)])
+            assert "vxlan id 4096" in vxlan_device(n1)
+            assert "dstport 4789" in vxlan_device(n1)
+            assert "mtu 1450" in vxlan_device(n1)
+            assert cluster.reach("a", "e")
+            assert cluster.dps["n1"].kernel_status()["errors"] == 0
+        finally:
+            cluster.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import ProtoPort
-from dataplane.host_settings import HostSettings
+from dataplane.host_settings import HostSettings, VxlanParams
 from dataplane.nat_outgoing import NatOutgoingExclusions
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.felix_config import FelixConfigCalc
@@ -141,3 +141,18 @@ def test_the_log_prefix_comes_from_the_configuration_unless_unreadable() -> None
     got = calc.effective()
     assert got.settings.log_prefix is None
     assert [e.split(":")[0] for e in got.errors] == ["logPrefix"]
+
+
+def test_vxlan_settings_come_from_the_configuration_or_flags() -> None:
+    calc = FelixConfigCalc("n1")
+    assert HostSettings().vxlan() == VxlanParams(4096, 4789, 0, 0)
+    assert VxlanParams().mtu_of(4) == 1450
+    assert VxlanParams().mtu_of(6) == 1430
+    calc.set("default", fc(vxlanVNI=4097, vxlanPort=4790, vxlanMTU=1400, vxlanMTUV6=True))
+    got = calc.effective()
+    assert got.settings.vxlan() == VxlanParams(4097, 4790, 1400, 0)
+    assert [e.split(":")[0] for e in got.errors] == ["vxlanMTUV6"]  # a bool is no MTU
+    assert got.not_applied == ()
+    base = ["--typha", "t:1", "--node", "n"]
+    config = parse_agent_args([*base, "--vxlan-vni", "9"], {"FELIX_VXLANMTU": "1300"})
+    assert config.explicit_settings().vxlan() == VxlanParams(9, 4789, 1300, 0)
