@@ -10,7 +10,8 @@ say) is ignored as a whole, with the reason, never applied in part.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from calico_model.field_spec import go_duration_seconds
 from dataplane import log_prefix
@@ -32,7 +33,8 @@ APPLIED = (
     "vxlanPort",
     "vxlanVNI",
 )
-# FelixConfiguration's VXLAN fields: (lowest, highest) each takes here.
+T = TypeVar("T")
+# FelixConfiguration's VXLAN fields, in HostSettings' order: (lowest, highest) each takes here.
 VXLAN_RANGES = {
     "vxlanVNI": (0, 16777215),
     "vxlanPort": (1, 65535),
@@ -68,66 +70,42 @@ class FelixConfigCalc:
         """The merged spec, read."""
         merged = {**self.specs.get("default", {}), **self.specs.get(f"node.{self.node}", {})}
         errors: list[str] = []
-        to_host = None
-        if "defaultEndpointToHostAction" in merged:
+
+        def read(name: str, parse: Callable[[Any], T]) -> T | None:
+            """The field parsed, or None if unset or unreadable (then why is in `errors`)."""
+            if name not in merged:
+                return None
             try:
-                to_host = EndpointToHostAction.parse(str(merged["defaultEndpointToHostAction"]))
+                return parse(merged[name])
             except ValueError as exc:
-                errors.append(f"defaultEndpointToHostAction: {exc}")
-        exclusions = None
-        if "natOutgoingExclusions" in merged:
-            try:
-                exclusions = NatOutgoingExclusions.parse(str(merged["natOutgoingExclusions"]))
-            except ValueError as exc:
-                errors.append(f"natOutgoingExclusions: {exc}")
-        prefix = None
-        if "logPrefix" in merged:
-            try:
-                prefix = log_prefix.check(str(merged["logPrefix"]))
-            except ValueError as exc:
-                errors.append(f"logPrefix: {exc}")
-        vxlan: dict[str, int | None] = {}
-        for name, (lo, hi) in VXLAN_RANGES.items():
-            vxlan[name] = None
-            if name in merged:
-                v = merged[name]
-                if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi:
-                    vxlan[name] = v
-                else:
-                    errors.append(f"{name}: {v!r:.20} is not in {lo}-{hi}")
-        ports: dict[str, tuple[ProtoPort, ...] | None] = {}
-        for name in ("failsafeInboundHostPorts", "failsafeOutboundHostPorts"):
-            ports[name] = None
-            if name in merged:
-                try:
-                    ports[name] = _ports(merged[name])
-                except ValueError as exc:
-                    errors.append(f"{name}: {exc}")
-        intervals = []
-        for name in REFRESH:
-            if name in merged:
-                try:
-                    intervals.append(_seconds(merged[name]))
-                except ValueError as exc:
-                    errors.append(f"{name}: {exc}")
+                errors.append(f"{name}: {exc}")
+                return None
+
+        intervals = [i for name in REFRESH if (i := read(name, _seconds)) is not None]
         positive = [i for i in intervals if i > 0]
         resync = min(positive) if positive else (0.0 if intervals else None)
         return ConfiguredSettings(
             HostSettings(
-                ports["failsafeInboundHostPorts"],
-                ports["failsafeOutboundHostPorts"],
-                to_host,
+                read("failsafeInboundHostPorts", _ports),
+                read("failsafeOutboundHostPorts", _ports),
+                read("defaultEndpointToHostAction", lambda v: EndpointToHostAction.parse(str(v))),
                 resync,
-                exclusions,
-                prefix,
-                vxlan["vxlanVNI"],
-                vxlan["vxlanPort"],
-                vxlan["vxlanMTU"],
-                vxlan["vxlanMTUV6"],
+                read("natOutgoingExclusions", lambda v: NatOutgoingExclusions.parse(str(v))),
+                read("logPrefix", lambda v: log_prefix.check(str(v))),
+                *(read(name, _in_range(lo, hi)) for name, (lo, hi) in VXLAN_RANGES.items()),
             ),
             tuple(sorted(k for k in merged if k not in APPLIED)),
-            tuple(errors),
+            tuple(sorted(errors)),
         )
+
+
+def _in_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi:
+            return v
+        raise ValueError(f"{v!r:.20} is not in {lo}-{hi}")
+
+    return parse
 
 
 def _seconds(value: Any) -> float:
