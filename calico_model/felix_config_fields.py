@@ -10,9 +10,9 @@ no Calico release defined, and calicoctl refuses it.
 
 from __future__ import annotations
 
-from calico_model.field_spec import CRD_DURATION
 from calico_model.field_spec import FieldKind as K
 from calico_model.field_spec import FieldSpec as F
+from calico_model.value_checks import CRD_DURATION
 
 FIELDS: dict[str, F] = {
     "allowIPIPPacketsFromWorkloads": F(K.BOOL),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from calico_model.field_spec import go_duration_seconds
+from calico_model.value_checks import go_duration_seconds
 from dataplane import log_prefix
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import PROTOCOLS, ProtoPort
