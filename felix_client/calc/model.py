@@ -12,6 +12,7 @@ from typing import Any
 
 from calico_model.protocols import protocol_number
 from dataplane.batch import EndpointInfo, EndpointKind, PoolInfo, Vtep
+from felix_client.calc.label_maps import intern
 
 IPv4Net = ipaddress.IPv4Network
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,8 +54,9 @@ def net(text: Any) -> IPNet | None:
 
 
 def labels_of(meta: dict[str, Any]) -> dict[str, str]:
-    """The string-valued labels of a `metadata` object."""
-    return {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)}
+    """The string-valued labels of a `metadata` object (a shared map: do not
+    change it)."""
+    return intern({k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)})
 
 
 @dataclass(frozen=True, slots=True)

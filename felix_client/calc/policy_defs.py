@@ -28,6 +28,7 @@ from calico_model.errors import SelectorError
 from calico_model.selector import All, And, Compare, Global, Has, Selector, prefixed, replace_all
 from calico_model.selector import parse as parse_selector
 from dataplane.batch import Action, Direction, Rule
+from felix_client.calc.label_maps import intern
 from felix_client.calc.model import Endpoint, labels_of
 from felix_client.calc.rules import (
     NS_LABEL,
@@ -264,4 +265,4 @@ def effective_labels(ep: Endpoint, profiles: dict[str, ProfileDef]) -> dict[str,
         if prof is not None:
             for k, v in prof.labels.items():
                 labels.setdefault(k, v)
-    return labels
+    return intern(labels)

@@ -1,10 +1,13 @@
 """Which labelled items each selector matches, kept up to date incrementally.
 
-An item update costs work proportional to the selectors that read the label
-keys it touched, not to the number of items or selectors: a selector whose
-label keys are disjoint from an item's labels matches it exactly when it
-matches the empty label set, so only those "absence-matching" selectors and
-the ones indexed under the item's keys are evaluated.
+Selectors are evaluated per distinct label map, not per item: items with
+equal labels (the pods of one deployment, typically thousands sharing a few
+maps) form one group, and a group's matches are a function of its labels
+alone.  An item joining an existing group costs no evaluation at all; a new
+label map is evaluated against the selectors that read its label keys plus
+those that match the empty label set (a selector whose keys are disjoint
+from the labels matches them exactly when it matches no labels); a new
+selector is evaluated once per group.
 """
 
 from __future__ import annotations
@@ -19,6 +22,18 @@ ItemKey = str
 Labels = Mapping[str, str]
 # (selector id, item key, now a member?)
 Event = tuple[SelectorId, ItemKey, bool]
+GroupKey = tuple[tuple[str, str], ...]
+
+
+class _Group:
+    """The items sharing one label map, and the selectors matching it."""
+
+    __slots__ = ("items", "labels", "matches")
+
+    def __init__(self, labels: dict[str, str], matches: set[SelectorId]) -> None:
+        self.labels = labels
+        self.items: set[ItemKey] = set()
+        self.matches = matches
 
 
 class SelectorIndex:
@@ -29,9 +44,9 @@ class SelectorIndex:
         self._selectors: dict[SelectorId, Selector] = {}
         self._by_label: defaultdict[str, set[SelectorId]] = defaultdict(set)
         self._match_empty: set[SelectorId] = set()
-        self._items: dict[ItemKey, Labels] = {}
+        self._groups: dict[GroupKey, _Group] = {}
+        self._group_of: dict[ItemKey, GroupKey] = {}
         self._members: dict[SelectorId, set[ItemKey]] = {}
-        self._matches_of: defaultdict[ItemKey, set[SelectorId]] = defaultdict(set)
 
     def members(self, sid: SelectorId) -> frozenset[ItemKey]:
         """The items `sid` matches now."""
@@ -39,12 +54,13 @@ class SelectorIndex:
 
     def selectors_matching(self, key: ItemKey) -> frozenset[SelectorId]:
         """The selectors matching item `key` now."""
-        return frozenset(self._matches_of.get(key, ()))
+        gk = self._group_of.get(key)
+        return frozenset(self._groups[gk].matches) if gk is not None else frozenset()
 
     # -- selectors -----------------------------------------------------------
 
     def add_selector(self, sid: SelectorId, sel: Selector) -> list[Event]:
-        """Register (or replace) a selector; O(items) - selectors change rarely."""
+        """Register (or replace) a selector; O(distinct label maps)."""
         events = self.remove_selector(sid) if sid in self._selectors else []
         self._selectors[sid] = sel
         for key in sel.labels_used():
@@ -52,10 +68,10 @@ class SelectorIndex:
         if sel.matches({}):
             self._match_empty.add(sid)
         members: set[ItemKey] = set()
-        for item, labels in self._items.items():
-            if sel.matches(labels):
-                members.add(item)
-                self._matches_of[item].add(sid)
+        for group in self._groups.values():
+            if sel.matches(group.labels):
+                group.matches.add(sid)
+                members |= group.items
         self._members[sid] = members
         # Report net changes relative to before the replacement.
         removed = {k for s, k, added in events if not added}
@@ -75,44 +91,47 @@ class SelectorIndex:
                 if not ids:
                     del self._by_label[key]
         self._match_empty.discard(sid)
+        for group in self._groups.values():
+            group.matches.discard(sid)
         members = self._members.pop(sid, set())
-        for item in members:
-            self._matches_of[item].discard(sid)
         return [(sid, item, False) for item in members]
 
     # -- items ---------------------------------------------------------------
 
     def update_item(self, key: ItemKey, labels: Labels | None) -> list[Event]:
         """Add, change (labels) or remove (None) an item."""
-        old = self._items.get(key)
-        if labels is None:
-            if old is None:
-                return []
-            del self._items[key]
-            sids = self._matches_of.pop(key, set())
-            for sid in sids:
-                self._members[sid].discard(key)
-            return [(sid, key, False) for sid in sids]
-        labels = dict(labels)
-        self._items[key] = labels
-        if old is None:
-            candidates = self._candidates(labels.keys()) | self._match_empty
-        else:
-            changed = {k for k in old.keys() | labels.keys() if old.get(k) != labels.get(k)}
-            candidates = self._candidates(changed)
+        old_gk = self._group_of.get(key)
+        new_gk = None if labels is None else tuple(sorted(labels.items()))
+        if old_gk == new_gk:
+            return []
+        before: set[SelectorId] = set()
+        if old_gk is not None:
+            old = self._groups[old_gk]
+            before = old.matches
+            old.items.discard(key)
+            if not old.items:
+                del self._groups[old_gk]
+            del self._group_of[key]
+        after: set[SelectorId] = set()
+        if new_gk is not None:
+            group = self._groups.get(new_gk)
+            if group is None:
+                group = self._groups[new_gk] = self._new_group(dict(new_gk))
+            group.items.add(key)
+            self._group_of[key] = new_gk
+            after = group.matches
         events: list[Event] = []
-        current = self._matches_of[key]
-        for sid in candidates:
-            now = self._selectors[sid].matches(labels)
-            if now and sid not in current:
-                current.add(sid)
-                self._members[sid].add(key)
-                events.append((sid, key, True))
-            elif not now and sid in current:
-                current.discard(sid)
-                self._members[sid].discard(key)
-                events.append((sid, key, False))
+        for sid in before - after:
+            self._members[sid].discard(key)
+            events.append((sid, key, False))
+        for sid in after - before:
+            self._members[sid].add(key)
+            events.append((sid, key, True))
         return events
+
+    def _new_group(self, labels: dict[str, str]) -> _Group:
+        candidates = self._candidates(labels.keys()) | self._match_empty
+        return _Group(labels, {sid for sid in candidates if self._selectors[sid].matches(labels)})
 
     def _candidates(self, keys: Iterable[str]) -> set[SelectorId]:
         out: set[SelectorId] = set()
