@@ -28,10 +28,11 @@ GroupKey = tuple[tuple[str, str], ...]
 class _Group:
     """The items sharing one label map, and the selectors matching it."""
 
-    __slots__ = ("items", "labels", "matches")
+    __slots__ = ("items", "key", "labels", "matches")
 
-    def __init__(self, labels: dict[str, str], matches: set[SelectorId]) -> None:
-        self.labels = labels
+    def __init__(self, key: GroupKey, matches: set[SelectorId]) -> None:
+        self.key = key
+        self.labels = dict(key)
         self.items: set[ItemKey] = set()
         self.matches = matches
 
@@ -45,6 +46,8 @@ class SelectorIndex:
         self._by_label: defaultdict[str, set[SelectorId]] = defaultdict(set)
         self._match_empty: set[SelectorId] = set()
         self._groups: dict[GroupKey, _Group] = {}
+        # Each item's group, by the group's own key object: the key built to
+        # look an item up is dropped, so a label map is held once.
         self._group_of: dict[ItemKey, GroupKey] = {}
         self._members: dict[SelectorId, set[ItemKey]] = {}
 
@@ -116,9 +119,9 @@ class SelectorIndex:
         if new_gk is not None:
             group = self._groups.get(new_gk)
             if group is None:
-                group = self._groups[new_gk] = self._new_group(dict(new_gk))
+                group = self._groups[new_gk] = self._new_group(new_gk)
             group.items.add(key)
-            self._group_of[key] = new_gk
+            self._group_of[key] = group.key
             after = group.matches
         events: list[Event] = []
         for sid in before - after:
@@ -129,9 +132,11 @@ class SelectorIndex:
             events.append((sid, key, True))
         return events
 
-    def _new_group(self, labels: dict[str, str]) -> _Group:
-        candidates = self._candidates(labels.keys()) | self._match_empty
-        return _Group(labels, {sid for sid in candidates if self._selectors[sid].matches(labels)})
+    def _new_group(self, key: GroupKey) -> _Group:
+        group = _Group(key, set())
+        candidates = self._candidates(group.labels.keys()) | self._match_empty
+        group.matches = {sid for sid in candidates if self._selectors[sid].matches(group.labels)}
+        return group
 
     def _candidates(self, keys: Iterable[str]) -> set[SelectorId]:
         out: set[SelectorId] = set()
