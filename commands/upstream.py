@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from calico_model.errors import InvalidValue
 from calico_model.keys import DEFAULT_PREFIX
@@ -73,7 +73,7 @@ class UpstreamSource:
         self.stats = SyncerStats()
         self.backoff = RetryBackoff(0.1, 5.0)  # mirrors the client's, for the metric
 
-    def _applied(self, changes: list[Change], revision: int) -> None:
+    def _applied(self, changes: Sequence[Change], revision: int) -> None:
         """The client committed a snapshot, delta or progress: pass it on."""
         cache = self._cache
         now = asyncio.get_running_loop().time()

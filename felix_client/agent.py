@@ -11,6 +11,7 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -87,7 +88,7 @@ class Agent:
         # take: reported applied only once a resync or a later batch succeeds.
         self._held: tuple[int, bool] | None = None
         # (changes, revision, complete) waiting behind an offloaded calculation.
-        self._queue: deque[tuple[list[tuple[str, Any]], int, bool]] = deque()
+        self._queue: deque[tuple[Sequence[tuple[str, Any]], int, bool]] = deque()
         self._worker: asyncio.Task[None] | None = None
         # Last: registering describes the collector, which reads the fields above.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -96,7 +97,7 @@ class Agent:
             self.registry.register(collector)
         client.add_listener(self._on_changes)
 
-    def _on_changes(self, changes: list[tuple[str, Any]], revision: int) -> None:
+    def _on_changes(self, changes: Sequence[tuple[str, Any]], revision: int) -> None:
         self.updates_applied += len(changes)
         complete = self.client.in_sync
         if self._queue or len(changes) >= OFFLOAD_CHANGES:

@@ -53,7 +53,7 @@ from syncproto.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 
 # Called after each applied snapshot, delta or progress (no changes): (changes, revision).
-Listener = Callable[[list[Change], int], None]
+Listener = Callable[[Sequence[Change], int], None]
 
 
 @dataclass(slots=True)

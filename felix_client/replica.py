@@ -1,8 +1,10 @@
 """The agent's local replica of the synced state, with its running digest.
 
-Pure: no I/O.  Every mutating method returns the list of changes it made,
-`(key, value)` for a put and `(key, None)` for a delete, so the agent can
-apply exactly those and nothing more.
+Pure: no I/O.  Every mutating method returns the changes it made, `(key,
+value)` for a put and `(key, None)` for a delete, so the agent can apply
+exactly those and nothing more.  The changes decode each value as it is
+read (`Changes`): a snapshot's changes are every key, and holding them all
+decoded at once would cost several times the state.
 
 Values are kept as the canonical JSON bytes the server sent, and decoded
 when read: a decoded Python dict costs several times its JSON, and at
@@ -11,8 +13,8 @@ when read: a decoded Python dict costs several times its JSON, and at
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import orjson
 
@@ -20,6 +22,42 @@ from felix_client.errors import BadValue, DigestMismatch
 from snapshot import RunningDigest, entry_hash_canonical, format_digest
 
 Change = tuple[str, Any | None]
+
+
+class Changes(Sequence[Change]):
+    """`(key, value or None)` pairs over canonical JSON bytes, each value
+    decoded when read (afresh at each read: callers must not rely on
+    identity).  The bytes were checked to decode to objects when the
+    replica took them."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[tuple[str, bytes | None]]) -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[Change]:
+        for key, raw in self._raw:
+            yield key, None if raw is None else orjson.loads(raw)
+
+    @overload
+    def __getitem__(self, index: int) -> Change: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Change]: ...
+
+    def __getitem__(self, index: int | slice) -> Change | Sequence[Change]:
+        if isinstance(index, slice):
+            return Changes(self._raw[index])
+        key, raw = self._raw[index]
+        return key, None if raw is None else orjson.loads(raw)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class JsonView(Mapping[str, Any]):
@@ -85,7 +123,7 @@ class Replica:
             self._staging = {}
         self._staging.update(entries)
 
-    def end_snapshot(self, revision: int, digest: str) -> list[Change]:
+    def end_snapshot(self, revision: int, digest: str) -> Changes:
         """Make the state equal to the snapshot: put what is new or changed,
         delete every key the snapshot lacked.  Verified before anything is
         changed: on DigestMismatch or BadValue the replica is as it was."""
@@ -103,7 +141,7 @@ class Replica:
 
     def apply_delta(
         self, revision: int, updates: Iterable[tuple[str, bytes | None]], digest: str
-    ) -> list[Change]:
+    ) -> Changes:
         """Apply one delta and return what changed.  Verified before anything
         is changed: on DigestMismatch or BadValue the replica (and so whatever
         the caller derived from the changes it was told) is as it was."""
@@ -116,12 +154,12 @@ class Replica:
         digest: str,
         *,
         base: int,
-    ) -> list[Change]:
+    ) -> Changes:
         # Plan (hash, decode, sum) first; commit only what verified.  A key
         # named twice in one batch ends with its last value.
         planned: dict[str, bytes | None] = dict(updates)
         total = base
-        changes: list[Change] = []
+        changes: list[tuple[str, bytes | None]] = []
         commits: list[tuple[str, bytes | None, int]] = []
         for key, plan in planned.items():
             old = self._hashes.get(key)
@@ -135,7 +173,8 @@ class Replica:
                 if old != h:
                     total += h - (old or 0)
                     commits.append((key, plan, h))
-                    changes.append((key, _decode(key, plan)))
+                    _check(key, plan)
+                    changes.append((key, plan))
         ours = format_digest(total)
         if ours != digest:
             raise DigestMismatch(revision, ours, digest)
@@ -148,7 +187,7 @@ class Replica:
                 self.values[key] = raw
         self._digest = RunningDigest(total)
         self.revision = revision
-        return changes
+        return Changes(changes)
 
     def apply_progress(self, revision: int, digest: str) -> None:
         """Advance the revision (nothing changed); raises DigestMismatch,
@@ -163,11 +202,13 @@ class Replica:
         self.revision = 0
 
 
-def _decode(key: str, raw: bytes) -> Any:
+def _check(key: str, raw: bytes) -> None:
+    """BadValue unless `raw` is a JSON object.  Decoded and dropped: the
+    value is decoded again when the changes are read, so a snapshot's
+    values are never all decoded at once."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadValue(f"value of {key!r} is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BadValue(f"value of {key!r} is not a JSON object")
-    return value

@@ -21,7 +21,7 @@ A caller must:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from felix_client.errors import ServerMisbehaved
@@ -76,7 +76,7 @@ class StalePolicy:
 class Applied:
     """Changes the replica committed, and the revision it reached."""
 
-    changes: list[Change]
+    changes: Sequence[Change]
     revision: int
 
 
