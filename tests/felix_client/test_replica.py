@@ -62,3 +62,17 @@ def test_a_value_that_is_not_an_object_is_refused() -> None:
     r = Replica()
     with pytest.raises(BadValue):
         r.apply_delta(1, [("a", b"[1]")], "0" * 32)
+
+
+def test_changes_are_decoded_when_read_and_never_held_decoded() -> None:
+    r = Replica()
+    r.begin_snapshot()
+    r.add_chunk([("a", c({"v": [1, 2]})), ("b", c({"v": 2}))])
+    changes = r.end_snapshot(1, digest_of({"a": {"v": [1, 2]}, "b": {"v": 2}}))
+    assert len(changes) == 2
+    key, first = changes[0]
+    assert (key, first) == ("a", {"v": [1, 2]})
+    first["v"].append(3)  # a reader's copy: changing it changes nothing held
+    assert changes[0] == ("a", {"v": [1, 2]})
+    assert list(changes[1:]) == [("b", {"v": 2})]
+    assert r.values["a"] == c({"v": [1, 2]})  # the replica keeps bytes only
