@@ -43,13 +43,9 @@ class FieldKind(Enum):
     ANY = "any"
 
 
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def port_problem(v: Any) -> str | None:
     """Why `v` is not a port or port range `a:b` (1-65535), or None."""
-    if _int(v):
+    if C.is_int(v):
         return None if 1 <= v <= 65535 else f"port {v} is not in 1-65535"
     if not isinstance(v, str):
         return f"{v!r} is not a port"
@@ -86,7 +82,7 @@ class FieldSpec:
         if k is FieldKind.BOOL:
             return None if isinstance(v, bool) else "must be true or false"
         if k is FieldKind.INT:
-            if not _int(v):
+            if not C.is_int(v):
                 return "must be an integer"
             if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
                 return f"{v} is out of range [{self.lo}, {self.hi}]"
@@ -119,7 +115,12 @@ class FieldSpec:
             return _protoports(v)
         if k is FieldKind.ROUTE_TABLE_RANGE:
             lo, hi = (v.get("min"), v.get("max")) if isinstance(v, dict) else (None, None)
-            if isinstance(lo, int) and isinstance(hi, int) and _int(lo) and 1 <= lo <= hi <= 250:
+            if (
+                isinstance(lo, int)
+                and isinstance(hi, int)
+                and C.is_int(lo)
+                and 1 <= lo <= hi <= 250
+            ):
                 return None
             return "must be {min, max} with 1 <= min <= max <= 250"
         return None
@@ -149,7 +150,7 @@ def _protoports(v: Any) -> str | None:
         if pp.get("protocol", "TCP") not in ("TCP", "UDP", "SCTP"):
             return f"protocol {pp.get('protocol')!r} must be TCP, UDP or SCTP"
         port = pp.get("port", 0)
-        if not _int(port) or not 0 <= port <= 65535:
+        if not C.is_int(port) or not 0 <= port <= 65535:
             return f"port {port!r:.20} is not in 0-65535"
         net = pp.get("net")
         if net not in (None, "") and C.cidr_problem(net) is not None:

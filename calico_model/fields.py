@@ -13,27 +13,24 @@ from calico_model.errors import InvalidValue, Reason, SelectorError
 from calico_model.field_spec import port_problem
 from calico_model.protocols import protocol_number
 from calico_model.selector import parse as parse_selector
+from calico_model.value_checks import DNS_LABEL as DNS_LABEL  # the validators take these here
+from calico_model.value_checks import INTERFACE as INTERFACE
+from calico_model.value_checks import ip_problem
+from calico_model.value_checks import is_int as is_int
 
 _LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 SUBDOMAIN = re.compile(f"^{_LABEL}(\\.{_LABEL})*\\Z")
-DNS_LABEL = re.compile(f"^{_LABEL}\\Z")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 _PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}\Z")
 _ENDPOINT_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DIGITS = re.compile(r"^[0-9]+\Z")
 _RANGE = re.compile(r"^[0-9]+:[0-9]+\Z")
-INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}\Z")
 
 
 def fail(reason: Reason, path: str, message: str) -> InvalidValue:
     """The error for field `path`."""
     return InvalidValue(reason, f"{path}: {message}")
-
-
-def is_int(v: Any) -> bool:
-    """An integer that is not a bool."""
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def obj(v: Any, path: str, reason: Reason = Reason.BAD_FIELD) -> dict[str, Any]:
@@ -146,13 +143,9 @@ def ip(v: Any, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def ip_of(v: Any, path: str, family: int) -> None:
-    """A bare address of IPv`family` (an IPv4-mapped IPv6 address counts as
-    IPv4, as Go's net.ParseIP reads it)."""
-    addr = ip(v, path)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    if addr.version != family:
-        raise fail(Reason.BAD_CIDR, path, f"{v!r:.60} is not an IPv{family} address")
+    """A bare address of IPv`family`, as Go's net.ParseIP reads it."""
+    if (problem := ip_problem(v, family)) is not None:
+        raise fail(Reason.BAD_CIDR, path, problem)
 
 
 def masked(v: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

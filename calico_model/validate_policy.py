@@ -53,7 +53,9 @@ def check_tier(spec: dict[str, Any], name: str) -> None:
             raise fail(Reason.BAD_FIELD, "spec.order", f"the {name!r} tier's order must be {order}")
         if action != want:
             raise fail(
-                Reason.BAD_ACTION, "spec.defaultAction", f"the {name!r} tier's must be {want}"
+                Reason.BAD_ACTION,
+                "spec.defaultAction",
+                f"the {name!r} tier's default action must be {want}",
             )
 
 
@@ -179,7 +181,10 @@ def _http(http: dict[str, Any], path: str) -> None:
     for i, p in enumerate(items(http.get("paths"), f"{path}.paths", Reason.BAD_RULE)):
         where = f"{path}.paths[{i}]"
         p = obj(p, where, Reason.BAD_RULE)
-        exact, prefix = string(p.get("exact"), f"{where}.exact"), string(p.get("prefix"), where)
+        exact, prefix = (
+            string(p.get("exact"), f"{where}.exact"),
+            string(p.get("prefix"), f"{where}.prefix"),
+        )
         if bool(exact) == bool(prefix):
             raise fail(Reason.BAD_RULE, where, "give exactly one of exact and prefix")
         text = exact or prefix

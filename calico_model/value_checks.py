@@ -28,11 +28,11 @@ _UNIT_SECONDS = {
 # refuses fractions in those fields, and so do we.
 CRD_DURATION = r"^([0-9]+(\\.[0-9]+)?(ms|s|m|h))*$"
 _IFACE_FILTER = re.compile(r"^[a-zA-Z0-9:._+-]{1,15}\Z")
-_INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}\Z")
+INTERFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}\Z")
 _PROMETHEUS_HOST = re.compile(r"^[a-zA-Z0-9:._+-]{1,64}\Z")
 _KEY_VALUE = re.compile(r"^\s*(\w+)=(.*)\Z", re.ASCII)
 _HEALTH_NAME = re.compile(r"^[a-zA-Z0-9_ -]+\Z")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 # Constructs Python's `re` compiles and Go's RE2 refuses: lookaround,
 # backreferences, atomic groups, possessive quantifiers.
 _NOT_RE2 = re.compile(r"\(\?(?:[=!]|<[=!]|P=|>)|\\[1-9]|[*+?}][+]")
@@ -95,7 +95,7 @@ def regexp_problem(v: Any) -> str | None:
 
 def interface_problem(v: Any) -> str | None:
     """An interface name, or "*" (any)."""
-    ok = isinstance(v, str) and (v in ("", "*") or _INTERFACE.match(v) is not None)
+    ok = isinstance(v, str) and (v in ("", "*") or INTERFACE.match(v) is not None)
     return None if ok else f"{v!r:.30} is not an interface name or *"
 
 
@@ -115,7 +115,7 @@ def openstack_region_problem(v: Any) -> str | None:
     """A DNS label that fits in a namespace name, `openstack-region-<region>`."""
     if not isinstance(v, str) or len(v) > 63 - len("openstack-region-"):
         return "must be a string of at most 46 characters"
-    return None if v == "" or _DNS_LABEL.match(v) else f"{v!r} is not a DNS label"
+    return None if v == "" or DNS_LABEL.match(v) else f"{v!r} is not a DNS label"
 
 
 def key_value_list_problem(v: Any) -> str | None:
@@ -130,7 +130,7 @@ def interface_map_problem(v: Any) -> str | None:
     """An object of strings keyed by interface names."""
     if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
         return "must be an object of strings"
-    bad = [n for n in v if not _INTERFACE.match(n)]
+    bad = [n for n in v if not INTERFACE.match(n)]
     return f"{bad[0][:30]!r} is not an interface name" if bad else None
 
 
@@ -190,7 +190,7 @@ def route_table_ranges_problem(v: Any) -> str | None:
     for r in v:
         lo: Any = r.get("min") if isinstance(r, dict) else None
         hi: Any = r.get("max") if isinstance(r, dict) else None
-        if not (_int(lo) and _int(hi) and 1 <= lo <= hi <= ROUTE_TABLE_MAX):
+        if not (is_int(lo) and is_int(hi) and 1 <= lo <= hi <= ROUTE_TABLE_MAX):
             return f"each range must be {{min, max}} with 1 <= min <= max <= {ROUTE_TABLE_MAX}"
         total += hi - lo + 1
     if total > ROUTE_TABLES_MAX:
@@ -198,5 +198,6 @@ def route_table_ranges_problem(v: Any) -> str | None:
     return None
 
 
-def _int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An integer that is not a bool."""
     return isinstance(v, int) and not isinstance(v, bool)
