@@ -16,6 +16,15 @@ from dataplane.nat_outgoing import NatOutgoingExclusions
 DEFAULT_RESYNC_INTERVAL = 90.0  # Felix's routeRefreshInterval
 
 
+# What each VXLAN parameter may be: (lowest, highest).
+VXLAN_LIMITS = {
+    "vni": (0, 16_777_215),
+    "port": (1, 65_535),
+    "mtu": (0, 65_535),
+    "mtu6": (0, 65_535),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class VxlanParams:
     """The VXLAN devices' parameters: Calico's VNI and port; an MTU of 0
@@ -90,10 +99,13 @@ class HostSettings:
         if unset or empty)."""
         return self.log_prefix or DEFAULT_LOG_PREFIX
 
+    def nat_outgoing_exclusions(self) -> NatOutgoingExclusions:
+        """The outgoing NAT exclusions in force (Felix's IPPoolsOnly if unset)."""
+        return self.nat_exclusions or NatOutgoingExclusions.IPPOOLS_ONLY
+
     def nat_excludes_hosts(self) -> bool:
-        """Whether outgoing NAT leaves node addresses alone (Felix's
-        IPPoolsOnly, translating them, if unset)."""
-        return (self.nat_exclusions or NatOutgoingExclusions.IPPOOLS_ONLY).excludes_hosts
+        """Whether outgoing NAT leaves node addresses alone."""
+        return self.nat_outgoing_exclusions().excludes_hosts
 
     def kernel_rules_differ(self, other: HostSettings) -> bool:
         """Whether the base chains for `other` differ from ours."""
@@ -104,7 +116,7 @@ class HostSettings:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready, the effective values."""
-        fs = self.failsafes()
+        fs, vxlan = self.failsafes(), self.vxlan()
         return {
             "failsafe_inbound_host_ports": [str(p) for p in fs.inbound],
             "failsafe_outbound_host_ports": [str(p) for p in fs.outbound],
@@ -112,14 +124,12 @@ class HostSettings:
             "resync_interval": self.resync(),
             "log_prefix": self.log_template(),
             "vxlan": {
-                "vni": self.vxlan().vni,
-                "port": self.vxlan().port,
-                "mtu": self.vxlan().mtu_of(4),
-                "mtu6": self.vxlan().mtu_of(6),
+                "vni": vxlan.vni,
+                "port": vxlan.port,
+                "mtu": vxlan.mtu_of(4),
+                "mtu6": vxlan.mtu_of(6),
             },
-            "nat_outgoing_exclusions": (
-                self.nat_exclusions or NatOutgoingExclusions.IPPOOLS_ONLY
-            ).value,
+            "nat_outgoing_exclusions": self.nat_outgoing_exclusions().value,
         }
 
 

@@ -21,6 +21,7 @@ from dataplane.errors import UnsafeValue
 # agent) only these, which also need no quoting anywhere.
 _IFNAME = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
 _LOG_TEXT = re.compile(r"[A-Za-z0-9 _.,:/@=+\-]*")
+# nftables keeps 127 characters of a log prefix; Felix's end with ": ".
 LOG_TEXT_MAX = 125
 
 

@@ -17,7 +17,7 @@ from dataplane import log_prefix
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.errors import BadFailsafePorts, UnsafeValue
 from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, parse_ports
-from dataplane.host_settings import HostSettings, VxlanParams
+from dataplane.host_settings import VXLAN_LIMITS, HostSettings, VxlanParams
 from dataplane.nat_outgoing import NatOutgoingExclusions
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
@@ -215,6 +215,10 @@ def _number(
     return value
 
 
+# The VXLAN flags, in VxlanParams' order, with the field each sets.
+VXLAN_FLAGS = {"vxlan-vni": "vni", "vxlan-port": "port", "vxlan-mtu": "mtu", "vxlan-mtu-v6": "mtu6"}
+
+
 def _bounded(ns: argparse.Namespace, flag: str, lo: int, hi: int) -> int:
     """The flag's value as an integer in [lo, hi]; ConfigError naming it otherwise."""
     value = int(_number(ns, flag, int, lo))
@@ -306,12 +310,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         prefix = log_prefix.check(ns.log_prefix)
     except ValueError as exc:
         raise ConfigError(f"--log-prefix: {exc}") from None
-    vxlan = VxlanParams(
-        _bounded(ns, "vxlan-vni", 0, 16777215),
-        _bounded(ns, "vxlan-port", 1, 65535),
-        _bounded(ns, "vxlan-mtu", 0, 65535),
-        _bounded(ns, "vxlan-mtu-v6", 0, 65535),
-    )
+    vxlan = VxlanParams(*(_bounded(ns, flag, *VXLAN_LIMITS[p]) for flag, p in VXLAN_FLAGS.items()))
     try:
         ownership = Ownership.parse(ns.interface_prefix)
     except UnsafeValue as exc:

@@ -19,7 +19,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dataplane.batch import Action, DataplaneBatch, EndpointInfo, EndpointKind
+from dataplane.batch import Action, ChainKey, DataplaneBatch, EndpointInfo, EndpointKind, Rule
 from dataplane.errors import DataplaneError, KernelUnavailable
 from dataplane.host_settings import ConfiguredSettings, HostSettings
 from dataplane.linux import nft_model as M
@@ -267,15 +267,7 @@ class LinuxDataplane(MemoryDataplane):
             self.kernel_stats["unsafe_members"] += len(unsafe)
             self._rl.log(logging.ERROR, "member", "IP set members left out: %s", unsafe[0])
         for ck in batch.chains_del | batch.chains_set.keys():
-            a.chains |= M.chain_names(m, ck)
-            M.remove_chain(m, ck)
-            self._unrenderable.pop(f"chain {ck}", None)
-            if ck in batch.chains_set:
-                why = M.set_chain(m, ck, batch.chains_set[ck], self._in_force.log_template())
-                if why is not None:
-                    self._unrenderable[f"chain {ck}"] = why
-                    self._rl.log(logging.ERROR, "chain", "chain %s drops all: %s", ck, why)
-            a.chains |= M.chain_names(m, ck)
+            a.chains |= self._replace_chain(m, ck, batch.chains_set.get(ck))
         if batch.chains_set or batch.chains_del or batch.endpoints_set or batch.endpoints_del:
             if _by_address(self.endpoints):
                 self._refresh_addresses()
@@ -340,15 +332,25 @@ class LinuxDataplane(MemoryDataplane):
         prefix now in force; returns the chains rewritten."""
         out: set[str] = set()
         for ck, rules in self.chains.items():
-            if not any(r.action is Action.LOG for r in rules):
-                continue
-            out |= M.chain_names(m, ck)
-            M.remove_chain(m, ck)
+            if any(r.action is Action.LOG for r in rules):
+                out |= self._replace_chain(m, ck, rules)
+        return out
+
+    def _replace_chain(
+        self, m: M.NftModel, ck: ChainKey, rules: tuple[Rule, ...] | None
+    ) -> set[str]:
+        """Remove endpoint chain `ck` (and its group chains) from the model
+        and, unless `rules` is None, render it again with the settings in
+        force; returns the chain names before and after."""
+        names = M.chain_names(m, ck)
+        M.remove_chain(m, ck)
+        self._unrenderable.pop(f"chain {ck}", None)
+        if rules is not None:
             why = M.set_chain(m, ck, rules, self._in_force.log_template())
             if why is not None:
                 self._unrenderable[f"chain {ck}"] = why
-            out |= M.chain_names(m, ck)
-        return out
+                self._rl.log(logging.ERROR, "chain", "chain %s drops all: %s", ck, why)
+        return names | M.chain_names(m, ck)
 
     @property
     def in_force(self) -> HostSettings:

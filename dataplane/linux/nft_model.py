@@ -125,11 +125,11 @@ def set_hosts(m: NftModel, addresses: Iterable[str]) -> tuple[set[str], list[str
     problems: list[str] = []
     for text in addresses:
         try:
-            addr = ipaddress.ip_address(V.address(text))
-        except (UnsafeValue, ValueError) as exc:
+            addr = V.address(text)  # canonical, as nft prints it back
+        except UnsafeValue as exc:
             problems.append(f"node address {text!r}: {exc}")
             continue
-        found[addr.version].add(str(addr))
+        found[6 if ":" in addr else 4].add(addr)
     for family in (4, 6):
         m.sets[R.HOST_SETS[family]] = (R.pool_set_spec(family), frozenset(found[family]))
     return set(R.HOST_SETS.values()), problems

@@ -48,8 +48,6 @@ from dataplane.ownership import Ownership
 
 TABLE = "felix_typha"
 ACCEPT_MARK = 0x10000
-# nftables keeps 127 characters of a prefix; Felix appends ": ".
-LOG_PREFIX_MAX = 125
 
 
 def _h(text: str) -> str:
@@ -236,7 +234,7 @@ def _verdict(action: Action, log_prefix: str) -> str:
         return "drop"
     if action is Action.PASS:
         return "return"
-    return f'log prefix "{V.log_text(log_prefix[:LOG_PREFIX_MAX])}: " level info'
+    return f'log prefix "{V.log_text(log_prefix)}: " level info'
 
 
 def _groups(rules: tuple[Rule, ...]) -> list[tuple[str, list[Rule]]]:

@@ -17,7 +17,7 @@ from calico_model.value_checks import go_duration_seconds
 from dataplane import log_prefix
 from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import PROTOCOLS, ProtoPort
-from dataplane.host_settings import ConfiguredSettings, HostSettings
+from dataplane.host_settings import VXLAN_LIMITS, ConfiguredSettings, HostSettings
 from dataplane.nat_outgoing import NatOutgoingExclusions
 
 APPLIED = (
@@ -34,13 +34,9 @@ APPLIED = (
     "vxlanVNI",
 )
 T = TypeVar("T")
-# FelixConfiguration's VXLAN fields, in HostSettings' order: (lowest, highest) each takes here.
-VXLAN_RANGES = {
-    "vxlanVNI": (0, 16777215),
-    "vxlanPort": (1, 65535),
-    "vxlanMTU": (0, 65535),
-    "vxlanMTUV6": (0, 65535),
-}
+# FelixConfiguration's VXLAN fields, in HostSettings' order, with the
+# VxlanParams field each sets.
+VXLAN_FIELDS = {"vxlanVNI": "vni", "vxlanPort": "port", "vxlanMTU": "mtu", "vxlanMTUV6": "mtu6"}
 # One resync repairs both routes and rules here: it runs at the shorter of
 # the two refresh intervals set (0 where both set are 0: never).
 REFRESH = ("routeRefreshInterval", "iptablesRefreshInterval")
@@ -92,7 +88,7 @@ class FelixConfigCalc:
                 resync,
                 read("natOutgoingExclusions", lambda v: NatOutgoingExclusions.parse(str(v))),
                 read("logPrefix", lambda v: log_prefix.check(str(v))),
-                *(read(name, _in_range(lo, hi)) for name, (lo, hi) in VXLAN_RANGES.items()),
+                *(read(f, _in_range(*VXLAN_LIMITS[p])) for f, p in VXLAN_FIELDS.items()),
             ),
             tuple(sorted(k for k in merged if k not in APPLIED)),
             tuple(sorted(errors)),
