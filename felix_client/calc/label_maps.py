@@ -16,9 +16,12 @@ LabelKey = tuple[tuple[str, str], ...]
 
 
 class LabelMap(dict[str, str]):
-    """A label map that may be shared (and so must not be changed)."""
+    """A label map that may be shared (and so must not be changed); `key`
+    is its sorted items, which identify it."""
 
-    __slots__ = ("__weakref__",)
+    __slots__ = ("__weakref__", "key")
+
+    key: LabelKey
 
 
 _TABLE: weakref.WeakValueDictionary[LabelKey, LabelMap] = weakref.WeakValueDictionary()
@@ -30,4 +33,5 @@ def intern(labels: Mapping[str, str]) -> LabelMap:
     found = _TABLE.get(key)
     if found is None:
         found = _TABLE[key] = LabelMap(labels)
+        found.key = key
     return found

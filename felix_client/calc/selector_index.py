@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 
 from calico_model.selector import Selector
+from felix_client.calc.label_maps import LabelMap
 
 SelectorId = Hashable
 ItemKey = str
@@ -104,7 +105,7 @@ class SelectorIndex:
     def update_item(self, key: ItemKey, labels: Labels | None) -> list[Event]:
         """Add, change (labels) or remove (None) an item."""
         old_gk = self._group_of.get(key)
-        new_gk = None if labels is None else tuple(sorted(labels.items()))
+        new_gk = None if labels is None else _key(labels)
         if old_gk == new_gk:
             return []
         before: set[SelectorId] = set()
@@ -145,3 +146,8 @@ class SelectorIndex:
             if ids:
                 out |= ids
         return out
+
+
+def _key(labels: Labels) -> GroupKey:
+    """The group key of `labels`: a shared map carries it already."""
+    return labels.key if isinstance(labels, LabelMap) else tuple(sorted(labels.items()))
