@@ -26,6 +26,7 @@ _PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}\Z")
 _ENDPOINT_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DIGITS = re.compile(r"^[0-9]+\Z")
 _RANGE = re.compile(r"^[0-9]+:[0-9]+\Z")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 
 
 def fail(reason: Reason, path: str, message: str) -> InvalidValue:
@@ -60,8 +61,37 @@ def string(v: Any, path: str) -> str:
     return v
 
 
+# Strings already found valid, per check: names, label keys and values repeat
+# across thousands of endpoints (node, namespace, profile, `app`), and every
+# endpoint is checked on the server and again on each agent.  Bounded: a set
+# that fills up is emptied and refills with what is current.
+_KNOWN_CAP = 1 << 15
+
+
+def _remember(known: set[str], v: str) -> None:
+    if len(known) >= _KNOWN_CAP:
+        known.clear()
+    known.add(v)
+
+
+_known_names: dict[tuple[re.Pattern[str], int], set[str]] = {}
+_known_label_keys: set[str] = set()
+_known_label_values: set[str] = set()
+_known_port_names: set[str] = set()
+
+
 def name(v: Any, path: str, pattern: re.Pattern[str] = SUBDOMAIN, max_len: int = 253) -> None:
     """A resource name: lower-case DNS subdomain (or the stricter `pattern`)."""
+    known = _known_names.get((pattern, max_len))
+    if known is None:
+        known = _known_names[(pattern, max_len)] = set()
+    if v.__class__ is str and v in known:
+        return
+    _name(v, path, pattern, max_len)
+    _remember(known, v)
+
+
+def _name(v: Any, path: str, pattern: re.Pattern[str], max_len: int) -> None:
     if not isinstance(v, str) or not v:
         raise fail(Reason.BAD_NAME, path, "must be a non-empty string")
     if len(v) > max_len:
@@ -89,10 +119,16 @@ def qualified_name_problem(k: str) -> str | None:
 
 def labels(v: Any, path: str) -> None:
     """A label map: qualified-name keys, values of at most 63 characters."""
+    keys, values = _known_label_keys, _known_label_values
     for k, val in obj(v, path, Reason.BAD_LABEL).items():
-        label_key(k, f"{path}[{k[:60]!r}]")
+        if k not in keys:
+            label_key(k, f"{path}[{k[:60]!r}]")
+            _remember(keys, k)
+        if val.__class__ is str and val in values:
+            continue
         if not isinstance(val, str) or len(val) > 63 or not _LABEL_VALUE.match(val):
             raise fail(Reason.BAD_LABEL, f"{path}[{k[:60]!r}]", f"bad label value {val!r:.80}")
+        _remember(values, val)
 
 
 # Kubernetes' limit on the summed size of an object's annotation keys and values.
@@ -197,9 +233,19 @@ def port(v: Any, path: str) -> bool:
     return False
 
 
+def mac(v: Any, path: str) -> None:
+    """A MAC address in colon form (`ee:ee:ee:ee:ee:ee`); absent or "" is unset."""
+    if v is None or v == "":
+        return
+    if not isinstance(v, str) or not _MAC.match(v):
+        raise fail(Reason.BAD_FIELD, path, f"{v!r:.30} is not a MAC address")
+
+
 def endpoint_port_name(v: Any, path: str) -> None:
     """A Kubernetes port name: at most 15 characters of [a-z0-9-], a letter
     among them, no leading, trailing or doubled '-'."""
+    if v.__class__ is str and v in _known_port_names:
+        return
     ok = (
         isinstance(v, str)
         and 0 < len(v) <= 15
@@ -209,3 +255,4 @@ def endpoint_port_name(v: Any, path: str) -> None:
     )
     if not ok:
         raise fail(Reason.BAD_PORT, path, f"{v!r:.20} is not a valid port name")
+    _remember(_known_port_names, v)

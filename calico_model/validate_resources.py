@@ -1,26 +1,23 @@
-"""Validation of nodes, pools, endpoints and Felix configuration, as Calico's
-API validates them (per field; the first problem found is reported)."""
+"""Validation of nodes, pools and Felix configuration, as Calico's API
+validates them (per field; the first problem found is reported).  Endpoints
+are read, and so validated, by `endpoints`."""
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Any
 
 from calico_model.errors import Reason
 from calico_model.felix_config_fields import FIELDS
 from calico_model.fields import (
-    INTERFACE,
     cidr,
-    endpoint_port_name,
     fail,
     interface_cidr,
     ip,
     ip_of,
     is_int,
     items,
-    masked,
-    name,
+    mac,
     obj,
     selector,
     string,
@@ -29,7 +26,6 @@ from calico_model.fields import (
 ENCAP_MODES = ("Never", "Always", "CrossSubnet")
 POOL_USES = ("Workload", "Tunnel", "LoadBalancer")
 POOL_ASSIGNMENT_MODES = ("Automatic", "Manual")
-_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?\Z")
 _ADDRESS_TYPES = ("CalicoNodeIP", "InternalIP", "ExternalIP")
 
 
@@ -58,7 +54,7 @@ def check_node(spec: dict[str, Any]) -> None:
     if ipip and ip(ipip, "spec.bgp.ipv4IPIPTunnelAddr").version != 4:
         raise fail(Reason.BAD_CIDR, "spec.bgp.ipv4IPIPTunnelAddr", "must be an IPv4 address")
     for f in ("vxlanTunnelMACAddr", "vxlanTunnelMACAddrV6"):
-        _mac(spec.get(f), f"spec.{f}")
+        mac(spec.get(f), f"spec.{f}")
     for i, a in enumerate(items(spec.get("addresses"), "spec.addresses")):
         a = obj(a, f"spec.addresses[{i}]")
         interface_cidr(a.get("address"), f"spec.addresses[{i}].address")
@@ -66,18 +62,6 @@ def check_node(spec: dict[str, Any]) -> None:
             raise fail(
                 Reason.BAD_FIELD, f"spec.addresses[{i}].type", f"not one of {_ADDRESS_TYPES}"
             )
-
-
-def _mac(v: Any, path: str) -> None:
-    if v is None or v == "":
-        return
-    parts = v.split(":") if isinstance(v, str) else []
-    if len(parts) != 6 or not all(len(p) == 2 and _hex(p) for p in parts):
-        raise fail(Reason.BAD_FIELD, path, f"{v!r:.30} is not a MAC address")
-
-
-def _hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def check_pool(spec: dict[str, Any]) -> None:
@@ -147,100 +131,6 @@ def _pool_selectors_and_uses(spec: dict[str, Any], modes: dict[str, str]) -> Non
             raise fail(Reason.BAD_FIELD, "spec.nodeSelector", "must be all() for LoadBalancer")
     if "Tunnel" in uses and spec.get("namespaceSelector"):
         raise fail(Reason.BAD_FIELD, "spec.namespaceSelector", "not allowed on a Tunnel pool")
-
-
-def check_workload(spec: dict[str, Any]) -> None:
-    """A WorkloadEndpoint's spec: single addresses, interface and node names,
-    profiles, named ports."""
-    for i, n in enumerate(items(spec.get("ipNetworks"), "spec.ipNetworks", Reason.BAD_CIDR)):
-        net = cidr(n, f"spec.ipNetworks[{i}]")
-        if net.num_addresses != 1:
-            raise fail(Reason.BAD_CIDR, f"spec.ipNetworks[{i}]", "must be a single address")
-    if not spec.get("interfaceName"):
-        raise fail(Reason.BAD_NAME, "spec.interfaceName", "a workload endpoint needs one")
-    _endpoint_common(spec)
-    for f in ("orchestrator", "workload", "pod", "endpoint", "serviceAccountName"):
-        if spec.get(f):
-            name(spec[f], f"spec.{f}")
-    cid = string(spec.get("containerID"), "spec.containerID")
-    if cid and not _CONTAINER_ID.match(cid):
-        raise fail(Reason.BAD_NAME, "spec.containerID", f"{cid[:60]!r} is not a container ID")
-    for f, family in (("ipv4Gateway", 4), ("ipv6Gateway", 6)):
-        if spec.get(f):
-            ip_of(spec[f], f"spec.{f}", family)
-    _mac(spec.get("mac"), "spec.mac")
-    for i, p in enumerate(items(spec.get("ports"), "spec.ports", Reason.BAD_PORT)):
-        where = f"spec.ports[{i}]"
-        p = obj(p, where, Reason.BAD_PORT)
-        if p.get("name") or not p.get("hostPort"):
-            endpoint_port_name(p.get("name"), f"{where}.name")
-        _endpoint_port(p, where)
-        if p.get("hostIP"):
-            masked(p["hostIP"], f"{where}.hostIP")
-    for i, c in enumerate(
-        items(spec.get("allowSpoofedSourcePrefixes"), "spec.allowSpoofedSourcePrefixes")
-    ):
-        cidr(c, f"spec.allowSpoofedSourcePrefixes[{i}]")
-    _ip_nats(spec)
-
-
-def _ip_nats(spec: dict[str, Any]) -> None:
-    """Each NAT maps an address of the endpoint to one of the same family."""
-    networks = [
-        cidr(n, "spec.ipNetworks") for n in items(spec.get("ipNetworks"), "spec.ipNetworks")
-    ]
-    for i, nat in enumerate(items(spec.get("ipNATs"), "spec.ipNATs", Reason.BAD_CIDR)):
-        where = f"spec.ipNATs[{i}]"
-        nat = obj(nat, where, Reason.BAD_CIDR)
-        internal = ip(nat.get("internalIP"), f"{where}.internalIP")
-        external = ip(nat.get("externalIP"), f"{where}.externalIP")
-        if internal.version != external.version:
-            raise fail(Reason.BAD_CIDR, where, "internal and external addresses of two families")
-        if not any(internal in n for n in networks):
-            raise fail(Reason.BAD_CIDR, f"{where}.internalIP", "not one of the endpoint's networks")
-
-
-def check_host_endpoint(spec: dict[str, Any]) -> None:
-    """A HostEndpoint's spec: a node, an interface name or expected IPs."""
-    name(spec.get("node"), "spec.node")
-    if not spec.get("interfaceName") and not spec.get("expectedIPs"):
-        raise fail(Reason.BAD_FIELD, "spec.interfaceName", "give interfaceName or expectedIPs")
-    for i, a in enumerate(items(spec.get("expectedIPs"), "spec.expectedIPs", Reason.BAD_CIDR)):
-        ip(a, f"spec.expectedIPs[{i}]")
-    iface = spec.get("interfaceName")
-    if iface not in (None, "", "*") and (not isinstance(iface, str) or not INTERFACE.match(iface)):
-        raise fail(Reason.BAD_NAME, "spec.interfaceName", f"{iface!r:.30} is not an interface name")
-    for f in ("profiles",):
-        for i, p in enumerate(items(spec.get(f), f"spec.{f}")):
-            name(p, f"spec.{f}[{i}]")
-    for i, p in enumerate(items(spec.get("ports"), "spec.ports", Reason.BAD_PORT)):
-        where = f"spec.ports[{i}]"
-        p = obj(p, where, Reason.BAD_PORT)
-        endpoint_port_name(p.get("name"), f"{where}.name")
-        _endpoint_port(p, where)
-
-
-def _endpoint_common(spec: dict[str, Any]) -> None:
-    if spec.get("node") is not None:
-        name(spec.get("node"), "spec.node")
-    iface = string(spec.get("interfaceName"), "spec.interfaceName")
-    if iface and not INTERFACE.match(iface):
-        raise fail(
-            Reason.BAD_NAME, "spec.interfaceName", f"{iface[:30]!r} is not an interface name"
-        )
-    for i, p in enumerate(items(spec.get("profiles"), "spec.profiles")):
-        name(p, f"spec.profiles[{i}]")
-
-
-def _endpoint_port(p: dict[str, Any], where: str) -> None:
-    if p.get("protocol") not in ("TCP", "UDP", "SCTP", 6, 17, 132):
-        raise fail(Reason.BAD_PROTOCOL, f"{where}.protocol", "must be TCP, UDP or SCTP")
-    for f in ("port", "hostPort"):
-        v = p.get(f)
-        if f == "hostPort" and v in (None, 0):
-            continue
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 65535:
-            raise fail(Reason.BAD_PORT, f"{where}.{f}", f"{v!r:.20} is not in 1-65535")
 
 
 def check_felix_config(spec: dict[str, Any], name: str) -> None:

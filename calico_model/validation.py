@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from calico_model import fields, validate_policy, validate_resources
+from calico_model import endpoints, fields, validate_policy, validate_resources
+from calico_model.endpoints import Endpoint
 from calico_model.errors import InvalidValue, Reason
 from calico_model.fields import DNS_LABEL
 from calico_model.keys import (
@@ -80,16 +81,26 @@ def _validate(key: str, raw: bytes, prefix: str) -> Validated:
         raise InvalidValue(Reason.NOT_JSON, str(exc)[:120]) from None
     if not isinstance(value, dict):
         raise InvalidValue(Reason.NOT_OBJECT, f"value is a JSON {type(value).__name__}")
-    _check_depth(value)
     layout = _layout(prefix)
     rk = layout.parse(key)
     if rk is None:
+        _check_depth(value)
         _check_unparsed(key, layout)
-    elif rk.kind is Kind.IPAM_BLOCK:
-        _check_block(rk.name, value)
     else:
-        _check_v3(rk, value)
+        check_resource(rk, value)
     return Validated(canonical_json(value), value)
+
+
+def check_resource(rk: ResourceKey, value: dict[str, Any]) -> Resource | None:
+    """Check one decoded value of a known key the way `validate` does; return
+    its typed model where the kind has one (None for the others).  Raises
+    InvalidValue naming the field.  The agent calls this on what it
+    receives, so it accepts exactly what the server serves."""
+    _check_depth(value)
+    if rk.kind is Kind.IPAM_BLOCK:
+        _check_block(rk.name, value)
+        return None
+    return _check_v3(rk, value)
 
 
 @functools.lru_cache(maxsize=8)
@@ -107,15 +118,14 @@ def _check_unparsed(key: str, layout: KeyLayout) -> None:
         raise InvalidValue(Reason.BAD_KEY, f"not a block key: {key[:200]!r}")
 
 
-def _check_depth(value: dict[str, Any]) -> None:
-    """Iteratively, so the check itself cannot hit the recursion limit."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise InvalidValue(Reason.TOO_DEEP, f"nested deeper than {MAX_DEPTH} levels")
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+def _check_depth(node: dict[str, Any] | list[Any], depth: int = 1) -> None:
+    """Recursive, but never deeper than MAX_DEPTH + 1 frames (far below the
+    interpreter's limit): it stops at the first level past the bound."""
+    if depth > MAX_DEPTH:
+        raise InvalidValue(Reason.TOO_DEEP, f"nested deeper than {MAX_DEPTH} levels")
+    for child in node.values() if isinstance(node, dict) else node:
+        if isinstance(child, dict | list):
+            _check_depth(child, depth + 1)
 
 
 _LABEL_RE = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -128,7 +138,7 @@ _NAME_PATTERNS = {
 }
 
 
-def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> None:
+def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> Resource | None:
     kind = rk.kind.value
     if value.get("kind") != kind:
         raise InvalidValue(
@@ -159,21 +169,27 @@ def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> None:
         spec = {}
     if not isinstance(spec, dict):
         raise InvalidValue(Reason.BAD_SPEC, "spec: must be an object")
-    _SPEC_CHECKS[rk.kind](spec, name)
+    return _SPEC_CHECKS[rk.kind](spec, meta)
 
 
-# Each takes the spec and the resource's name (a few names carry rules of
-# their own: the well-known tiers, the `default` FelixConfiguration).
-_SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], str], None]] = {
+# The typed models the readers return (kinds without one return None).
+Resource = Endpoint
+
+# Each takes the spec and the (checked) metadata: a few names carry rules of
+# their own (the well-known tiers, the `default` FelixConfiguration); an
+# endpoint's model holds its namespace and labels.
+_SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], dict[str, Any]], Resource | None]] = {
     Kind.NODE: lambda spec, _: validate_resources.check_node(spec),
     Kind.IP_POOL: lambda spec, _: validate_resources.check_pool(spec),
-    Kind.WORKLOAD_ENDPOINT: lambda spec, _: validate_resources.check_workload(spec),
-    Kind.HOST_ENDPOINT: lambda spec, _: validate_resources.check_host_endpoint(spec),
-    Kind.FELIX_CONFIGURATION: validate_resources.check_felix_config,
+    Kind.WORKLOAD_ENDPOINT: endpoints.read_workload,
+    Kind.HOST_ENDPOINT: endpoints.read_host_endpoint,
+    Kind.FELIX_CONFIGURATION: lambda spec, m: validate_resources.check_felix_config(
+        spec, m["name"]
+    ),
     Kind.NETWORK_POLICY: lambda spec, _: validate_policy.check_policy(spec, global_=False),
     Kind.GLOBAL_NETWORK_POLICY: lambda spec, _: validate_policy.check_policy(spec, global_=True),
     Kind.PROFILE: lambda spec, _: validate_policy.check_profile(spec),
-    Kind.TIER: validate_policy.check_tier,
+    Kind.TIER: lambda spec, m: validate_policy.check_tier(spec, m["name"]),
 }
 
 

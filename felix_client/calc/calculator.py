@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from calico_model.errors import SelectorError
+from calico_model.errors import InvalidValue, SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
+from calico_model.validation import Resource, check_resource
 from dataplane.batch import DataplaneBatch, PoolInfo, Route, Vtep
-from felix_client.calc.dispatcher import Dispatcher
+from felix_client.calc.dispatcher import Dispatcher, Handler
 from felix_client.calc.felix_config import FelixConfigCalc
 from felix_client.calc.model import Block, Endpoint, Node, Pool
 from felix_client.calc.policy import PolicyCalc
@@ -20,6 +21,10 @@ from felix_client.calc.rules import Unenforceable
 from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
+
+Value = dict[str, Any] | None
+# An input node: key, typed key, the (validated) value or None, its model.
+_Input = Callable[[str, ResourceKey, Value, "Resource | None"], None]
 
 
 class Calculator:
@@ -46,16 +51,38 @@ class Calculator:
         self.errors: Counter[str] = Counter()
         self._rl = RateLimitedLog(log)
         d = self.dispatcher = Dispatcher(KeyLayout(prefix))
-        d.register(Kind.WORKLOAD_ENDPOINT, self._on_workload)
-        d.register(Kind.HOST_ENDPOINT, self._on_host_endpoint)
-        d.register(Kind.IPAM_BLOCK, self._on_block)
-        d.register(Kind.NODE, self._on_node)
-        d.register(Kind.IP_POOL, self._on_pool)
-        d.register(Kind.NETWORK_POLICY, self._on_policy)
-        d.register(Kind.GLOBAL_NETWORK_POLICY, self._on_policy)
-        d.register(Kind.PROFILE, self._on_profile)
-        d.register(Kind.TIER, self._on_tier)
-        d.register(Kind.FELIX_CONFIGURATION, self._on_felix_config)
+        for kind, handler in (
+            (Kind.WORKLOAD_ENDPOINT, self._on_workload),
+            (Kind.HOST_ENDPOINT, self._on_host_endpoint),
+            (Kind.IPAM_BLOCK, self._on_block),
+            (Kind.NODE, self._on_node),
+            (Kind.IP_POOL, self._on_pool),
+            (Kind.NETWORK_POLICY, self._on_policy),
+            (Kind.GLOBAL_NETWORK_POLICY, self._on_policy),
+            (Kind.PROFILE, self._on_profile),
+            (Kind.TIER, self._on_tier),
+            (Kind.FELIX_CONFIGURATION, self._on_felix_config),
+        ):
+            d.register(kind, self._gated(handler))
+
+    def _gated(self, handler: _Input) -> Handler:
+        """`handler` behind the server's validation: a value validation refuses
+        reaches it as a deletion (the resource is absent here as it is from
+        the served state), and is counted; a valid one comes with its typed
+        model where the kind has one."""
+
+        def gated(key: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+            model = None
+            if value is not None:
+                try:
+                    model = check_resource(rk, value)
+                except InvalidValue as exc:
+                    self.errors[f"invalid_{rk.kind.name.lower()}"] += 1
+                    self._rl.log(logging.WARNING, "invalid", "ignoring %s: %s", key, exc)
+                    value = None
+            handler(key, rk, value, model)
+
+        return gated
 
     def apply(self, changes: Iterable[tuple[str, Any | None]]) -> DataplaneBatch:
         """Apply changes in order; return the dataplane work they caused."""
@@ -87,30 +114,39 @@ class Calculator:
 
     # -- input nodes: parse, then feed the calculations --------------------------
 
-    def _on_workload(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
-        ep = Endpoint.parse(value) if value is not None else None
+    def _on_workload(self, key: str, _: ResourceKey, __: Value, model: Resource | None) -> None:
+        ep = model if isinstance(model, Endpoint) else None
         self.routes.set_wep(key, ep)
         self.policy.set_endpoint(key, ep)
 
-    def _on_host_endpoint(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
-        ep = Endpoint.parse(value, host=True) if value is not None else None
-        self.policy.set_endpoint(key, ep)
+    def _on_host_endpoint(
+        self, key: str, _: ResourceKey, __: Value, model: Resource | None
+    ) -> None:
+        self.policy.set_endpoint(key, model if isinstance(model, Endpoint) else None)
 
-    def _on_block(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
+    def _on_block(
+        self, key: str, _: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
+    ) -> None:
         self.routes.set_block(key, Block.parse(value) if value is not None else None)
 
-    def _on_node(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+    def _on_node(
+        self, _: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
+    ) -> None:
         node = Node.parse(value) if value is not None else None
         self.routes.set_node(rk.name, node)
         addrs = tuple(a for a in (node.ip, node.ip6) if a) if node is not None else ()
         self._hosts_changed[rk.name] = addrs or None
 
-    def _on_pool(self, key: str, _: ResourceKey, value: dict[str, Any] | None) -> None:
+    def _on_pool(
+        self, key: str, _: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
+    ) -> None:
         pool = Pool.parse(value) if value is not None else None
         self.routes.set_pool(key, pool)
         self._pools_changed[key] = pool.info() if pool is not None else None
 
-    def _on_policy(self, key: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+    def _on_policy(
+        self, key: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
+    ) -> None:
         pol = None
         if value is not None:
             try:
@@ -123,16 +159,22 @@ class Calculator:
                 self._count(key, pol.problems)
         self.policy.set_policy(key, pol)
 
-    def _on_profile(self, key: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+    def _on_profile(
+        self, key: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
+    ) -> None:
         prof = ProfileDef.parse(value) if value is not None else None
         if prof is not None:
             self._count(key, prof.problems)
         self.policy.set_profile(rk.name, prof)
 
-    def _on_felix_config(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+    def _on_felix_config(
+        self, _: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
+    ) -> None:
         self.felix_config.set(rk.name, value)
 
-    def _on_tier(self, _: str, rk: ResourceKey, value: dict[str, Any] | None) -> None:
+    def _on_tier(
+        self, _: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
+    ) -> None:
         self.policy.set_tier(rk.name, TierDef.parse(value) if value is not None else None)
 
     def _count(self, key: str, problems: tuple[Unenforceable, ...]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, Rule
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import IpSetMembership
-from felix_client.calc.model import Endpoint
+from felix_client.calc.model import Endpoint, endpoint_info
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
 
 
@@ -37,7 +37,7 @@ class ChainRenderer:
         """Render every chain of `key` from the policies that select it; `ep`
         None (deleted, or not local) removes them."""
         new = endpoint_chains(key, ep, policies, tiers, profiles) if ep is not None else {}
-        info = ep.info() if ep is not None else None
+        info = endpoint_info(ep) if ep is not None else None
         if info is not None and self.endpoints.get(key) != info:
             self.endpoints[key] = info
             self._out.endpoints_set[key] = info

@@ -9,15 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from calico_model.errors import SelectorError
+from calico_model.errors import InvalidValue, SelectorError
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
 from calico_model.selector import parse as parse_selector
+from calico_model.validation import check_resource
 from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, IpSetId, Route, Rule, Vtep
 from dataplane.memory import MemoryDataplane
 from dataplane.ownership import Ownership
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import members_of
-from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
+from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool, endpoint_info
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, effective_labels
 from felix_client.calc.routes import in_pool, remote_route, within
 
@@ -59,8 +60,13 @@ def compute(
         if not isinstance(value, dict):
             continue
         rk = layout.parse(key)
-        kind = rk.kind if rk is not None else None
         if rk is None:
+            continue
+        kind = rk.kind
+        try:
+            # As the Calculator: what validation refuses is not in the state.
+            model = check_resource(rk, value)
+        except InvalidValue:
             continue
         if kind is Kind.NODE:
             nodes[rk.name] = Node.parse(value)
@@ -71,9 +77,10 @@ def compute(
             if (b := Block.parse(value)) is not None:
                 blocks.append((key, b))
         elif kind in (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT):
-            eps[key] = Endpoint.parse(value, host=kind is Kind.HOST_ENDPOINT)
-            if kind is Kind.WORKLOAD_ENDPOINT:
-                weps[key] = eps[key]
+            if isinstance(model, Endpoint):
+                eps[key] = model
+                if kind is Kind.WORKLOAD_ENDPOINT:
+                    weps[key] = model
         elif kind in (Kind.NETWORK_POLICY, Kind.GLOBAL_NETWORK_POLICY):
             with contextlib.suppress(SelectorError):
                 policies.append(PolicyDef.parse(value, namespaced=kind is Kind.NETWORK_POLICY))
@@ -127,7 +134,7 @@ def compute(
                     if sel.matches(labels[k])
                     for m in members_of(sid, ep)
                 }
-    endpoints = {key: ep.info() for key, ep in eps.items() if ep.node == node}
+    endpoints = {key: endpoint_info(ep) for key, ep in eps.items() if ep.node == node}
     vteps = {name: v for name, n in nodes.items() if (v := n.vtep()) is not None}
     return owned(Tables(routes, ipsets, chains, endpoints, vteps), ownership or Ownership())
 

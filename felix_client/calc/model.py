@@ -1,21 +1,26 @@
-"""Typed views of the synced state, parsed defensively.
+"""Typed views of the synced state.
 
-The server validated values already; the agent still never trusts shapes: a
-field of the wrong type is treated as absent rather than raising.
+Every value reaches the calculation through the server's own validation
+(calico_model.validation.check_resource, called by the Calculator's input
+gate): the agent accepts exactly what the server serves and treats anything
+else as absent, counted.  Endpoints are the model that check returns
+(calico_model.endpoints); nodes, pools and blocks are read here from values
+already checked.  Networks are compact `Net` values (calico_model.addresses).
 """
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from calico_model.protocols import protocol_number
+from calico_model.addresses import Net, address_value, parse_net
+from calico_model.endpoints import Endpoint, NamedPort
+from calico_model.label_maps import intern
 from dataplane.batch import EndpointInfo, EndpointKind, PoolInfo, Vtep
-from felix_client.calc.label_maps import intern
 
-IPv4Net = ipaddress.IPv4Network
-IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["Block", "Endpoint", "IPNet", "NamedPort", "Node", "Pool"]
+
+IPNet = Net
 
 
 def _dict(v: Any) -> dict[str, Any]:
@@ -30,27 +35,25 @@ def _str(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
-def net4(text: Any) -> IPv4Net | None:
-    """`text` as an IPv4 network, or None if it is not one."""
-    if not isinstance(text, str) or "%" in text:
-        return None
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-    return net if isinstance(net, IPv4Net) else None
-
-
-def net(text: Any) -> IPNet | None:
+def net(text: Any) -> Net | None:
     """`text` as an IPv4 or IPv6 network (host bits dropped), or None.  An
     address zone (`fd00::1%eth0`), which Python reads and Calico and nft do
     not, is None too."""
-    if not isinstance(text, str) or "%" in text:
+    return parse_net(text)
+
+
+def net4(text: Any) -> Net | None:
+    """`text` as an IPv4 network, or None if it is not one."""
+    n = parse_net(text)
+    return n if n is not None and n.version == 4 else None
+
+
+def _interface(text: str, family: int) -> tuple[str, Net] | None:
+    """(address, its subnet) of an `address/prefix` of one family."""
+    subnet, addr = parse_net(text), parse_net(text.partition("/")[0])
+    if subnet is None or addr is None or subnet.version != family:
         return None
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
+    return addr.address, subnet
 
 
 def labels_of(meta: dict[str, Any]) -> dict[str, str]:
@@ -59,16 +62,22 @@ def labels_of(meta: dict[str, Any]) -> dict[str, str]:
     return intern({k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)})
 
 
+def endpoint_info(ep: Endpoint) -> EndpointInfo:
+    """Where an endpoint's chains attach, for the dataplane."""
+    kind = EndpointKind.HOST if ep.host else EndpointKind.WORKLOAD
+    return EndpointInfo(kind, ep.iface, tuple(n.address for n in ep.nets))
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """The fields of a Node resource the agent uses."""
 
     name: str
     ip: str | None
-    subnet: IPv4Net | None
+    subnet: Net | None
     vxlan_addr: str | None
     ip6: str | None = None
-    subnet6: ipaddress.IPv6Network | None = None
+    subnet6: Net | None = None
     vxlan_addr6: str | None = None
     vxlan_mac: str | None = None
     vxlan_mac6: str | None = None
@@ -89,16 +98,7 @@ class Node:
         """Read a Node value; fields of the wrong type count as absent."""
         meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
         bgp = _dict(spec.get("bgp"))
-        ip: str | None = None
-        subnet: IPv4Net | None = None
-        addr = _str(bgp.get("ipv4Address"))
-        if addr:
-            try:
-                iface = ipaddress.ip_interface(addr)
-                if iface.version == 4:
-                    ip, subnet = str(iface.ip), IPv4Net(iface.network)
-            except ValueError:
-                pass
+        ip, subnet = _interface(_str(bgp.get("ipv4Address")), 4) or (None, None)
         if ip is None:
             for a in _list(spec.get("addresses")):
                 a = _dict(a)
@@ -107,14 +107,7 @@ class Node:
                     ip = cand
                     break
         vx = _str(spec.get("ipv4VXLANTunnelAddr")) or None
-        ip6: str | None = None
-        subnet6: ipaddress.IPv6Network | None = None
-        try:
-            iface6 = ipaddress.ip_interface(_str(bgp.get("ipv6Address")))
-            if iface6.version == 6:
-                ip6, subnet6 = str(iface6.ip), ipaddress.IPv6Network(iface6.network)
-        except ValueError:
-            pass
+        ip6, subnet6 = _interface(_str(bgp.get("ipv6Address")), 6) or (None, None)
         vx6 = _str(spec.get("ipv6VXLANTunnelAddr")) or None
         mac = _str(spec.get("vxlanTunnelMACAddr")) or None
         mac6 = _str(spec.get("vxlanTunnelMACAddrV6")) or None
@@ -127,14 +120,17 @@ class Node:
     def in_subnet(self, family: int, addr: str) -> bool | None:
         """Whether `addr` is in this node's subnet of that family (None: unknown)."""
         subnet = self.subnet if family == 4 else self.subnet6
-        return None if subnet is None else ipaddress.ip_address(addr) in subnet
+        found = address_value(addr)
+        if subnet is None or found is None:
+            return None
+        return subnet.contains_address(*found)
 
 
 @dataclass(frozen=True, slots=True)
 class Pool:
     """The fields of an IPPool the agent uses."""
 
-    cidr: IPNet
+    cidr: Net
     ipip: str  # Never, Always, CrossSubnet
     vxlan: str
     nat_outgoing: bool = False
@@ -162,7 +158,7 @@ class Pool:
 class Block:
     """An IPAM block: its CIDR and the node it is affine to."""
 
-    cidr: IPNet
+    cidr: Net
     node: str | None
 
     @staticmethod
@@ -173,69 +169,3 @@ class Block:
             return None
         aff = _str(value.get("affinity"))
         return Block(cidr, aff[5:] if aff.startswith("host:") else None)
-
-
-@dataclass(frozen=True, slots=True)
-class NamedPort:
-    """One entry of an endpoint's `spec.ports`: a port name rules may use."""
-
-    name: str
-    protocol: int
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """The fields of a workload or host endpoint the agent uses."""
-
-    node: str
-    namespace: str
-    labels: dict[str, str]
-    nets: tuple[IPNet, ...]
-    iface: str
-    profiles: tuple[str, ...]
-    ports: tuple[NamedPort, ...] = ()
-    host: bool = False
-    # `nets` as IP set members, per family: rendered once here, since every
-    # selector that matches the endpoint asks for them.
-    members4: tuple[str, ...] = field(default=(), compare=False)
-    members6: tuple[str, ...] = field(default=(), compare=False)
-
-    def __post_init__(self) -> None:
-        if self.nets and not (self.members4 or self.members6):
-            object.__setattr__(self, "members4", tuple(str(n) for n in self.nets if n.version == 4))
-            object.__setattr__(self, "members6", tuple(str(n) for n in self.nets if n.version == 6))
-
-    @staticmethod
-    def parse(value: dict[str, Any], *, host: bool = False) -> Endpoint:
-        """Read an endpoint value (`host`: a HostEndpoint, whose addresses are `expectedIPs`);
-        fields of the wrong type count as absent."""
-        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
-        raw = spec.get("expectedIPs") if host else spec.get("ipNetworks")
-        nets = tuple(n for n in (net(x) for x in _list(raw)) if n is not None)
-        ports = []
-        for p in _list(spec.get("ports")):
-            p = _dict(p)
-            name, number = _str(p.get("name")), p.get("port")
-            proto = protocol_number(p.get("protocol"))
-            if name and proto is not None and isinstance(number, int) and 1 <= number <= 65535:
-                ports.append(NamedPort(name, proto, number))
-        return Endpoint(
-            node=_str(spec.get("node")),
-            namespace=_str(meta.get("namespace")),
-            labels=labels_of(meta),
-            nets=nets,
-            iface=_str(spec.get("interfaceName")),
-            profiles=tuple(p for p in _list(spec.get("profiles")) if isinstance(p, str)),
-            ports=tuple(ports),
-            host=host,
-        )
-
-    def info(self) -> EndpointInfo:
-        """Where this endpoint's chains attach, for the dataplane."""
-        kind = EndpointKind.HOST if self.host else EndpointKind.WORKLOAD
-        return EndpointInfo(kind, self.iface, tuple(str(n.network_address) for n in self.nets))
-
-    def addresses(self, family: int) -> tuple[str, ...]:
-        """The endpoint's addresses of one family, as IP set members."""
-        return self.members4 if family == 4 else self.members6

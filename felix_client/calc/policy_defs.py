@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calico_model.errors import SelectorError
+from calico_model.label_maps import intern
 from calico_model.selector import All, And, Compare, Global, Has, Selector, prefixed, replace_all
 from calico_model.selector import parse as parse_selector
 from dataplane.batch import Action, Direction, Rule
-from felix_client.calc.label_maps import intern
 from felix_client.calc.model import Endpoint, labels_of
 from felix_client.calc.rules import (
     NS_LABEL,

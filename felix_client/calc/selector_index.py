@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 
+from calico_model.label_maps import LabelMap
 from calico_model.selector import Selector
-from felix_client.calc.label_maps import LabelMap
 
 SelectorId = Hashable
 ItemKey = str

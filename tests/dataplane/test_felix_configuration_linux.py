@@ -135,14 +135,24 @@ def test_a_writer_flipping_bad_values_cannot_flood_the_log(
     node: Host, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="dataplane.linux.driver")
+    caplog.set_level(logging.WARNING, logger="felix_client.calc.calculator")
     node.change([hep()])
     for i in range(20):
-        bad = [{"protocol": "tcp", "port": 8000 + i, "net": f"10.{i}.0.0/16"}]
+        # Valid values the agent does not apply (a failsafe entry with a
+        # net, bpfEnabled), and every third time one validation refuses
+        # (a lower-case protocol), which the agent's gate drops whole.
+        proto = "tcp" if i % 3 == 2 else "TCP"
+        bad = [{"protocol": proto, "port": 8000 + i, "net": f"10.{i}.0.0/16"}]
         node.change([felix_config("default", failsafeInboundHostPorts=bad, bpfEnabled=bool(i % 2))])
     said = [r.getMessage() for r in caplog.records if "FelixConfiguration" in r.getMessage()]
+    refused = [
+        r.getMessage() for r in caplog.records if "felixconfigurations/default" in r.getMessage()
+    ]
     # One line of each kind within the limiter's interval, however many changes.
     assert len([m for m in said if "ignored" in m]) == 1
     assert len([m for m in said if "does not apply" in m]) == 1
+    assert len(refused) == 1
+    assert node.calc.errors["invalid_felix_configuration"] == 6
     # And nothing of it was applied: Calico's failsafes stay, 8000 is not one.
     assert node.to_host(22)
     assert not node.to_host(8000)

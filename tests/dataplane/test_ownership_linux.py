@@ -5,10 +5,11 @@ address and a default route, the kernel's connected route, and a host
 firewall table of its own (`inet hostfw`) that the agent must never touch.
 The values go straight into the calculation and the `linux` driver, as a
 leaf replica or `felix-agent compute` input would deliver them: nothing
-here relies on the server's validation.  After every hostile value, the
-node's own routes, its firewall table and its host interfaces' settings
-are exactly as before, the rest of the cluster's changes still go in, and
-the agent lists what it refused.
+here relies on the server having validated them (the calculation reads
+endpoints with the same validation, and the driver guards on its own).
+After every hostile value, the node's own routes, its firewall table and
+its host interfaces' settings are exactly as before, the rest of the
+cluster's changes still go in, and the agent lists what it refused.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind, Route
+from felix_client.calc.policy_defs import PolicyDef
 from tests.conftest import wait_until
 from tests.dataplane.test_linux_dataplane import PODS, V3, Cluster, block, wep
 from tests.netns import Fabric, fabric, sh
@@ -243,7 +246,20 @@ def test_no_interface_name_reaches_nft_unparsed(n1: Node, iface: str) -> None:
         "metadata": {"name": "inj"},
         "spec": {"node": "n1", "interfaceName": iface, "expectedIPs": ["192.168.77.1"]},
     }
+    # The calculation reads endpoints with the server's validation: neither
+    # is an endpoint at all, and both are counted.
+    calc = n1.cluster.calcs["n1"]
     n1.change([(local_key, local), (hep_key, hep)])
+    assert calc.errors["invalid_workload_endpoint"] >= 1
+    assert calc.errors["invalid_host_endpoint"] >= 1
+    n1.assert_host_untouched()
+    # The driver does not rely on that: given the names anyway (a bug
+    # upstream of it, another calculation), it refuses them itself.
+    batch = DataplaneBatch()
+    batch.endpoints_set[local_key] = EndpointInfo(EndpointKind.WORKLOAD, iface, ("10.65.1.77",))
+    batch.routes_set["10.65.1.77/32"] = Route("10.65.1.77/32", "local", dev=iface)
+    batch.endpoints_set[hep_key] = EndpointInfo(EndpointKind.HOST, iface, ("192.168.77.1",))
+    n1.dp.apply(batch)
     assert local_key in n1.dp.refused
     assert hep_key in n1.dp.refused
     n1.assert_host_untouched()
@@ -304,7 +320,13 @@ def test_a_rule_with_alternatives_on_two_sides_is_a_match_block_that_decides_rig
             },
         },
     )
-    n1.change([(key, value), policy])
+    # Calico's validation refuses `notICMP` without protocol ICMP, so the
+    # calculation's gate would drop this policy; the driver must still render
+    # such a rule right when given one, so it goes in past the gate.
+    n1.change([(key, value)])
+    calc = n1.cluster.calcs["n1"]
+    calc.policy.set_policy(policy[0], PolicyDef.parse(policy[1], namespaced=False))
+    n1.dp.apply(calc.apply([]))
     assert "0x00020000" in nft_table(n1.ns)  # the match block (nft prints 8 digits)
     pod_a, pod_b = n1.cluster.pods["a"], n1.cluster.pods["b"]
     listeners = [n1.f.listen(pod_b, port, 15) for port in (9, 10, 8080)]

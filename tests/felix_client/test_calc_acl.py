@@ -163,7 +163,8 @@ def test_a_bad_selector_disables_only_that_policy() -> None:
         },
     )
     calc, dp = program([*CLUSTER, bad])
-    assert calc.errors["bad_selector"] == 1
+    # Validation refuses it (the server would not serve it): absent, counted.
+    assert calc.errors["invalid_network_policy"] == 1
     assert len(chain_text(dp, "web1", "ingress")) == 5  # unchanged by the bad policy
 
 

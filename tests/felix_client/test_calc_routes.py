@@ -139,12 +139,14 @@ def test_pools_reach_the_dataplane_with_nat_outgoing_and_only_when_they_change()
     first = calc.apply([(key, value)])
     assert first.pools_set == {key: PoolInfo("10.65.0.0/16", True)}
     assert calc.apply([(key, value)]).pools_set == {}  # nothing changed
-    value["spec"]["natOutgoing"] = "yes"  # not a boolean: no NAT, never a guess
+    value["spec"]["natOutgoing"] = False
     assert calc.apply([(key, value)]).pools_set == {key: PoolInfo("10.65.0.0/16", False)}
-    gone = calc.apply([(key, None)])
-    assert (gone.pools_set, gone.pools_del) == ({}, {key})
+    value["spec"]["natOutgoing"] = "yes"  # not a boolean: refused whole, never a guess
+    refused = calc.apply([(key, value)])
+    assert (refused.pools_set, refused.pools_del) == ({}, {key})
+    assert calc.errors["invalid_ip_pool"] == 1
     dp = MemoryDataplane()
     dp.apply(first)
     assert dp.pools == {key: PoolInfo("10.65.0.0/16", True)}
-    dp.apply(gone)
+    dp.apply(refused)
     assert dp.pools == {}

@@ -316,13 +316,14 @@ def test_services_and_http_rules_match_nothing_and_are_counted() -> None:
     pol = gnp(
         "g",
         selector="app == 'web'",
-        types=["Egress"],
+        types=["Ingress", "Egress"],
+        # Calico allows `http` on ingress Allow rules only.
+        ingress=[{"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}}],
         egress=[
             {
                 "action": "Allow",
                 "destination": {"services": {"name": "kube-dns", "namespace": "kube-system"}},
             },
-            {"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}},
             {"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}},
         ],
     )
@@ -756,16 +757,22 @@ def test_profiles_in_order_each_its_own_group_then_deny() -> None:
 # -- the narrower reading of what the agent cannot enforce ---------------------------
 
 
-def test_a_deny_with_http_denies_what_felix_denies_and_services_match_nothing() -> None:
-    # Felix ignores `http` at L3/L4: the Deny applies to every TCP packet.
-    # `services` needs endpoint data etcd does not hold: that rule matches
-    # nothing, never everything, whatever its action.
+def test_a_deny_with_http_is_refused_whole_and_services_match_nothing() -> None:
+    # Calico's validation refuses `http` on a Deny: the server does not serve
+    # such a policy, and the agent, judging with the same validation, does
+    # not take it in either (counted).  `services` needs endpoint data etcd
+    # does not hold: that rule matches nothing, never everything.
+    refused = gnp(
+        "h",
+        selector="app == 'web'",
+        types=["Egress"],
+        egress=[{"action": "Deny", "protocol": "TCP", "http": {"methods": ["GET"]}}],
+    )
     pol = gnp(
         "g",
         selector="app == 'web'",
         types=["Egress"],
         egress=[
-            {"action": "Deny", "protocol": "TCP", "http": {"methods": ["GET"]}},
             {
                 "action": "Deny",
                 "protocol": "UDP",
@@ -774,11 +781,11 @@ def test_a_deny_with_http_denies_what_felix_denies_and_services_match_nothing() 
             {"action": "Allow"},
         ],
     )
-    net = Net([*BASE, pol])
-    assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 6, 1, 80)) is DENY
+    net = Net([*BASE, refused, pol])
+    assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 6, 1, 80)) is ALLOW
     assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 17, 1, 53)) is ALLOW
     assert net.decide("web", OUT, Packet("10.0.1.1", "10.96.0.10", 132, 1, 53)) is ALLOW
-    assert net.calc.errors["rule_http"] == 1
+    assert net.calc.errors["invalid_global_network_policy"] == 1
     assert net.calc.errors["rule_services"] == 1
 
 

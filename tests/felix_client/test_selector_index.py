@@ -3,9 +3,9 @@ and evaluation once per distinct label map, not per item."""
 
 from __future__ import annotations
 
+from calico_model.label_maps import LabelMap, intern
 from calico_model.selector import Labels, Selector
 from calico_model.selector import parse as parse_selector
-from felix_client.calc.label_maps import LabelMap, intern
 from felix_client.calc.selector_index import SelectorIndex
 
 

@@ -1,0 +1,119 @@
+"""The compact networks read exactly what `ipaddress` reads."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from calico_model.addresses import Net, address_value, parse_net
+
+
+def _reference(text: str) -> Net | None:
+    if "%" in text:
+        return None
+    try:
+        n = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return Net(str(n), n.version, int(n.network_address), n.prefixlen)
+
+
+EDGES = [
+    "10.0.0.1",
+    "10.0.0.1/32",
+    "10.0.0.0/8",
+    "10.1.2.3/8",  # host bits dropped
+    "0.0.0.0/0",
+    "255.255.255.255",
+    "256.0.0.1",
+    "010.0.0.1",  # leading zero: refused, as Go and ipaddress refuse it
+    "10.0.0.1/032",  # ipaddress reads this prefix; the fast path must not differ
+    "10.0.0.1/33",
+    "10.0.0.1/",
+    "10.0.0.0/255.0.0.0",
+    "1.2.3.4 ",
+    " 1.2.3.4",
+    "1.2.3",
+    "1.2.3.4.5",
+    "\u0661.\u0662.\u0663.\u0664",  # non-ASCII digits
+    "1.2.3.\u0664",
+    "fd00::1",
+    "fd00:0:0::1/128",
+    "fd00::1/64",
+    "::ffff:10.0.0.1",
+    "fd00::1%eth0",
+    "",
+    "/32",
+]
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_edges_read_as_ipaddress_reads_them(text: str) -> None:
+    assert parse_net(text) == _reference(text)
+
+
+_octet = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "007", "-1", "x"]))
+_v4 = st.builds(
+    lambda parts, plen: ".".join(parts) + plen,
+    st.lists(_octet, min_size=3, max_size=5),
+    st.one_of(st.just(""), st.integers(-1, 40).map(lambda p: f"/{p}"), st.just("/08")),
+)
+
+
+@given(_v4)
+def test_any_dotted_text_reads_as_ipaddress_reads_it(text: str) -> None:
+    assert parse_net(text) == _reference(text)
+
+
+@given(st.ip_addresses(), st.data())
+def test_any_address_with_any_prefix(
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address, data: st.DataObject
+) -> None:
+    plen = data.draw(st.integers(0, addr.max_prefixlen))
+    text = f"{addr}/{plen}"
+    got = parse_net(text)
+    assert got == _reference(text)
+    assert got is not None
+    assert str(got) == str(ipaddress.ip_network(text, strict=False))
+
+
+def test_non_strings_are_not_networks() -> None:
+    assert parse_net(None) is None
+    assert parse_net(167772161) is None
+    assert parse_net(b"10.0.0.1") is None
+
+
+def test_containment_by_integers() -> None:
+    pool, block, pod = (
+        parse_net("10.244.0.0/16"),
+        parse_net("10.244.3.0/26"),
+        parse_net("10.244.3.9"),
+    )
+    other = parse_net("10.245.0.1")
+    v6 = parse_net("fd00::1")
+    assert pool is not None
+    assert block is not None
+    assert pod is not None
+    assert other is not None
+    assert v6 is not None
+    assert pod.within(block)
+    assert block.within(pool)
+    assert pod.within(pool)
+    assert not pool.within(block)
+    assert not other.within(pool)
+    assert not v6.within(pool)
+    assert pod.address == "10.244.3.9"
+    assert pod.single
+    assert not block.single
+    assert pool.contains_address(pod.value, 4)
+    assert not pool.contains_address(pod.value, 6)
+
+
+def test_bare_address_values() -> None:
+    assert address_value("10.0.0.1") == (167772161, 4)
+    assert address_value("10.0.0.1/32") is None
+    assert address_value("10.0.0.0/8") is None
+    assert address_value("fd00::1") == (int(ipaddress.ip_address("fd00::1")), 6)
