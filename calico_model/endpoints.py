@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico_model.addresses import Net, parse_net
-from calico_model.errors import InvalidValue, Reason
+from calico_model.errors import Reason
 from calico_model.fields import (
     INTERFACE,
+    cidr,
     endpoint_port_name,
     fail,
     ip,
@@ -95,8 +96,7 @@ def read_workload(spec: dict[str, Any], meta: dict[str, Any]) -> Endpoint:
     for i, c in enumerate(
         items(spec.get("allowSpoofedSourcePrefixes"), "spec.allowSpoofedSourcePrefixes")
     ):
-        if parse_net(c) is None:
-            raise _bad_cidr(c, f"spec.allowSpoofedSourcePrefixes[{i}]")
+        _net(c, f"spec.allowSpoofedSourcePrefixes[{i}]")
     _ip_nats(spec, nets)
     return Endpoint(
         node=node or "",
@@ -137,21 +137,21 @@ def _labels(meta: dict[str, Any]) -> LabelMap:
     return intern(meta.get("labels") or {})
 
 
-def _bad_cidr(v: Any, path: str) -> InvalidValue:
-    if not isinstance(v, str):
-        return fail(Reason.BAD_CIDR, path, "must be a string")
-    if "%" in v:
-        return fail(Reason.BAD_CIDR, path, f"{v[:60]!r}: an address zone (%...) is not allowed")
-    return fail(Reason.BAD_CIDR, path, f"{v[:60]!r} is not a CIDR or address")
+def _net(v: Any, path: str) -> Net:
+    """`v` as a network; what `parse_net` refuses `fields.cidr` refuses too,
+    with the message it gives."""
+    n = parse_net(v)
+    if n is None:
+        cidr(v, path)
+        raise fail(Reason.BAD_CIDR, path, f"{v!r:.60} is not a CIDR or address")
+    return n
 
 
 def _nets(v: Any, path: str, *, single: bool, bare: bool = False) -> tuple[Net, ...]:
     out = []
     for i, text in enumerate(items(v, path, Reason.BAD_CIDR)):
         where = f"{path}[{i}]"
-        n = parse_net(text)
-        if n is None:
-            raise _bad_cidr(text, where)
+        n = _net(text, where)
         if bare and "/" in text:
             ip(text, where)  # the message ipaddress gives for a prefix on an address
         if single and not n.single:

@@ -35,11 +35,9 @@ def _str(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
-def net(text: Any) -> Net | None:
-    """`text` as an IPv4 or IPv6 network (host bits dropped), or None.  An
-    address zone (`fd00::1%eth0`), which Python reads and Calico and nft do
-    not, is None too."""
-    return parse_net(text)
+# `text` as an IPv4 or IPv6 network (host bits dropped), or None (an address
+# zone, which Python reads and Calico and nft do not, is None too).
+net = parse_net
 
 
 def net4(text: Any) -> Net | None:
