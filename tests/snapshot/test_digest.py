@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tracemalloc
 from hashlib import blake2b
 
 import orjson
@@ -24,6 +25,20 @@ def test_entry_hash_matches_the_contract() -> None:
 def test_key_order_in_the_value_does_not_matter() -> None:
     assert entry_hash("k", {"a": 1, "b": 2}) == entry_hash("k", {"b": 2, "a": 1})
     assert canonical_json({"b": 2, "a": 1}) == b'{"a":1,"b":2}'
+
+
+def test_canonical_bytes_hold_no_more_memory_than_their_length() -> None:
+    # The server stores these bytes for every key: a 4-8 KiB output buffer
+    # kept behind each 800-byte value multiplied its memory by five.
+    value = {"metadata": {"name": "x" * 700}, "spec": {}}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [canonical_json(value) for _ in range(100)]
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_value < len(kept[0]) + 128
 
 
 def test_empty_state_digest_is_zero() -> None:
