@@ -228,19 +228,26 @@ class _Core:
         if self.state is State.CLOSED:
             return
         limits = self.limits
-        quiet = now - self._last_recv
-        if self.state is State.HANDSHAKE and now - self._started >= limits.handshake_timeout:
+        # Each test is `now >= base + limit`, the very sum next_deadline()
+        # returns: `now - base >= limit` can be false at that deadline by
+        # rounding (10.0 - 1e-14), and a timer due but never acting is run
+        # again at once, forever.
+        last = self._last_recv
+        if self.state is State.HANDSHAKE and now >= self._started + limits.handshake_timeout:
             self._time_out(CloseReason.HANDSHAKE_TIMEOUT)
-        if quiet >= limits.idle_timeout:
+        if now >= last + limits.idle_timeout:
             self._time_out(CloseReason.IDLE_TIMEOUT)
         sent = self._ping_sent_at
-        if sent is not None and limits.pong_timeout and now - sent >= limits.pong_timeout:
+        if sent is not None and limits.pong_timeout and now >= sent + limits.pong_timeout:
             self._time_out(CloseReason.PONG_TIMEOUT)
         partial = self._partial_since
-        stalled = partial is not None and now - partial >= limits.partial_frame_timeout
-        if stalled and limits.partial_frame_timeout:
+        if (
+            partial is not None
+            and limits.partial_frame_timeout
+            and now >= partial + limits.partial_frame_timeout
+        ):
             self._time_out(CloseReason.FRAME_TIMEOUT)
-        if quiet >= limits.ping_interval and sent is None:
+        if sent is None and now >= last + limits.ping_interval:
             self._ping_token += 1
             self._ping_sent_at = self._rtt_ping_at = now
             self._send(Ping(self._ping_token))

@@ -166,6 +166,9 @@ class ServerStream:
         if not self.awaiting_start:
             return True
         if not ready:
+            # A resume wait starts afresh once we are ready; a stale one
+            # would be a deadline long past, due on every pass.
+            self._wait_until = None
             return False
         decision = self._decide(now)
         if decision is None:
@@ -373,7 +376,9 @@ class ServerStream:
         the caller must `start` it again."""
         if self.verdict is not None:
             return
-        if self.paused_since is not None and now - self.paused_since >= self._policy.max_lag:
+        # The sum next_deadline() returns (see _Core.handle_timer).
+        paused = self.paused_since
+        if paused is not None and now >= paused + self._policy.max_lag:
             self.abort(CloseReason.SLOW_CLIENT)
             return
         self.core.handle_timer(now)

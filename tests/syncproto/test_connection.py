@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncproto import (
     CAP_APPLIED,
@@ -301,3 +303,39 @@ def test_applied_interval_needs_the_capability_on_both_sides() -> None:
     assert pipe(server) == b""
     with pytest.raises(MalformedMessage, match="APPLIED_INTERVAL without the capability"):
         old_client.receive_data(codec.encode(AppliedInterval(2000)), 0.0)
+
+
+@settings(max_examples=300)
+@given(
+    start=st.floats(min_value=0.0, max_value=1e7, allow_nan=False),
+    ping=st.floats(min_value=0.1, max_value=100.0),
+    pong=st.floats(min_value=0.1, max_value=100.0),
+)
+def test_a_timer_run_at_its_deadline_always_acts(start: float, ping: float, pong: float) -> None:
+    # The server's timer loop runs a connection at exactly next_deadline();
+    # a deadline that is due but does nothing is due again at once, forever
+    # (start 510.607: 510.607 + 10 - 510.607 < 10).  Each run must either
+    # move the deadline on or end the connection.
+    limits = Limits(ping_interval=ping, pong_timeout=pong, idle_timeout=ping + pong + 1)
+    for conn in (
+        ServerConnection(server_id="s", now=start, limits=limits),
+        ClientConnection(node="n", now=start, limits=limits),
+    ):
+        for _ in range(10):
+            deadline = conn.next_deadline()
+            if deadline is None:
+                break
+            try:
+                conn.handle_timer(deadline)
+            except ConnectionTimeout:
+                break
+            after = conn.next_deadline()
+            assert after is None or after > deadline
+        assert conn.state is State.CLOSED
+
+
+def test_the_float_case_that_froze_a_server() -> None:
+    limits = Limits(ping_interval=10, handshake_timeout=60)
+    server = ServerConnection(server_id="s", now=510.607, limits=limits)
+    server.handle_timer(server.next_deadline() or 0.0)
+    assert isinstance(codec.decode(next(iter(_frames(pipe(server))))), Ping)

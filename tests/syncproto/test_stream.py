@@ -143,6 +143,17 @@ def test_a_client_ahead_of_our_cache_waits_then_gets_a_snapshot() -> None:
     assert stats.snapshots_sent == 1
 
 
+def test_a_resume_wait_left_when_our_cache_stops_being_ready_is_not_a_deadline() -> None:
+    # A stale wait would be a deadline long past: due on every timer pass.
+    cache = cache_with(3)
+    stream, _, _ = connect(cache, revision=cache.revision + 4, digest="0" * 32, now=100.0)
+    assert not start(stream, 100.0)
+    assert not stream.start(107.0, ready=False, status_frame=status_frame())
+    deadline = stream.next_deadline()
+    assert deadline is not None
+    assert deadline > 107.0
+
+
 def test_a_client_ahead_resumes_once_our_cache_catches_up() -> None:
     cache = cache_with(3)
     ahead = cache_with(5)  # another replica, two updates further
@@ -188,6 +199,19 @@ def test_a_transport_blocked_past_max_lag_is_a_slow_client() -> None:
     stream.handle_timer(40.0)
     assert stream.verdict is CloseReason.SLOW_CLIENT
     assert stream.next_output() is None
+
+
+def test_a_slow_client_verdict_comes_at_its_exact_deadline() -> None:
+    # 510.607 + 30 - 510.607 is 29.99999999999994: compared by subtraction,
+    # the deadline would be due and do nothing, again and again.
+    stream, _, _ = connect(cache_with(1), now=500.0)
+    assert start(stream, 500.0)
+    drain(stream)
+    stream.pause_writing(510.607)
+    deadline = 510.607 + POLICY.max_lag
+    assert (stream.next_deadline() or 0.0) <= deadline
+    stream.handle_timer(deadline)
+    assert stream.verdict is CloseReason.SLOW_CLIENT
 
 
 def test_too_many_unwritten_bytes_is_a_slow_client() -> None:

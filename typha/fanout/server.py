@@ -732,13 +732,19 @@ class AgentServer:
                 pass
 
     def run_due_timers(self, now: float) -> None:
-        """Handle every connection whose deadline is at or before `now`."""
+        """Handle every connection whose deadline is at or before `now`, each
+        once: one whose next deadline is still due waits for the next pass,
+        after the event loop has had its turn (a timer that never acts must
+        cost a wake-up a millisecond, not the whole server)."""
         timers = self._timers
+        due: list[AgentProtocol] = []
         while timers and timers[0][0] <= now:
             deadline, _, conn = heapq.heappop(timers)
             if conn.deadline != deadline:
                 continue  # superseded by an earlier entry
             conn.deadline = None
+            due.append(conn)
+        for conn in due:
             if conn not in self.connections:
                 continue
             self.stats.timer_runs += 1
