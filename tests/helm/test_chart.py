@@ -136,7 +136,7 @@ def test_defaults_describe_the_operations_story() -> None:
     assert env["TYPHA_ETCD_ENDPOINTS"].count(":2379") == 3
     assert env["TYPHA_SHUTDOWN_TIMEOUT"] == "30"
     assert all(name.startswith("TYPHA_") for name in env)
-    assert c["resources"]["limits"]["memory"] == "1536Mi"
+    assert c["resources"]["limits"]["memory"] == "1Gi"
     (pdb,) = by_kind(objects, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
     services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
