@@ -77,10 +77,20 @@ class IpSetMembership:
         if before == 0 and delta > 0:
             # If a delete is pending in this batch it stays: delete-then-create
             # replaces the set, dropping members the dataplane still holds.
-            self._out.ipsets_create.add(sid)
-            for _, key, _ in self._index.add_selector(sid, parse_selector(sid.selector)):
-                for m in members_of(sid, self._eps[key]):
-                    self._member(sid, m, +1)
+            out = self._out
+            out.ipsets_create.add(sid)
+            matched = self._index.add_selector(sid, parse_selector(sid.selector))
+            # Filled in bulk (a set is new here, so it holds nothing yet):
+            # one count per endpoint giving a member, as _member keeps them.
+            counts: Counter[str] = Counter()
+            eps = self._eps
+            for _, key, _ in matched:
+                counts.update(members_of(sid, eps[key]))
+            self._members[sid] = counts
+            if counts:
+                out.ipset_add.setdefault(sid, set()).update(counts)
+                if (removed := out.ipset_remove.get(sid)) is not None:
+                    removed -= counts.keys()
         elif before + delta <= 0:
             del self._refs[sid]
             self._index.remove_selector(sid)

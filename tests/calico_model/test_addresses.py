@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calico_model.addresses import Net, address_value, parse_net
@@ -45,6 +45,16 @@ EDGES = [
     "fd00::1/64",
     "::ffff:10.0.0.1",
     "fd00::1%eth0",
+    "fd00:10:244:0:0:5::/122",  # not canonical: two zero runs of two
+    "fd00:10:244:0:0:5::1a/128",
+    "1:2:3:4:5:6:7::",
+    "::1:2:3:4:5:6:7",
+    "1::2::3",
+    "00fd::01",
+    "fd00::00001",
+    "FD00::/08",
+    "::ffff:0:0/96",
+    "::1.2.3.4",
     "",
     "/32",
 ]
@@ -117,3 +127,46 @@ def test_bare_address_values() -> None:
     assert address_value("10.0.0.1/32") is None
     assert address_value("10.0.0.0/8") is None
     assert address_value("fd00::1") == (int(ipaddress.ip_address("fd00::1")), 6)
+
+
+_hextet = st.one_of(st.just(0), st.just(0), st.just(0xFFFF), st.integers(0, 0xFFFF))
+
+
+@settings(max_examples=1000)
+@given(
+    st.lists(_hextet, min_size=8, max_size=8),
+    st.one_of(st.just(""), st.integers(0, 130).map(lambda p: f"/{p}"), st.just("/064")),
+    st.sampled_from(["canonical", "exploded", "upper", "mapped"]),
+)
+def test_any_ipv6_text_reads_as_ipaddress_reads_it(
+    hextets: list[int], plen: str, form: str
+) -> None:
+    # Zero runs of every length and place, so the C library's compression
+    # (the fast path) is compared with ipaddress's on the cases that differ.
+    addr = ipaddress.IPv6Address(int("".join(f"{h:04x}" for h in hextets), 16))
+    text = {
+        "canonical": str(addr),
+        "exploded": addr.exploded,
+        "upper": str(addr).upper(),
+        "mapped": f"::ffff:{ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)}",
+    }[form] + plen
+    assert parse_net(text) == _reference(text)
+
+
+@settings(max_examples=2000)
+@given(
+    st.lists(st.text("0123456789abcdefABCDEF", min_size=0, max_size=5), min_size=1, max_size=10),
+    st.integers(-1, 10),
+    st.one_of(st.just(""), st.integers(0, 130).map(lambda p: f"/{p}"), st.just("/01")),
+)
+def test_any_hex_group_text_reads_as_ipaddress_reads_it(
+    groups: list[str], gap: int, plen: str
+) -> None:
+    # Non-canonical spellings (leading zeros, "::" anywhere or twice, empty or
+    # five-digit groups, too many groups): the C library reads them on the
+    # fast path and must accept and refuse exactly what ipaddress does.
+    parts = list(groups)
+    if 0 <= gap <= len(parts):
+        parts.insert(gap, "")
+    text = ":".join(parts) + plen
+    assert parse_net(text) == _reference(text)
