@@ -34,6 +34,7 @@ from felix_client.client import ClientStats, SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.errors import ConfigError
 from felix_client.metrics import AgentCollector
+from felix_client.replica import Replica
 from syncproto.errors import ConfigError as SyncConfigError
 from syncproto.histogram import Histogram
 from syncproto.tls import ReloadingContext
@@ -206,7 +207,7 @@ class Agent:
             "connected": c.connected,
             "in_sync": c.in_sync,
             "revision": c.revision,
-            "keys": len(c.state),
+            "keys": c.key_count,
             "digest": c.digest,
             "upstream_in_sync": c.upstream_in_sync,
             "upstream_status": c.upstream_status,
@@ -285,9 +286,12 @@ async def run_agent(
 ) -> None:
     """Run one agent until `stop` is set: the sync client, the calculation
     and the status port."""
+    # The calculation holds what it uses of each value: the replica keeps
+    # only hashes, so the state is not held twice.
     async with SyncClient(
         config.typha,
         node=config.node,
+        replica=Replica(keep_values=False),
         ssl_context=ssl_context,
         server_name=config.tls_server_name or None,
         upstream_stale_after=config.upstream_stale_after,
@@ -396,7 +400,7 @@ def summary_line(agent: Agent, before: ClientStats, seconds: float) -> str:
     else:
         where = f"not connected (next attempt within {c.reconnect_backoff:.1f}s)"
     return (
-        f"{agent.node}: {where}, {len(c.state)} keys, {len(agent.dataplane.routes)} routes, "
+        f"{agent.node}: {where}, {c.key_count} keys, {len(agent.dataplane.routes)} routes, "
         f"{agent.dataplane.acl_rules} rules; last {seconds:.0f}s: "
         f"{st.deltas - before.deltas} deltas, {st.snapshots - before.snapshots} snapshots, "
         f"{st.connects - before.connects} connects, "

@@ -191,8 +191,14 @@ class SyncClient:
 
     @property
     def state(self) -> Mapping[str, Any]:
-        """The replica: key -> JSON object, read-only, decoded on access."""
+        """The replica: key -> JSON object, read-only, decoded on access
+        (ValuesNotKept if the client was given a hash-only replica)."""
         return self._replica.state
+
+    @property
+    def key_count(self) -> int:
+        """The number of keys the replica holds (with or without values)."""
+        return len(self._replica)
 
     def add_listener(self, listener: Listener) -> None:
         """`listener(changes, revision)` runs after every applied snapshot,

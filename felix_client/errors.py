@@ -4,6 +4,8 @@ FelixClientError              base of everything below
 ├── ConfigError               local misuse: a bad address list or option
 │                             (also a syncproto.errors.ConfigError, a LocalMisuse)
 ├── NotConnected              wait_in_sync() cannot succeed: the client is closed
+├── ValuesNotKept             local misuse: `state` read from a replica that keeps
+│                             only hashes (also a snapshot.errors.LocalMisuse)
 └── ServerMisbehaved          remote: the server sent something we cannot accept
     │                         (also a snapshot.errors.RemoteError); the client resyncs
     ├── DigestMismatch        our state's digest differs from the one the server sent
@@ -14,6 +16,7 @@ Wire-level violations raise `syncproto.errors.ProtocolError`, also a RemoteError
 
 from __future__ import annotations
 
+from snapshot.errors import LocalMisuse
 from syncproto.errors import ConfigError as _ProtoConfigError
 from syncproto.errors import RemoteError
 
@@ -28,6 +31,10 @@ class ConfigError(FelixClientError, _ProtoConfigError):
 
 class NotConnected(FelixClientError):
     """The client is closed (before or while someone waited for sync)."""
+
+
+class ValuesNotKept(FelixClientError, LocalMisuse):
+    """The replica was built to keep only each key's hash: it has no values."""
 
 
 class ServerMisbehaved(FelixClientError, RemoteError):

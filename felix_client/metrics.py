@@ -58,7 +58,7 @@ GAUGES: list[tuple[str, str, Getter]] = [
         "datastore revision the dataplane has applied everything up to",
         lambda a: a.applied_revision,
     ),
-    ("felix_keys", "keys in the replica", lambda a: len(a.client.state)),
+    ("felix_keys", "keys in the replica", lambda a: a.client.key_count),
     ("felix_routes", "routes in the dataplane", lambda a: len(a.dataplane.routes)),
     ("felix_acl_rules", "rules in the dataplane's chains", lambda a: a.dataplane.acl_rules),
     ("felix_ip_sets", "IP sets in the dataplane", lambda a: len(a.dataplane.ipsets)),

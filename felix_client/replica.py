@@ -8,7 +8,12 @@ decoded at once would cost several times the state.
 
 Values are kept as the canonical JSON bytes the server sent, and decoded
 when read: a decoded Python dict costs several times its JSON, and at
-200,000 keys that difference is most of an agent's memory.
+200,000 keys that difference is most of an agent's memory.  A replica built
+with `keep_values=False` keeps only each key's hash: all that verifying the
+digest and turning a later full snapshot into changes need.  The node agent
+builds it so (its calculation holds what it uses of each value, parsed), and
+a second copy of the state is then neither held nor, during a reconnect's
+snapshot, doubled.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, overload
 
 import orjson
 
-from felix_client.errors import BadValue, DigestMismatch
+from felix_client.errors import BadValue, DigestMismatch, ValuesNotKept
 from snapshot import RunningDigest, entry_hash_canonical, format_digest
 
 Change = tuple[str, Any | None]
@@ -87,8 +92,10 @@ class Replica:
     snapshots, deltas and progress, each verified against the server's digest before anything
     is committed."""
 
-    def __init__(self) -> None:
-        self.values: dict[str, bytes] = {}  # key -> canonical JSON
+    def __init__(self, *, keep_values: bool = True) -> None:
+        self.keep_values = keep_values
+        # key -> canonical JSON; stays empty unless keep_values.
+        self.values: dict[str, bytes] = {}
         self._hashes: dict[str, int] = {}
         self._digest = RunningDigest()
         self.revision = 0
@@ -101,11 +108,15 @@ class Replica:
 
     @property
     def state(self) -> Mapping[str, Any]:
-        """Read-only key -> JSON object view (decoded on each access)."""
+        """Read-only key -> JSON object view (decoded on each access).
+        Raises ValuesNotKept on a replica that keeps only hashes."""
+        if not self.keep_values:
+            raise ValuesNotKept("this replica keeps each key's hash, not its value")
         return JsonView(self.values)
 
     def __len__(self) -> int:
-        return len(self.values)
+        """The number of keys held."""
+        return len(self._hashes)
 
     # -- full snapshot: mark and sweep ---------------------------------------
 
@@ -130,7 +141,7 @@ class Replica:
         staging = self._staging or {}
         self._staging = None
         updates: list[tuple[str, bytes | None]] = [
-            (k, None) for k in self.values if k not in staging
+            (k, None) for k in self._hashes if k not in staging
         ]
         updates.extend(staging.items())
         # Start from the sum of the per-key hashes, so a full snapshot repairs
@@ -178,13 +189,16 @@ class Replica:
         ours = format_digest(total)
         if ours != digest:
             raise DigestMismatch(revision, ours, digest)
+        values = self.values if self.keep_values else None
         for key, raw, h in commits:
             if raw is None:
                 del self._hashes[key]
-                del self.values[key]
+                if values is not None:
+                    del values[key]
             else:
                 self._hashes[key] = h
-                self.values[key] = raw
+                if values is not None:
+                    values[key] = raw
         self._digest = RunningDigest(total)
         self.revision = revision
         return Changes(changes)

@@ -19,6 +19,7 @@ LOCAL = [
     proto.ConfigError,
     server.ConfigError,
     client.ConfigError,
+    client.ValuesNotKept,
     dataplane_errors.BadFailsafePorts,
 ]
 REMOTE = [

@@ -26,6 +26,7 @@ import uvloop
 from commands.demo.orphans import die_with_parent
 from felix_client import SyncClient
 from felix_client.agent import Agent
+from felix_client.replica import Replica
 
 REPORT_INTERVAL = 0.25
 
@@ -37,7 +38,7 @@ async def run(typha: str, nodes: list[str]) -> None:
     clients: list[SyncClient] = []
     agents: list[Agent] = []
     for node in nodes:
-        client = SyncClient(typha, node=node)
+        client = SyncClient(typha, node=node, replica=Replica(keep_values=False))
         last = [0]
 
         def on_update(_: object, revision: int, last: list[int] = last) -> None:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from felix_client import DigestMismatch, Replica
-from felix_client.errors import BadValue
+from felix_client.errors import BadValue, ValuesNotKept
 from snapshot import canonical_json, digest_of
 
 
@@ -76,3 +78,50 @@ def test_changes_are_decoded_when_read_and_never_held_decoded() -> None:
     assert changes[0] == ("a", {"v": [1, 2]})
     assert list(changes[1:]) == [("b", {"v": 2})]
     assert r.values["a"] == c({"v": [1, 2]})  # the replica keeps bytes only
+
+
+_key = st.sampled_from(["a", "b", "c", "d", "e"])
+_value = st.one_of(st.none(), st.integers(0, 3).map(lambda i: {"v": i}))
+_step = st.one_of(
+    st.tuples(
+        st.just("snapshot"), st.dictionaries(_key, st.integers(0, 3).map(lambda i: {"v": i}))
+    ),
+    st.tuples(st.just("delta"), st.lists(st.tuples(_key, _value), max_size=4)),
+)
+
+
+@given(st.lists(_step, min_size=1, max_size=12))
+def test_a_hash_only_replica_reports_exactly_what_a_full_one_does(
+    steps: list[tuple[str, object]],
+) -> None:
+    # The agent keeps hashes only; a later full snapshot (a reconnect) must
+    # still become exactly the changes a replica holding values reports.
+    full, hashes = Replica(), Replica(keep_values=False)
+    model: dict[str, object] = {}
+    for revision, (kind, arg) in enumerate(steps, start=1):
+        if kind == "snapshot":
+            assert isinstance(arg, dict)
+            model = dict(arg)
+            results = []
+            for r in (full, hashes):
+                r.begin_snapshot()
+                r.add_chunk([(k, c(v)) for k, v in arg.items()])
+                results.append(list(r.end_snapshot(revision, digest_of(model))))
+        else:
+            assert isinstance(arg, list)
+            for k, v in arg:
+                if v is None:
+                    model.pop(k, None)
+                else:
+                    model[k] = v
+            updates = [(k, None if v is None else c(v)) for k, v in arg]
+            results = [
+                list(r.apply_delta(revision, updates, digest_of(model))) for r in (full, hashes)
+            ]
+        assert results[0] == results[1]
+        assert hashes.digest == full.digest == digest_of(model)
+        assert len(hashes) == len(full) == len(model)
+    assert dict(full.state) == model
+    assert hashes.values == {}
+    with pytest.raises(ValuesNotKept):
+        hashes.state  # noqa: B018
