@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from calico_model.addresses import Net, parse_net
 from calico_model.errors import InvalidValue, Reason, SelectorError
 from calico_model.field_spec import port_problem
 from calico_model.protocols import protocol_number
@@ -193,9 +194,16 @@ def masked(v: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise fail(Reason.BAD_CIDR, path, f"{v!r:.60} has host bits set") from None
 
 
-def interface_cidr(v: Any, path: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-    """An address with its prefix length (`192.168.0.7/24`)."""
-    return _address(ipaddress.ip_interface, v, path)
+def interface_cidr(v: Any, path: str) -> Net:
+    """An address with its prefix length (`192.168.0.7/24`), as its subnet.
+    `ipaddress.ip_interface` reads the same text as `parse_net` (it splits
+    and parses as `ip_network(strict=False)` does), so parse_net decides and
+    ip_interface only words the refusal."""
+    n = parse_net(v)
+    if n is None:
+        _address(ipaddress.ip_interface, v, path)
+        raise fail(Reason.BAD_CIDR, path, f"{v!r:.60} is not an address")
+    return n
 
 
 def selector(v: Any, path: str) -> None:

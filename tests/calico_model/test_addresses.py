@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calico_model.addresses import Net, address_value, parse_net
+from calico_model.errors import InvalidValue
+from calico_model.fields import interface_cidr
 
 
 def _reference(text: str) -> Net | None:
@@ -170,3 +172,30 @@ def test_any_hex_group_text_reads_as_ipaddress_reads_it(
         parts.insert(gap, "")
     text = ":".join(parts) + plen
     assert parse_net(text) == _reference(text)
+
+
+def _interface_reference(text: str) -> str | None:
+    if "%" in text:
+        return None
+    try:
+        return str(ipaddress.ip_interface(text).network)
+    except ValueError:
+        return None
+
+
+def _interface_ours(text: str) -> str | None:
+    try:
+        return interface_cidr(text, "spec.bgp.ipv4Address").text
+    except InvalidValue:
+        return None
+
+
+@pytest.mark.parametrize("text", [*EDGES, "192.168.0.17/24", "fd00:192:168::11/64"])
+def test_an_interface_address_is_read_as_ip_interface_reads_it(text: str) -> None:
+    assert _interface_ours(text) == _interface_reference(text)
+
+
+@given(st.one_of(_v4, st.ip_addresses().map(str)), st.integers(-1, 130))
+def test_any_interface_text_is_read_as_ip_interface_reads_it(addr: str, plen: int) -> None:
+    for text in (addr, f"{addr}/{plen}"):
+        assert _interface_ours(text) == _interface_reference(text)
