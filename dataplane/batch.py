@@ -121,6 +121,13 @@ class Match:
 
     def sets(self) -> tuple[IpSetId, ...]:
         """Every IP set this side references."""
+        if (
+            self.ipset is None
+            and self.not_ipset is None
+            and not self.named_ports
+            and not self.not_named_ports
+        ):
+            return ()
         out = list(self.named_ports) + list(self.not_named_ports)
         out += [s for s in (self.ipset, self.not_ipset) if s is not None]
         return tuple(out)

@@ -9,11 +9,13 @@ using.
 
 from __future__ import annotations
 
-from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, Rule
+from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, IpSetId, Rule
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import IpSetMembership
 from felix_client.calc.model import Endpoint, endpoint_info
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
+
+_NO_SETS: frozenset[IpSetId] = frozenset()
 
 
 class ChainRenderer:
@@ -21,6 +23,9 @@ class ChainRenderer:
 
     def __init__(self, ipsets: IpSetMembership) -> None:
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
+        # The IP sets each chain references, kept so that replacing a chain
+        # scans only the new rules.
+        self._chain_sets: dict[ChainKey, frozenset[IpSetId]] = {}
         self._by_endpoint: dict[str, set[ChainKey]] = {}
         self.endpoints: dict[str, EndpointInfo] = {}
         self._ipsets = ipsets
@@ -57,7 +62,8 @@ class ChainRenderer:
         old = self.chains.get(ck)
         if old == new:
             return
-        new_sets, old_sets = ipsets_of(new or ()), ipsets_of(old or ())
+        old_sets = self._chain_sets.get(ck, _NO_SETS)
+        new_sets = frozenset(ipsets_of(new)) if new else _NO_SETS
         for sid in new_sets - old_sets:
             self._ipsets.ref(sid, +1)
         out = self._out
@@ -69,6 +75,10 @@ class ChainRenderer:
             self.chains[ck] = new
             out.chains_set[ck] = new
             out.chains_del.discard(ck)
+        if new_sets:
+            self._chain_sets[ck] = new_sets
+        else:
+            self._chain_sets.pop(ck, None)
         for sid in old_sets - new_sets:
             self._ipsets.ref(sid, -1)
 
