@@ -33,6 +33,7 @@ from calico_model.fields import (
 )
 from calico_model.label_maps import LabelMap, intern
 from calico_model.protocols import protocol_number
+from calico_model.shared_values import share
 
 _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?\Z")
 _NAMED_FIELDS = ("orchestrator", "workload", "pod", "endpoint", "serviceAccountName")
@@ -99,8 +100,8 @@ def read_workload(spec: dict[str, Any], meta: dict[str, Any]) -> Endpoint:
         _net(c, f"spec.allowSpoofedSourcePrefixes[{i}]")
     _ip_nats(spec, nets)
     return Endpoint(
-        node=node or "",
-        namespace=meta.get("namespace") or "",
+        node=share(node or ""),
+        namespace=share(meta.get("namespace") or ""),
         labels=_labels(meta),
         nets=nets,
         iface=iface,
@@ -122,7 +123,7 @@ def read_host_endpoint(spec: dict[str, Any], meta: dict[str, Any]) -> Endpoint:
     profiles = _profiles(spec)
     ports = _ports(spec, host_ports=False)
     return Endpoint(
-        node=node,
+        node=share(node),
         namespace="",
         labels=_labels(meta),
         nets=nets,
@@ -164,7 +165,7 @@ def _profiles(spec: dict[str, Any]) -> tuple[str, ...]:
     profiles = items(spec.get("profiles"), "spec.profiles")
     for i, p in enumerate(profiles):
         name(p, f"spec.profiles[{i}]")
-    return tuple(profiles)
+    return share(tuple(profiles))
 
 
 def _ports(spec: dict[str, Any], *, host_ports: bool) -> tuple[NamedPort, ...]:
@@ -189,7 +190,7 @@ def _ports(spec: dict[str, Any], *, host_ports: bool) -> tuple[NamedPort, ...]:
         number = protocol_number(proto)
         if p.get("name") and number is not None:
             out.append(NamedPort(p["name"], number, p["port"]))
-    return tuple(out)
+    return share(tuple(out))
 
 
 def _ip_nats(spec: dict[str, Any], nets: tuple[Net, ...]) -> None:
