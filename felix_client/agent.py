@@ -12,6 +12,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -46,6 +47,22 @@ log = logging.getLogger(__name__)
 # that the event loop keeps answering pings, /status and /readyz meanwhile: at
 # ~100 us a key, a 20,000-key snapshot would otherwise block it for seconds.
 OFFLOAD_CHANGES = 1000
+
+
+def _calc_executor() -> ThreadPoolExecutor:
+    """The one thread every agent of this process calculates in.  The
+    calculation is pure Python: threads beyond one add no throughput (one
+    holds the interpreter lock at a time), and each one more takes turns
+    from the event loop, whose pongs then come late (a process hosting many
+    agents had its connections cut for missing pongs while six threads
+    calculated snapshots)."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calc")
+    return _EXECUTOR
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
 # /status lists this many refused objects (the first by key); the count is whole.
 REFUSED_SHOWN = 100
 
@@ -118,15 +135,19 @@ class Agent:
         result from the loop."""
         try:
             while self._queue:
-                changes, revision, complete = self._queue[0]
+                item = self._queue[0]
+                changes, revision, complete = item
                 started = time.perf_counter()
                 try:
-                    batch = await asyncio.to_thread(self.calc.apply, changes)
+                    loop = asyncio.get_running_loop()
+                    batch = await loop.run_in_executor(_calc_executor(), self.calc.apply, changes)
                     self._program(batch, revision, complete, started)
                 except Exception:
                     self._failed()
                     log.exception("%s: applying revision %d failed", self.node, revision)
-                self._queue.popleft()
+                # close() may have emptied the queue while this was calculated.
+                if self._queue and self._queue[0] is item:
+                    self._queue.popleft()
         finally:
             self._worker = None
 

@@ -4,6 +4,7 @@ follows it, and reaches the dataplane as one batch."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from commands.demo.cluster import seed_cluster
 from felix_client import SyncClient
@@ -72,3 +73,41 @@ async def test_a_snapshot_the_dataplane_refuses_counts_one_failure_and_unreadies
     assert agent.apply_failures == 1
     assert agent.applied_revision == 0
     assert agent.ready() is False
+
+
+async def test_closing_while_a_snapshot_is_calculated_drops_what_waits() -> None:
+    state = dict(seed_cluster(250, 20))
+    agent = Agent(SyncClient("127.0.0.1:9", node="node-3"), node="node-3")
+    agent._on_changes(list(state.items()), 10)
+    key = next(k for k in state if "/workloadendpoints/" in k)
+    agent._on_changes([(key, None)], 11)  # queued behind the snapshot
+    await asyncio.sleep(0)
+    await agent.close()  # the queue is emptied under the calculation in flight
+    assert agent.applied_revision in (0, 10)
+    await agent.wait_applied()  # nothing left running, nothing raised
+
+
+async def test_the_agents_of_one_process_calculate_in_one_thread() -> None:
+    # Pure-Python calculation gains nothing from a second thread, and each
+    # one more takes turns from the event loop that answers the pings.
+    threads: set[str] = set()
+    agents = []
+    for node in ("node-1", "node-2", "node-3"):
+        agent = Agent(SyncClient("127.0.0.1:9", node=node), node=node)
+        original = agent.calc.apply
+
+        def apply(changes: object, original: object = original) -> object:
+            threads.add(threading.current_thread().name)
+            return original(changes)  # type: ignore[operator]
+
+        agent.calc.apply = apply  # type: ignore[method-assign]
+        agents.append(agent)
+    state = list(dict(seed_cluster(250, 20)).items())
+    for agent in agents:
+        agent._on_changes(state, 10)
+    for agent in agents:
+        await agent.wait_applied()
+        assert agent.applied_revision == 10
+        await agent.close()
+    assert len(threads) == 1
+    assert next(iter(threads)).startswith("calc")
