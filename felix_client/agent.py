@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import socket
 import ssl
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 OFFLOAD_CHANGES = 1000
 
 
+@functools.cache
 def _calc_executor() -> ThreadPoolExecutor:
     """The one thread every agent of this process calculates in.  The
     calculation is pure Python: threads beyond one add no throughput (one
@@ -56,13 +58,9 @@ def _calc_executor() -> ThreadPoolExecutor:
     from the event loop, whose pongs then come late (a process hosting many
     agents had its connections cut for missing pongs while six threads
     calculated snapshots)."""
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calc")
-    return _EXECUTOR
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="calc")
 
 
-_EXECUTOR: ThreadPoolExecutor | None = None
 # /status lists this many refused objects (the first by key); the count is whole.
 REFUSED_SHOWN = 100
 
