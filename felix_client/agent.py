@@ -129,16 +129,27 @@ class Agent:
             raise
 
     async def _drain(self) -> None:
-        """Calculate queued change lists in order, in a thread; program each
+        """Calculate queued change lists in order (the long ones in the
+        calculation thread, the short ones queued behind them here, on the
+        loop: a thread round trip costs more than their work, and through
+        the thread a busy process's queues would only grow); program each
         result from the loop."""
+        loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 item = self._queue[0]
                 changes, revision, complete = item
                 started = time.perf_counter()
                 try:
-                    loop = asyncio.get_running_loop()
-                    batch = await loop.run_in_executor(_calc_executor(), self.calc.apply, changes)
+                    if len(changes) >= OFFLOAD_CHANGES:
+                        batch = await loop.run_in_executor(
+                            _calc_executor(), self.calc.apply, changes
+                        )
+                    else:
+                        await asyncio.sleep(0)  # let the loop run between them
+                        if not self._queue or self._queue[0] is not item:
+                            continue  # close() emptied the queue meanwhile
+                        batch = self.calc.apply(changes)
                     self._program(batch, revision, complete, started)
                 except Exception:
                     self._failed()

@@ -111,3 +111,26 @@ async def test_the_agents_of_one_process_calculate_in_one_thread() -> None:
         await agent.close()
     assert len(threads) == 1
     assert next(iter(threads)).startswith("calc")
+
+
+async def test_short_lists_queued_behind_a_snapshot_are_calculated_on_the_loop() -> None:
+    # Through the calculation thread each would cost a round trip worth more
+    # than its work: in a busy process the queues then only grew.
+    state = dict(seed_cluster(250, 20))
+    agent = Agent(SyncClient("127.0.0.1:9", node="node-3"), node="node-3")
+    threads: list[tuple[int, str]] = []
+    original = agent.calc.apply
+
+    def apply(changes: list[tuple[str, object]]) -> object:
+        threads.append((len(changes), threading.current_thread().name))
+        return original(changes)
+
+    agent.calc.apply = apply  # type: ignore[assignment, method-assign]
+    agent._on_changes(list(state.items()), 10)
+    key = next(k for k in state if "/workloadendpoints/" in k)
+    agent._on_changes([(key, None)], 11)
+    await agent.wait_applied()
+    assert agent.applied_revision == 11
+    assert threads[0][1].startswith("calc")
+    assert threads[1] == (1, threading.main_thread().name)
+    await agent.close()
