@@ -17,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,17 +80,20 @@ def main() -> int:
         "--duration",
         str(ns.duration),
     ]
-    demo = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peaks: dict[int, tuple[str, float]] = {}
-    while demo.poll() is None:
-        for pid in [demo.pid, *descendants(demo.pid)]:
-            mib = hwm_mib(pid) if Path(f"/proc/{pid}").exists() else 0.0
-            name = "demo (server, churn, view)" if pid == demo.pid else role(pid)
-            if mib >= peaks.get(pid, ("", 0.0))[1]:
-                peaks[pid] = (name, mib)
-        time.sleep(1.0)
-    assert demo.stdout is not None
-    lines = demo.stdout.read().decode(errors="replace").splitlines()
+    # The demo's output goes to a file, not a pipe read at the end: a long
+    # run would fill the pipe and block the demo on its own live view.
+    with tempfile.TemporaryFile() as output:
+        demo = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT)
+        peaks: dict[int, tuple[str, float]] = {}
+        while demo.poll() is None:
+            for pid in [demo.pid, *descendants(demo.pid)]:
+                mib = hwm_mib(pid) if Path(f"/proc/{pid}").exists() else 0.0
+                name = "demo (server, churn, view)" if pid == demo.pid else role(pid)
+                if mib >= peaks.get(pid, ("", 0.0))[1]:
+                    peaks[pid] = (name, mib)
+            time.sleep(1.0)
+        output.seek(0)
+        lines = output.read().decode(errors="replace").splitlines()
     workers = [mib for name, mib in peaks.values() if name == "agent worker"]
     result = {
         "command": " ".join(["typha", *cmd[1:]]),

@@ -9,6 +9,8 @@ using.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, IpSetId, Rule
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import IpSetMembership
@@ -25,7 +27,7 @@ class ChainRenderer:
         self.chains: dict[ChainKey, tuple[Rule, ...]] = {}
         # The IP sets each chain references, kept so that replacing a chain
         # scans only the new rules.
-        self._chain_sets: dict[ChainKey, frozenset[IpSetId]] = {}
+        self._chain_sets: dict[ChainKey, AbstractSet[IpSetId]] = {}
         self._by_endpoint: dict[str, set[ChainKey]] = {}
         self.endpoints: dict[str, EndpointInfo] = {}
         self._ipsets = ipsets
@@ -63,7 +65,7 @@ class ChainRenderer:
         if old == new:
             return
         old_sets = self._chain_sets.get(ck, _NO_SETS)
-        new_sets = frozenset(ipsets_of(new)) if new else _NO_SETS
+        new_sets = ipsets_of(new) if new else _NO_SETS
         for sid in new_sets - old_sets:
             self._ipsets.ref(sid, +1)
         out = self._out
