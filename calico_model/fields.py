@@ -13,6 +13,7 @@ from calico_model.addresses import Net, parse_net
 from calico_model.errors import InvalidValue, Reason, SelectorError
 from calico_model.field_spec import port_problem
 from calico_model.protocols import protocol_number
+from calico_model.selector import Selector
 from calico_model.selector import parse as parse_selector
 from calico_model.value_checks import DNS_LABEL as DNS_LABEL  # the validators take these here
 from calico_model.value_checks import INTERFACE as INTERFACE
@@ -174,6 +175,17 @@ def cidr(
     return _address(lambda text: ipaddress.ip_network(text, strict=strict), v, path)
 
 
+def net(v: Any, path: str) -> Net:
+    """A CIDR or a bare address, as its network (host bits dropped): what
+    `cidr` accepts, read by `parse_net` (which reads exactly that text; `cidr`
+    only words a refusal)."""
+    n = parse_net(v)
+    if n is None:
+        cidr(v, path)
+        raise fail(Reason.BAD_CIDR, path, f"{v!r:.60} is not a network")
+    return n
+
+
 def ip(v: Any, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """A bare IP address."""
     return _address(ipaddress.ip_address, v, path)
@@ -206,16 +218,18 @@ def interface_cidr(v: Any, path: str) -> Net:
     return n
 
 
-def selector(v: Any, path: str) -> None:
-    """A selector that parses (absent or empty is fine)."""
+def selector(v: Any, path: str) -> Selector | None:
+    """A selector that parses, parsed; None when absent or empty (Calico
+    reads an empty selector as not given)."""
     if v is None:
-        return
+        return None
     if not isinstance(v, str):
         raise fail(Reason.BAD_SELECTOR, path, "must be a string")
     try:
-        parse_selector(v)
+        parsed = parse_selector(v)
     except SelectorError as exc:
         raise fail(Reason.BAD_SELECTOR, path, str(exc)) from None
+    return parsed if v else None
 
 
 def protocol(v: Any, path: str) -> None:

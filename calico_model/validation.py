@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from calico_model import endpoints, fields, validate_policy, validate_resources
+from calico_model import endpoints, fields, policies, validate_resources
 from calico_model.endpoints import Endpoint
 from calico_model.errors import InvalidValue, Reason
 from calico_model.fields import DNS_LABEL
@@ -36,6 +36,7 @@ from calico_model.keys import (
     Kind,
     ResourceKey,
 )
+from calico_model.policies import Policy, Profile, Tier
 from snapshot import canonical_json
 
 # Deepest JSON nesting accepted.  Real Calico objects nest under 10 levels;
@@ -173,11 +174,11 @@ def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> Resource | None:
 
 
 # The typed models the readers return (kinds without one return None).
-Resource = Endpoint
+Resource = Endpoint | Policy | Profile | Tier
 
 # Each takes the spec and the (checked) metadata: a few names carry rules of
-# their own (the well-known tiers, the `default` FelixConfiguration); an
-# endpoint's model holds its namespace and labels.
+# their own (the well-known tiers, the `default` FelixConfiguration); the
+# models carry the name and namespace the agent needs.
 _SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], dict[str, Any]], Resource | None]] = {
     Kind.NODE: lambda spec, _: validate_resources.check_node(spec),
     Kind.IP_POOL: lambda spec, _: validate_resources.check_pool(spec),
@@ -186,10 +187,10 @@ _SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], dict[str, Any]], Resource | N
     Kind.FELIX_CONFIGURATION: lambda spec, m: validate_resources.check_felix_config(
         spec, m["name"]
     ),
-    Kind.NETWORK_POLICY: lambda spec, _: validate_policy.check_policy(spec, global_=False),
-    Kind.GLOBAL_NETWORK_POLICY: lambda spec, _: validate_policy.check_policy(spec, global_=True),
-    Kind.PROFILE: lambda spec, _: validate_policy.check_profile(spec),
-    Kind.TIER: lambda spec, m: validate_policy.check_tier(spec, m["name"]),
+    Kind.NETWORK_POLICY: lambda spec, m: policies.read_policy(spec, m, global_=False),
+    Kind.GLOBAL_NETWORK_POLICY: lambda spec, m: policies.read_policy(spec, m, global_=True),
+    Kind.PROFILE: policies.read_profile,
+    Kind.TIER: policies.read_tier,
 }
 
 

@@ -126,7 +126,7 @@ COUNTERS: list[tuple[str, str, Getter]] = [
     ),
 ]
 
-CALC_ERRORS = ("bad_selector", *(f"rule_{r}" for r in Unenforceable))
+CALC_ERRORS = tuple(f"rule_{r}" for r in Unenforceable)
 
 
 class AgentCollector(Collector):

@@ -7,8 +7,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from calico_model.errors import InvalidValue, SelectorError
+from calico_model.errors import InvalidValue
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
+from calico_model.policies import Policy, Profile, Tier
 from calico_model.validation import Resource, check_resource
 from dataplane.batch import DataplaneBatch, PoolInfo, Route, Vtep
 from felix_client.calc.dispatcher import Dispatcher, Handler
@@ -144,25 +145,14 @@ class Calculator:
         self.routes.set_pool(key, pool)
         self._pools_changed[key] = pool.info() if pool is not None else None
 
-    def _on_policy(
-        self, key: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
-    ) -> None:
-        pol = None
-        if value is not None:
-            try:
-                pol = PolicyDef.parse(value, namespaced=rk.kind is Kind.NETWORK_POLICY)
-            except SelectorError as exc:
-                # A bad selector disables that policy; the rest carries on.
-                self.errors["bad_selector"] += 1
-                self._rl.log(logging.WARNING, "sel", "disabling policy %s: %s", key, exc)
-            else:
-                self._count(key, pol.problems)
+    def _on_policy(self, key: str, _: ResourceKey, __: Value, model: Resource | None) -> None:
+        pol = PolicyDef.of(model) if isinstance(model, Policy) else None
+        if pol is not None:
+            self._count(key, pol.problems)
         self.policy.set_policy(key, pol)
 
-    def _on_profile(
-        self, key: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
-    ) -> None:
-        prof = ProfileDef.parse(value) if value is not None else None
+    def _on_profile(self, key: str, rk: ResourceKey, __: Value, model: Resource | None) -> None:
+        prof = ProfileDef.of(model) if isinstance(model, Profile) else None
         if prof is not None:
             self._count(key, prof.problems)
         self.policy.set_profile(rk.name, prof)
@@ -172,10 +162,8 @@ class Calculator:
     ) -> None:
         self.felix_config.set(rk.name, value)
 
-    def _on_tier(
-        self, _: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
-    ) -> None:
-        self.policy.set_tier(rk.name, TierDef.parse(value) if value is not None else None)
+    def _on_tier(self, _: str, rk: ResourceKey, __: Value, model: Resource | None) -> None:
+        self.policy.set_tier(rk.name, TierDef.of(model) if isinstance(model, Tier) else None)
 
     def _count(self, key: str, problems: tuple[Unenforceable, ...]) -> None:
         """Rules the agent cannot enforce match nothing; say so, and count them."""

@@ -4,13 +4,13 @@ way to audit a running agent."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from calico_model.errors import InvalidValue, SelectorError
+from calico_model.errors import InvalidValue
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
+from calico_model.policies import Policy, Profile, Tier
 from calico_model.selector import parse as parse_selector
 from calico_model.validation import check_resource
 from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, IpSetId, Route, Rule, Vtep
@@ -81,13 +81,12 @@ def compute(
                 eps[key] = model
                 if kind is Kind.WORKLOAD_ENDPOINT:
                     weps[key] = model
-        elif kind in (Kind.NETWORK_POLICY, Kind.GLOBAL_NETWORK_POLICY):
-            with contextlib.suppress(SelectorError):
-                policies.append(PolicyDef.parse(value, namespaced=kind is Kind.NETWORK_POLICY))
-        elif kind is Kind.PROFILE:
-            profiles[rk.name] = ProfileDef.parse(value)
-        elif kind is Kind.TIER:
-            tiers[rk.name] = TierDef.parse(value)
+        elif isinstance(model, Policy):
+            policies.append(PolicyDef.of(model))
+        elif isinstance(model, Profile):
+            profiles[rk.name] = ProfileDef.of(model)
+        elif isinstance(model, Tier):
+            tiers[rk.name] = TierDef.of(model)
 
     me = nodes.get(node)
 

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
-from calico_model.errors import SelectorError
-from calico_model.label_maps import intern
+from calico_model.label_maps import LabelMap, intern
+from calico_model.policies import Policy, PolicyType, Profile, RuleAction, Tier
 from calico_model.selector import All, And, Compare, Global, Has, Selector, prefixed, replace_all
-from calico_model.selector import parse as parse_selector
 from dataplane.batch import Action, Direction, Rule
-from felix_client.calc.model import Endpoint, labels_of
+from felix_client.calc.model import Endpoint
 from felix_client.calc.rules import (
     NS_LABEL,
     NS_PREFIX,
@@ -42,20 +40,7 @@ from felix_client.calc.rules import (
 
 DEFAULT_TIER = "default"
 DEFAULT_TIER_ORDER = 1_000_000.0
-
-
-def _dict(v: Any) -> dict[str, Any]:
-    return v if isinstance(v, dict) else {}
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    return None
-
-
-def _given(v: Any) -> bool:
-    return v is not None and v != "" and v != []
+_BOTH_TYPES = (PolicyType.INGRESS, PolicyType.EGRESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +51,10 @@ class TierDef:
     default_action: Action
 
     @staticmethod
-    def parse(value: dict[str, Any]) -> TierDef:
-        """Read a Tier value; fields of the wrong type count as absent."""
-        spec = _dict(value.get("spec"))
-        action = Action.PASS if spec.get("defaultAction") == "Pass" else Action.DENY
-        return TierDef(_number(spec.get("order")), action)
+    def of(tier: Tier) -> TierDef:
+        """The tier as the chains use it."""
+        action = Action.PASS if tier.default_action is RuleAction.PASS else Action.DENY
+        return TierDef(tier.order, action)
 
 
 BUILTIN_DEFAULT_TIER = TierDef(DEFAULT_TIER_ORDER, Action.DENY)
@@ -125,41 +109,40 @@ class PolicyDef:
         return self.rendered.get((direction, family), ())
 
     @staticmethod
-    def parse(value: dict[str, Any], *, namespaced: bool) -> PolicyDef:
-        """Compile a policy.  Raises SelectorError for a bad policy-level selector."""
-        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
-        name = str(meta.get("name", ""))
-        ns = str(meta.get("namespace", "")) if namespaced else ""
-        sel = _policy_selector(spec, ns)
-        raw_in, raw_out = spec.get("ingress"), spec.get("egress")
-        types = spec.get("types")
-        if not isinstance(types, list) or not types:
-            types = ["Ingress", "Egress"]
-        pre_dnat = spec.get("preDNAT") is True and not namespaced
-        origin = f"{ns}/{name}" if ns else name
+    def of(pol: Policy) -> PolicyDef:
+        """Compile a policy read by `calico_model.policies.read_policy`."""
+        ns = pol.namespace
+        # No types means both directions, as Felix reads a stored policy.
+        types = pol.types or _BOTH_TYPES
+        origin = f"{ns}/{pol.name}" if ns else pol.name
         problems: list[Unenforceable] = []
-        ingress = compile_rules(raw_in, ns, origin, problems) if "Ingress" in types else None
-        egress = (
-            compile_rules(raw_out, ns, origin, problems)
-            if "Egress" in types and not pre_dnat
+        ingress = (
+            compile_rules(pol.ingress, ns, origin, problems)
+            if PolicyType.INGRESS in types
             else None
         )
-        tier = spec.get("tier")
-        order = _number(spec.get("order"))
-        kind = "NetworkPolicy" if namespaced else "GlobalNetworkPolicy"
-        group = tier if isinstance(tier, str) and tier else DEFAULT_TIER
+        egress = (
+            compile_rules(pol.egress, ns, origin, problems)
+            if PolicyType.EGRESS in types and not pol.pre_dnat
+            else None
+        )
+        kind = "GlobalNetworkPolicy" if not ns else "NetworkPolicy"
+        tier = pol.tier or DEFAULT_TIER
         return PolicyDef(
-            rendered=_render(ingress, egress, group),
+            rendered=_render(ingress, egress, tier),
             name=origin,
-            tier=tier if isinstance(tier, str) and tier else DEFAULT_TIER,
+            tier=tier,
             # Calico breaks order ties on "name/namespace/kind".
-            sort_key=(order if order is not None else math.inf, f"{name}/{ns}/{kind}"),
-            selector=sel,
+            sort_key=(
+                pol.order if pol.order is not None else math.inf,
+                f"{pol.name}/{ns}/{kind}",
+            ),
+            selector=_policy_selector(pol),
             ingress=ingress,
             egress=egress,
-            do_not_track=spec.get("doNotTrack") is True and not namespaced,
-            pre_dnat=pre_dnat,
-            apply_on_forward=spec.get("applyOnForward") is True and not namespaced,
+            do_not_track=pol.do_not_track,
+            pre_dnat=pol.pre_dnat,
+            apply_on_forward=pol.apply_on_forward,
             problems=tuple(problems),
         )
 
@@ -175,35 +158,23 @@ def _render(
     return out
 
 
-def _policy_selector(spec: dict[str, Any], ns: str) -> Selector:
-    """The endpoints a policy applies to, combined as Calico combines it.
-    Raises SelectorError."""
-    sel = _parse(spec.get("selector"))
-    if ns:
-        sel = _append(sel, Compare(NS_LABEL, "==", ns))
-        if _given(spec.get("serviceAccountSelector")):
-            sa = prefixed(_parse_given(spec["serviceAccountSelector"]), SA_PREFIX)
-            sel = _append(sel, sa)
+def _policy_selector(pol: Policy) -> Selector:
+    """The endpoints a policy applies to, combined as Calico combines it."""
+    sel = pol.selector
+    sa = pol.service_account_selector
+    if pol.namespace:
+        sel = _append(sel, Compare(NS_LABEL, "==", pol.namespace))
+        if sa is not None:
+            sel = _append(sel, prefixed(sa, SA_PREFIX))
         return sel if sel is not None else All()
     # As Calico does it: `all()` anywhere in the combined selector then means
     # "namespaced" (or "has a service account").
-    if _given(spec.get("namespaceSelector")):
-        sel = _append(sel, prefixed(_parse_given(spec["namespaceSelector"]), NS_PREFIX))
+    if pol.namespace_selector is not None:
+        sel = _append(sel, prefixed(pol.namespace_selector, NS_PREFIX))
         sel = replace_all(sel, Has(NS_LABEL), Global())
-    if _given(spec.get("serviceAccountSelector")):
-        sa = prefixed(_parse_given(spec["serviceAccountSelector"]), SA_PREFIX)
-        sel = replace_all(_append(sel, sa), Has(SA_LABEL), Global())
+    if sa is not None:
+        sel = replace_all(_append(sel, prefixed(sa, SA_PREFIX)), Has(SA_LABEL), Global())
     return sel if sel is not None else All()
-
-
-def _parse(text: Any) -> Selector | None:
-    return _parse_given(text) if _given(text) else None
-
-
-def _parse_given(text: Any) -> Selector:
-    if not isinstance(text, str):
-        raise SelectorError(repr(text)[:40], 0, "a selector must be a string")
-    return parse_selector(text)
 
 
 def _append(current: Selector | None, new: Selector) -> Selector:
@@ -217,7 +188,7 @@ class ProfileDef:
     name: str
     ingress: tuple[RuleSpec, ...]
     egress: tuple[RuleSpec, ...]
-    labels: dict[str, str]  # labelsToApply
+    labels: LabelMap  # labelsToApply (shared: never change it)
     problems: tuple[Unenforceable, ...] = ()
     rendered: dict[tuple[Direction, int], tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False
@@ -233,20 +204,18 @@ class ProfileDef:
         return self.rendered.get((direction, family), ())
 
     @staticmethod
-    def parse(value: dict[str, Any]) -> ProfileDef:
-        """Compile a Profile value."""
-        meta, spec = _dict(value.get("metadata")), _dict(value.get("spec"))
-        name = str(meta.get("name", ""))
-        origin = f"profile {name}"
+    def of(prof: Profile) -> ProfileDef:
+        """Compile a profile read by `calico_model.policies.read_profile`."""
+        origin = f"profile {prof.name}"
         problems: list[Unenforceable] = []
-        ingress = compile_rules(spec.get("ingress"), "", origin, problems)
-        egress = compile_rules(spec.get("egress"), "", origin, problems)
+        ingress = compile_rules(prof.ingress, "", origin, problems)
+        egress = compile_rules(prof.egress, "", origin, problems)
         return ProfileDef(
             rendered=_render(ingress, egress, origin),
-            name=name,
+            name=prof.name,
             ingress=ingress,
             egress=egress,
-            labels=labels_of({"labels": spec.get("labelsToApply")}),
+            labels=prof.labels_to_apply,
             problems=tuple(problems),
         )
 

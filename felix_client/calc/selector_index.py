@@ -64,7 +64,10 @@ class SelectorIndex:
     # -- selectors -----------------------------------------------------------
 
     def add_selector(self, sid: SelectorId, sel: Selector) -> list[Event]:
-        """Register (or replace) a selector; O(distinct label maps)."""
+        """Register (or replace) a selector; O(distinct label maps), nothing
+        when it is equal to the one registered (a policy's rules changed)."""
+        if self._selectors.get(sid) == sel:
+            return []
         events = self.remove_selector(sid) if sid in self._selectors else []
         self._selectors[sid] = sel
         for key in sel.labels_used():

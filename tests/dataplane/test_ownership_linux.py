@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from calico_model.policies import EntityRule, Policy, PolicyRule, PolicyType, RuleAction
+from calico_model.selector import parse as parse_selector
 from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind, Route
 from felix_client.calc.policy_defs import PolicyDef
 from tests.conftest import wait_until
@@ -302,30 +304,30 @@ def test_a_rule_with_alternatives_on_two_sides_is_a_match_block_that_decides_rig
     # of another type) and destination port 10 or the named port http (8080).
     key, value = wep("b", "n1", PODS["b"][1], "pb")
     value["spec"]["ports"] = [{"name": "http", "protocol": "TCP", "port": 8080}]
-    policy = (
-        f"{V3}/globalnetworkpolicies/alts",
-        {
-            "kind": "GlobalNetworkPolicy",
-            "metadata": {"name": "alts"},
-            "spec": {
-                "selector": "group == 'b'",
-                "types": ["Ingress"],
-                "ingress": [
-                    {
-                        "action": "Allow",
-                        "notICMP": {"type": 8},
-                        "destination": {"ports": [10, "http"]},
-                    }
-                ],
-            },
-        },
+    # Calico's validation refuses a numeric port with no protocol, so no
+    # served policy reads like this; the driver must still render such a
+    # rule right when given one, so it goes in as a model, past the gate.
+    policy = Policy(
+        name="alts",
+        namespace="",
+        selector=parse_selector("group == 'b'"),
+        service_account_selector=None,
+        namespace_selector=None,
+        order=None,
+        tier="",
+        types=(PolicyType.INGRESS,),
+        ingress=(
+            PolicyRule(
+                RuleAction.ALLOW,
+                not_icmp=(8, None),
+                destination=EntityRule(ports=("10",), port_names=("http",)),
+            ),
+        ),
+        egress=(),
     )
-    # Calico's validation refuses `notICMP` without protocol ICMP, so the
-    # calculation's gate would drop this policy; the driver must still render
-    # such a rule right when given one, so it goes in past the gate.
     n1.change([(key, value)])
     calc = n1.cluster.calcs["n1"]
-    calc.policy.set_policy(policy[0], PolicyDef.parse(policy[1], namespaced=False))
+    calc.policy.set_policy(f"{V3}/globalnetworkpolicies/alts", PolicyDef.of(policy))
     n1.dp.apply(calc.apply([]))
     assert "0x00020000" in nft_table(n1.ns)  # the match block (nft prints 8 digits)
     pod_a, pod_b = n1.cluster.pods["a"], n1.cluster.pods["b"]

@@ -65,3 +65,19 @@ def test_equal_label_maps_are_one_shared_object_held_weakly() -> None:
     assert isinstance(first, LabelMap)
     assert first == {"app": "db", "ns": "prod"}
     assert intern({"app": "web"}) is not first
+
+
+def test_registering_an_equal_selector_again_evaluates_nothing() -> None:
+    # A policy whose rules changed but whose selector did not.
+    index = SelectorIndex()
+    for i in range(10):
+        index.update_item(f"pod{i}", {"app": "db" if i % 2 else "web"})
+    sel = Counting("app == 'db'")
+    assert len(index.add_selector("s", sel)) == 5
+    calls = sel.calls
+    assert index.add_selector("s", sel) == []
+    assert sel.calls == calls
+    assert index.members("s") == {f"pod{i}" for i in range(1, 10, 2)}
+    # A different selector under the same id is evaluated and reported.
+    assert index.add_selector("s", parse_selector("app == 'web'")) != []
+    assert index.members("s") == {f"pod{i}" for i in range(0, 10, 2)}
