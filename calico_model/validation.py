@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from calico_model import endpoints, fields, policies, validate_resources
+from calico_model import endpoints, felix_configuration, fields, policies, topology
 from calico_model.endpoints import Endpoint
 from calico_model.errors import InvalidValue, Reason
 from calico_model.fields import DNS_LABEL
@@ -37,6 +37,7 @@ from calico_model.keys import (
     ResourceKey,
 )
 from calico_model.policies import Policy, Profile, Tier
+from calico_model.topology import Block, Node, Pool
 from snapshot import canonical_json
 
 # Deepest JSON nesting accepted.  Real Calico objects nest under 10 levels;
@@ -99,8 +100,7 @@ def check_resource(rk: ResourceKey, value: dict[str, Any]) -> Resource | None:
     receives, so it accepts exactly what the server serves."""
     _check_depth(value)
     if rk.kind is Kind.IPAM_BLOCK:
-        _check_block(rk.name, value)
-        return None
+        return topology.read_block(rk.name, value)
     return _check_v3(rk, value)
 
 
@@ -174,17 +174,17 @@ def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> Resource | None:
 
 
 # The typed models the readers return (kinds without one return None).
-Resource = Endpoint | Policy | Profile | Tier
+Resource = Endpoint | Policy | Profile | Tier | Node | Pool | Block
 
 # Each takes the spec and the (checked) metadata: a few names carry rules of
 # their own (the well-known tiers, the `default` FelixConfiguration); the
 # models carry the name and namespace the agent needs.
 _SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], dict[str, Any]], Resource | None]] = {
-    Kind.NODE: lambda spec, _: validate_resources.check_node(spec),
-    Kind.IP_POOL: lambda spec, _: validate_resources.check_pool(spec),
+    Kind.NODE: topology.read_node,
+    Kind.IP_POOL: topology.read_pool,
     Kind.WORKLOAD_ENDPOINT: endpoints.read_workload,
     Kind.HOST_ENDPOINT: endpoints.read_host_endpoint,
-    Kind.FELIX_CONFIGURATION: lambda spec, m: validate_resources.check_felix_config(
+    Kind.FELIX_CONFIGURATION: lambda spec, m: felix_configuration.check_felix_config(
         spec, m["name"]
     ),
     Kind.NETWORK_POLICY: lambda spec, m: policies.read_policy(spec, m, global_=False),
@@ -192,10 +192,3 @@ _SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], dict[str, Any]], Resource | N
     Kind.PROFILE: policies.read_profile,
     Kind.TIER: policies.read_tier,
 }
-
-
-def _check_block(name: str, value: dict[str, Any]) -> None:
-    key_cidr = name.replace("-", "/", 1)
-    cidr = fields.cidr(value.get("cidr"), "cidr")
-    if str(cidr) != str(fields.cidr(key_cidr, "key")):
-        raise InvalidValue(Reason.BLOCK_CIDR_MISMATCH, f"cidr: key says {key_cidr}, value {cidr}")

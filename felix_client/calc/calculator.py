@@ -14,7 +14,7 @@ from calico_model.validation import Resource, check_resource
 from dataplane.batch import DataplaneBatch, PoolInfo, Route, Vtep
 from felix_client.calc.dispatcher import Dispatcher, Handler
 from felix_client.calc.felix_config import FelixConfigCalc
-from felix_client.calc.model import Block, Endpoint, Node, Pool
+from felix_client.calc.model import Block, Endpoint, Node, Pool, pool_info, vtep_of
 from felix_client.calc.policy import PolicyCalc
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
 from felix_client.calc.routes import RouteCalc
@@ -98,7 +98,7 @@ class Calculator:
         self.routes.changed.clear()
         for name in self.routes.vteps_changed:
             node = self.routes.nodes.get(name)
-            vtep = node.vtep() if node is not None else None
+            vtep = vtep_of(node) if node is not None else None
             _emit(self.programmed_vteps, name, vtep, batch.vteps_set, batch.vteps_del)
         self.routes.vteps_changed.clear()
         for key, info in self._pools_changed.items():
@@ -125,25 +125,19 @@ class Calculator:
     ) -> None:
         self.policy.set_endpoint(key, model if isinstance(model, Endpoint) else None)
 
-    def _on_block(
-        self, key: str, _: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
-    ) -> None:
-        self.routes.set_block(key, Block.parse(value) if value is not None else None)
+    def _on_block(self, key: str, _: ResourceKey, __: Value, model: Resource | None) -> None:
+        self.routes.set_block(key, model if isinstance(model, Block) else None)
 
-    def _on_node(
-        self, _: str, rk: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
-    ) -> None:
-        node = Node.parse(value) if value is not None else None
+    def _on_node(self, _: str, rk: ResourceKey, __: Value, model: Resource | None) -> None:
+        node = model if isinstance(model, Node) else None
         self.routes.set_node(rk.name, node)
         addrs = tuple(a for a in (node.ip, node.ip6) if a) if node is not None else ()
         self._hosts_changed[rk.name] = addrs or None
 
-    def _on_pool(
-        self, key: str, _: ResourceKey, value: dict[str, Any] | None, _model: Resource | None
-    ) -> None:
-        pool = Pool.parse(value) if value is not None else None
+    def _on_pool(self, key: str, _: ResourceKey, __: Value, model: Resource | None) -> None:
+        pool = model if isinstance(model, Pool) else None
         self.routes.set_pool(key, pool)
-        self._pools_changed[key] = pool.info() if pool is not None else None
+        self._pools_changed[key] = pool_info(pool) if pool is not None else None
 
     def _on_policy(self, key: str, _: ResourceKey, __: Value, model: Resource | None) -> None:
         pol = PolicyDef.of(model) if isinstance(model, Policy) else None

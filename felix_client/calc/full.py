@@ -18,7 +18,15 @@ from dataplane.memory import MemoryDataplane
 from dataplane.ownership import Ownership
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
 from felix_client.calc.ipset_members import members_of
-from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool, endpoint_info
+from felix_client.calc.model import (
+    Block,
+    Endpoint,
+    IPNet,
+    Node,
+    Pool,
+    endpoint_info,
+    vtep_of,
+)
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, effective_labels
 from felix_client.calc.routes import in_pool, remote_route, within
 
@@ -68,14 +76,12 @@ def compute(
             model = check_resource(rk, value)
         except InvalidValue:
             continue
-        if kind is Kind.NODE:
-            nodes[rk.name] = Node.parse(value)
-        elif kind is Kind.IP_POOL:
-            if (p := Pool.parse(value)) is not None:
-                pools.append(p)
-        elif kind is Kind.IPAM_BLOCK:
-            if (b := Block.parse(value)) is not None:
-                blocks.append((key, b))
+        if isinstance(model, Node):
+            nodes[rk.name] = model
+        elif isinstance(model, Pool):
+            pools.append(model)
+        elif isinstance(model, Block):
+            blocks.append((key, model))
         elif kind in (Kind.WORKLOAD_ENDPOINT, Kind.HOST_ENDPOINT):
             if isinstance(model, Endpoint):
                 eps[key] = model
@@ -134,7 +140,7 @@ def compute(
                     for m in members_of(sid, ep)
                 }
     endpoints = {key: endpoint_info(ep) for key, ep in eps.items() if ep.node == node}
-    vteps = {name: v for name, n in nodes.items() if (v := n.vtep()) is not None}
+    vteps = {name: v for name, n in nodes.items() if (v := vtep_of(n)) is not None}
     return owned(Tables(routes, ipsets, chains, endpoints, vteps), ownership or Ownership())
 
 

@@ -1,14 +1,22 @@
-"""Validation of nodes, pools and Felix configuration, as Calico's API
-validates them (per field; the first problem found is reported).  Endpoints
-are read, and so validated, by `endpoints`."""
+"""Nodes, IP pools and IPAM blocks: one reader for the server and the agent.
+
+`read_node`, `read_pool` and `read_block` check a value as Calico's API
+validates it (the first problem found is raised as InvalidValue naming the
+field) and return the compact value the agent's route calculation keeps:
+addresses in canonical text, networks as `Net`, encapsulation modes as
+`EncapMode`.  The server calls them to decide what it serves; the agent
+calls the same functions on what it receives.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from calico_model.errors import Reason
-from calico_model.felix_config_fields import FIELDS
+from calico_model.addresses import Net, address_value, from_ipaddress, parse_net
+from calico_model.errors import InvalidValue, Reason
 from calico_model.fields import (
     cidr,
     fail,
@@ -23,13 +31,83 @@ from calico_model.fields import (
     string,
 )
 
-ENCAP_MODES = ("Never", "Always", "CrossSubnet")
 POOL_USES = ("Workload", "Tunnel", "LoadBalancer")
 POOL_ASSIGNMENT_MODES = ("Automatic", "Manual")
 _ADDRESS_TYPES = ("CalicoNodeIP", "InternalIP", "ExternalIP")
 
 
-def check_node(spec: dict[str, Any]) -> None:
+class EncapMode(StrEnum):
+    """A pool's `ipipMode` / `vxlanMode` (absent or empty: Never)."""
+
+    NEVER = "Never"
+    ALWAYS = "Always"
+    CROSS_SUBNET = "CrossSubnet"
+
+
+ENCAP_MODES = tuple(m.value for m in EncapMode)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """What routing needs of a Node: its address and subnet per family (from
+    `bgp.ipv4Address`, else the first bare IPv4 InternalIP), its VXLAN
+    tunnel addresses and MACs.  None where not given."""
+
+    name: str
+    ip: str | None
+    subnet: Net | None
+    vxlan_addr: str | None
+    ip6: str | None = None
+    subnet6: Net | None = None
+    vxlan_addr6: str | None = None
+    vxlan_mac: str | None = None
+    vxlan_mac6: str | None = None
+
+    def address(self, family: int) -> str | None:
+        """The node's address of one family."""
+        return self.ip if family == 4 else self.ip6
+
+    def in_subnet(self, family: int, addr: str) -> bool | None:
+        """Whether `addr` is in this node's subnet of that family (None: unknown)."""
+        subnet = self.subnet if family == 4 else self.subnet6
+        found = address_value(addr)
+        if subnet is None or found is None:
+            return None
+        return subnet.contains_address(*found)
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """What routing and outgoing NAT need of an IPPool."""
+
+    cidr: Net
+    ipip: EncapMode
+    vxlan: EncapMode
+    nat_outgoing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """An IPAM block: its CIDR and the node it is affine to (None: none, or
+    an affinity that is not `host:<node>`)."""
+
+    cidr: Net
+    node: str | None
+
+
+def read_block(name: str, value: dict[str, Any]) -> Block:
+    """An IPAM block whose key names `name` (`10.0.0.0-26`): its CIDR must be
+    the key's."""
+    key_cidr = name.replace("-", "/", 1)
+    block = cidr(value.get("cidr"), "cidr")
+    if str(block) != str(cidr(key_cidr, "key")):
+        raise InvalidValue(Reason.BLOCK_CIDR_MISMATCH, f"cidr: key says {key_cidr}, value {block}")
+    aff = value.get("affinity")
+    node = aff[5:] if isinstance(aff, str) and aff.startswith("host:") else None
+    return Block(from_ipaddress(block), node)
+
+
+def read_node(spec: dict[str, Any], meta: dict[str, Any]) -> Node:
     """A Node's spec: addresses of the right family, a VXLAN MAC."""
     bgp = obj(spec.get("bgp"), "spec.bgp")
     if spec.get("bgp") is not None and not any(bgp.values()):
@@ -55,16 +133,50 @@ def check_node(spec: dict[str, Any]) -> None:
         raise fail(Reason.BAD_CIDR, "spec.bgp.ipv4IPIPTunnelAddr", "must be an IPv4 address")
     for f in ("vxlanTunnelMACAddr", "vxlanTunnelMACAddrV6"):
         mac(spec.get(f), f"spec.{f}")
+    internal: str | None = None
     for i, a in enumerate(items(spec.get("addresses"), "spec.addresses")):
         a = obj(a, f"spec.addresses[{i}]")
-        interface_cidr(a.get("address"), f"spec.addresses[{i}].address")
+        text = a.get("address")
+        n = interface_cidr(text, f"spec.addresses[{i}].address")  # so `text` is a string
         if a.get("type") is not None and a.get("type") not in _ADDRESS_TYPES:
             raise fail(
                 Reason.BAD_FIELD, f"spec.addresses[{i}].type", f"not one of {_ADDRESS_TYPES}"
             )
+        # The first bare IPv4 InternalIP: the node's address when BGP gives none.
+        if internal is None and a.get("type") == "InternalIP" and n.version == 4:
+            internal = None if "/" in str(text) else n.address
+    ip4 = _interface(bgp.get("ipv4Address"))
+    ip6 = _interface(bgp.get("ipv6Address"))
+    return Node(
+        name=meta["name"],
+        ip=ip4[0] if ip4 else internal,
+        subnet=ip4[1] if ip4 else None,
+        vxlan_addr=_address(spec.get("ipv4VXLANTunnelAddr")),
+        ip6=ip6[0] if ip6 else None,
+        subnet6=ip6[1] if ip6 else None,
+        vxlan_addr6=_address(spec.get("ipv6VXLANTunnelAddr")),
+        vxlan_mac=spec.get("vxlanTunnelMACAddr") or None,
+        vxlan_mac6=spec.get("vxlanTunnelMACAddrV6") or None,
+    )
 
 
-def check_pool(spec: dict[str, Any]) -> None:
+def _interface(text: Any) -> tuple[str, Net] | None:
+    """(address, its subnet) of a checked `address/prefix`, None if not given."""
+    if not text:
+        return None
+    subnet, addr = parse_net(text), parse_net(text.partition("/")[0])
+    if subnet is None or addr is None:  # the caller checked it: cannot happen
+        return None
+    return addr.address, subnet
+
+
+def _address(text: Any) -> str | None:
+    """A checked bare address in canonical form, None if not given."""
+    n = parse_net(text) if text else None
+    return n.address if n is not None else None
+
+
+def read_pool(spec: dict[str, Any], _meta: dict[str, Any]) -> Pool:
     """An IPPool's spec: a CIDR with no host bits, a block size for its
     family, encapsulation modes, no IPIP on IPv6 nor IPIP with VXLAN."""
     net = cidr(spec.get("cidr"), "spec.cidr", strict=True)
@@ -97,6 +209,12 @@ def check_pool(spec: dict[str, Any]) -> None:
         if spec.get(f) is not None and not isinstance(spec.get(f), bool):
             raise fail(Reason.BAD_FIELD, f"spec.{f}", "must be true or false")
     _pool_selectors_and_uses(spec, modes)
+    return Pool(
+        from_ipaddress(net),
+        EncapMode(modes["ipipMode"]),
+        EncapMode(modes["vxlanMode"]),
+        spec.get("natOutgoing") is True,
+    )
 
 
 def _pool_selectors_and_uses(spec: dict[str, Any], modes: dict[str, str]) -> None:
@@ -131,22 +249,3 @@ def _pool_selectors_and_uses(spec: dict[str, Any], modes: dict[str, str]) -> Non
             raise fail(Reason.BAD_FIELD, "spec.nodeSelector", "must be all() for LoadBalancer")
     if "Tunnel" in uses and spec.get("namespaceSelector"):
         raise fail(Reason.BAD_FIELD, "spec.namespaceSelector", "not allowed on a Tunnel pool")
-
-
-def check_felix_config(spec: dict[str, Any], name: str) -> None:
-    """A FelixConfiguration's spec: every field one Calico defines, each
-    within its type, enumeration and range; the rules between fields."""
-    for key, value in spec.items():
-        field = FIELDS.get(key)
-        if field is None:
-            raise fail(Reason.UNKNOWN_FIELD, f"spec.{key[:60]}", "not a FelixConfiguration field")
-        if (problem := field.problem(value)) is not None:
-            raise fail(Reason.BAD_FIELD, f"spec.{key}", problem)
-    if "routeTableRange" in spec and "routeTableRanges" in spec:
-        raise fail(
-            Reason.BAD_FIELD, "spec.routeTableRanges", "routeTableRange is set too: give one"
-        )
-    # The cluster-wide and per-node configurations apply by name; a selector
-    # on them would say something else.
-    if (name == "default" or name.startswith("node.")) and "nodeSelector" in spec:
-        raise fail(Reason.BAD_FIELD, "spec.nodeSelector", f"not allowed on {name!r}")
