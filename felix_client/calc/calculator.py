@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from typing import Any, TypeVar
 
 from calico_model.errors import InvalidValue
@@ -14,6 +14,7 @@ from calico_model.validation import Resource, check_resource
 from dataplane.batch import DataplaneBatch, PoolInfo, Route, Vtep
 from felix_client.calc.dispatcher import Dispatcher, Handler
 from felix_client.calc.felix_config import FelixConfigCalc
+from felix_client.calc.gc_pause import gc_paused
 from felix_client.calc.model import Block, Endpoint, Node, Pool, pool_info, vtep_of
 from felix_client.calc.policy import PolicyCalc
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
@@ -24,6 +25,9 @@ from syncproto.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 
 Value = dict[str, Any] | None
+# A change list this long (a snapshot, a resync) is calculated with the
+# cyclic garbage collector paused (gc_pause).
+BULK_CHANGES = 1000
 # An input node: key, typed key, the (validated) value or None, its model.
 _Input = Callable[[str, ResourceKey, Value, "Resource | None"], None]
 
@@ -87,6 +91,12 @@ class Calculator:
 
     def apply(self, changes: Iterable[tuple[str, Any | None]]) -> DataplaneBatch:
         """Apply changes in order; return the dataplane work they caused."""
+        if isinstance(changes, Sized) and len(changes) >= BULK_CHANGES:
+            with gc_paused():
+                return self._apply(changes)
+        return self._apply(changes)
+
+    def _apply(self, changes: Iterable[tuple[str, Any | None]]) -> DataplaneBatch:
         dispatch = self.dispatcher.dispatch
         for key, value in changes:
             dispatch(key, value)
