@@ -14,10 +14,10 @@ from calico_model.validation import Resource, check_resource
 from dataplane.batch import DataplaneBatch, PoolInfo, Route, Vtep
 from felix_client.calc.dispatcher import Dispatcher, Handler
 from felix_client.calc.felix_config import FelixConfigCalc
-from felix_client.calc.gc_pause import gc_paused
 from felix_client.calc.model import Block, Endpoint, Node, Pool, pool_info, vtep_of
 from felix_client.calc.policy import PolicyCalc
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
+from felix_client.calc.rare_collections import rare_collections
 from felix_client.calc.routes import RouteCalc
 from felix_client.calc.rules import Unenforceable
 from syncproto.ratelimit import RateLimitedLog
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 Value = dict[str, Any] | None
 # A change list this long (a snapshot, a resync) is calculated with the
-# cyclic garbage collector paused (gc_pause).
+# youngest garbage generation collected rarely (rare_collections).
 BULK_CHANGES = 1000
 # An input node: key, typed key, the (validated) value or None, its model.
 _Input = Callable[[str, ResourceKey, Value, "Resource | None"], None]
@@ -92,7 +92,7 @@ class Calculator:
     def apply(self, changes: Iterable[tuple[str, Any | None]]) -> DataplaneBatch:
         """Apply changes in order; return the dataplane work they caused."""
         if isinstance(changes, Sized) and len(changes) >= BULK_CHANGES:
-            with gc_paused():
+            with rare_collections():
                 return self._apply(changes)
         return self._apply(changes)
 
