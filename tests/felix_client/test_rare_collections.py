@@ -16,15 +16,15 @@ from felix_client.calc.rare_collections import RARE_THRESHOLD, rare_collections
 
 
 class Probe(list[tuple[str, Any]]):
-    """A change list that records the collector's young threshold while the
+    """A change list that records the collector's thresholds while the
     calculation reads it."""
 
     def __init__(self, items: list[tuple[str, Any]]) -> None:
         super().__init__(items)
-        self.seen: list[int] = []
+        self.seen: list[tuple[int, int, int]] = []
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        self.seen.append(gc.get_threshold()[0])
+        self.seen.append(gc.get_threshold())
         yield from super().__iter__()
 
 
@@ -35,7 +35,8 @@ def test_a_long_change_list_is_calculated_with_rare_young_collections() -> None:
     long, short = Probe(items), Probe(items[: BULK_CHANGES - 1])
     Calculator("node-1").apply(long)
     Calculator("node-1").apply(short)
-    assert (long.seen, short.seen) == ([RARE_THRESHOLD], [before[0]])
+    # Rare young collections, each going on to the older generations.
+    assert (long.seen, short.seen) == ([(RARE_THRESHOLD, 1, 1)], [before])
     assert gc.get_threshold() == before
     assert gc.isenabled()  # the collector is never turned off
 
