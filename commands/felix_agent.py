@@ -35,9 +35,9 @@ from felix_client.config import (
     parse_agent_args,
     unknown_variables,
 )
-from syncproto.errors import ConfigError
-from syncproto.logformat import configure_logging
-from syncproto.tls import client_context
+from runtime.errors import ConfigError
+from runtime.logformat import configure_logging
+from runtime.tls import client_context
 
 log = logging.getLogger("felix_agent")
 

@@ -21,12 +21,12 @@ from commands.replicas import DEFAULT_ENDPOINTS, ENDPOINTS_HELP
 from commands.status import collect, render
 from commands.version import package_version
 from commands.wait_applied import wait_applied
+from runtime.errors import ConfigError as RuntimeConfigError
+from runtime.helpformat import DefaultsHelpFormatter
+from runtime.logformat import configure_logging
+from runtime.tls import client_context
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus
-from syncproto.errors import ConfigError as ProtoConfigError
-from syncproto.helpformat import DefaultsHelpFormatter
-from syncproto.logformat import configure_logging
-from syncproto.tls import client_context
 from typha.app import TyphaApp
 from typha.config import (
     ServeConfig,
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.nodes = 50 if ns.nodes is None else ns.nodes
         ns.pods_per_node = 10 if ns.pods_per_node is None else ns.pods_per_node
         return uvloop.run(run_demo(ns))
-    except (ConfigError, ProtoConfigError) as exc:  # the latter: TLS files unusable
+    except (ConfigError, RuntimeConfigError) as exc:  # the latter: TLS files unusable
         print(f"typha: {exc}", file=sys.stderr)
         return 2
     except DatastoreError as exc:  # the demo's embedded etcd could not start

@@ -24,11 +24,11 @@ from calico_model.keys import DEFAULT_PREFIX
 from calico_model.validation import admit
 from felix_client import Replica, SyncClient
 from felix_client.replica import Change
+from runtime.ratelimit import RateLimitedLog
 from snapshot import SnapshotCache, Update
 from snapshot.errors import RevisionRegression
 from syncproto import DatastoreStatus
 from syncproto.connection import REPLICA_CAPS
-from syncproto.ratelimit import RateLimitedLog
 from typha.datastore.syncer import RetryBackoff, SyncerStats
 
 log = logging.getLogger("typha.upstream")

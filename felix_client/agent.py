@@ -37,9 +37,9 @@ from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.errors import ConfigError
 from felix_client.metrics import AgentCollector
 from felix_client.replica import Replica
-from syncproto.errors import ConfigError as SyncConfigError
-from syncproto.histogram import Histogram
-from syncproto.tls import ReloadingContext
+from runtime.errors import ConfigError as RuntimeConfigError
+from runtime.histogram import Histogram
+from runtime.tls import ReloadingContext
 
 log = logging.getLogger(__name__)
 
@@ -461,5 +461,5 @@ async def _reload_tls(tls: ReloadingContext, interval: float) -> None:
         try:
             if tls.check():
                 log.info("new TLS files loaded; the next connection to typha uses them")
-        except SyncConfigError as exc:
+        except RuntimeConfigError as exc:
             log.warning("%s", exc)

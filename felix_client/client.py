@@ -44,11 +44,11 @@ from felix_client.session import (
     StalePolicy,
     StaleUpstream,
 )
+from runtime.histogram import Histogram
+from runtime.ratelimit import RateLimitedLog
 from syncproto import DatastoreStatus, Limits
 from syncproto.connection import CLIENT_CAPS
 from syncproto.errors import ConnectionTimeout, ProtocolError
-from syncproto.histogram import Histogram
-from syncproto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

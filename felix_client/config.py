@@ -22,9 +22,9 @@ from dataplane.nat_outgoing import NatOutgoingExclusions
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from felix_client.addresses import parse_addresses
 from felix_client.errors import ConfigError
-from syncproto import envconfig
-from syncproto.helpformat import DefaultsHelpFormatter
-from syncproto.logformat import LogFormat
+from runtime import envconfig
+from runtime.helpformat import DefaultsHelpFormatter
+from runtime.logformat import LogFormat
 
 ENV_PREFIX = "FELIX_"
 

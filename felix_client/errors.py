@@ -2,7 +2,7 @@
 
 FelixClientError              base of everything below
 ├── ConfigError               local misuse: a bad address list or option
-│                             (also a syncproto.errors.ConfigError, a LocalMisuse)
+│                             (also a runtime.errors.ConfigError, a LocalMisuse)
 ├── NotConnected              wait_in_sync() cannot succeed: the client is closed
 ├── ValuesNotKept             local misuse: `state` read from a replica that keeps
 │                             only hashes (also a snapshot.errors.LocalMisuse)
@@ -16,8 +16,8 @@ Wire-level violations raise `syncproto.errors.ProtocolError`, also a RemoteError
 
 from __future__ import annotations
 
+from runtime.errors import ConfigError as _RuntimeConfigError
 from snapshot.errors import LocalMisuse
-from syncproto.errors import ConfigError as _ProtoConfigError
 from syncproto.errors import RemoteError
 
 
@@ -25,7 +25,7 @@ class FelixClientError(Exception):
     """Base class for felix_client errors."""
 
 
-class ConfigError(FelixClientError, _ProtoConfigError):
+class ConfigError(FelixClientError, _RuntimeConfigError):
     """Invalid options given by the caller."""
 
 

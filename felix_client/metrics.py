@@ -17,8 +17,8 @@ from dataplane import MemoryDataplane
 from felix_client.calc import Calculator
 from felix_client.calc.rules import Unenforceable
 from felix_client.client import SyncClient
-from syncproto.histogram import Histogram
-from syncproto.metric_families import build_info, histogram_family
+from runtime.histogram import Histogram
+from runtime.metric_families import build_info, histogram_family
 
 
 class Agent(Protocol):

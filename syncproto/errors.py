@@ -2,7 +2,6 @@
 
 SyncProtoError                base of this package's errors
 ├── UsageError                local misuse: an API called in a state where it is not allowed
-├── ConfigError               local misuse: a bad option or file given by the operator
 ├── ProtocolError             remote: the peer violated the wire protocol; carries a `code`
 │   ├── FrameTooLarge         a length prefix above the negotiated maximum
 │   ├── MalformedMessage      a frame whose header or msgpack body is not what the spec says
@@ -23,7 +22,6 @@ from snapshot.errors import LocalMisuse, RemoteError
 from syncproto.vocabulary import CloseReason
 
 __all__ = [
-    "ConfigError",
     "ConnectionTimeout",
     "FrameTooLarge",
     "HandshakeError",
@@ -43,10 +41,6 @@ class SyncProtoError(Exception):
 
 class UsageError(SyncProtoError, LocalMisuse):
     """An API was called in a state where that call is not allowed."""
-
-
-class ConfigError(SyncProtoError, LocalMisuse):
-    """Invalid configuration given by the operator."""
 
 
 class ProtocolError(SyncProtoError, RemoteError):

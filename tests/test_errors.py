@@ -2,60 +2,80 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+
 import pytest
 
-import calico_model.errors as model
-import dataplane.errors as dataplane_errors
 import felix_client.errors as client
+import runtime.errors as runtime_errors
 import snapshot.errors as state
 import syncproto.errors as proto
 import typha.errors as server
 from snapshot.errors import LocalMisuse, RemoteError
 from syncproto.vocabulary import CloseReason
 
-LOCAL = [
-    state.RevisionRegression,
-    proto.UsageError,
-    proto.ConfigError,
-    server.ConfigError,
-    client.ConfigError,
-    client.ValuesNotKept,
-    dataplane_errors.BadFailsafePorts,
-]
-REMOTE = [
-    proto.ProtocolError,
-    proto.MalformedMessage,
-    proto.FrameTooLarge,
-    proto.HandshakeError,
-    proto.RateLimited,
-    proto.ConnectionTimeout,
-    server.DatastoreError,
-    client.ServerMisbehaved,
-    client.DigestMismatch,
-    client.BadValue,
-    dataplane_errors.DataplaneError,
-    dataplane_errors.KernelUnavailable,
-    dataplane_errors.UnsafeValue,
-    model.SelectorError,
-    model.InvalidValue,
+# Every package with an errors module (the layers, bottom up).
+PACKAGES = [
+    "snapshot",
+    "syncproto",
+    "runtime",
+    "calico_model",
+    "dataplane",
+    "typha",
+    "felix_client",
+    "commands",
 ]
 
 
-@pytest.mark.parametrize("cls", LOCAL)
-def test_local_misuse_is_never_blamed_on_the_remote(cls: type[Exception]) -> None:
-    assert issubclass(cls, LocalMisuse)
+def _discovered() -> list[type[BaseException]]:
+    """Every exception class the packages' errors modules define."""
+    out = []
+    for pkg in PACKAGES:
+        module = importlib.import_module(f"{pkg}.errors")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__ == module.__name__:
+                out.append(cls)
+    return out
+
+
+ERRORS = _discovered()
+# A package's own base class (deriving from Exception alone) and the two
+# shared roots say nothing about fault; nor do the outcomes a caller expects
+# and handles (their errors modules say so); every other error says exactly
+# one.
+BASES = [c for c in ERRORS if c.__bases__ == (Exception,)]
+OUTCOMES = [
+    state.HistoryUnavailable,  # the history was trimmed: answered with a snapshot
+    client.NotConnected,  # the client is closed: the caller's own close, or while waiting
+]
+LEAVES = [c for c in ERRORS if c not in BASES and c not in OUTCOMES]
+
+
+def test_discovery_finds_every_package_and_both_kinds() -> None:
+    modules = {c.__module__.partition(".")[0] for c in ERRORS}
+    assert modules == set(PACKAGES)
+    assert any(issubclass(c, LocalMisuse) for c in LEAVES)
+    assert any(issubclass(c, RemoteError) for c in LEAVES)
+    assert all(c in ERRORS for c in OUTCOMES)
+
+
+@pytest.mark.parametrize("cls", OUTCOMES, ids=lambda c: c.__name__)
+def test_an_expected_outcome_blames_no_one(cls: type[BaseException]) -> None:
+    assert not issubclass(cls, LocalMisuse)
     assert not issubclass(cls, RemoteError)
 
 
-@pytest.mark.parametrize("cls", REMOTE)
-def test_remote_trouble_is_never_blamed_on_the_caller(cls: type[Exception]) -> None:
-    assert issubclass(cls, RemoteError)
-    assert not issubclass(cls, LocalMisuse)
+@pytest.mark.parametrize("cls", LEAVES, ids=lambda c: f"{c.__module__}.{c.__name__}")
+def test_every_error_is_local_misuse_or_remote_trouble_never_both(
+    cls: type[BaseException],
+) -> None:
+    assert issubclass(cls, LocalMisuse) != issubclass(cls, RemoteError)
 
 
 def test_the_operator_can_catch_any_configuration_error_once() -> None:
     for cls in (server.ConfigError, client.ConfigError):
-        assert issubclass(cls, proto.ConfigError)
+        assert issubclass(cls, runtime_errors.ConfigError)
 
 
 def test_protocol_errors_carry_a_close_reason() -> None:

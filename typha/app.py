@@ -16,12 +16,12 @@ from prometheus_client import (
     CollectorRegistry,
 )
 
+from runtime.errors import ConfigError as RuntimeConfigError
+from runtime.tls import FileWatch, PeerPolicy, ReloadingContext, server_context
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus, Limits
 from syncproto.encoding import FrameEncoder
-from syncproto.errors import ConfigError as SyncConfigError
 from syncproto.stream import StreamPolicy
-from syncproto.tls import FileWatch, PeerPolicy, ReloadingContext, server_context
 from typha.config import HostPort, ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.source_check import SourceCheck
@@ -270,7 +270,7 @@ class TyphaApp:
                 if self.agent_tls.check():
                     self.tls_reloads["agents"] += 1
                     log.info("agent port: new TLS certificate loaded from %s", cfg.tls_cert_file)
-            except SyncConfigError as exc:
+            except RuntimeConfigError as exc:
                 self.tls_reload_failures["agents"] += 1
                 log.warning("agent port: %s", exc)
         if self._etcd_files.changed():

@@ -10,9 +10,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from syncproto import envconfig
-from syncproto.helpformat import DefaultsHelpFormatter
-from syncproto.logformat import LogFormat
+from runtime import envconfig
+from runtime.helpformat import DefaultsHelpFormatter
+from runtime.logformat import LogFormat
 from typha.datastore.etcd_client import EtcdOptions
 from typha.errors import ConfigError
 

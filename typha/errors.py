@@ -2,7 +2,7 @@
 
 TyphaError                    base of everything below
 ├── ConfigError               local misuse: a bad flag, env var or option value
-│                             (also a syncproto.errors.ConfigError, a LocalMisuse)
+│                             (also a runtime.errors.ConfigError, a LocalMisuse)
 └── DatastoreError            remote: etcd could not be reached or answered something
                               unusable (also a snapshot.errors.RemoteError)
 
@@ -12,7 +12,7 @@ from `calico_model.errors`.
 
 from __future__ import annotations
 
-from syncproto.errors import ConfigError as _ProtoConfigError
+from runtime.errors import ConfigError as _RuntimeConfigError
 from syncproto.errors import RemoteError
 
 
@@ -20,7 +20,7 @@ class TyphaError(Exception):
     """Base class for server errors."""
 
 
-class ConfigError(TyphaError, _ProtoConfigError):
+class ConfigError(TyphaError, _RuntimeConfigError):
     """Invalid configuration given by the operator."""
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from syncproto.histogram import Histogram
+from runtime.histogram import Histogram
 
 # 0.1 ms to 1 s: young collections take well under a millisecond, a full
 # one over a large heap tens to hundreds.

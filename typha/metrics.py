@@ -19,11 +19,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from calico_model.errors import Reason
+from runtime.histogram import Histogram
+from runtime.metric_families import build_info, histogram_family
 from snapshot import SnapshotCache
 from syncproto import CloseReason, DatastoreStatus
 from syncproto.encoding import FrameEncoder
-from syncproto.histogram import Histogram
-from syncproto.metric_families import build_info, histogram_family
 from typha.datastore.source_check import SourceCheck
 from typha.fanout.server import AgentServer, ServerStats
 from typha.gc_pauses import GcPauses

@@ -37,7 +37,7 @@ from dataplane.linux.routes import RouteTable
 from dataplane.linux.vxlan import Vxlan
 from dataplane.memory import MemoryDataplane
 from dataplane.ownership import Ownership
-from syncproto.ratelimit import RateLimitedLog
+from runtime.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 IFF_UP = 1

@@ -20,7 +20,7 @@ from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef
 from felix_client.calc.rare_collections import rare_collections
 from felix_client.calc.routes import RouteCalc
 from felix_client.calc.rules import Unenforceable
-from syncproto.ratelimit import RateLimitedLog
+from runtime.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

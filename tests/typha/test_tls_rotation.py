@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from commands.demo.etcd import EmbeddedEtcd
-from syncproto.tls import ReloadingContext, client_context
+from runtime.tls import ReloadingContext, client_context
 from tests.certs import CertAuthority, Issued
 from tests.conftest import (
     Proc,

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 from calico_model.errors import InvalidValue
 from calico_model.validation import admit
+from runtime.ratelimit import RateLimitedLog
 from snapshot import SnapshotCache, Update
 from syncproto import DatastoreStatus
-from syncproto.ratelimit import RateLimitedLog
 from typha.datastore.etcd_api import prefix_range_end
 from typha.datastore.etcd_client import EtcdConnection, WatchBatch, WatchEvent
 from typha.errors import DatastoreError

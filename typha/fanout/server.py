@@ -24,6 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from runtime.histogram import Histogram
+from runtime.ratelimit import RateLimitedLog
+from runtime.tls import PeerPolicy, certificate_identities, node_in_identities
 from snapshot import HistoryUnavailable, SnapshotCache
 from syncproto import (
     CAP_APPLIED,
@@ -36,10 +39,7 @@ from syncproto import (
     Limits,
 )
 from syncproto.errors import ConnectionTimeout, ProtocolError
-from syncproto.histogram import Histogram
-from syncproto.ratelimit import RateLimitedLog
 from syncproto.stream import ServerStream, StreamPolicy, StreamStats
-from syncproto.tls import PeerPolicy, certificate_identities, node_in_identities
 from typha.fanout.connlog import ConnectionLog
 from typha.fanout.convergence import (
     MIN_REPORT_INTERVAL_MS,

@@ -6,7 +6,7 @@ import platform
 
 from prometheus_client.core import HistogramMetricFamily, InfoMetricFamily, Metric
 
-from syncproto.histogram import Histogram
+from runtime.histogram import Histogram
 
 
 def histogram_family(name: str, help_: str, hist: Histogram) -> Metric:

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from syncproto.errors import ConfigError
+from runtime.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncproto.histogram import Histogram
+from runtime.histogram import Histogram
 
 
 def test_buckets_are_cumulative_with_inclusive_upper_bounds() -> None:
