@@ -24,12 +24,13 @@ from calico_model.keys import DEFAULT_PREFIX
 from calico_model.validation import admit
 from felix_client import Replica, SyncClient
 from felix_client.replica import Change
+from runtime.backoff import Backoff
 from runtime.ratelimit import RateLimitedLog
 from snapshot import SnapshotCache, Update
 from snapshot.errors import RevisionRegression
 from syncproto import DatastoreStatus
 from syncproto.connection import REPLICA_CAPS
-from typha.datastore.syncer import RetryBackoff, SyncerStats
+from typha.datastore.syncer import SyncerStats
 
 log = logging.getLogger("typha.upstream")
 
@@ -71,7 +72,7 @@ class UpstreamSource:
         self.following = False
         self.status = DatastoreStatus.WAITING
         self.stats = SyncerStats()
-        self.backoff = RetryBackoff(0.1, 5.0)  # mirrors the client's, for the metric
+        self.backoff = Backoff(0.1, 5.0)  # mirrors the client's, for the metric
 
     def _applied(self, changes: Sequence[Change], revision: int) -> None:
         """The client committed a snapshot, delta or progress: pass it on."""
@@ -153,7 +154,7 @@ class UpstreamSource:
                 st = self.client.stats
                 self.stats.watches = st.connects
                 self.stats.errors = st.connect_failures + st.protocol_errors
-                self.backoff.current = self.client.reconnect_backoff
+                self.backoff.upper = self.client.reconnect_backoff
                 self._update_status()
         finally:
             self.following = False

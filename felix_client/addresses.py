@@ -1,4 +1,5 @@
-"""Server address lists: parse, shuffle, and rotate with jittered backoff."""
+"""Server address lists: parse, shuffle, and rotate with jittered backoff
+(the client's reconnect policy over runtime.backoff)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from felix_client.errors import ConfigError
+from runtime.backoff import Backoff
 
 DEFAULT_PORT = 5473
 
@@ -43,34 +45,6 @@ def parse_addresses(
     return out
 
 
-class Backoff:
-    """Exponential backoff with full jitter, so a fleet that lost its server
-    does not come back in lockstep."""
-
-    def __init__(
-        self, initial: float = 0.1, maximum: float = 10.0, rng: random.Random | None = None
-    ) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._rng = rng or random.Random()
-        self._next = initial
-
-    @property
-    def upper(self) -> float:
-        """Upper bound of the next delay."""
-        return self._next
-
-    def reset(self) -> None:
-        """Start again from the initial delay (after a healthy connection)."""
-        self._next = self.initial
-
-    def delay(self) -> float:
-        """The next delay: uniform in [0, upper], then double the upper bound."""
-        d = self._rng.uniform(0, self._next)
-        self._next = min(self._next * 2, self.maximum)
-        return d
-
-
 class ReconnectBackoff(Backoff):
     """The client's reconnect delays: they grow with every connection that
     ends, and start again from `initial` only after a connection that stayed
@@ -84,7 +58,7 @@ class ReconnectBackoff(Backoff):
         healthy_after: float,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(initial, maximum, rng)
+        super().__init__(initial, maximum, rng=rng)
         self.healthy_after = healthy_after
 
     def after_connection(self, in_sync_since: float | None, now: float) -> float:

@@ -8,7 +8,6 @@ import contextlib
 import copy
 import functools
 import logging
-import socket
 import ssl
 import time
 from collections import deque
@@ -39,6 +38,7 @@ from felix_client.metrics import AgentCollector
 from felix_client.replica import Replica
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.histogram import Histogram
+from runtime.sockets import listening_socket
 from runtime.tls import ReloadingContext
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ async def run_agent(
             summaries = asyncio.create_task(_log_summaries(agent, config.log_summary_interval))
         try:
             try:
-                sock = _bind(config.http_host, config.http_port)
+                sock = listening_socket(config.http_host, config.http_port, backlog=128)
             except OSError as exc:
                 where = f"{config.http_host}:{config.http_port}"
                 raise ConfigError(
@@ -369,22 +369,6 @@ async def run_agent(
             await runner.cleanup()
             if isinstance(dataplane, LinuxDataplane):
                 dataplane.close()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """The status port's socket, bound here so that port 0 works and the
-    port actually bound can be logged."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
 
 
 def make_dataplane(config: AgentConfig) -> MemoryDataplane:

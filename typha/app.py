@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import Counter
 from typing import Any
 
@@ -17,6 +16,7 @@ from prometheus_client import (
 )
 
 from runtime.errors import ConfigError as RuntimeConfigError
+from runtime.sockets import listening_socket
 from runtime.tls import FileWatch, PeerPolicy, ReloadingContext, server_context
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus, Limits
@@ -211,7 +211,7 @@ class TyphaApp:
         self._runner = web.AppRunner(build_http_app(self), access_log=None)
         await self._runner.setup()
         try:
-            sock = bind_socket(cfg.http_listen.host, cfg.http_listen.port)
+            sock = listening_socket(cfg.http_listen.host, cfg.http_listen.port)
         except OSError as exc:
             raise listen_error("--http-listen", cfg.http_listen, exc) from None
         self.http_port = int(sock.getsockname()[1])
@@ -303,18 +303,3 @@ class TyphaApp:
 def listen_error(flag: str, where: HostPort, exc: OSError) -> ConfigError:
     """The one-line error for an address this process cannot listen on."""
     return ConfigError(f"cannot listen on {where} ({flag}): {exc.strerror or exc}")
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (we bind it ourselves to learn the port when 0)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock

@@ -58,7 +58,7 @@ GAUGES: list[tuple[str, str, Getter]] = [
     (
         "typha_etcd_retry_backoff_seconds",
         "upper bound of the next etcd retry delay (grows while failures repeat)",
-        lambda a: a.syncer.backoff.current,
+        lambda a: a.syncer.backoff.upper,
     ),
     (
         "typha_tasks_down",

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from runtime.backoff import Backoff
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus
-from typha.datastore.syncer import RetryBackoff, SyncerStats
+from typha.datastore.syncer import SyncerStats
 
 
 class StateSource(Protocol):
@@ -20,7 +21,7 @@ class StateSource(Protocol):
     following: bool  # ... and it is current (what /readyz reports)
     status: DatastoreStatus  # what agents are told
     stats: SyncerStats
-    backoff: RetryBackoff
+    backoff: Backoff
 
     async def run(self) -> None:
         """Feed the cache until cancelled."""

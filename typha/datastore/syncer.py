@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from calico_model.errors import InvalidValue
 from calico_model.validation import admit
+from runtime.backoff import Backoff, Jitter
 from runtime.ratelimit import RateLimitedLog
 from snapshot import SnapshotCache, Update
 from syncproto import DatastoreStatus
@@ -63,26 +63,6 @@ class SyncerStats:
     invalid: Counter[str] = field(default_factory=Counter)
 
 
-class RetryBackoff:
-    """Exponential backoff with jitter in [d/2, d].  `delay()` grows it;
-    only `reset()` (a watch delivered) brings it back down."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.current = initial  # the next delay's upper bound
-
-    def delay(self) -> float:
-        """The next delay: jittered, then double the upper bound."""
-        delay = random.uniform(self.current / 2, self.current)
-        self.current = min(self.current * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        """Start again from the initial delay (a watch delivered)."""
-        self.current = self.initial
-
-
 class Syncer:
     """Keeps `cache` equal to the valid part of etcd under `prefix`.
 
@@ -118,7 +98,7 @@ class Syncer:
         self._backfill = backfill_revisions
         self._catch_up_to = 0
         self._loaded = False
-        self.backoff = RetryBackoff(backoff_initial, backoff_max)
+        self.backoff = Backoff(backoff_initial, backoff_max, jitter=Jitter.HALF)
         self.watch_timeout = watch_timeout
         # The cache holds a complete state agents may be given (the first
         # list is done and, with backfill, the replay has reached the head).
