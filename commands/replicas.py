@@ -10,6 +10,7 @@ import aiohttp
 import orjson
 
 from felix_client.addresses import resolve_all
+from runtime.hostport import BadAddress, parse_hostports
 from typha.errors import ConfigError
 
 DEFAULT_ENDPOINTS = "127.0.0.1:9098"
@@ -21,13 +22,10 @@ ENDPOINTS_HELP = (
 
 def parse_endpoints(text: str) -> list[tuple[str, int]]:
     """`--endpoints`: H:P[,H:P...]; raises ConfigError naming a bad item."""
-    out = []
-    for item in (x.strip() for x in text.split(",")):
-        host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"--endpoints: {item!r} is not host:port")
-        out.append((host.strip("[]"), int(port)))
-    return out
+    try:
+        return [(a.host, a.port) for a in parse_hostports(text)]
+    except BadAddress as exc:
+        raise ConfigError(f"--endpoints: {exc}") from None
 
 
 async def resolve(endpoints: list[tuple[str, int]]) -> list[str]:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from felix_client.errors import ConfigError
 from runtime.backoff import Backoff
+from runtime.hostport import BadAddress, parse_hostports
 
 DEFAULT_PORT = 5473
 
@@ -17,32 +18,15 @@ DEFAULT_PORT = 5473
 def parse_addresses(
     addresses: str | Sequence[str], *, listen: bool = False
 ) -> list[tuple[str, int]]:
-    """'h:p,h:p' or a sequence of 'h:p' -> [(host, port)].  With `listen`,
-    port 0 (any free port) is allowed.  Raises ConfigError."""
-    items = addresses.split(",") if isinstance(addresses, str) else list(addresses)
-    out: list[tuple[str, int]] = []
-    for item in items:
-        item = item.strip()
-        if not item:
-            continue
-        if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            port_s = rest.lstrip(":")
-        elif item.count(":") == 1:
-            host, _, port_s = item.partition(":")
-        else:
-            host, port_s = item, ""
-        try:
-            port = int(port_s) if port_s else DEFAULT_PORT
-        except ValueError:
-            raise ConfigError(f"bad server address {item!r}") from None
-        if not host or not (0 if listen else 1) <= port < 65536:
-            what = "listen address" if listen else "server address"
-            raise ConfigError(f"bad {what} {item!r}")
-        out.append((host, port))
-    if not out:
-        raise ConfigError("no server addresses given")
-    return out
+    """'h:p,h:p' or a sequence of 'h:p' -> [(host, port)]; a missing port is
+    5473.  With `listen`, port 0 (any free port) is allowed.  Raises
+    ConfigError."""
+    try:
+        found = parse_hostports(addresses, default_port=DEFAULT_PORT, port_zero=listen)
+    except BadAddress as exc:
+        what = "listen address" if listen else "server address"
+        raise ConfigError(f"bad {what} {exc}") from None
+    return [(a.host, a.port) for a in found]
 
 
 class ReconnectBackoff(Backoff):

@@ -33,6 +33,7 @@ import requests
 from locust import User, constant_throughput, task
 
 from commands.demo.cluster import Churn
+from runtime.hostport import parse_hostport
 from syncproto import ClientConnection, Delta, SnapshotEnd
 from syncproto.errors import ConnectionTimeout, ProtocolError
 
@@ -65,11 +66,12 @@ class AgentUser(User):
             self.sock.close()
 
     def _connect(self) -> None:
-        host, _, port = TYPHA.rpartition(":")
+        where = parse_hostport(TYPHA)
+        host, port = where.host, where.port
         start = time.monotonic()
         received = 0
         try:
-            self.sock = socket.create_connection((host, int(port)), timeout=10)
+            self.sock = socket.create_connection((host, port), timeout=10)
             self.core = ClientConnection(node=self.node, now=start)
             self._flush()
             while True:

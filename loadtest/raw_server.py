@@ -18,6 +18,7 @@ import sys
 
 import uvloop
 
+from runtime.hostport import parse_hostport
 from syncproto import Codec, ServerHello, SnapshotEnd
 
 LEN = struct.Struct(">I")
@@ -50,14 +51,15 @@ class Conn(asyncio.Protocol):
 
 async def main_async(listen: str) -> None:
     """Serve on `listen`: frames read from stdin are written to every connection."""
-    host, _, port = listen.rpartition(":")
+    where = parse_hostport(listen, port_zero=True)
+    host, port = where.host, where.port
     codec = Codec(max_frame=1 << 24)
     hello = codec.encode(ServerHello(server="raw", max_frame=1 << 24)) + codec.encode(
         SnapshotEnd(1, 0, "0" * 32)
     )
     conns: set[Conn] = set()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Conn(conns, hello), host, int(port), backlog=4096)
+    server = await loop.create_server(lambda: Conn(conns, hello), host, port, backlog=4096)
     reader = asyncio.StreamReader(limit=1 << 24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print("READY", flush=True)

@@ -34,6 +34,7 @@ import uvloop
 from commands.limits import raise_open_files
 from felix_client.applied_reports import AppliedReports, server_interval
 from loadtest.progress import LoopLag, report_progress
+from runtime.hostport import parse_hostports
 from syncproto import (
     CAP_APPLIED,
     CAP_RESUME,
@@ -278,10 +279,7 @@ class Fleet:
 
 async def main_async(ns: argparse.Namespace) -> dict[str, Any]:
     """Run a fleet until SIGTERM; returns its results."""
-    targets = []
-    for t in ns.target.split(","):
-        host, _, port = t.rpartition(":")
-        targets.append((host, int(port)))
+    targets = [(a.host, a.port) for a in parse_hostports(ns.target)]
     fleet = Fleet(targets, ns.count, ns.sample)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from commands.demo.cluster import Churn, seed_cluster
-from typha.config import HostPort, ServeConfig
+from runtime.hostport import HostPort
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.errors import DatastoreError
 

@@ -16,13 +16,14 @@ from prometheus_client import (
 )
 
 from runtime.errors import ConfigError as RuntimeConfigError
+from runtime.hostport import HostPort
 from runtime.sockets import listening_socket
 from runtime.tls import FileWatch, PeerPolicy, ReloadingContext, server_context
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus, Limits
 from syncproto.encoding import FrameEncoder
 from syncproto.stream import StreamPolicy
-from typha.config import HostPort, ServeConfig
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.source_check import SourceCheck
 from typha.datastore.syncer import Syncer

@@ -10,8 +10,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from runtime import envconfig
+from runtime import envconfig, hostport
 from runtime.helpformat import DefaultsHelpFormatter
+from runtime.hostport import HostPort
 from runtime.logformat import LogFormat
 from typha.datastore.etcd_client import EtcdOptions
 from typha.errors import ConfigError
@@ -20,40 +21,15 @@ DEFAULT_AGENT_PORT = 5473
 DEFAULT_HTTP_PORT = 9098
 
 
-@dataclass(frozen=True, slots=True)
-class HostPort:
-    """A host and port to listen on or connect to."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
 def parse_hostport(text: str, default_port: int | None = None) -> HostPort:
-    """Parse H:P, [v6]:P, or H alone when a default port is given."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        port_s = rest[1:] if rest.startswith(":") else ""
-        if not sep:
-            raise ConfigError(f"bad address {text!r}: missing ']'")
-    elif text.count(":") == 1:
-        host, _, port_s = text.partition(":")
-    else:
-        host, port_s = text, ""
-    if not port_s:
-        if default_port is None:
-            raise ConfigError(f"bad address {text!r}: expected HOST:PORT")
-        return HostPort(host or "0.0.0.0", default_port)
+    """A listen address: H:P, [v6]:P, or H alone when a default port is
+    given; no host means every address (0.0.0.0).  Raises ConfigError."""
     try:
-        port = int(port_s)
-    except ValueError:
-        raise ConfigError(f"bad address {text!r}: port {port_s!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"bad address {text!r}: port out of range")
-    return HostPort(host or "0.0.0.0", port)
+        return hostport.parse_hostport(
+            text, default_port=default_port, default_host="0.0.0.0", port_zero=True
+        )
+    except hostport.BadAddress as exc:
+        raise ConfigError(f"bad address {exc}") from None
 
 
 def parse_etcd_endpoints(text: str, *, tls: bool) -> tuple[str, ...]:
@@ -446,7 +422,7 @@ def parse_log_format(value: str) -> LogFormat:
 
 def check_upstream(text: str) -> None:
     """`--upstream-typha`: one or more H:P, comma-separated."""
-    for item in text.split(","):
-        host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"--upstream-typha: {item.strip()!r} is not host:port")
+    try:
+        hostport.parse_hostports(text)
+    except hostport.BadAddress as exc:
+        raise ConfigError(f"--upstream-typha: {exc}") from None

@@ -24,9 +24,10 @@ from commands.demo.cluster import Churn, seed_cluster
 from commands.demo.etcd import EmbeddedEtcd
 from commands.demo.fleet import AgentFleet, AgentView, processes_for
 from commands.errors import DemoRefused
+from runtime.hostport import HostPort
 from snapshot.digest import format_digest
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig, parse_etcd_endpoints
+from typha.config import ServeConfig, parse_etcd_endpoints
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import read_etcd_state
 

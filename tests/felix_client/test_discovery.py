@@ -14,8 +14,9 @@ import pytest
 from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
 from felix_client.addresses import resolve_all
+from runtime.hostport import HostPort
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 
 pytestmark = pytest.mark.integration

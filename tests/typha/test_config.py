@@ -8,8 +8,9 @@ from commands.demo.etcd import EmbeddedEtcd
 from felix_client.addresses import AddressRotation, parse_addresses
 from felix_client.errors import ConfigError as ClientConfigError
 from runtime.backoff import Backoff
+from runtime.hostport import HostPort
 from tests.conftest import Proc, listening_ports
-from typha.config import HostPort, parse_hostport, parse_serve_args
+from typha.config import parse_hostport, parse_serve_args
 from typha.errors import ConfigError
 
 

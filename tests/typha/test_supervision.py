@@ -15,9 +15,10 @@ import pytest
 from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
 from felix_client.replica import Replica
+from runtime.hostport import HostPort
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
-from typha.config import HostPort, ServeConfig
+from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.etcd_state import read_etcd_state
 
