@@ -15,15 +15,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    generate_latest,
 )
 
 from calico_model.keys import DEFAULT_PREFIX
@@ -39,6 +36,7 @@ from felix_client.replica import Replica
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.histogram import Histogram
 from runtime.sockets import listening_socket
+from runtime.status_http import status_app
 from runtime.tls import ReloadingContext
 
 log = logging.getLogger(__name__)
@@ -274,36 +272,14 @@ class Agent:
         }
 
     def http_app(self) -> web.Application:
-        """The aiohttp application for the agent's status port (/status,
-        /livez, /readyz, /metrics, /dump)."""
-
-        async def status(_: web.Request) -> web.Response:
-            return web.Response(body=orjson.dumps(self.status()), content_type="application/json")
-
-        async def livez(_: web.Request) -> web.Response:
-            return web.Response(body=b'{"live":true}', content_type="application/json")
+        """The aiohttp application for the agent's status port: the status
+        routes (/status, /livez, /readyz, /metrics) and /dump."""
 
         async def dump(_: web.Request) -> web.Response:
             return web.Response(text=self.dump())
 
-        async def readyz(_: web.Request) -> web.Response:
-            ready = self.ready()
-            body = orjson.dumps({"ready": ready})
-            return web.Response(
-                body=body, status=200 if ready else 503, content_type="application/json"
-            )
-
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(
-                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
-
-        app = web.Application()
+        app = status_app(self)
         app.router.add_get("/dump", dump)
-        app.router.add_get("/status", status)
-        app.router.add_get("/livez", livez)
-        app.router.add_get("/readyz", readyz)
-        app.router.add_get("/metrics", metrics)
         return app
 
 

@@ -1,5 +1,6 @@
-"""The HTTP side port: /livez, /readyz, /status, /convergence (and
-/convergence/nodes), /metrics."""
+"""The HTTP side port: the status routes every daemon serves (/livez,
+/readyz, /status, /metrics: runtime.status_http) and the server's own,
+/convergence and /convergence/nodes."""
 
 from __future__ import annotations
 
@@ -7,21 +8,12 @@ from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from runtime.status_http import StatusSource, json_response, status_app
 
 
-class Observable(Protocol):
+class Observable(StatusSource, Protocol):
     """What the side port reads from the server process."""
-
-    registry: CollectorRegistry
-
-    def ready(self) -> bool:
-        """True while the replica serves current state."""
-        ...
-
-    def status(self) -> dict[str, Any]:
-        """The JSON object served at /status."""
-        ...
 
     def convergence(self, revision: int | None, all_disconnected: bool = False) -> dict[str, Any]:
         """The JSON object served at /convergence (None: the latest change's revision)."""
@@ -35,23 +27,8 @@ class Observable(Protocol):
 MAX_NODES_ASKED = 10_000  # names in one POST /convergence/nodes
 
 
-def json_response(obj: object, status: int = 200) -> web.Response:
-    """`obj` as a JSON response (orjson)."""
-    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
-
-
 def build_http_app(app: Observable) -> web.Application:
     """The aiohttp application for the side port; the caller runs it."""
-
-    async def livez(_: web.Request) -> web.Response:
-        return json_response({"live": True})
-
-    async def readyz(_: web.Request) -> web.Response:
-        ready = app.ready()
-        return json_response({"ready": ready}, status=200 if ready else 503)
-
-    async def status(_: web.Request) -> web.Response:
-        return json_response(app.status())
 
     async def convergence(request: web.Request) -> web.Response:
         raw = request.query.get("revision")
@@ -88,17 +65,7 @@ def build_http_app(app: Observable) -> web.Application:
             )
         return json_response(app.convergence_nodes(names))
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(app.registry),
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
-        )
-
-    web_app = web.Application()
-    web_app.router.add_get("/livez", livez)
-    web_app.router.add_get("/readyz", readyz)
-    web_app.router.add_get("/status", status)
+    web_app = status_app(app)
     web_app.router.add_get("/convergence", convergence)
     web_app.router.add_post("/convergence/nodes", convergence_nodes)
-    web_app.router.add_get("/metrics", metrics)
     return web_app
