@@ -15,24 +15,39 @@ from typing import Any, NamedTuple, Protocol
 from dataplane.host_settings import ConfiguredSettings
 
 
+class RouteKind(StrEnum):
+    """What a route does with traffic to its destination."""
+
+    LOCAL = "local"  # to a local workload's interface (`dev`)
+    BLACKHOLE = "blackhole"  # a local block's unused addresses
+    VIA = "via"  # to another node's address, directly
+    IPIP = "ipip"  # to another node through tunl0
+    VXLAN = "vxlan"  # to another node's VTEP through the VXLAN device
+
+    @property
+    def tunnelled(self) -> bool:
+        """Whether the route leaves through a tunnel device."""
+        return self in (RouteKind.IPIP, RouteKind.VXLAN)
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Route:
-    """One route: to `dst` (IPv4 or IPv6), of `kind` local (dev), blackhole,
-    via (next hop), ipip or vxlan."""
+    """One route: to `dst` (IPv4 or IPv6), of a `kind` (with `dev` for a
+    local route, `via` for a remote one)."""
 
     dst: str
-    kind: str  # local, blackhole, via, ipip, vxlan
+    kind: RouteKind
     via: str = ""
     dev: str = ""
 
     def __str__(self) -> str:
-        if self.kind == "local":
+        if self.kind is RouteKind.LOCAL:
             return f"{self.dst} dev {self.dev} scope link"
-        if self.kind == "blackhole":
+        if self.kind is RouteKind.BLACKHOLE:
             return f"blackhole {self.dst}"
-        if self.kind == "ipip":
+        if self.kind is RouteKind.IPIP:
             return f"{self.dst} via {self.via} dev tunl0 onlink"
-        if self.kind == "vxlan":
+        if self.kind is RouteKind.VXLAN:
             dev = "vxlan-v6.calico" if ":" in self.dst else "vxlan.calico"
             return f"{self.dst} via {self.via} dev {dev} onlink"
         return f"{self.dst} via {self.via}"

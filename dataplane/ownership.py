@@ -37,6 +37,7 @@ from dataplane.batch import (
     EndpointInfo,
     EndpointKind,
     Route,
+    RouteKind,
     Rule,
     Vtep,
 )
@@ -210,7 +211,7 @@ class Gate:
             self._set_route(dst, None, out)
         for dst, route in batch.routes_set.items():
             self._drop_local(dst)
-            if route.kind == "local":
+            if route.kind is RouteKind.LOCAL:
                 self._local[dst] = route
                 self._local_by_dev[route.dev].add(dst)
                 self._judge_local(dst, out)

@@ -19,7 +19,15 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dataplane.batch import Action, ChainKey, DataplaneBatch, EndpointInfo, EndpointKind, Rule
+from dataplane.batch import (
+    Action,
+    ChainKey,
+    DataplaneBatch,
+    EndpointInfo,
+    EndpointKind,
+    RouteKind,
+    Rule,
+)
 from dataplane.errors import DataplaneError, KernelUnavailable
 from dataplane.host_settings import ConfiguredSettings, HostSettings
 from dataplane.linux import nft_model as M
@@ -414,7 +422,7 @@ class LinuxDataplane(MemoryDataplane):
                 self._vxlan.update(self.vteps, batch.vteps_set.keys() | batch.vteps_del)
             for dst in batch.routes_del:
                 self._routes.delete(dst)
-            if any(r.kind == "ipip" for r in batch.routes_set.values()):
+            if any(r.kind is RouteKind.IPIP for r in batch.routes_set.values()):
                 self._ipip.ensure()
             for route in batch.routes_set.values():
                 self._routes.try_set(route)
@@ -535,7 +543,7 @@ class LinuxDataplane(MemoryDataplane):
             self._set_pools(self._desired)
             self._set_hosts(self._desired)
             vxlan = self._vxlan.sync(self.vteps)
-            if any(r.kind == "ipip" for r in self.routes.values()):
+            if any(r.kind is RouteKind.IPIP for r in self.routes.values()):
                 self._ipip.ensure()
             self._routes.resync(self.routes)
             kernel = self._read_table()

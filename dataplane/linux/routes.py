@@ -18,14 +18,14 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dataplane.batch import Route
+from dataplane.batch import Route, RouteKind
 from dataplane.errors import DataplaneError
 
 RT_PROTO = 80  # ours; `ip route show proto 80` lists exactly the agent's routes
 RTN_UNICAST, RTN_BLACKHOLE = 1, 6
 RTNH_F_ONLINK = 4
 AF_INET, AF_INET6 = 2, 10
-TUNNEL_DEVICES = {"ipip": "tunl0", "vxlan": "vxlan.calico"}
+TUNNEL_DEVICES = {RouteKind.IPIP: "tunl0", RouteKind.VXLAN: "vxlan.calico"}
 VXLAN_V6_DEVICE = "vxlan-v6.calico"
 
 
@@ -61,10 +61,10 @@ class KernelRoute:
 
 def device_of(route: Route) -> str | None:
     """The device a route goes through, if it names one."""
-    if route.kind == "local":
+    if route.kind is RouteKind.LOCAL:
         return route.dev
-    if route.kind == "vxlan":
-        return VXLAN_V6_DEVICE if ":" in route.dst else TUNNEL_DEVICES["vxlan"]
+    if route.kind is RouteKind.VXLAN:
+        return VXLAN_V6_DEVICE if ":" in route.dst else TUNNEL_DEVICES[RouteKind.VXLAN]
     return TUNNEL_DEVICES.get(route.kind)
 
 
@@ -90,10 +90,10 @@ class RouteTable:
         oif = self._index(dev) if dev else None
         if dev and oif is None:
             return None
-        if route.kind == "blackhole":
+        if route.kind is RouteKind.BLACKHOLE:
             return KernelRoute(dst, True, None, None, False)
         gateway = route.via or None
-        return KernelRoute(dst, False, gateway, oif, route.kind in ("ipip", "vxlan"))
+        return KernelRoute(dst, False, gateway, oif, route.kind.tunnelled)
 
     def read(self) -> dict[str, KernelRoute]:
         """The agent's routes as the kernel holds them now, by destination."""

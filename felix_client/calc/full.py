@@ -13,7 +13,16 @@ from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
 from calico_model.policies import Policy, Profile, Tier
 from calico_model.selector import parse as parse_selector
 from calico_model.validation import check_resource
-from dataplane.batch import ChainKey, DataplaneBatch, EndpointInfo, IpSetId, Route, Rule, Vtep
+from dataplane.batch import (
+    ChainKey,
+    DataplaneBatch,
+    EndpointInfo,
+    IpSetId,
+    Route,
+    RouteKind,
+    Rule,
+    Vtep,
+)
 from dataplane.memory import MemoryDataplane
 from dataplane.ownership import Ownership
 from felix_client.calc.chain_build import endpoint_chains, ipsets_of
@@ -104,7 +113,7 @@ def compute(
         if b.node is None or not in_pool(b.cidr, pools):
             continue
         dst = str(b.cidr)
-        r = Route(dst, "blackhole") if b.node == node else remote(dst, b.cidr, b.node)
+        r = Route(dst, RouteKind.BLACKHOLE) if b.node == node else remote(dst, b.cidr, b.node)
         if r is not None:
             claims.setdefault(dst, {})["b:" + key] = r
     for key, ep in weps.items():
@@ -112,7 +121,7 @@ def compute(
             dst = str(net)
             r = None
             if ep.node == node:
-                r = Route(dst, "local", dev=ep.iface) if ep.iface else None
+                r = Route(dst, RouteKind.LOCAL, dev=ep.iface) if ep.iface else None
             elif in_pool(net, pools) and not any(
                 within(net, b.cidr) for _, b in blocks if b.node == ep.node
             ):

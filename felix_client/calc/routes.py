@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from dataplane.batch import Route
+from calico_model.topology import EncapMode
+from dataplane.batch import Route, RouteKind
 from felix_client.calc.model import Block, Endpoint, IPNet, Node, Pool
 
 
@@ -149,7 +150,7 @@ class RouteCalc:
         if block is not None and block.node is not None and self._in_pool(block.cidr):
             dst = str(block.cidr)
             if block.node == self.node:
-                routes[dst] = Route(dst, "blackhole")
+                routes[dst] = Route(dst, RouteKind.BLACKHOLE)
             elif (r := self._remote(dst, block.cidr, block.node)) is not None:
                 routes[dst] = r
         self._own("b:" + key, routes)
@@ -162,7 +163,7 @@ class RouteCalc:
                 dst = str(net)
                 if ep.node == self.node:
                     if ep.iface:
-                        routes[dst] = Route(dst, "local", dev=ep.iface)
+                        routes[dst] = Route(dst, RouteKind.LOCAL, dev=ep.iface)
                 elif (
                     self._in_pool(net)
                     and not self._covered(net, ep.node)
@@ -210,16 +211,16 @@ def remote_route(
     if pool is not None:
         if _tunnel(pool.vxlan, family, addr, me):
             vtep = node.vxlan_addr if family == 4 else node.vxlan_addr6
-            return Route(dst, "vxlan", via=vtep or addr)
+            return Route(dst, RouteKind.VXLAN, via=vtep or addr)
         if family == 4 and _tunnel(pool.ipip, family, addr, me):
-            return Route(dst, "ipip", via=addr)
-    return Route(dst, "via", via=addr)
+            return Route(dst, RouteKind.IPIP, via=addr)
+    return Route(dst, RouteKind.VIA, via=addr)
 
 
-def _tunnel(mode: str, family: int, remote_ip: str, me: Node | None) -> bool:
-    if mode == "Always":
+def _tunnel(mode: EncapMode, family: int, remote_ip: str, me: Node | None) -> bool:
+    if mode is EncapMode.ALWAYS:
         return True
-    if mode == "CrossSubnet":
+    if mode is EncapMode.CROSS_SUBNET:
         same = me.in_subnet(family, remote_ip) if me is not None else None
         return same is not True
     return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataplane import DataplaneBatch, EndpointInfo, EndpointKind, Route, Vtep
+from dataplane.batch import RouteKind
 from dataplane.ownership import Gate
 
 
@@ -35,8 +36,8 @@ def test_the_lowest_key_owns_an_interface_and_the_next_takes_over_when_it_goes()
         DataplaneBatch(
             endpoints_set={"/k/a": a, "/k/z": z},
             routes_set={
-                "10.0.0.1/32": Route("10.0.0.1/32", "local", dev="calia"),
-                "10.0.0.9/32": Route("10.0.0.9/32", "local", dev="calia"),
+                "10.0.0.1/32": Route("10.0.0.1/32", RouteKind.LOCAL, dev="calia"),
+                "10.0.0.9/32": Route("10.0.0.9/32", RouteKind.LOCAL, dev="calia"),
             },
         )
     )

@@ -22,7 +22,7 @@ import pytest
 
 from calico_model.policies import EntityRule, Policy, PolicyRule, PolicyType, RuleAction
 from calico_model.selector import parse as parse_selector
-from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind, Route
+from dataplane.batch import DataplaneBatch, EndpointInfo, EndpointKind, Route, RouteKind
 from felix_client.calc.policy_defs import PolicyDef
 from tests.conftest import wait_until
 from tests.dataplane.test_linux_dataplane import PODS, V3, Cluster, block, wep
@@ -259,7 +259,7 @@ def test_no_interface_name_reaches_nft_unparsed(n1: Node, iface: str) -> None:
     # upstream of it, another calculation), it refuses them itself.
     batch = DataplaneBatch()
     batch.endpoints_set[local_key] = EndpointInfo(EndpointKind.WORKLOAD, iface, ("10.65.1.77",))
-    batch.routes_set["10.65.1.77/32"] = Route("10.65.1.77/32", "local", dev=iface)
+    batch.routes_set["10.65.1.77/32"] = Route("10.65.1.77/32", RouteKind.LOCAL, dev=iface)
     batch.endpoints_set[hep_key] = EndpointInfo(EndpointKind.HOST, iface, ("192.168.77.1",))
     n1.dp.apply(batch)
     assert local_key in n1.dp.refused
