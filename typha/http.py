@@ -34,15 +34,12 @@ def build_http_app(app: Observable) -> web.Application:
         raw = request.query.get("revision")
         revision: int | None = None
         if raw is not None:
-            try:
-                revision = int(raw)
-            except ValueError:
-                revision = -1
-            if revision < 0:
+            if not (raw.isascii() and raw.isdigit()):
                 return json_response(
                     {"error": f"revision must be a non-negative integer, got {raw[:40]!r}"},
                     status=400,
                 )
+            revision = int(raw)
         disconnected = request.query.get("disconnected", "")
         if disconnected not in ("", "all"):
             return json_response(

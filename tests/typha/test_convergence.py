@@ -152,6 +152,10 @@ def test_a_disconnected_agent_is_reported_and_wait_applied_times_out_naming_lagg
     with pytest.raises(urllib.error.HTTPError) as bad:
         http_json(f"{convergence}?disconnected=some")
     assert bad.value.code == 400
+    for revision in ("abc", "-1", "+5", "1e3"):
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            http_json(f"{convergence}?revision={revision}")
+        assert bad.value.code == 400, revision
 
 
 def test_an_agents_report_follows_it_to_another_replica(

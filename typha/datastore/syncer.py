@@ -42,7 +42,20 @@ class ResyncRequested(Exception):
     """Someone (the cache-vs-etcd check) asked for a fresh list."""
 
 
-_RESYNC = object()  # queued into the watch loop by request_resync()
+@dataclass(frozen=True, slots=True)
+class WatchFailed:
+    """The watch stream ended with an error (queued by its reader)."""
+
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncAsked:
+    """request_resync() was called (queued so the watch loop acts on it in order)."""
+
+
+# What the watch loop reads: etcd's responses, and the two ways it is told to stop.
+WatchItem = WatchBatch | WatchFailed | ResyncAsked
 
 
 @dataclass(slots=True)
@@ -108,7 +121,7 @@ class Syncer:
         self.status = DatastoreStatus.WAITING
         self.stats = SyncerStats()
         self._rl = RateLimitedLog(log)
-        self._queue: asyncio.Queue[WatchBatch | Exception | object] | None = None
+        self._queue: asyncio.Queue[WatchItem] | None = None
         self._resync_requested = False
         # The revision up to which every event is known to be applied: the
         # next watch starts after it.  A progress answer at P vouches only
@@ -120,7 +133,7 @@ class Syncer:
         """List again and send agents the difference, as soon as possible."""
         self._resync_requested = True
         if self._queue is not None:
-            self._queue.put_nowait(_RESYNC)
+            self._queue.put_nowait(ResyncAsked())
 
     def _set_status(self, status: DatastoreStatus) -> None:
         if status is not self.status:
@@ -268,7 +281,7 @@ class Syncer:
         quiet stream is asked for progress; a silent one is abandoned."""
         self.stats.watches += 1
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[WatchBatch | Exception | object] = asyncio.Queue()
+        queue: asyncio.Queue[WatchItem] = asyncio.Queue()
         self._queue = queue
         stream = conn.watch(self._prefix, self._safe_revision + 1)
         progress_every = self.watch_timeout / 3
@@ -279,7 +292,7 @@ class Syncer:
                 async for wb in stream:
                     queue.put_nowait(wb)
             except Exception as exc:
-                queue.put_nowait(exc)
+                queue.put_nowait(WatchFailed(exc))
 
         reader = asyncio.create_task(pump(), name="etcd-watch")
         last_heard = asked = loop.time()
@@ -330,7 +343,7 @@ class Syncer:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    def apply_watch_group(self, group: list[WatchBatch | Exception | object], now: float) -> None:
+    def apply_watch_group(self, group: list[WatchItem], now: float) -> None:
         """Apply one group of watch items (batches, progress notifications, errors) as one cache
         update.  The watch loop calls it; tests feed it synthetic batches."""
         updates: list[Update] = []
@@ -338,9 +351,9 @@ class Syncer:
         proven = 0  # revision up to which this group proves the watch complete
         try:
             for item in group:
-                if isinstance(item, Exception):
-                    raise item
-                if not isinstance(item, WatchBatch):
+                if isinstance(item, WatchFailed):
+                    raise item.error
+                if isinstance(item, ResyncAsked):
                     raise ResyncRequested()
                 if item.compact_revision:
                     raise Compacted()
