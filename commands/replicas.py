@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from felix_client.addresses import resolve_all
 from runtime.hostport import BadAddress, parse_hostports
+from syncclient.addresses import resolve_all
 from typha.errors import ConfigError
 
 DEFAULT_ENDPOINTS = "127.0.0.1:9098"

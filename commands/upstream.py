@@ -23,11 +23,11 @@ from calico_model.errors import InvalidValue
 from calico_model.keys import DEFAULT_PREFIX
 from calico_model.validation import admit
 from felix_client import Replica, SyncClient
-from felix_client.replica import Change
 from runtime.backoff import Backoff
 from runtime.ratelimit import RateLimitedLog
 from snapshot import SnapshotCache, Update
 from snapshot.errors import RevisionRegression
+from syncclient.replica import Change
 from syncproto import DatastoreStatus
 from syncproto.connection import REPLICA_CAPS
 from typha.datastore.syncer import SyncerStats

@@ -1,15 +1,22 @@
-"""Client library for typha, and the `felix-agent` node agent."""
+"""The `felix-agent` node agent: configuration, the calculation graph
+(`calc/`), the agent process and its metrics.  The client library it syncs
+with lives in `syncclient`; its names stay importable from here."""
 
-from felix_client.client import ClientStats, SyncClient
-from felix_client.errors import (
+from syncclient import (
     BadValue,
+    Change,
+    ClientStats,
     ConfigError,
     DigestMismatch,
-    FelixClientError,
     NotConnected,
+    Replica,
     ServerMisbehaved,
+    SyncClient,
+    SyncClientError,
 )
-from felix_client.replica import Change, Replica
+
+# The client library's base error, by the name it had here.
+FelixClientError = SyncClientError
 
 __all__ = [
     "BadValue",
@@ -22,4 +29,5 @@ __all__ = [
     "Replica",
     "ServerMisbehaved",
     "SyncClient",
+    "SyncClientError",
 ]

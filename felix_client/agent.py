@@ -28,16 +28,16 @@ from dataplane import MemoryDataplane
 from dataplane.batch import DataplaneBatch
 from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc import Calculator
-from felix_client.client import ClientStats, SyncClient
 from felix_client.config import AgentConfig, DataplaneKind
-from felix_client.errors import ConfigError
 from felix_client.metrics import AgentCollector
-from felix_client.replica import Replica
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.histogram import Histogram
 from runtime.sockets import listening_socket
 from runtime.status_http import status_app
 from runtime.tls import ReloadingContext
+from syncclient.client import ClientStats, SyncClient
+from syncclient.errors import ConfigError
+from syncclient.replica import Replica
 
 log = logging.getLogger(__name__)
 

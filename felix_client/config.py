@@ -20,11 +20,11 @@ from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, par
 from dataplane.host_settings import VXLAN_LIMITS, HostSettings, VxlanParams
 from dataplane.nat_outgoing import NatOutgoingExclusions
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
-from felix_client.addresses import parse_addresses
-from felix_client.errors import ConfigError
 from runtime import envconfig
 from runtime.helpformat import DefaultsHelpFormatter
 from runtime.logformat import LogFormat
+from syncclient.addresses import parse_addresses
+from syncclient.errors import ConfigError
 
 ENV_PREFIX = "FELIX_"
 

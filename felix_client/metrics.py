@@ -16,9 +16,9 @@ from prometheus_client.registry import Collector
 from dataplane import MemoryDataplane
 from felix_client.calc import Calculator
 from felix_client.calc.rules import Unenforceable
-from felix_client.client import SyncClient
 from runtime.histogram import Histogram
 from runtime.metric_families import build_info, histogram_family
+from syncclient.client import SyncClient
 
 
 class Agent(Protocol):

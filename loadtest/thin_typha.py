@@ -12,7 +12,7 @@ writes the results to F and exits.
 
 With THIN_APPLIED=1 in the environment every connection also offers the
 `applied` capability and reports each revision as applied the moment it
-arrives, on the schedule a real agent keeps (felix_client.applied_reports,
+arrives, on the schedule a real agent keeps (syncclient.applied_reports,
 at the interval the server names): what acknowledgements cost the server.
 """
 
@@ -32,9 +32,9 @@ from typing import Any
 import uvloop
 
 from commands.limits import raise_open_files
-from felix_client.applied_reports import AppliedReports, server_interval
 from loadtest.progress import LoopLag, report_progress
 from runtime.hostport import parse_hostports
+from syncclient.applied_reports import AppliedReports, server_interval
 from syncproto import (
     CAP_APPLIED,
     CAP_RESUME,

@@ -7,9 +7,9 @@ import inspect
 
 import pytest
 
-import felix_client.errors as client
 import runtime.errors as runtime_errors
 import snapshot.errors as state
+import syncclient.errors as client
 import syncproto.errors as proto
 import typha.errors as server
 from snapshot.errors import LocalMisuse, RemoteError
@@ -23,7 +23,7 @@ PACKAGES = [
     "calico_model",
     "dataplane",
     "typha",
-    "felix_client",
+    "syncclient",
     "commands",
 ]
 

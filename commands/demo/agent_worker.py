@@ -26,7 +26,7 @@ import uvloop
 from commands.demo.orphans import die_with_parent
 from felix_client import SyncClient
 from felix_client.agent import Agent
-from felix_client.replica import Replica
+from syncclient.replica import Replica
 
 REPORT_INTERVAL = 0.25
 

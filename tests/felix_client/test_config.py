@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from felix_client.config import parse_agent_args
-from felix_client.errors import ConfigError
+from syncclient.errors import ConfigError
 
 
 def test_flags_win_over_the_environment_which_wins_over_defaults() -> None:

@@ -5,10 +5,10 @@ from collections.abc import Callable
 import pytest
 
 from commands.demo.etcd import EmbeddedEtcd
-from felix_client.addresses import AddressRotation, parse_addresses
-from felix_client.errors import ConfigError as ClientConfigError
 from runtime.backoff import Backoff
 from runtime.hostport import HostPort
+from syncclient.addresses import AddressRotation, parse_addresses
+from syncclient.errors import ConfigError as ClientConfigError
 from tests.conftest import Proc, listening_ports
 from typha.config import parse_hostport, parse_serve_args
 from typha.errors import ConfigError

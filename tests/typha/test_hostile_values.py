@@ -16,8 +16,8 @@ from calico_model.errors import InvalidValue, SelectorError
 from calico_model.selector import MAX_DEPTH, MAX_LENGTH, parse
 from calico_model.validation import admit, validate
 from commands.demo.cluster import policy
-from felix_client.replica import Replica
 from snapshot import SnapshotCache
+from syncclient.replica import Replica
 from syncproto import Codec, Delta, Progress
 from syncproto.encoding import FrameEncoder
 from syncproto.frames import FrameDecoder

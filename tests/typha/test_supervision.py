@@ -14,8 +14,8 @@ import pytest
 
 from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
-from felix_client.replica import Replica
 from runtime.hostport import HostPort
+from syncclient.replica import Replica
 from tests.conftest import async_wait_until
 from typha.app import TyphaApp
 from typha.config import ServeConfig

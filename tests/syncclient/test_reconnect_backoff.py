@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from felix_client.addresses import ReconnectBackoff
+from syncclient.addresses import ReconnectBackoff
 
 
 def test_failures_right_after_the_hello_keep_growing_the_delay() -> None:

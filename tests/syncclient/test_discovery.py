@@ -13,8 +13,8 @@ import pytest
 
 from commands.demo.etcd import EmbeddedEtcd
 from felix_client import SyncClient
-from felix_client.addresses import resolve_all
 from runtime.hostport import HostPort
+from syncclient.addresses import resolve_all
 from typha.app import TyphaApp
 from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection

@@ -1,6 +1,6 @@
-"""Errors raised by felix_client.
+"""Errors raised by the client library.
 
-FelixClientError              base of everything below
+SyncClientError               base of everything below
 ├── ConfigError               local misuse: a bad address list or option
 │                             (also a runtime.errors.ConfigError, a LocalMisuse)
 ├── NotConnected              wait_in_sync() cannot succeed: the client is closed
@@ -21,23 +21,23 @@ from snapshot.errors import LocalMisuse
 from syncproto.errors import RemoteError
 
 
-class FelixClientError(Exception):
-    """Base class for felix_client errors."""
+class SyncClientError(Exception):
+    """Base class for the client library's errors."""
 
 
-class ConfigError(FelixClientError, _RuntimeConfigError):
+class ConfigError(SyncClientError, _RuntimeConfigError):
     """Invalid options given by the caller."""
 
 
-class NotConnected(FelixClientError):
+class NotConnected(SyncClientError):
     """The client is closed (before or while someone waited for sync)."""
 
 
-class ValuesNotKept(FelixClientError, LocalMisuse):
+class ValuesNotKept(SyncClientError, LocalMisuse):
     """The replica was built to keep only each key's hash: it has no values."""
 
 
-class ServerMisbehaved(FelixClientError, RemoteError):
+class ServerMisbehaved(SyncClientError, RemoteError):
     """The server sent something we cannot accept; the client resyncs."""
 
 

@@ -26,26 +26,26 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from felix_client.addresses import (
+from runtime.histogram import Histogram
+from runtime.ratelimit import RateLimitedLog
+from syncclient.addresses import (
     AddressRotation,
     ReconnectBackoff,
     Resolver,
     parse_addresses,
     resolve_all,
 )
-from felix_client.applied_reports import DEFAULT_INTERVAL, AppliedReports, server_interval
-from felix_client.errors import DigestMismatch, NotConnected, ServerMisbehaved
-from felix_client.probe import Probe
-from felix_client.replica import Change, Replica
-from felix_client.session import (
+from syncclient.applied_reports import DEFAULT_INTERVAL, AppliedReports, server_interval
+from syncclient.errors import DigestMismatch, NotConnected, ServerMisbehaved
+from syncclient.probe import Probe
+from syncclient.replica import Change, Replica
+from syncclient.session import (
     Applied,
     ClientSession,
     SessionStats,
     StalePolicy,
     StaleUpstream,
 )
-from runtime.histogram import Histogram
-from runtime.ratelimit import RateLimitedLog
 from syncproto import DatastoreStatus, Limits
 from syncproto.connection import CLIENT_CAPS
 from syncproto.errors import ConnectionTimeout, ProtocolError

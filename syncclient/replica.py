@@ -23,8 +23,8 @@ from typing import Any, overload
 
 import orjson
 
-from felix_client.errors import BadValue, DigestMismatch, ValuesNotKept
 from snapshot import RunningDigest, entry_hash_canonical, format_digest
+from syncclient.errors import BadValue, DigestMismatch, ValuesNotKept
 
 Change = tuple[str, Any | None]
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from felix_client.applied_reports import (
+from syncclient.applied_reports import (
     DEFAULT_INTERVAL,
     MAX_INTERVAL,
     MIN_INTERVAL,

@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from felix_client.errors import ServerMisbehaved
-from felix_client.replica import Change, Replica
+from syncclient.errors import ServerMisbehaved
+from syncclient.replica import Change, Replica
 from syncproto import (
     ClientConnection,
     CloseReason,

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from felix_client.errors import DigestMismatch, ServerMisbehaved
-from felix_client.replica import Replica
-from felix_client.session import Applied, ClientSession, StalePolicy, StaleUpstream
 from snapshot import canonical_json, digest_of
+from syncclient.errors import DigestMismatch, ServerMisbehaved
+from syncclient.replica import Replica
+from syncclient.session import Applied, ClientSession, StalePolicy, StaleUpstream
 from syncproto import (
     DEFAULT_MAX_FRAME,
     Codec,

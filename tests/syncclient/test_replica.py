@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from felix_client import DigestMismatch, Replica
-from felix_client.errors import BadValue, ValuesNotKept
 from snapshot import canonical_json, digest_of
+from syncclient.errors import BadValue, ValuesNotKept
 
 
 def c(obj: dict[str, object]) -> bytes:

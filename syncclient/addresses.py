@@ -8,9 +8,9 @@ import random
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
-from felix_client.errors import ConfigError
 from runtime.backoff import Backoff
 from runtime.hostport import BadAddress, parse_hostports
+from syncclient.errors import ConfigError
 
 DEFAULT_PORT = 5473
 
