@@ -11,8 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [
     "snapshot",
     "syncproto",
+    "runtime",
     "calico_model",
     "dataplane",
+    "syncclient",
     "typha",
     "felix_client",
     "commands",
