@@ -2,32 +2,10 @@
 (`calc/`), the agent process and its metrics.  The client library it syncs
 with lives in `syncclient`; its names stay importable from here."""
 
-from syncclient import (
-    BadValue,
-    Change,
-    ClientStats,
-    ConfigError,
-    DigestMismatch,
-    NotConnected,
-    Replica,
-    ServerMisbehaved,
-    SyncClient,
-    SyncClientError,
-)
+import syncclient
+from syncclient import *  # noqa: F403  (the library's names, importable here too)
 
 # The client library's base error, by the name it had here.
-FelixClientError = SyncClientError
+FelixClientError = syncclient.SyncClientError
 
-__all__ = [
-    "BadValue",
-    "Change",
-    "ClientStats",
-    "ConfigError",
-    "DigestMismatch",
-    "FelixClientError",
-    "NotConnected",
-    "Replica",
-    "ServerMisbehaved",
-    "SyncClient",
-    "SyncClientError",
-]
+__all__ = [*syncclient.__all__, "FelixClientError"]

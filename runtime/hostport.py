@@ -12,12 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from runtime.errors import ConfigError
+from runtime.errors import BadAddress
 
-
-class BadAddress(ConfigError):
-    """A host:port that does not parse; the message says why.  Callers
-    re-raise it as their own ConfigError naming the flag."""
+__all__ = ["BadAddress", "HostPort", "parse_hostport", "parse_hostports"]
 
 
 @dataclass(frozen=True, slots=True)

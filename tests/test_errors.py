@@ -14,18 +14,11 @@ import syncproto.errors as proto
 import typha.errors as server
 from snapshot.errors import LocalMisuse, RemoteError
 from syncproto.vocabulary import CloseReason
+from tests.test_layout import PACKAGES as LAYOUT
+from tests.test_layout import ROOT
 
-# Every package with an errors module (the layers, bottom up).
-PACKAGES = [
-    "snapshot",
-    "syncproto",
-    "runtime",
-    "calico_model",
-    "dataplane",
-    "typha",
-    "syncclient",
-    "commands",
-]
+# Every package of the layout that has an errors module.
+PACKAGES = [p for p in LAYOUT if (ROOT / p / "errors.py").exists()]
 
 
 def _discovered() -> list[type[BaseException]]:
