@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 
 class RateLimitedLog:
     """Logs at most one message per `key` every `interval` seconds and says
     how many were suppressed in between."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # A sans-I/O core passes the clock it is driven with (the latest
+        # `now` it was given) so that it reads none of its own.
+        self._clock = clock
         self._logger = logger
         self._interval = interval
         self._last: dict[str, float] = {}
@@ -19,7 +29,7 @@ class RateLimitedLog:
 
     def log(self, level: int, key: str, msg: str, *args: object) -> None:
         """Log `msg` unless a message with the same `key` was logged within the interval."""
-        now = time.monotonic()
+        now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1

@@ -52,6 +52,29 @@ class StreamStats:
     batches_sent: int = 0
 
 
+def catch_up_data(history: SnapshotCache, seq: int, zstd: bool, merged: dict[int, bytes]) -> bytes:
+    """What a client at `seq` lacks: the one batch's frame (the common case,
+    memoised under `seq`), or, when it lacks several (a resume, a slow
+    client), one merged DELTA, compressed for clients that take zstd
+    (memoised under a negative key per variant, and in the cache across
+    passes).  `merged` is the caller's memo for one fan-out pass.  Raises
+    HistoryUnavailable when the history no longer reaches back to `seq`."""
+    known = merged.get(seq)
+    if known is not None:
+        return known
+    batches = history.batches_after(seq)
+    if len(batches) == 1:
+        single = merged[seq] = batches[0].frame
+        return single
+    key = -2 * seq - 1 - zstd
+    known = merged.get(key)
+    if known is not None:
+        return known
+    data = history.catch_up_frame(seq, compressed=zstd) or b"".join(b.frame for b in batches)
+    merged[key] = data
+    return data
+
+
 class ServerStream:
     """One agent's stream over a shared `SnapshotCache`."""
 
@@ -304,7 +327,7 @@ class ServerStream:
         data = merged.get(seq)
         if data is None:
             try:
-                data = self._catch_up_data(merged, seq)
+                data = catch_up_data(self._history, seq, CAP_ZSTD in core.caps, merged)
             except HistoryUnavailable:
                 self.abort(CloseReason.TOO_FAR_BEHIND)
                 return None
@@ -316,26 +339,6 @@ class ServerStream:
         else:
             self.sent_revision = history.batches_after(seq)[target - seq - 1].revision
         return core.send_frame_now(data)
-
-    def _catch_up_data(self, merged: dict[int, bytes], seq: int) -> bytes:
-        """What a client at `seq` lacks: the one batch's frame (the common
-        case, memoised under `seq`), or, when it lacks several (a resume, a
-        slow client), one merged DELTA, compressed for clients that take
-        zstd (memoised under a negative key per variant, and in the cache
-        across passes)."""
-        history = self._history
-        batches = history.batches_after(seq)
-        if len(batches) == 1:
-            single = merged[seq] = batches[0].frame
-            return single
-        zstd = CAP_ZSTD in self.core.caps
-        key = -2 * seq - 1 - zstd
-        known = merged.get(key)
-        if known is not None:
-            return known
-        data = history.catch_up_frame(seq, compressed=zstd) or b"".join(b.frame for b in batches)
-        merged[key] = data
-        return data
 
     def over_buffer(self, buffered: int) -> bool:
         """Tell the stream how many bytes the transport holds unwritten; True

@@ -29,8 +29,9 @@ from typha.datastore.source_check import SourceCheck
 from typha.datastore.syncer import Syncer
 from typha.errors import ConfigError
 from typha.fanout.convergence import LAGGING_SHOWN, ConvergenceTracker
+from typha.fanout.limits import ServerLimits
 from typha.fanout.rebalance import Rebalancer
-from typha.fanout.server import AgentServer, ServerLimits
+from typha.fanout.server import AgentServer
 from typha.gc_pauses import GcPauses
 from typha.http import build_http_app
 from typha.metrics import TyphaCollector
@@ -118,7 +119,7 @@ class TyphaApp:
 
     def readiness(self) -> Readiness:
         """Where the replica stands; only SERVING is ready."""
-        if self.server is not None and self.server.draining:
+        if self.server is not None and self.server.fanout.draining:
             return Readiness.DRAINING
         if not self.supervisor.healthy:
             return Readiness.DEGRADED
@@ -162,7 +163,7 @@ class TyphaApp:
             "keys": len(self.cache.current),
             "digest": self.cache.digest_hex,
             "connections": len(server.connections) if server else 0,
-            "tls_handshakes_pending": len(server.tls_pending) if server else 0,
+            "tls_handshakes_pending": len(server.fanout.tls_pending) if server else 0,
             # Seconds the most pushed-back agent's socket has refused writes.
             "max_client_lag_s": round(server.max_lag(), 3) if server else 0.0,
             "server_id": self.config.server_id,

@@ -25,7 +25,8 @@ from snapshot import SnapshotCache
 from syncproto import CloseReason, DatastoreStatus
 from syncproto.encoding import FrameEncoder
 from typha.datastore.source_check import SourceCheck
-from typha.fanout.server import AgentServer, ServerStats
+from typha.fanout.limits import ServerStats
+from typha.fanout.server import AgentServer
 from typha.gc_pauses import GcPauses
 from typha.source import StateSource
 from typha.supervisor import Supervisor
@@ -183,7 +184,7 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
     (
         "typha_streaming_connections",
         "agent connections past their hello (snapshot or deltas flowing)",
-        lambda a: sum(c.streaming for c in a.server.connections) if a.server else 0,
+        lambda a: a.server.fanout.streaming_count() if a.server else 0,
     ),
     (
         "typha_max_client_lag_seconds",
@@ -193,9 +194,13 @@ SERVER_GAUGES: list[tuple[str, str, Getter]] = [
     (
         "typha_tls_handshakes_pending",
         "TLS connections accepted and not through their handshake (count against the limit)",
-        lambda a: len(a.server.tls_pending) if a.server else 0,
+        lambda a: len(a.server.fanout.tls_pending) if a.server else 0,
     ),
-    ("typha_draining", "1 while shutting down", lambda a: bool(a.server and a.server.draining)),
+    (
+        "typha_draining",
+        "1 while shutting down",
+        lambda a: bool(a.server and a.server.fanout.draining),
+    ),
     (
         "typha_agents_applied_head",
         "connected agents whose dataplane reports this replica's latest change applied",

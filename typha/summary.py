@@ -48,7 +48,7 @@ def _counts(app: Summarised) -> _Counts:
         c.accepted = st.accepted
         c.snapshots = st.snapshots_sent
         c.resumes = st.resumes
-        c.suppressed = server.connlog.suppressed
+        c.suppressed = server.fanout.connlog.suppressed
         c.closed = Counter({str(k): v for k, v in st.closed.items()})
     return c
 
@@ -57,7 +57,7 @@ def summary_line(app: Summarised, before: _Counts, now: _Counts, seconds: float)
     """The line for the interval between two readings of the counters."""
     server = app.server
     conns = len(server.connections) if server is not None else 0
-    streaming = sum(c.streaming for c in server.connections) if server is not None else 0
+    streaming = server.fanout.streaming_count() if server is not None else 0
     closed = now.closed - before.closed
     why = ", ".join(f"{reason} {n}" for reason, n in closed.most_common(3))
     line = (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections.abc import AsyncIterator, Callable
 
 import orjson
@@ -73,8 +74,8 @@ async def put(etcd: EmbeddedEtcd, key: str) -> str:
     ("task", "target", "method"),
     [
         ("syncer", "syncer", "apply_watch_group"),
-        ("fanout-timers", "server", "run_due_timers"),
-        ("fanout-housekeeping", "server", "_expire_handshakes"),
+        ("fanout-timers", "server.fanout", "handle_timer"),
+        ("fanout-housekeeping", "server.fanout", "housekeeping"),
         ("source-check", "source_check", "check_once"),
         ("rebalancer", "rebalancer", "_balance"),
     ],
@@ -91,7 +92,7 @@ async def test_a_task_that_dies_is_reported_and_restarted(
     at_failure: list[tuple[bool, bool]] = []  # (ready, syncer in sync) when it died
     app.supervisor.on_failure = lambda name: at_failure.append((app.ready(), app.syncer.following))
     caplog.set_level(logging.ERROR, logger="typha.supervisor")
-    calls = fail_once(getattr(app, target), method, monkeypatch)
+    calls = fail_once(operator.attrgetter(target)(app), method, monkeypatch)
     if task == "syncer":
         await put(etcd, "/calico/t/trigger")  # the next watch batch hits the fault
     await async_wait_until(lambda: app.supervisor.failures[task] == 1, f"{task} failed once")

@@ -93,7 +93,7 @@ class Rebalancer:
     async def _register(self, conn: EtcdConnection, old_lease: int) -> int:
         lease = await conn.grant(max(2, math.ceil(self._interval * 3)))
         value = orjson.dumps(
-            {"connections": len(self._server.connections), "draining": self._server.draining}
+            {"connections": len(self._server.connections), "draining": self._server.fanout.draining}
         )
         await conn.put(self._key, value, lease=lease)
         if old_lease:
@@ -118,7 +118,7 @@ class Rebalancer:
         self.stats.replicas_seen = len(counts)
         self.stats.fair_share = math.ceil(total / len(counts)) if counts else 0
         n = to_shed(mine, total, len(counts), self._tolerance)
-        if n and not self._server.draining:
+        if n and not self._server.fanout.draining:
             log.info(
                 "holding %d of %d agents across %d replicas: moving %d elsewhere",
                 mine,
