@@ -311,3 +311,20 @@ def test_bytes_sent_follow_an_agent_through_its_positions() -> None:
         total += len(writes_to(core.run_pass(float(t)), "a"))
         core.pass_done(0.0)
     assert core.bytes_sent("a") == total
+
+
+def test_passes_are_at_least_min_interval_apart_however_cheap() -> None:
+    cache = make_cache()
+    core = fanout(cache, pacing=1.0, min_interval=0.025)
+    put(cache)
+    assert core.notify(1.0) == [WakeAt(1.0)]
+    core.run_pass(1.0)
+    core.pass_done(0.001)  # cheap: pacing alone would allow the next at 1.002
+    put(cache)
+    assert core.notify(1.005) == [WakeAt(1.025)]
+    assert not core.pass_due(1.02)
+    assert core.pass_due(1.025)
+    core.run_pass(1.025)
+    core.pass_done(0.05)  # expensive: pacing decides (1.025 + 0.1)
+    put(cache)
+    assert core.notify(1.1) == [WakeAt(1.125)]
