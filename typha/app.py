@@ -26,7 +26,7 @@ from syncproto.stream import StreamPolicy
 from typha.config import ServeConfig
 from typha.datastore.etcd_client import EtcdConnection
 from typha.datastore.source_check import SourceCheck
-from typha.datastore.syncer import Syncer
+from typha.datastore.syncer import Syncer, SyncOptions
 from typha.errors import ConfigError
 from typha.fanout.convergence import LAGGING_SHOWN, ConvergenceTracker
 from typha.fanout.limits import ServerLimits
@@ -86,10 +86,12 @@ class TyphaApp:
                 self.cache,
                 self._on_change,
                 on_status=self._on_status,
-                page_size=config.list_page_size,
-                batch_window=config.batch_window,
-                backfill_revisions=config.history_backfill_revisions,
-                watch_timeout=config.etcd_watch_timeout,
+                options=SyncOptions(
+                    page_size=config.list_page_size,
+                    batch_window=config.batch_window,
+                    backfill_revisions=config.history_backfill_revisions,
+                    watch_timeout=config.etcd_watch_timeout,
+                ),
             )
         self.supervisor = Supervisor()
         self.source_check = SourceCheck(

@@ -18,44 +18,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from calico_model.errors import InvalidValue
-from calico_model.validation import admit
 from runtime.backoff import Backoff, Jitter
 from runtime.ratelimit import RateLimitedLog
-from snapshot import SnapshotCache, Update
+from snapshot import SnapshotCache
 from syncproto import DatastoreStatus
-from typha.datastore.etcd_api import prefix_range_end
-from typha.datastore.etcd_client import EtcdConnection, WatchBatch, WatchEvent
+from typha.datastore.etcd_client import EtcdConnection, WatchStream
+from typha.datastore.fold import (
+    Compacted,
+    Liveness,
+    Quiet,
+    ReplayGate,
+    ResyncAsked,
+    ResyncRequested,
+    WatchFailed,
+    WatchItem,
+    fold_watch,
+    list_diff,
+)
+from typha.datastore.listing import Admission, list_prefix
 from typha.errors import DatastoreError
 
 log = logging.getLogger(__name__)
-
-
-class Compacted(Exception):
-    """The watch start revision has been compacted away: list again."""
-
-
-class ResyncRequested(Exception):
-    """Someone (the cache-vs-etcd check) asked for a fresh list."""
-
-
-@dataclass(frozen=True, slots=True)
-class WatchFailed:
-    """The watch stream ended with an error (queued by its reader)."""
-
-    error: Exception
-
-
-@dataclass(frozen=True, slots=True)
-class ResyncAsked:
-    """request_resync() was called (queued so the watch loop acts on it in order)."""
-
-
-# What the watch loop reads: etcd's responses, and the two ways it is told to stop.
-WatchItem = WatchBatch | WatchFailed | ResyncAsked
 
 
 @dataclass(slots=True)
@@ -76,6 +63,20 @@ class SyncerStats:
     invalid: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """How the syncer reads etcd: list page size, the window that gathers
+    watch responses into one batch, history to backfill on the first list,
+    retry backoff, and how long a watch may stay silent."""
+
+    page_size: int = 1000
+    batch_window: float = 0.005
+    backfill_revisions: int = 0
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+    watch_timeout: float = 10.0
+
+
 class Syncer:
     """Keeps `cache` equal to the valid part of etcd under `prefix`.
 
@@ -94,25 +95,16 @@ class Syncer:
         on_change: Callable[[], None],
         *,
         on_status: Callable[[DatastoreStatus], None] | None = None,
-        page_size: int = 1000,
-        batch_window: float = 0.005,
-        backfill_revisions: int = 0,
-        backoff_initial: float = 0.2,
-        backoff_max: float = 10.0,
-        watch_timeout: float = 10.0,
+        options: SyncOptions = SyncOptions(),
     ) -> None:
         self._connect = connect
         self._prefix = prefix
         self._cache = cache
         self._on_change = on_change
         self._on_status = on_status
-        self._page_size = page_size
-        self._batch_window = batch_window
-        self._backfill = backfill_revisions
-        self._catch_up_to = 0
-        self._loaded = False
-        self.backoff = Backoff(backoff_initial, backoff_max, jitter=Jitter.HALF)
-        self.watch_timeout = watch_timeout
+        self.options = options
+        self._replay = ReplayGate()
+        self.backoff = Backoff(options.backoff_initial, options.backoff_max, jitter=Jitter.HALF)
         # The cache holds a complete state agents may be given (the first
         # list is done and, with backfill, the replay has reached the head).
         self.has_state = False
@@ -121,12 +113,11 @@ class Syncer:
         self.status = DatastoreStatus.WAITING
         self.stats = SyncerStats()
         self._rl = RateLimitedLog(log)
+        self._admit = Admission(prefix, self.stats.invalid)
         self._queue: asyncio.Queue[WatchItem] | None = None
         self._resync_requested = False
-        # The revision up to which every event is known to be applied: the
-        # next watch starts after it.  A progress answer at P vouches only
-        # for P - 1 (etcd before 3.5.8 could answer before sending the event
-        # of a write at P that was still in flight).
+        # Every event up to here is applied (see fold_watch): the next watch
+        # starts after it.
         self._safe_revision = 0
 
     def request_resync(self) -> None:
@@ -189,89 +180,25 @@ class Syncer:
 
     async def _list(self, conn: EtcdConnection) -> None:
         """Read the whole prefix at one revision, validating page by page."""
-        revision = 0 if self.has_state else await self._backfill_revision(conn)
-        try:
-            revision, valid, pages = await self._read_valid(conn, revision)
-        except DatastoreError as exc:
-            if revision == 0:
-                raise
-            log.info("no history to backfill from revision %d (%s)", revision, exc)
-            self._catch_up_to = 0
-            revision, valid, pages = await self._read_valid(conn, 0)
+        listing = await list_prefix(
+            conn,
+            self._prefix,
+            self._admit,
+            page_size=self.options.page_size,
+            backfill=0 if self.has_state else self.options.backfill_revisions,
+        )
         self.stats.lists += 1
-        self.stats.pages += pages
+        self.stats.pages += listing.pages
         if not self.has_state:
-            self._cache.load(valid.items(), revision)
-            self._loaded = True
-            self.has_state = self._catch_up_to == 0
+            self._cache.load(listing.valid.items(), listing.revision)
+            self.has_state = self._replay.listed(listing.catch_up_to)
         else:
-            self._resync(valid, revision)
-        self._safe_revision = revision
+            # A fresh list becomes ordinary updates against what the cache holds.
+            updates = list_diff(self._cache, listing.valid, listing.revision)
+            self.stats.resync_updates += len(updates)
+            self._cache.apply(updates, listing.revision, asyncio.get_running_loop().time())
+        self._safe_revision = listing.revision
         self._on_change()
-
-    async def _read_valid(
-        self, conn: EtcdConnection, revision: int
-    ) -> tuple[int, dict[str, bytes], int]:
-        valid: dict[str, bytes] = {}
-        pages = 0
-        final = revision
-        async for at, page in conn.iter_prefix(
-            self._prefix, page_size=self._page_size, revision=revision
-        ):
-            final = at
-            pages += 1
-            for kv in page:
-                result = self._validated(kv.key, kv.value)
-                if result is not None:
-                    valid[result[0]] = result[1]
-        return final, valid, pages
-
-    async def _backfill_revision(self, conn: EtcdConnection) -> int:
-        """The first list reads `backfill` revisions in the past (while etcd
-        still has them) and the watch replays the rest, so a new replica starts
-        with history: agents moving here from another replica resume instead
-        of taking a snapshot (a rolling restart costs deltas).  0: no backfill."""
-        self._catch_up_to = 0
-        if self._backfill <= 0:
-            return 0
-        start = self._prefix.encode()
-        head, _, _ = await conn.list_page(start, prefix_range_end(start), limit=1, revision=0)
-        past = max(1, head - self._backfill)
-        if past >= head:
-            return 0
-        # Not serving agents until the replay has reached `head`.
-        self._catch_up_to = head
-        return past
-
-    def _check_caught_up(self, proven: int) -> None:
-        """After a backfilled first list, agents are served only once the
-        replay is proven complete up to the head revision of that moment:
-        by an event at or past it, or by etcd's answer to a progress
-        request (which it gives only to a watch that has sent everything)."""
-        if self.has_state or not self._loaded or proven < self._catch_up_to:
-            return
-        self.has_state = True
-        log.info("history backfilled; serving from revision %d", self._cache.revision)
-        self._on_change()
-
-    def _resync(self, valid: dict[str, bytes], revision: int) -> None:
-        """Turn a fresh list into updates against what the cache holds."""
-        if revision < self._cache.revision:
-            raise DatastoreError(
-                f"etcd revision went backwards ({revision} < {self._cache.revision}); "
-                "was it restored from a backup?"
-            )
-        updates: list[Update] = []
-        current = self._cache.current.entries
-        for key in current:
-            if key not in valid:
-                updates.append((key, None))
-        for key, value in valid.items():
-            old = current.get(key)
-            if old is None or old.value != value:
-                updates.append((key, value))
-        self.stats.resync_updates += len(updates)
-        self._cache.apply(updates, revision, asyncio.get_running_loop().time())
 
     # -- watch -------------------------------------------------------------
 
@@ -281,139 +208,119 @@ class Syncer:
         quiet stream is asked for progress; a silent one is abandoned."""
         self.stats.watches += 1
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[WatchItem] = asyncio.Queue()
-        self._queue = queue
-        stream = conn.watch(self._prefix, self._safe_revision + 1)
-        progress_every = self.watch_timeout / 3
-        tick = min(1.0, progress_every)
-
-        async def pump() -> None:
+        started = loop.time()
+        liveness = Liveness(self.options.watch_timeout, last_heard=started, asked=started)
+        async with watch_queue(conn, self._prefix, self._safe_revision + 1) as (stream, queue):
+            self._queue = queue
             try:
-                async for wb in stream:
-                    queue.put_nowait(wb)
-            except Exception as exc:
-                queue.put_nowait(WatchFailed(exc))
+                await self._follow(stream, queue, liveness)
+            finally:
+                self._queue = None
 
-        reader = asyncio.create_task(pump(), name="etcd-watch")
-        last_heard = asked = loop.time()
-        try:
-            while True:
-                try:
-                    # asyncio.timeout, not wait_for: wait_for (3.11) can swallow
-                    # a cancellation that races with the get, and a swallowed
-                    # cancel would keep this loop running after stop().
-                    async with asyncio.timeout(tick):
-                        first = await queue.get()
-                except TimeoutError:
-                    now = loop.time()
-                    quiet = now - last_heard
-                    if quiet > self.watch_timeout:
-                        self.stats.watch_stalls += 1
-                        raise DatastoreError(
-                            f"etcd watch silent for {quiet:.1f}s: no events and no answer "
-                            "to progress requests"
-                        ) from None
-                    catching_up = self._loaded and not self.has_state
-                    if (quiet >= progress_every or catching_up) and now - asked >= tick:
-                        stream.request_progress()
-                        self.stats.progress_requests += 1
-                        asked = now
-                    continue
-                last_heard = loop.time()
-                group = [first]
-                deadline = last_heard + self._batch_window
-                while True:
-                    if queue.empty():
-                        remaining = deadline - loop.time()
-                        if remaining <= 0:
-                            break
-                        try:
-                            async with asyncio.timeout(remaining):
-                                group.append(await queue.get())
-                        except TimeoutError:
-                            break
-                    else:
-                        group.append(queue.get_nowait())
-                # Stamped with when the first response arrived, so the fan-out
-                # latency histogram includes the batch window.
-                self.apply_watch_group(group, last_heard)
-        finally:
-            self._queue = None
-            stream.cancel()
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+    async def _follow(
+        self, stream: WatchStream, queue: asyncio.Queue[WatchItem], liveness: Liveness
+    ) -> None:
+        """Read the watch until it fails, stalls or is told to stop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: wait_for (3.11) can swallow
+                # a cancellation that races with the get, and a swallowed
+                # cancel would keep this loop running after stop().
+                async with asyncio.timeout(liveness.tick):
+                    first = await queue.get()
+            except TimeoutError:
+                now = loop.time()
+                verdict = liveness.quiet(now, catching_up=self._replay.replaying)
+                if verdict is Quiet.STALLED:
+                    self.stats.watch_stalls += 1
+                    raise DatastoreError(
+                        f"etcd watch silent for {now - liveness.last_heard:.1f}s: no events "
+                        "and no answer to progress requests"
+                    ) from None
+                if verdict is Quiet.ASK_PROGRESS:
+                    stream.request_progress()
+                    self.stats.progress_requests += 1
+                continue
+            heard = loop.time()
+            liveness.heard(heard)
+            group = await gather_group(queue, first, heard + self.options.batch_window)
+            # Stamped with when the first response arrived, so the fan-out
+            # latency histogram includes the batch window.
+            self.apply_watch_group(group, heard)
 
     def apply_watch_group(self, group: list[WatchItem], now: float) -> None:
         """Apply one group of watch items (batches, progress notifications, errors) as one cache
         update.  The watch loop calls it; tests feed it synthetic batches."""
-        updates: list[Update] = []
-        revision = self._cache.revision
-        proven = 0  # revision up to which this group proves the watch complete
-        try:
-            for item in group:
-                if isinstance(item, WatchFailed):
-                    raise item.error
-                if isinstance(item, ResyncAsked):
-                    raise ResyncRequested()
-                if item.compact_revision:
-                    raise Compacted()
-                if item.canceled:
-                    raise DatastoreError(f"watch canceled: {item.cancel_reason}")
-                if item.created:
-                    self.following = True
-                    log.info("watching %s from revision %d", self._prefix, self._safe_revision + 1)
-                    continue
-                # The watch delivered: etcd is back for real.
-                self.backoff.reset()
-                if item.events:
-                    self.stats.watch_events += len(item.events)
-                    updates.extend(self._updates(item.events))
-                    top = max(ev.mod_revision for ev in item.events)
-                    revision = max(revision, top)
-                    self._safe_revision = max(self._safe_revision, top)
-                    proven = max(proven, top)
-                else:
-                    if item.header_revision > revision:
-                        self.stats.progress_notifies += 1
-                        revision = item.header_revision
-                    self._safe_revision = max(self._safe_revision, item.header_revision - 1)
-                    proven = max(proven, item.header_revision)
-        finally:
-            # Whatever arrived before a failure is still applied.
-            moved = updates or revision > self._cache.revision
-            if moved and self._cache.apply(updates, revision, now) is not None:
-                self._on_change()
-            self._check_caught_up(proven)
-            if self.following and self.has_state:
-                self._set_status(DatastoreStatus.IN_SYNC)
-
-    def _updates(self, events: Iterable[WatchEvent]) -> list[Update]:
-        out: list[Update] = []
-        for ev in events:
-            result = None if ev.deleted else self._validated(ev.key, ev.value)
-            if result is not None:
-                out.append(result)
-                continue
-            # Deleted, or invalid now: absent from the state (a delete if it
-            # was there).  A non-UTF-8 key was never admitted: nothing to delete.
-            key = ev.key.decode(errors="replace")
-            if key.encode() == ev.key:
-                out.append((key, None))
-        return out
-
-    def _validated(self, raw_key: bytes, raw_value: bytes) -> tuple[str, bytes] | None:
-        try:
-            return admit(raw_key, raw_value, self._prefix)
-        except InvalidValue as exc:
-            self._invalid(raw_key.decode(errors="replace"), exc)
-            return None
-
-    def _invalid(self, key: str, exc: InvalidValue) -> None:
-        self.stats.invalid[exc.reason] += 1
-        self._rl.log(
-            logging.WARNING,
-            f"invalid:{exc.reason}",
-            "ignoring invalid value at %s: %s",
-            key[:200],
-            exc,
+        fold = fold_watch(
+            group,
+            revision=self._cache.revision,
+            safe_revision=self._safe_revision,
+            validate=self._admit,
         )
+        if fold.created:
+            self.following = True
+            log.info("watching %s from revision %d", self._prefix, self._safe_revision + 1)
+        if fold.delivered:
+            self.backoff.reset()
+        self._safe_revision = fold.safe_revision
+        self.stats.watch_events += fold.events
+        self.stats.progress_notifies += fold.progress_notifies
+        moved = fold.updates or fold.revision > self._cache.revision
+        if moved and self._cache.apply(fold.updates, fold.revision, now) is not None:
+            self._on_change()
+        if self._replay.proven(fold.proven):
+            self.has_state = True
+            log.info("history backfilled; serving from revision %d", self._cache.revision)
+            self._on_change()
+        if self.following and self.has_state:
+            self._set_status(DatastoreStatus.IN_SYNC)
+        if fold.stop is not None:
+            raise fold.stop
+
+
+async def gather_group(
+    queue: asyncio.Queue[WatchItem], first: WatchItem, deadline: float
+) -> list[WatchItem]:
+    """`first` and whatever else is queued already or arrives before
+    `deadline` (loop time): the responses that become one batch."""
+    loop = asyncio.get_running_loop()
+    group = [first]
+    while True:
+        if not queue.empty():
+            group.append(queue.get_nowait())
+            continue
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return group
+        try:
+            async with asyncio.timeout(remaining):
+                group.append(await queue.get())
+        except TimeoutError:
+            return group
+
+
+@asynccontextmanager
+async def watch_queue(
+    conn: EtcdConnection, prefix: str, start: int
+) -> AsyncIterator[tuple[WatchStream, asyncio.Queue[WatchItem]]]:
+    """A watch on `prefix` from `start` whose responses, and the error that
+    ends it (as WatchFailed), a reader task puts on the queue; cancelled
+    and reaped on exit."""
+    queue: asyncio.Queue[WatchItem] = asyncio.Queue()
+    stream = conn.watch(prefix, start)
+
+    async def pump() -> None:
+        try:
+            async for wb in stream:
+                queue.put_nowait(wb)
+        except Exception as exc:
+            queue.put_nowait(WatchFailed(exc))
+
+    reader = asyncio.create_task(pump(), name="etcd-watch")
+    try:
+        yield stream, queue
+    finally:
+        stream.cancel()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
