@@ -35,7 +35,8 @@ from runtime.histogram import Histogram
 from runtime.sockets import listening_socket
 from runtime.status_http import status_app
 from runtime.tls import ReloadingContext
-from syncclient.client import ClientStats, SyncClient
+from syncclient.client import SyncClient
+from syncclient.client_stats import ClientStats
 from syncclient.errors import ConfigError
 from syncclient.replica import Replica
 

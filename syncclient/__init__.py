@@ -4,7 +4,8 @@ sans-I/O `ClientSession`).  Knows nothing of the node agent, Calico or the
 dataplane; `felix_client` (the agent) is one of its users, and keeps these
 names importable as its own."""
 
-from syncclient.client import ClientStats, SyncClient
+from syncclient.client import SyncClient
+from syncclient.client_stats import ClientStats
 from syncclient.errors import (
     BadValue,
     ConfigError,

@@ -109,6 +109,7 @@ class ClientSession:
         caps: frozenset[str] = CLIENT_CAPS,
     ) -> None:
         self.replica = replica
+        self.node = node
         self._on_applied = on_applied
         self.core = ClientConnection(
             node=node,
