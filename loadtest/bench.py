@@ -708,6 +708,9 @@ def applied_cost(r: dict[str, Any]) -> dict[str, Any]:
 REPORT_BYTES = len(Codec(max_frame=1 << 20).encode(Applied(1)))
 
 
+P99_GOAL_MS = {"smoke": 50, "s": 50, "m": 250, "l": 250}
+
+
 def budgets(r: dict[str, Any]) -> dict[str, Any]:
     """Ratios and figures derived from the run, side by side with the targets they are compared
     with.  A target whose inputs were not measured (a system not run) has value None; a
@@ -734,7 +737,7 @@ def budgets(r: dict[str, Any]) -> dict[str, Any]:
         behind = [n for n, s in (("typha", t), ("grpc_proxy", g)) if not s["loadgen_kept_up"]]
         out["fanout_cpu_vs_grpc_proxy"] = target(
             ratio(t["cpu_s_per_M_deliveries"], g["cpu_s_per_M_deliveries"]),
-            0.5,
+            0.35,
             f"load generator behind on {', '.join(behind)}" if behind else None,
         )
     if "raw_ceiling" in r:
@@ -742,7 +745,9 @@ def budgets(r: dict[str, Any]) -> dict[str, Any]:
         out["fanout_cpu_vs_raw_ceiling"] = target(
             ratio(t["cpu_us_per_frame_write"], r["raw_ceiling"]["cpu_us_per_frame_write"]), 1.5
         )
-    out["p99_ms"] = target(t["p99_ms"], 50)
+    # 50 ms up to 1,000 agents; with 5,000 or 10,000 on two cores a pass
+    # alone takes tens of milliseconds, and the goal there is 250 ms.
+    out["p99_ms"] = target(t["p99_ms"], P99_GOAL_MS.get(r["tier"], 50))
     out["rss_kib_per_conn"] = target(t["rss_kib_per_conn"], 20)
     if "storm" in r:
         out["storm_all_in_sync_s"] = target(r["storm"]["all_in_sync_s"], 20)
