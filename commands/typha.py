@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import orjson
 import uvloop
@@ -24,9 +24,6 @@ from commands.wait_applied import wait_applied
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.helpformat import DefaultsHelpFormatter
 from runtime.logformat import configure_logging
-from runtime.tls import client_context
-from snapshot import SnapshotCache
-from syncproto import DatastoreStatus
 from typha.app import TyphaApp
 from typha.config import (
     ServeConfig,
@@ -35,7 +32,6 @@ from typha.config import (
     unknown_variables,
 )
 from typha.errors import ConfigError, DatastoreError
-from typha.source import SourceFactory, StateSource
 
 log = logging.getLogger("typha")
 
@@ -45,36 +41,7 @@ async def serve(config: ServeConfig) -> int:
     # One descriptor per agent, plus etcd, the side port and a margin: the
     # usual soft limit of 1,024 would cap a replica far below its sizing.
     raise_open_files(config.max_connections + 256)
-    source: SourceFactory | None = None
-    if config.upstream_typha:
-        # A leaf: the client library syncs it from other replicas.
-        from commands.upstream import UpstreamSource
-
-        upstream_ssl = None
-        if config.upstream_tls_ca_file:
-            upstream_ssl = client_context(
-                config.upstream_tls_ca_file,
-                config.upstream_tls_cert_file,
-                config.upstream_tls_key_file,
-            )
-
-        def source(
-            cache: SnapshotCache,
-            on_change: Callable[[], None],
-            on_status: Callable[[DatastoreStatus], None],
-        ) -> StateSource:
-            return UpstreamSource(
-                config.upstream_typha,
-                cache,
-                on_change,
-                on_status,
-                server_id=config.server_id,
-                ssl_context=upstream_ssl,
-                server_name=config.upstream_tls_server_name or None,
-                prefix=config.prefix,
-            )
-
-    app = TyphaApp(config, version=package_version(), source=source)
+    app = TyphaApp(config, version=package_version())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

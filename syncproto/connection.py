@@ -35,6 +35,7 @@ from syncproto.messages import (
     CAP_REPLICA,
     CAP_RESUME,
     CAP_ZSTD,
+    KNOWN_TYPES,
     PROTOCOL_VERSION,
     Applied,
     AppliedInterval,
@@ -47,6 +48,7 @@ from syncproto.messages import (
     Ping,
     Pong,
     Progress,
+    Sender,
     ServerHello,
     SnapshotChunk,
     SnapshotEnd,
@@ -95,7 +97,7 @@ class _Core:
     def __init__(self, *, now: float, limits: Limits) -> None:
         self.limits = limits
         self.codec = Codec(max_frame=limits.max_frame, accept_compressed=limits.accept_compressed)
-        self._decoder = FrameDecoder(limits.max_inbound_frame or limits.max_frame)
+        self._decoder = FrameDecoder(limits.max_inbound_frame or limits.max_frame, KNOWN_TYPES)
         self._out: list[bytes] = []
         self.state = State.HANDSHAKE
         self.caps: frozenset[str] = frozenset()
@@ -176,6 +178,7 @@ class _Core:
                     out.append(msg)
                     break
                 else:
+                    self._admit(msg)
                     self._check(msg)
                     out.append(msg)
         except ProtocolError as exc:
@@ -199,7 +202,25 @@ class _Core:
         if self._tokens < 0:
             raise RateLimited(f"more than {rate:g} messages/s (burst {burst}) from this peer")
 
+    # Set by each side: who we are, what the peer must open with.
+    _US: Sender
+    _PEER_HELLO: type[Message]
+
+    def _admit(self, msg: Message) -> None:
+        """The checks every message gets from what it declares (messages.py):
+        the handshake first, then the right sender, the handshake messages
+        only during it, and the capability it needs."""
+        name = type(msg).__name__
+        peer = "server" if self._US is Sender.CLIENT else "client"
+        if self.state is State.HANDSHAKE and not isinstance(msg, self._PEER_HELLO):
+            raise HandshakeError(f"expected {self._PEER_HELLO.TYPE.name}, got {name}")
+        if msg.SENT_BY is self._US or (msg.HANDSHAKE and self.state is not State.HANDSHAKE):
+            raise MalformedMessage(f"unexpected {name} from {peer}")
+        if msg.CAP is not None and self.state is State.OPEN and msg.CAP not in self.caps:
+            raise MalformedMessage(f"{msg.TYPE.name} without the capability")
+
     def _check(self, msg: Message) -> None:
+        """What a message admitted by `_admit` does to this side's state."""
         raise NotImplementedError
 
     # -- time ------------------------------------------------------------
@@ -265,6 +286,9 @@ class ServerConnection(_Core):
     `send_frames`; later batches go through `send_frames` too.
     """
 
+    _US = Sender.SERVER
+    _PEER_HELLO = ClientHello
+
     def __init__(
         self,
         *,
@@ -291,25 +315,18 @@ class ServerConnection(_Core):
         return self.applied_revision
 
     def _check(self, msg: Message) -> None:
-        if self.state is State.OPEN and isinstance(msg, Applied):
-            if CAP_APPLIED not in self.caps:
-                raise MalformedMessage("APPLIED without the capability")
+        if isinstance(msg, Applied):
             # Reports may cross on the wire with nothing lost: keep the highest.
             if msg.revision > self.applied_revision:
                 self.applied_revision = msg.revision
                 self._applied_changed = True
-            return
-        if self.state is State.HANDSHAKE:
-            if not isinstance(msg, ClientHello):
-                raise HandshakeError(f"expected CLIENT_HELLO, got {type(msg).__name__}")
+        elif isinstance(msg, ClientHello):
             if self.hello is not None:
                 raise HandshakeError("CLIENT_HELLO sent twice")
             if msg.version < 1:
                 raise HandshakeError(f"unsupported protocol version {msg.version}")
             self.hello = msg
             self.caps = self._our_caps & msg.caps
-            return
-        raise MalformedMessage(f"unexpected {type(msg).__name__} from client")
 
     @property
     def wants_datastore_status(self) -> bool:
@@ -370,6 +387,9 @@ class ClientConnection(_Core):
     progress) and its revision continuity; digests are the caller's to check
     against the state it holds."""
 
+    _US = Sender.CLIENT
+    _PEER_HELLO = ServerHello
+
     def __init__(
         self,
         *,
@@ -415,9 +435,7 @@ class ClientConnection(_Core):
         return True
 
     def _check(self, msg: Message) -> None:
-        if self.state is State.HANDSHAKE:
-            if not isinstance(msg, ServerHello):
-                raise HandshakeError(f"expected SERVER_HELLO, got {type(msg).__name__}")
+        if isinstance(msg, ServerHello):
             if msg.version < 1:
                 raise HandshakeError(f"unsupported protocol version {msg.version}")
             if not msg.caps <= self._our_caps:
@@ -435,14 +453,9 @@ class ClientConnection(_Core):
             else:
                 self.synced = True
                 self._resumed_first = True
-            return
-        if isinstance(msg, DatastoreStatusMsg):
-            if CAP_DATASTORE_STATUS not in self.caps:
-                raise MalformedMessage("DATASTORE_STATUS without the capability")
+        elif isinstance(msg, DatastoreStatusMsg):
             self.datastore_status = msg
         elif isinstance(msg, AppliedInterval):
-            if CAP_APPLIED not in self.caps:
-                raise MalformedMessage("APPLIED_INTERVAL without the capability")
             self.applied_interval_ms = msg.interval_ms
         elif isinstance(msg, SnapshotChunk):
             if not self.in_snapshot:
@@ -472,5 +485,3 @@ class ClientConnection(_Core):
                     f"revision gap: at {self.revision}, got {msg.prev_revision}->{msg.revision}"
                 )
             self.revision = msg.revision
-        else:
-            raise MalformedMessage(f"unexpected {type(msg).__name__} from server")

@@ -14,8 +14,8 @@ a batch without decoding its body.
 from __future__ import annotations
 
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
-from enum import IntEnum
 
 from syncproto.errors import FrameTooLarge, MalformedMessage
 
@@ -26,37 +26,18 @@ KNOWN_FLAGS = FLAG_ZSTD
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
 
-class MsgType(IntEnum):
-    """Message type numbers (frame header); values never change."""
-
-    CLIENT_HELLO = 1
-    SERVER_HELLO = 2
-    SNAPSHOT_CHUNK = 3
-    SNAPSHOT_END = 4
-    DELTA = 5
-    PROGRESS = 6
-    PING = 7
-    PONG = 8
-    GOODBYE = 9
-    DATASTORE_STATUS = 10
-    APPLIED = 11
-    APPLIED_INTERVAL = 12
-
-
-_TYPES = frozenset(int(t) for t in MsgType)
-
-
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded frame: header fields and the raw body."""
+    """One decoded frame: header fields and the raw body.  `type` is the
+    header's type byte (the message types are declared in `messages`)."""
 
-    type: MsgType
+    type: int
     flags: int
     revision: int
     body: bytes
 
 
-def encode_frame(mtype: MsgType, body: bytes, *, revision: int = 0, flags: int = 0) -> bytes:
+def encode_frame(mtype: int, body: bytes, *, revision: int = 0, flags: int = 0) -> bytes:
     """One frame: header plus `body`.  The caller checks the size limit."""
     return HEADER.pack(len(body), mtype, flags, 0, revision) + body
 
@@ -64,10 +45,14 @@ def encode_frame(mtype: MsgType, body: bytes, *, revision: int = 0, flags: int =
 class FrameDecoder:
     """Incremental frame parser.  Never buffers more than one header plus
     `max_frame` body bytes: a longer length prefix is rejected as soon as its
-    header arrives."""
+    header arrives, and so is a type not in `known_types` (None: any type;
+    the codec refuses what it does not know when it decodes the body)."""
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self, max_frame: int = DEFAULT_MAX_FRAME, known_types: Container[int] | None = None
+    ) -> None:
         self.max_frame = max_frame
+        self._known = known_types
         self._buf = bytearray()
 
     @property
@@ -86,16 +71,14 @@ class FrameDecoder:
             length, mtype, flags, reserved, revision = HEADER.unpack_from(buf, pos)
             if length > self.max_frame:
                 raise FrameTooLarge(f"frame body of {length} bytes exceeds limit {self.max_frame}")
-            if mtype not in _TYPES:
+            if self._known is not None and mtype not in self._known:
                 raise MalformedMessage(f"unknown message type {mtype}")
             if flags & ~KNOWN_FLAGS or reserved:
                 raise MalformedMessage(f"unknown flags {flags:#x} / reserved {reserved:#x}")
             end = pos + HEADER_SIZE + length
             if end > n:
                 break
-            frames.append(
-                Frame(MsgType(mtype), flags, revision, bytes(buf[pos + HEADER_SIZE : end]))
-            )
+            frames.append(Frame(mtype, flags, revision, bytes(buf[pos + HEADER_SIZE : end])))
             pos = end
         if pos:
             del buf[:pos]

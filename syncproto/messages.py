@@ -8,13 +8,14 @@ whatever arrives here came from a peer we do not trust.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum, IntEnum
+from typing import Any, ClassVar
 
 import msgpack
 import zstandard
 
 from syncproto.errors import HandshakeError, MalformedMessage
-from syncproto.frames import FLAG_ZSTD, Frame, MsgType, encode_frame
+from syncproto.frames import FLAG_ZSTD, Frame, encode_frame
 from syncproto.vocabulary import DatastoreStatus, SyncMode
 
 PROTOCOL_VERSION = 1
@@ -45,65 +46,124 @@ def unpack(body: bytes) -> Any:
         raise MalformedMessage(f"body is not valid msgpack: {exc}") from None
 
 
-def _map(obj: Any, what: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise MalformedMessage(f"{what}: body must be a map, got {type(obj).__name__}")
-    return obj
+class MsgType(IntEnum):
+    """Message type numbers (the frame header's type byte); values never change."""
+
+    CLIENT_HELLO = 1
+    SERVER_HELLO = 2
+    SNAPSHOT_CHUNK = 3
+    SNAPSHOT_END = 4
+    DELTA = 5
+    PROGRESS = 6
+    PING = 7
+    PONG = 8
+    GOODBYE = 9
+    DATASTORE_STATUS = 10
+    APPLIED = 11
+    APPLIED_INTERVAL = 12
 
 
-def _field(d: dict[str, Any], name: str, typ: type | tuple[type, ...], what: str) -> Any:
-    if name not in d:
-        raise MalformedMessage(f"{what}: missing field {name!r}")
-    v = d[name]
-    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-        raise MalformedMessage(f"{what}: field {name!r} has type {type(v).__name__}")
-    return v
+class Sender(Enum):
+    """Which side may send a message."""
+
+    CLIENT = "client"
+    SERVER = "server"
+    EITHER = "either"
 
 
-def _optional_count(d: dict[str, Any], name: str, what: str) -> int:
-    """A field that older peers omit (0 then): a non-negative int below 2**32."""
-    if name not in d:
-        return 0
-    v = _field(d, name, int, what)
-    if not 0 <= v < 1 << 32:
-        raise MalformedMessage(f"{what}: field {name!r} out of range")
-    return int(v)
+class Body:
+    """A received body and the checks its fields get: every failure is a
+    MalformedMessage naming the message and the field."""
+
+    __slots__ = ("_d", "what")
+
+    def __init__(self, obj: Any, what: str) -> None:
+        if not isinstance(obj, dict):
+            raise MalformedMessage(f"{what}: body must be a map, got {type(obj).__name__}")
+        self._d: dict[str, Any] = obj
+        self.what = what
+
+    def field(self, name: str, typ: type | tuple[type, ...]) -> Any:
+        """A required field of type `typ` (a bool is no int)."""
+        if name not in self._d:
+            raise MalformedMessage(f"{self.what}: missing field {name!r}")
+        v = self._d[name]
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            raise MalformedMessage(f"{self.what}: field {name!r} has type {type(v).__name__}")
+        return v
+
+    def integer(self, name: str) -> int:
+        """A required integer."""
+        return int(self.field(name, int))
+
+    def text(self, name: str) -> str:
+        """A required string."""
+        return str(self.field(name, str))
+
+    def optional_text(self, name: str) -> str:
+        """A string older peers may omit ("" then)."""
+        return str(self._d.get(name) or "")
+
+    def count(self, name: str) -> int:
+        """A field older peers omit (0 then): a non-negative int below 2**32."""
+        if name not in self._d:
+            return 0
+        v = self.integer(name)
+        if not 0 <= v < 1 << 32:
+            raise MalformedMessage(f"{self.what}: field {name!r} out of range")
+        return v
+
+    def digest(self) -> str:
+        """The state digest: 32 lowercase hex digits."""
+        v = self.text("digest")
+        if len(v) != 32 or any(c not in "0123456789abcdef" for c in v):
+            raise MalformedMessage(f"{self.what}: digest must be 32 lowercase hex digits")
+        return v
+
+    def caps(self) -> frozenset[str]:
+        """Capability names."""
+        raw = self.field("caps", list)
+        if not all(isinstance(c, str) for c in raw):
+            raise MalformedMessage(f"{self.what}: caps must be strings")
+        return frozenset(raw)
+
+    def updates(self, name: str, *, allow_delete: bool) -> list[Update]:
+        """[key, value] pairs; a None value (a delete) only if `allow_delete`."""
+        raw = self._d.get(name)
+        what = self.what
+        if not isinstance(raw, list):
+            raise MalformedMessage(f"{what}: {name} must be a list")
+        out: list[Update] = []
+        for item in raw:
+            if not isinstance(item, list) or len(item) != 2:
+                raise MalformedMessage(f"{what}: each update must be [key, value]")
+            key, value = item
+            if not isinstance(key, str):
+                raise MalformedMessage(f"{what}: key must be a string")
+            if not (isinstance(value, bytes) or (allow_delete and value is None)):
+                raise MalformedMessage(f"{what}: value for {key!r} must be bytes")
+            out.append((key, value))
+        return out
 
 
-def _digest_field(d: dict[str, Any], what: str) -> str:
-    v = _field(d, "digest", str, what)
-    if len(v) != 32 or any(c not in "0123456789abcdef" for c in v):
-        raise MalformedMessage(f"{what}: digest must be 32 lowercase hex digits")
-    return str(v)
-
-
-def _updates(raw: Any, what: str, *, allow_delete: bool) -> list[Update]:
-    if not isinstance(raw, list):
-        raise MalformedMessage(f"{what}: updates must be a list")
-    out: list[Update] = []
-    for item in raw:
-        if not isinstance(item, list) or len(item) != 2:
-            raise MalformedMessage(f"{what}: each update must be [key, value]")
-        key, value = item
-        if not isinstance(key, str):
-            raise MalformedMessage(f"{what}: key must be a string")
-        if not (isinstance(value, bytes) or (allow_delete and value is None)):
-            raise MalformedMessage(f"{what}: value for {key!r} must be bytes")
-        out.append((key, value))
-    return out
-
-
-def _sync_mode(raw: str) -> SyncMode:
-    try:
-        return SyncMode(raw)
-    except ValueError:
-        raise HandshakeError(f"unknown sync mode {raw[:40]!r}") from None
+# Each message below declares, side by side: its type number (TYPE), who may
+# send it (SENT_BY), the capability both sides must have agreed for it (CAP,
+# None: always allowed), whether it belongs to the handshake (HANDSHAKE),
+# its fields, `to_wire` (the header revision and the body map) and
+# `from_wire` (the strict decoder).  Adding a message is one more class here
+# and its number in MsgType; the codec and the connections' generic checks
+# find it through MESSAGES.
 
 
 @dataclass(frozen=True, slots=True)
 class ClientHello:
     """CLIENT_HELLO: who the client is, what it supports, and the revision and digest it holds (0
     and "" for none)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.CLIENT_HELLO
+    SENT_BY: ClassVar[Sender] = Sender.CLIENT
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = True
 
     node: str
     caps: frozenset[str] = frozenset()
@@ -112,11 +172,39 @@ class ClientHello:
     digest: str = ""
     client: str = ""
 
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return 0, {
+            "version": self.version,
+            "caps": sorted(self.caps),
+            "node": self.node,
+            "revision": self.revision,
+            "digest": self.digest,
+            "client": self.client,
+        }
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> ClientHello:
+        """Decode; raises MalformedMessage."""
+        return cls(
+            version=body.integer("version"),
+            caps=body.caps(),
+            node=body.text("node"),
+            revision=body.integer("revision"),
+            digest=body.optional_text("digest"),
+            client=body.optional_text("client"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ServerHello:
     """SERVER_HELLO: the server's name and capabilities, whether a snapshot or a resume
     follows, and (with CAP_APPLIED) how often the client should report, at most."""
+
+    TYPE: ClassVar[MsgType] = MsgType.SERVER_HELLO
+    SENT_BY: ClassVar[Sender] = Sender.SERVER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = True
 
     server: str
     caps: frozenset[str] = frozenset()
@@ -125,22 +213,79 @@ class ServerHello:
     max_frame: int = 0
     applied_interval_ms: int = 0  # 0: the client's own default
 
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return 0, {
+            "version": self.version,
+            "caps": sorted(self.caps),
+            "server": self.server,
+            "sync": self.sync,
+            "max_frame": self.max_frame,
+            "applied_interval_ms": self.applied_interval_ms,
+        }
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> ServerHello:
+        """Decode; raises MalformedMessage (HandshakeError for an unknown sync mode)."""
+        raw_sync = body.text("sync")
+        try:
+            sync = SyncMode(raw_sync)
+        except ValueError:
+            raise HandshakeError(f"unknown sync mode {raw_sync[:40]!r}") from None
+        return cls(
+            version=body.integer("version"),
+            caps=body.caps(),
+            server=body.text("server"),
+            sync=sync,
+            max_frame=body.integer("max_frame"),
+            applied_interval_ms=body.count("applied_interval_ms"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotChunk:
     """SNAPSHOT_CHUNK: some of the entries of the snapshot at `revision`."""
 
+    TYPE: ClassVar[MsgType] = MsgType.SNAPSHOT_CHUNK
+    SENT_BY: ClassVar[Sender] = Sender.SERVER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = False
+
     revision: int
     entries: list[tuple[str, bytes]]
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return self.revision, {"entries": self.entries}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> SnapshotChunk:
+        """Decode; raises MalformedMessage."""
+        entries = body.updates("entries", allow_delete=False)
+        return cls(revision, entries)  # type: ignore[arg-type]  # no None values: checked
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotEnd:
     """SNAPSHOT_END: the snapshot at `revision` is complete, with its key count and digest."""
 
+    TYPE: ClassVar[MsgType] = MsgType.SNAPSHOT_END
+    SENT_BY: ClassVar[Sender] = Sender.SERVER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = False
+
     revision: int
     keys: int
     digest: str
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return self.revision, {"keys": self.keys, "digest": self.digest}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> SnapshotEnd:
+        """Decode; raises MalformedMessage."""
+        return cls(revision, body.integer("keys"), body.digest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,49 +293,146 @@ class Delta:
     """DELTA: the changes from `prev_revision` to `revision` (whole values; None deletes) and the
     digest after them."""
 
+    TYPE: ClassVar[MsgType] = MsgType.DELTA
+    SENT_BY: ClassVar[Sender] = Sender.SERVER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = False
+
     prev_revision: int
     revision: int
     updates: list[Update]
     digest: str
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return self.revision, {
+            "prev": self.prev_revision,
+            "updates": self.updates,
+            "digest": self.digest,
+        }
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> Delta:
+        """Decode; raises MalformedMessage."""
+        return cls(
+            body.integer("prev"),
+            revision,
+            body.updates("updates", allow_delete=True),
+            body.digest(),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     """PROGRESS: nothing under the prefix changed from `prev_revision` to `revision`."""
 
+    TYPE: ClassVar[MsgType] = MsgType.PROGRESS
+    SENT_BY: ClassVar[Sender] = Sender.SERVER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = False
+
     prev_revision: int
     revision: int
     digest: str
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return self.revision, {"prev": self.prev_revision, "digest": self.digest}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> Progress:
+        """Decode; raises MalformedMessage."""
+        return cls(body.integer("prev"), revision, body.digest())
 
 
 @dataclass(frozen=True, slots=True)
 class Ping:
     """PING: the peer must answer with a PONG carrying `token`."""
 
+    TYPE: ClassVar[MsgType] = MsgType.PING
+    SENT_BY: ClassVar[Sender] = Sender.EITHER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = False
+
     token: int
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return 0, {"token": self.token}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> Ping:
+        """Decode; raises MalformedMessage."""
+        return cls(body.integer("token"))
 
 
 @dataclass(frozen=True, slots=True)
 class Pong:
     """PONG: the answer to a PING."""
 
+    TYPE: ClassVar[MsgType] = MsgType.PONG
+    SENT_BY: ClassVar[Sender] = Sender.EITHER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = False
+
     token: int
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return 0, {"token": self.token}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> Pong:
+        """Decode; raises MalformedMessage."""
+        return cls(body.integer("token"))
 
 
 @dataclass(frozen=True, slots=True)
 class Goodbye:
     """GOODBYE: the sender is closing; `reason` is a CloseReason value (or one we do not know)."""
 
+    TYPE: ClassVar[MsgType] = MsgType.GOODBYE
+    SENT_BY: ClassVar[Sender] = Sender.EITHER
+    CAP: ClassVar[str | None] = None
+    HANDSHAKE: ClassVar[bool] = False
+
     reason: str
     detail: str = ""
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return 0, {"reason": self.reason, "detail": self.detail}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> Goodbye:
+        """Decode; raises MalformedMessage."""
+        return cls(body.text("reason"), body.optional_text("detail"))
 
 
 @dataclass(frozen=True, slots=True)
 class DatastoreStatusMsg:
-    """The replica's standing with the datastore; sent after the server
+    """DATASTORE_STATUS: the replica's standing with the datastore; sent after the server
     hello and on every change, to clients that advertised the capability."""
 
+    TYPE: ClassVar[MsgType] = MsgType.DATASTORE_STATUS
+    SENT_BY: ClassVar[Sender] = Sender.SERVER
+    CAP: ClassVar[str | None] = CAP_DATASTORE_STATUS
+    HANDSHAKE: ClassVar[bool] = False
+
     status: DatastoreStatus
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return 0, {"status": self.status.value}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> DatastoreStatusMsg:
+        """Decode; raises MalformedMessage."""
+        raw = body.text("status")
+        try:
+            return cls(DatastoreStatus(raw))
+        except ValueError:
+            raise MalformedMessage(f"{body.what}: unknown status {raw[:40]!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +441,21 @@ class Applied:
     change up to `revision`.  Sent only to servers that advertised
     CAP_APPLIED, at most once per reporting interval."""
 
+    TYPE: ClassVar[MsgType] = MsgType.APPLIED
+    SENT_BY: ClassVar[Sender] = Sender.CLIENT
+    CAP: ClassVar[str | None] = CAP_APPLIED
+    HANDSHAKE: ClassVar[bool] = False
+
     revision: int
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body: the revision travels in the header."""
+        return self.revision, {}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> Applied:
+        """Decode; raises MalformedMessage."""
+        return cls(revision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +463,24 @@ class AppliedInterval:
     """APPLIED_INTERVAL (server to client, with CAP_APPLIED): from now on send
     APPLIED at most every `interval_ms` (the server's agent count changed)."""
 
+    TYPE: ClassVar[MsgType] = MsgType.APPLIED_INTERVAL
+    SENT_BY: ClassVar[Sender] = Sender.SERVER
+    CAP: ClassVar[str | None] = CAP_APPLIED
+    HANDSHAKE: ClassVar[bool] = False
+
     interval_ms: int
+
+    def to_wire(self) -> tuple[int, dict[str, Any]]:
+        """Header revision and body."""
+        return 0, {"interval_ms": self.interval_ms}
+
+    @classmethod
+    def from_wire(cls, revision: int, body: Body) -> AppliedInterval:
+        """Decode; raises MalformedMessage."""
+        interval = body.count("interval_ms")
+        if interval == 0:
+            raise MalformedMessage(f"{body.what}: interval_ms must be a positive integer")
+        return cls(interval)
 
 
 Message = (
@@ -224,6 +497,24 @@ Message = (
     | Applied
     | AppliedInterval
 )
+MESSAGES: tuple[type[Message], ...] = (
+    ClientHello,
+    ServerHello,
+    SnapshotChunk,
+    SnapshotEnd,
+    Delta,
+    Progress,
+    Ping,
+    Pong,
+    Goodbye,
+    DatastoreStatusMsg,
+    Applied,
+    AppliedInterval,
+)
+_BY_TYPE: dict[int, type[Message]] = {m.TYPE: m for m in MESSAGES}
+if set(_BY_TYPE) != set(MsgType):  # pragma: no cover - a declaration is missing
+    raise RuntimeError("every MsgType needs exactly one message class")
+KNOWN_TYPES = frozenset(_BY_TYPE)
 
 
 @dataclass(slots=True)
@@ -252,7 +543,8 @@ class Codec:
 
     def encode_sized(self, msg: Message, *, compress: bool = False) -> tuple[bytes, int]:
         """The frame, and the body's size before compression."""
-        mtype, revision, body = _to_wire(msg)
+        revision, fields = msg.to_wire()
+        body = pack(fields)
         raw_size = len(body)
         flags = 0
         if compress:
@@ -260,16 +552,20 @@ class Codec:
                 self._cctx = zstandard.ZstdCompressor(level=3)
             body = self._cctx.compress(body)
             flags = FLAG_ZSTD
-        return encode_frame(mtype, body, revision=revision, flags=flags), raw_size
+        return encode_frame(msg.TYPE, body, revision=revision, flags=flags), raw_size
 
     # -- decoding ----------------------------------------------------------
 
     def decode(self, frame: Frame) -> Message:
         """The message in a frame; raises MalformedMessage for anything invalid."""
+        cls = _BY_TYPE.get(frame.type)
+        if cls is None:
+            raise MalformedMessage(f"unknown message type {frame.type}")
+        what = cls.TYPE.name
         body = frame.body
         if frame.flags & FLAG_ZSTD:
             if not self.accept_compressed:
-                raise MalformedMessage(f"compressed {frame.type.name} not accepted from this peer")
+                raise MalformedMessage(f"compressed {what} not accepted from this peer")
             if self._dctx is None:
                 self._dctx = zstandard.ZstdDecompressor()
             try:
@@ -278,140 +574,4 @@ class Codec:
                 raise MalformedMessage(f"bad zstd body: {exc}") from None
             if len(body) > self.max_frame:
                 raise MalformedMessage("decompressed body exceeds the frame limit")
-        return _from_wire(frame.type, frame.revision, unpack(body))
-
-
-def _to_wire(msg: Message) -> tuple[MsgType, int, bytes]:
-    match msg:
-        case ClientHello():
-            return (
-                MsgType.CLIENT_HELLO,
-                0,
-                pack(
-                    {
-                        "version": msg.version,
-                        "caps": sorted(msg.caps),
-                        "node": msg.node,
-                        "revision": msg.revision,
-                        "digest": msg.digest,
-                        "client": msg.client,
-                    }
-                ),
-            )
-        case ServerHello():
-            return (
-                MsgType.SERVER_HELLO,
-                0,
-                pack(
-                    {
-                        "version": msg.version,
-                        "caps": sorted(msg.caps),
-                        "server": msg.server,
-                        "sync": msg.sync,
-                        "max_frame": msg.max_frame,
-                        "applied_interval_ms": msg.applied_interval_ms,
-                    }
-                ),
-            )
-        case SnapshotChunk():
-            return MsgType.SNAPSHOT_CHUNK, msg.revision, pack({"entries": msg.entries})
-        case SnapshotEnd():
-            return (
-                MsgType.SNAPSHOT_END,
-                msg.revision,
-                pack({"keys": msg.keys, "digest": msg.digest}),
-            )
-        case Delta():
-            return (
-                MsgType.DELTA,
-                msg.revision,
-                pack(
-                    {
-                        "prev": msg.prev_revision,
-                        "updates": msg.updates,
-                        "digest": msg.digest,
-                    }
-                ),
-            )
-        case Progress():
-            return (
-                MsgType.PROGRESS,
-                msg.revision,
-                pack({"prev": msg.prev_revision, "digest": msg.digest}),
-            )
-        case Ping():
-            return MsgType.PING, 0, pack({"token": msg.token})
-        case Pong():
-            return MsgType.PONG, 0, pack({"token": msg.token})
-        case Goodbye():
-            return MsgType.GOODBYE, 0, pack({"reason": msg.reason, "detail": msg.detail})
-        case DatastoreStatusMsg():
-            return MsgType.DATASTORE_STATUS, 0, pack({"status": msg.status.value})
-        case Applied():
-            # The revision travels in the header; the body is an empty map.
-            return MsgType.APPLIED, msg.revision, pack({})
-        case AppliedInterval():
-            return MsgType.APPLIED_INTERVAL, 0, pack({"interval_ms": msg.interval_ms})
-    raise TypeError(f"not a message: {msg!r}")  # pragma: no cover
-
-
-def _caps(d: dict[str, Any], what: str) -> frozenset[str]:
-    raw = _field(d, "caps", list, what)
-    if not all(isinstance(c, str) for c in raw):
-        raise MalformedMessage(f"{what}: caps must be strings")
-    return frozenset(raw)
-
-
-def _from_wire(mtype: MsgType, revision: int, obj: Any) -> Message:
-    what = mtype.name
-    d = _map(obj, what)
-    if mtype is MsgType.CLIENT_HELLO:
-        return ClientHello(
-            version=_field(d, "version", int, what),
-            caps=_caps(d, what),
-            node=_field(d, "node", str, what),
-            revision=_field(d, "revision", int, what),
-            digest=str(d.get("digest") or ""),
-            client=str(d.get("client") or ""),
-        )
-    if mtype is MsgType.SERVER_HELLO:
-        return ServerHello(
-            version=_field(d, "version", int, what),
-            caps=_caps(d, what),
-            server=_field(d, "server", str, what),
-            sync=_sync_mode(_field(d, "sync", str, what)),
-            max_frame=_field(d, "max_frame", int, what),
-            applied_interval_ms=_optional_count(d, "applied_interval_ms", what),
-        )
-    if mtype is MsgType.SNAPSHOT_CHUNK:
-        entries = _updates(d.get("entries"), what, allow_delete=False)
-        return SnapshotChunk(revision, entries)  # type: ignore[arg-type]
-    if mtype is MsgType.SNAPSHOT_END:
-        return SnapshotEnd(revision, _field(d, "keys", int, what), _digest_field(d, what))
-    if mtype is MsgType.DELTA:
-        return Delta(
-            _field(d, "prev", int, what),
-            revision,
-            _updates(d.get("updates"), what, allow_delete=True),
-            _digest_field(d, what),
-        )
-    if mtype is MsgType.PROGRESS:
-        return Progress(_field(d, "prev", int, what), revision, _digest_field(d, what))
-    if mtype is MsgType.PING:
-        return Ping(_field(d, "token", int, what))
-    if mtype is MsgType.PONG:
-        return Pong(_field(d, "token", int, what))
-    if mtype is MsgType.APPLIED:
-        return Applied(revision)
-    if mtype is MsgType.APPLIED_INTERVAL:
-        interval = _optional_count(d, "interval_ms", what)
-        if interval == 0:
-            raise MalformedMessage(f"{what}: interval_ms must be a positive integer")
-        return AppliedInterval(interval)
-    if mtype is MsgType.DATASTORE_STATUS:
-        raw = _field(d, "status", str, what)
-        try:
-            return DatastoreStatusMsg(DatastoreStatus(raw))
-        except ValueError:
-            raise MalformedMessage(f"{what}: unknown status {raw[:40]!r}") from None
-    return Goodbye(_field(d, "reason", str, what), str(d.get("detail") or ""))
+        return cls.from_wire(frame.revision, Body(unpack(body), what))

@@ -18,7 +18,7 @@ from prometheus_client import (
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.hostport import HostPort
 from runtime.sockets import listening_socket
-from runtime.tls import FileWatch, PeerPolicy, ReloadingContext, server_context
+from runtime.tls import FileWatch, PeerPolicy, ReloadingContext, client_context, server_context
 from snapshot import SnapshotCache
 from syncproto import DatastoreStatus, Limits
 from syncproto.encoding import FrameEncoder
@@ -39,6 +39,7 @@ from typha.readiness import Readiness
 from typha.source import SourceFactory, StateSource
 from typha.summary import log_summaries
 from typha.supervisor import Supervisor
+from typha.upstream import UpstreamSource
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,26 @@ class TyphaApp:
         self.tls_reloads: Counter[str] = Counter()
         self.tls_reload_failures: Counter[str] = Counter()
         self.syncer: StateSource
-        if source is not None:  # a leaf of a tiered fan-out
+        if source is not None:
             self.syncer = source(self.cache, self._on_change, self._on_status)
+        elif config.upstream_typha:  # a leaf of a tiered fan-out
+            upstream_ssl = None
+            if config.upstream_tls_ca_file:
+                upstream_ssl = client_context(
+                    config.upstream_tls_ca_file,
+                    config.upstream_tls_cert_file,
+                    config.upstream_tls_key_file,
+                )
+            self.syncer = UpstreamSource(
+                config.upstream_typha,
+                self.cache,
+                self._on_change,
+                self._on_status,
+                server_id=config.server_id,
+                ssl_context=upstream_ssl,
+                server_name=config.upstream_tls_server_name or None,
+                prefix=config.prefix,
+            )
         else:
             self.syncer = Syncer(
                 lambda: EtcdConnection(self.etcd_options),

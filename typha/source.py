@@ -1,6 +1,6 @@
 """What a replica's state comes from: etcd (`typha.datastore.syncer.Syncer`)
-or, in a tiered fan-out, another typha replica (the composition root builds
-that one from the client library, which the server may not import)."""
+or, in a tiered fan-out, other typha replicas (`typha.upstream.UpstreamSource`,
+over the client library)."""
 
 from __future__ import annotations
 

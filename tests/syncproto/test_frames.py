@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from syncproto import HEADER_SIZE, FrameDecoder, MsgType, encode_frame
+from syncproto import HEADER_SIZE, Codec, FrameDecoder, MsgType, encode_frame
 from syncproto.errors import FrameTooLarge, MalformedMessage
+from syncproto.messages import KNOWN_TYPES
 
 
 def test_header_layout_is_as_documented() -> None:
@@ -34,7 +35,11 @@ def test_oversized_length_rejected_from_the_header_alone() -> None:
 
 
 def test_unknown_type_and_flags_rejected() -> None:
-    with pytest.raises(MalformedMessage):
-        FrameDecoder().feed(b"\0\0\0\0" + bytes([99, 0, 0, 0]) + bytes(8))
+    with pytest.raises(MalformedMessage, match="unknown message type 99"):
+        FrameDecoder(known_types=KNOWN_TYPES).feed(b"\0\0\0\0" + bytes([99, 0, 0, 0]) + bytes(8))
+    # Without a list of types the framing passes it on; the codec refuses it.
+    (frame,) = FrameDecoder().feed(b"\0\0\0\0" + bytes([99, 0, 0, 0]) + bytes(8))
+    with pytest.raises(MalformedMessage, match="unknown message type 99"):
+        Codec(max_frame=1024).decode(frame)
     with pytest.raises(MalformedMessage):
         FrameDecoder().feed(b"\0\0\0\0" + bytes([5, 0x80, 0, 0]) + bytes(8))

@@ -4,10 +4,14 @@ import msgpack
 import pytest
 import zstandard
 
+import syncproto
 from syncproto import (
+    Applied,
     AppliedInterval,
     ClientHello,
     Codec,
+    DatastoreStatus,
+    DatastoreStatusMsg,
     Delta,
     FrameDecoder,
     Goodbye,
@@ -16,6 +20,7 @@ from syncproto import (
     Ping,
     Pong,
     Progress,
+    Sender,
     ServerHello,
     SnapshotChunk,
     SnapshotEnd,
@@ -38,7 +43,24 @@ MESSAGES: list[Message] = [
     Ping(7),
     Pong(7),
     Goodbye("slow_client", "behind by 9 MiB"),
+    DatastoreStatusMsg(DatastoreStatus.RESYNCING),
+    Applied(41),
 ]
+
+
+def test_every_declared_message_has_a_round_trip_sample_and_a_number_of_its_own() -> None:
+    # A new message class in syncproto/messages.py must be sampled above.
+    assert {type(m) for m in MESSAGES} == set(syncproto.MESSAGES)
+    assert len({m.TYPE for m in syncproto.MESSAGES}) == len(syncproto.MESSAGES)
+    assert {m.TYPE for m in syncproto.MESSAGES} == set(MsgType)
+
+
+@pytest.mark.parametrize("cls", syncproto.MESSAGES, ids=lambda c: c.__name__)
+def test_each_message_declares_who_sends_it(cls: type[Message]) -> None:
+    assert isinstance(cls.SENT_BY, Sender)
+    assert cls.CAP is None or isinstance(cls.CAP, str)
+    # Only the hellos belong to the handshake, and each side sends one.
+    assert (cls in (ClientHello, ServerHello)) == cls.HANDSHAKE
 
 
 def decode_one(codec: Codec, data: bytes) -> Message:

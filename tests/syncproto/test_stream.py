@@ -13,6 +13,7 @@ from syncproto import (
     DatastoreStatusMsg,
     Delta,
     Limits,
+    MsgType,
     Progress,
     ServerHello,
     SnapshotEnd,
@@ -285,7 +286,7 @@ def test_a_resume_gets_what_it_missed_as_one_compressed_delta_shared_by_its_peer
     assert cache.stats.catch_ups_encoded == 1
     assert cache.stats.catch_ups_reused == 1
     frames = FrameDecoder(LIMITS.max_frame).feed(wire[0])
-    deltas = [f for f in frames if f.type.name == "DELTA"]
+    deltas = [f for f in frames if f.type == MsgType.DELTA]
     assert len(deltas) == 1
     assert deltas[0].flags & FLAG_ZSTD
     msgs = client.receive_data(wire[0], 0.0)

@@ -8,8 +8,7 @@ agents check that.  Every value passes the same validation as a root's
 etcd input (`calico_model.validation.admit`) before the leaf serves it: an
 upstream that serves what a root would refuse (another version, a bug, a
 compromise) cannot get it past the leaf.  Refused values are absent, counted
-by reason and logged, as at the root.  Built here, in the composition layer, because the server
-must not import the client library.
+by reason and logged, as at the root.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from calico_model.errors import InvalidValue
 from calico_model.keys import DEFAULT_PREFIX
 from calico_model.validation import admit
-from felix_client import Replica, SyncClient
 from runtime.backoff import Backoff
 from runtime.ratelimit import RateLimitedLog
 from snapshot import SnapshotCache, Update
 from snapshot.errors import RevisionRegression
+from syncclient import Replica, SyncClient
 from syncclient.replica import Change
 from syncproto import DatastoreStatus
 from syncproto.connection import REPLICA_CAPS
