@@ -230,7 +230,7 @@ class TyphaApp:
             ),
             peer_policy=PeerPolicy(cfg.tls_allowed_cns, cfg.tls_allowed_uri_sans),
             pacing=cfg.fanout_pacing,
-            min_interval=cfg.fanout_min_interval,
+            writes_per_second=cfg.fanout_writes_per_second,
         )
         self._runner = web.AppRunner(build_http_app(self), access_log=None)
         await self._runner.setup()

@@ -93,7 +93,7 @@ class ServeConfig:
     upstream_tls_server_name: str = ""
     batch_window: float = 0.005
     fanout_pacing: float = 1.0
-    fanout_min_interval: float = 0.025
+    fanout_writes_per_second: float = 40_000.0
     history_max_batches: int = 10_000
     history_max_bytes: int = 64 * 1024 * 1024
     history_max_age: float = 300.0
@@ -259,10 +259,11 @@ def add_serve_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
         "arriving meanwhile share it: batches grow with load); 0 passes at once",
     )
     add(
-        "fanout-min-interval",
-        "0.025",
-        "seconds from the start of one fan-out pass to the next, at least (each pass costs a "
-        "write per agent: fewer, fuller passes under load); 0: pacing alone decides",
+        "fanout-writes-per-second",
+        "40000",
+        "writes to agents per second that fan-out passes may make, at most: a pass costs a "
+        "write per agent however little it carries, so passes over N agents start at least "
+        "N / this seconds apart (0: pacing alone decides)",
     )
     add("history-max-batches", "10000", "delta batches kept for catch-up and resume")
     add("history-max-bytes", str(64 * 1024 * 1024), "bytes of delta batches kept")
@@ -380,7 +381,7 @@ def serve_config(ns: argparse.Namespace) -> ServeConfig:
         tls_reload_interval=_num(ns, "tls-reload-interval", float, 0.0),
         batch_window=_num(ns, "batch-window", float, 0.0),
         fanout_pacing=_num(ns, "fanout-pacing", float, 0.0),
-        fanout_min_interval=_num(ns, "fanout-min-interval", float, 0.0),
+        fanout_writes_per_second=_num(ns, "fanout-writes-per-second", float, 0.0),
         history_max_batches=int(_num(ns, "history-max-batches", int, 1)),
         history_max_bytes=int(_num(ns, "history-max-bytes", int, 1024)),
         history_max_age=_num(ns, "history-max-age", float, 0.0),

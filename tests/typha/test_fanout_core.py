@@ -313,9 +313,11 @@ def test_bytes_sent_follow_an_agent_through_its_positions() -> None:
     assert core.bytes_sent("a") == total
 
 
-def test_passes_are_at_least_min_interval_apart_however_cheap() -> None:
+def test_passes_over_many_agents_keep_within_the_write_budget_however_cheap() -> None:
     cache = make_cache()
-    core = fanout(cache, pacing=1.0, min_interval=0.025)
+    core = fanout(cache, pacing=1.0, writes_per_second=400.0)
+    for i in range(10):  # 10 agents at 400 writes/s: passes 25 ms apart
+        Agent(core, f"n{i}", now=0.9)
     put(cache)
     assert core.notify(1.0) == [WakeAt(1.0)]
     core.run_pass(1.0)
@@ -328,3 +330,15 @@ def test_passes_are_at_least_min_interval_apart_however_cheap() -> None:
     core.pass_done(0.05)  # expensive: pacing decides (1.025 + 0.1)
     put(cache)
     assert core.notify(1.1) == [WakeAt(1.125)]
+
+
+def test_a_few_agents_are_not_held_back_by_the_write_budget() -> None:
+    cache = make_cache()
+    core = fanout(cache, pacing=1.0, writes_per_second=40_000.0)
+    Agent(core, "only", now=0.9)
+    put(cache)
+    core.notify(1.0)
+    core.run_pass(1.0)
+    core.pass_done(0.0001)
+    put(cache)
+    assert core.notify(1.001) == [WakeAt(1.001)]  # 1 / 40,000 s is long past

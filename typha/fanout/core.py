@@ -170,7 +170,7 @@ class Fanout(Generic[H]):
         limits: ServerLimits = ServerLimits(),
         peer_policy: PeerPolicy = PeerPolicy(),
         pacing: float = 1.0,
-        min_interval: float = 0.0,
+        writes_per_second: float = 0.0,
     ) -> None:
         self.cache = cache
         self.server_id = server_id
@@ -178,7 +178,7 @@ class Fanout(Generic[H]):
         self.limits = limits
         self.peer_policy = peer_policy
         self.pacing = pacing
-        self.min_interval = min_interval
+        self.writes_per_second = writes_per_second
         self._ready = ready
         self._now = now  # the latest `now` given: the clock of our logs
         self.stats = ServerStats()
@@ -204,9 +204,11 @@ class Fanout(Generic[H]):
         # the last one's duration after it ended, so what arrives meanwhile
         # shares the next pass (one write per agent whatever the update rate)
         # and fan-out takes about 1/(1+pacing) of the loop at most; and no
-        # sooner than `min_interval` after the last one started, since a
-        # pass costs a write (a system call) per agent however little it
-        # carries: under load, latency is traded for fewer, fuller writes.
+        # sooner than agents / `writes_per_second` after the last one
+        # started, since a pass costs a write (a system call) per agent
+        # however little it carries: with many agents and cheap passes,
+        # latency is traded for fewer, fuller writes; with few agents the
+        # bound is negligible.
         self._pass_pending = False
         self._pass_at = 0.0
         self._pass_started = 0.0
@@ -510,9 +512,12 @@ class Fanout(Generic[H]):
     def pass_done(self, took: float) -> None:
         """The pass started at `run_pass` took `took` seconds, its writes
         included: the next waits `pacing` times that after it ended, and
-        starts `min_interval` after this one started at the earliest."""
+        starts agents / `writes_per_second` after this one started at the
+        earliest."""
         paced = took * (1.0 + self.pacing) if self.pacing > 0 else 0.0
-        self._next_pass_at = self._pass_started + max(paced, self.min_interval)
+        rate = self.writes_per_second
+        budgeted = len(self.clients) / rate if rate > 0 else 0.0
+        self._next_pass_at = self._pass_started + max(paced, budgeted)
 
     def handle_timer(self, now: float) -> list[Action[H]]:
         """Run every connection whose deadline is at or before `now` (each

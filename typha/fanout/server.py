@@ -103,7 +103,7 @@ class AgentServer:
         tick_interval: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
         pacing: float = 1.0,
-        min_interval: float = 0.0,
+        writes_per_second: float = 0.0,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self.fanout: Fanout[AgentProtocol] = Fanout(
@@ -115,7 +115,7 @@ class AgentServer:
             limits=limits,
             peer_policy=peer_policy,
             pacing=pacing,
-            min_interval=min_interval,
+            writes_per_second=writes_per_second,
         )
         self.ssl_context = ssl_context
         self._tick_interval = tick_interval
