@@ -647,6 +647,7 @@ class Fanout(Generic[H]):
             client.closing = True
             self._solo.pop(conn, None)
             self._pumping.pop(conn, None)
+            self._waiting.pop(conn, None)
             actions.append(Close(conn, stream.core.close_reason or CloseReason.PEER))
         elif (
             stream.streaming
