@@ -30,6 +30,7 @@ from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc import Calculator
 from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.metrics import AgentCollector
+from felix_client.readiness import AgentReadiness
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.histogram import Histogram
 from runtime.sockets import listening_socket
@@ -204,13 +205,17 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
 
+    def readiness(self) -> AgentReadiness:
+        """Where the agent stands (see AgentReadiness)."""
+        if not self._programmed:
+            return AgentReadiness.STARTING
+        return AgentReadiness.FAILING if self._failing else AgentReadiness.READY
+
     def ready(self) -> bool:
         """/readyz: the dataplane holds a complete state (applied at least
         once) and the latest batch applied cleanly (the kernel took it, less
-        the objects `refused` lists).  A disconnected agent or
-        one whose typha lost the datastore stays ready: its node keeps
-        enforcing the last state it had, which is what readiness promises."""
-        return self._programmed and not self._failing
+        the objects `refused` lists)."""
+        return self.readiness() is AgentReadiness.READY
 
     def dump(self) -> str:
         """The node's route table, IP sets and rule chains, as text."""
@@ -262,6 +267,7 @@ class Agent:
             "snapshots": c.stats.snapshots,
             "deltas": c.stats.deltas,
             "ready": self.ready(),
+            "readiness": self.readiness().value,
             "applied_revision": self.applied_revision,
             "applied_reports": c.stats.applied_reports,
             "applied_report_interval": c.applied_interval,

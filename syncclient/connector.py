@@ -19,7 +19,7 @@ from syncclient.dialer import Dialer, Target
 from syncclient.endings import RULES, classify
 from syncclient.link import Link
 from syncclient.replica import Change, Replica
-from syncclient.session import Applied, ClientSession, StalePolicy
+from syncclient.session import ClientSession, Committed, StalePolicy
 from syncproto import DatastoreStatus, Limits
 
 log = logging.getLogger("syncclient.client")
@@ -150,7 +150,7 @@ class Connector:
             limits=self._options.limits,
             stale=self._stale,
             max_snapshot_bytes=self._options.max_snapshot_bytes,
-            on_applied=self._deliver,
+            on_committed=self._deliver,
             stats=self.stats,
             caps=self._options.caps,
         )
@@ -199,13 +199,13 @@ class Connector:
         self._dialer.move_to(found, ip)
         session.leave()
 
-    def _deliver(self, applied: Applied) -> None:
+    def _deliver(self, committed: Committed) -> None:
         """The session committed changes: mark sync, tell the listeners."""
         if self.link is not None:
             self._check_sync(self.link.session)
         for listener in self.listeners:
             try:
-                listener(applied.changes, applied.revision)
+                listener(committed.changes, committed.revision)
             except Exception:
                 log.exception("%s: listener failed", self.node)
 

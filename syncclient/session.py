@@ -10,7 +10,7 @@ long a replica may report the datastore lost before we leave it.
 A caller must:
   * write `data_to_send()` after constructing it and after every call;
   * feed received bytes to `receive_data`; what the replica commits is handed,
-    as it is committed, to the `on_applied` callback given at construction
+    as it is committed, to the `on_committed` callback given at construction
     (so a later message that fails cannot hide an earlier one's changes);
   * call `handle_timer(now)` once `now >= next_deadline()`;
   * end the connection on any exception these raise: ProtocolError,
@@ -73,7 +73,7 @@ class StalePolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class Applied:
+class Committed:
     """Changes the replica committed, and the revision it reached."""
 
     changes: Sequence[Change]
@@ -104,13 +104,13 @@ class ClientSession:
         limits: Limits,
         stale: StalePolicy,
         max_snapshot_bytes: int,
-        on_applied: Callable[[Applied], None],
+        on_committed: Callable[[Committed], None],
         stats: SessionStats | None = None,
         caps: frozenset[str] = CLIENT_CAPS,
     ) -> None:
         self.replica = replica
         self.node = node
-        self._on_applied = on_applied
+        self._on_committed = on_committed
         self.core = ClientConnection(
             node=node,
             now=now,
@@ -162,7 +162,7 @@ class ClientSession:
         return out[0] if len(out) == 1 else b"".join(out)
 
     def receive_data(self, data: bytes, now: float) -> None:
-        """Feed received bytes; each commit goes to `on_applied`, in order."""
+        """Feed received bytes; each commit goes to `on_committed`, in order."""
         for msg in self.core.receive_data(data, now):
             self._dispatch(msg, now)
 
@@ -172,13 +172,13 @@ class ClientSession:
             case Delta():
                 changes = replica.apply_delta(msg.revision, msg.updates, msg.digest)
                 self.stats.deltas += 1
-                self._on_applied(Applied(changes, msg.revision))
+                self._on_committed(Committed(changes, msg.revision))
             case Progress():
                 replica.apply_progress(msg.revision, msg.digest)
                 self.stats.progress += 1
                 # No change, but the revision moved: listeners track it (an
                 # agent's applied revision, a downstream replica's cache).
-                self._on_applied(Applied([], msg.revision))
+                self._on_committed(Committed([], msg.revision))
             case SnapshotChunk():
                 self._snapshot_bytes += sum(len(k) + len(v) for k, v in msg.entries)
                 if self._snapshot_bytes > self._max_snapshot_bytes:
@@ -188,7 +188,7 @@ class ClientSession:
                 changes = replica.end_snapshot(msg.revision, msg.digest)
                 self.stats.snapshots += 1
                 self._mark_in_sync(now)
-                self._on_applied(Applied(changes, msg.revision))
+                self._on_committed(Committed(changes, msg.revision))
             case ServerHello():
                 if msg.sync is SyncMode.SNAPSHOT:
                     replica.begin_snapshot()

@@ -97,6 +97,7 @@ def test_a_refused_change_is_not_reported_applied_until_the_kernel_has_it(
             assert st["applied_revision"] < revision
             assert st["dataplane_failures"] >= 1
             assert st["ready"] is False
+            assert st["readiness"] == "failing"  # it held a complete state before
             lagging = c.convergence(revision)["lagging"]
             assert [x["node"] for x in lagging] == ["n1"]
             assert wait_applied(revision, 2).returncode == 1

@@ -10,6 +10,7 @@ from commands.demo.cluster import seed_cluster
 from felix_client import SyncClient
 from felix_client.agent import OFFLOAD_CHANGES, Agent
 from felix_client.calc import compute
+from felix_client.readiness import AgentReadiness
 
 
 async def test_a_snapshot_is_calculated_off_the_loop_and_applied_in_order() -> None:
@@ -68,11 +69,13 @@ async def test_a_snapshot_the_dataplane_refuses_counts_one_failure_and_unreadies
         raise OSError("the kernel said no")
 
     agent.dataplane.apply = refuse  # type: ignore[method-assign]
+    assert agent.readiness() is AgentReadiness.STARTING
     agent._on_changes(list(state.items()), 10)
     await agent.wait_applied()
     assert agent.apply_failures == 1
     assert agent.applied_revision == 0
     assert agent.ready() is False
+    assert agent.status()["readiness"] == "starting"  # never held a complete state
 
 
 async def test_closing_while_a_snapshot_is_calculated_drops_what_waits() -> None:

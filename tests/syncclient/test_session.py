@@ -9,7 +9,7 @@ import pytest
 from snapshot import canonical_json, digest_of
 from syncclient.errors import DigestMismatch, ServerMisbehaved
 from syncclient.replica import Replica
-from syncclient.session import Applied, ClientSession, StalePolicy, StaleUpstream
+from syncclient.session import ClientSession, Committed, StalePolicy, StaleUpstream
 from syncproto import (
     DEFAULT_MAX_FRAME,
     Codec,
@@ -40,7 +40,7 @@ def frames(*msgs: Message) -> bytes:
 
 class Harness:
     def __init__(self, *, stale_after: float = 10.0, max_snapshot_bytes: int = 1 << 20) -> None:
-        self.applied: list[Applied] = []
+        self.applied: list[Committed] = []
         self.stale = StalePolicy(stale_after)
         self.session = ClientSession(
             Replica(),
@@ -49,7 +49,7 @@ class Harness:
             limits=LIMITS,
             stale=self.stale,
             max_snapshot_bytes=max_snapshot_bytes,
-            on_applied=self.applied.append,
+            on_committed=self.applied.append,
         )
         assert self.session.data_to_send()  # the hello
 
