@@ -381,11 +381,36 @@ class ServerConnection(_Core):
         return b"".join(out)
 
 
+class StreamPhase(Enum):
+    """Where a client's stream stands, within an open connection."""
+
+    HELLO = "hello"  # waiting for SERVER_HELLO
+    SNAPSHOT = "snapshot"  # SNAPSHOT_CHUNKs until SNAPSHOT_END
+    RESUMED = "resumed"  # resumed: the first DELTA or PROGRESS may straddle our revision
+    SYNCED = "synced"  # DELTAs and PROGRESS, each continuing the last
+
+
+# The stream messages each phase takes, and the phase each leads to (a
+# SERVER_HELLO leads to SNAPSHOT or RESUMED as it says).  Anything else in a
+# phase breaks the order: "<MESSAGE> outside a snapshot" and the like.
+# Control messages (DATASTORE_STATUS, APPLIED_INTERVAL, PING, PONG,
+# GOODBYE) are not part of the stream and are taken in every open phase.
+STREAM_TRANSITIONS: dict[tuple[StreamPhase, type[Message]], StreamPhase | None] = {
+    (StreamPhase.HELLO, ServerHello): None,  # decided by its `sync`
+    (StreamPhase.SNAPSHOT, SnapshotChunk): StreamPhase.SNAPSHOT,
+    (StreamPhase.SNAPSHOT, SnapshotEnd): StreamPhase.SYNCED,
+    (StreamPhase.RESUMED, Delta): StreamPhase.SYNCED,
+    (StreamPhase.RESUMED, Progress): StreamPhase.SYNCED,
+    (StreamPhase.SYNCED, Delta): StreamPhase.SYNCED,
+    (StreamPhase.SYNCED, Progress): StreamPhase.SYNCED,
+}
+
+
 class ClientConnection(_Core):
     """Client side.  Queues the hello at construction.  Checks the order of
     the stream (hello, snapshot chunks, snapshot end, then deltas and
-    progress) and its revision continuity; digests are the caller's to check
-    against the state it holds."""
+    progress: STREAM_TRANSITIONS) and its revision continuity; digests are
+    the caller's to check against the state it holds."""
 
     _US = Sender.CLIENT
     _PEER_HELLO = ServerHello
@@ -404,16 +429,12 @@ class ClientConnection(_Core):
         super().__init__(now=now, limits=limits)
         self._our_caps = caps
         self.server_hello: ServerHello | None = None
-        self.in_snapshot = False
-        self.synced = False
+        self.phase = StreamPhase.HELLO
         self.revision = revision
         self.datastore_status: DatastoreStatusMsg | None = None
         # How often the server wants APPLIED reports, at most (0: unsaid):
         # from its hello, then from APPLIED_INTERVAL.
         self.applied_interval_ms = 0
-        # After a resume the first batch may start before our revision (the
-        # server cut its batches differently); whole values make that safe.
-        self._resumed_first = False
         self._send(
             ClientHello(
                 node=node,
@@ -434,54 +455,77 @@ class ClientConnection(_Core):
         self._send(Applied(revision))
         return True
 
+    @property
+    def in_snapshot(self) -> bool:
+        """A snapshot is being received."""
+        return self.phase is StreamPhase.SNAPSHOT
+
+    @property
+    def synced(self) -> bool:
+        """A complete state has been received (snapshot or resume)."""
+        return self.phase in (StreamPhase.RESUMED, StreamPhase.SYNCED)
+
     def _check(self, msg: Message) -> None:
-        if isinstance(msg, ServerHello):
-            if msg.version < 1:
-                raise HandshakeError(f"unsupported protocol version {msg.version}")
-            if not msg.caps <= self._our_caps:
-                extra = sorted(msg.caps - self._our_caps)
-                raise HandshakeError(f"server claims capabilities we never offered: {extra}")
-            if msg.sync is SyncMode.RESUME and self.revision == 0:
-                raise HandshakeError("server offered resume but we hold no revision")
-            self.server_hello = msg
-            self.caps = msg.caps
-            self.applied_interval_ms = msg.applied_interval_ms
-            self.state = State.OPEN
-            if msg.sync is SyncMode.SNAPSHOT:
-                self.in_snapshot = True
-                self.revision = 0
-            else:
-                self.synced = True
-                self._resumed_first = True
-        elif isinstance(msg, DatastoreStatusMsg):
+        if isinstance(msg, DatastoreStatusMsg):
             self.datastore_status = msg
-        elif isinstance(msg, AppliedInterval):
+            return
+        if isinstance(msg, AppliedInterval):
             self.applied_interval_ms = msg.interval_ms
-        elif isinstance(msg, SnapshotChunk):
-            if not self.in_snapshot:
-                raise MalformedMessage("SNAPSHOT_CHUNK outside a snapshot")
+            return
+        key = (self.phase, type(msg))
+        if key not in STREAM_TRANSITIONS:
+            raise MalformedMessage(self._out_of_order(msg))
+        if isinstance(msg, ServerHello):
+            self._hello(msg)
+        elif isinstance(msg, SnapshotChunk | SnapshotEnd):
             if self.revision and msg.revision != self.revision:
-                raise MalformedMessage("SNAPSHOT_CHUNK revisions differ within one snapshot")
+                what = "revisions differ within one snapshot"
+                if isinstance(msg, SnapshotEnd):
+                    what = "revision differs from its chunks"
+                raise MalformedMessage(f"{msg.TYPE.name} {what}")
             self.revision = msg.revision
-        elif isinstance(msg, SnapshotEnd):
-            if not self.in_snapshot:
-                raise MalformedMessage("SNAPSHOT_END outside a snapshot")
-            if self.revision and msg.revision != self.revision:
-                raise MalformedMessage("SNAPSHOT_END revision differs from its chunks")
-            self.revision = msg.revision
-            self.in_snapshot = False
-            self.synced = True
         elif isinstance(msg, Delta | Progress):
-            if not self.synced:
-                raise MalformedMessage(f"{type(msg).__name__} before the snapshot ended")
-            straddles = self._resumed_first and msg.prev_revision <= self.revision
-            self._resumed_first = False
-            if (
-                msg.revision < msg.prev_revision
-                or (msg.prev_revision != self.revision and not straddles)
-                or msg.revision < self.revision
-            ):
-                raise MalformedMessage(
-                    f"revision gap: at {self.revision}, got {msg.prev_revision}->{msg.revision}"
-                )
-            self.revision = msg.revision
+            self._continue(msg)
+        if (next_phase := STREAM_TRANSITIONS[key]) is not None:
+            self.phase = next_phase
+
+    def _out_of_order(self, msg: Message) -> str:
+        name = msg.TYPE.name
+        if isinstance(msg, SnapshotChunk | SnapshotEnd):
+            return f"{name} outside a snapshot"
+        if isinstance(msg, Delta | Progress):
+            return f"{type(msg).__name__} before the snapshot ended"
+        return f"unexpected {type(msg).__name__} from server"  # pragma: no cover
+
+    def _hello(self, msg: ServerHello) -> None:
+        if msg.version < 1:
+            raise HandshakeError(f"unsupported protocol version {msg.version}")
+        if not msg.caps <= self._our_caps:
+            extra = sorted(msg.caps - self._our_caps)
+            raise HandshakeError(f"server claims capabilities we never offered: {extra}")
+        if msg.sync is SyncMode.RESUME and self.revision == 0:
+            raise HandshakeError("server offered resume but we hold no revision")
+        self.server_hello = msg
+        self.caps = msg.caps
+        self.applied_interval_ms = msg.applied_interval_ms
+        self.state = State.OPEN
+        if msg.sync is SyncMode.SNAPSHOT:
+            self.phase = StreamPhase.SNAPSHOT
+            self.revision = 0
+        else:
+            self.phase = StreamPhase.RESUMED
+
+    def _continue(self, msg: Delta | Progress) -> None:
+        """A delta or progress must continue from our revision; after a
+        resume the first may start before it (the server cut its batches
+        differently), which whole values make safe."""
+        straddles = self.phase is StreamPhase.RESUMED and msg.prev_revision <= self.revision
+        if (
+            msg.revision < msg.prev_revision
+            or (msg.prev_revision != self.revision and not straddles)
+            or msg.revision < self.revision
+        ):
+            raise MalformedMessage(
+                f"revision gap: at {self.revision}, got {msg.prev_revision}->{msg.revision}"
+            )
+        self.revision = msg.revision

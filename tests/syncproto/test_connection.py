@@ -14,6 +14,7 @@ from syncproto import (
     Delta,
     Goodbye,
     Limits,
+    Message,
     Ping,
     Progress,
     ServerConnection,
@@ -22,6 +23,7 @@ from syncproto import (
     SnapshotEnd,
     State,
 )
+from syncproto.connection import STREAM_TRANSITIONS, StreamPhase
 from syncproto.errors import ConnectionTimeout, HandshakeError, MalformedMessage, UsageError
 from syncproto.vocabulary import CloseReason, SyncMode
 
@@ -339,3 +341,32 @@ def test_the_float_case_that_froze_a_server() -> None:
     server = ServerConnection(server_id="s", now=510.607, limits=limits)
     server.handle_timer(server.next_deadline() or 0.0)
     assert isinstance(codec.decode(next(iter(_frames(pipe(server))))), Ping)
+
+
+STREAM_SAMPLES = {
+    SnapshotChunk: SnapshotChunk(10, [("k", b"{}")]),
+    SnapshotEnd: SnapshotEnd(10, 1, D),
+    Delta: Delta(10, 11, [], D),
+    Progress: Progress(10, 11, D),
+}
+
+
+@pytest.mark.parametrize("phase", [StreamPhase.SNAPSHOT, StreamPhase.SYNCED])
+@pytest.mark.parametrize("cls", list(STREAM_SAMPLES), ids=lambda c: c.__name__)
+def test_a_stream_message_is_taken_exactly_where_the_table_says(
+    phase: StreamPhase, cls: type[Message]
+) -> None:
+    server, client = handshake()
+    assert client.phase is StreamPhase.SNAPSHOT
+    if phase is StreamPhase.SYNCED:
+        server.send_frames([codec.encode(SnapshotEnd(10, 0, D))])
+        client.receive_data(pipe(server), 1.0)
+        assert client.phase is StreamPhase.SYNCED
+    server.send_frames([codec.encode(STREAM_SAMPLES[cls])])
+    if (phase, cls) in STREAM_TRANSITIONS:
+        client.receive_data(pipe(server), 2.0)
+        assert client.phase is STREAM_TRANSITIONS[phase, cls]
+    else:
+        with pytest.raises(MalformedMessage, match=r"outside a snapshot|before the snapshot"):
+            client.receive_data(pipe(server), 2.0)
+        assert client.state is State.CLOSED
