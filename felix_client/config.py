@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout
 from dataplane import log_prefix
@@ -20,13 +21,15 @@ from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, par
 from dataplane.host_settings import VXLAN_LIMITS, HostSettings, VxlanParams
 from dataplane.nat_outgoing import NatOutgoingExclusions
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
-from runtime import envconfig
+from runtime import envconfig, flags
+from runtime.flags import flag
 from runtime.helpformat import DefaultsHelpFormatter
 from runtime.logformat import LogFormat
 from syncclient.addresses import parse_addresses
 from syncclient.errors import ConfigError
 
 ENV_PREFIX = "FELIX_"
+T = TypeVar("T")
 
 
 def env_name(flag: str) -> str:
@@ -93,138 +96,182 @@ class AgentConfig:
     max_snapshot_bytes: int = 1 << 30
 
 
-def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
-    """The flags of `felix-agent`, with defaults taken from `env`."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-    def add(flag: str, default: str | None, help_: str, **kw: object) -> None:
-        calico = CALICO_SPELLINGS.get(flag)
-        names = env_name(flag) + (f", or Calico's {calico}" if calico else "")
-        p.add_argument(
-            f"--{flag}",
-            default=envconfig.env_default(env, ENV_PREFIX, flag, calico, default),
-            help=f"{help_} [env {names}]",
-            **kw,  # type: ignore[arg-type]
-        )
 
-    add("typha", None, "typha addresses H:P[,H:P...] (required)")
-    add("node", None, "this node's name (required)")
-    add("prefix", DEFAULT_PREFIX, "datastore prefix the server serves")
-    add("http-listen", "127.0.0.1:9099", "status port H:P")
-    add("dataplane", "memory", "dataplane driver", choices=[d.value for d in DataplaneKind])
-    add(
-        "dataplane-netns",
+def _named(flag_name: str, read: Callable[[str], T]) -> Callable[[str], T]:
+    """`read`, its ValueError as a ConfigError naming `--flag_name`."""
+
+    def parse(text: str) -> T:
+        try:
+            return read(text)
+        except (ValueError, UnsafeValue) as exc:
+            raise ConfigError(f"--{flag_name}: {exc}") from None
+
+    return parse
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _log_format(value: str) -> LogFormat:
+    try:
+        return LogFormat(value.lower())
+    except ValueError:
+        raise ConfigError(f"--log-format: {value!r} is not text or json") from None
+
+
+_VXLAN = VxlanParams()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFlags:
+    """Every `felix-agent` flag, declared once (`runtime.flags.flag`):
+    `--field-name`, its variable FELIX_FIELD_NAME (or Calico's spelling),
+    its default, help, type and bounds.  `agent_config` builds the checked
+    AgentConfig from it."""
+
+    typha: str = flag(None, "typha addresses H:P[,H:P...] (required)", required=True)
+    node: str = flag(None, "this node's name (required)", required=True)
+    prefix: str = flag(DEFAULT_PREFIX, "datastore prefix the server serves")
+    http_listen: str = flag("127.0.0.1:9099", "status port H:P")
+    dataplane: DataplaneKind = flag(
+        DataplaneKind.MEMORY,
+        "dataplane driver",
+        text=DataplaneKind.MEMORY.value,
+        choices=tuple(d.value for d in DataplaneKind),
+        parse=DataplaneKind,
+    )
+    dataplane_netns: str = flag(
         "",
         "linux: program this network namespace (a path such as /run/netns/N) instead of"
         " the agent's own; the connection to typha stays in the agent's namespace",
     )
-    add(
-        "sysctl-root",
+    sysctl_root: str = flag(
         "/proc/sys",
         "linux: where the kernel's network settings are written (forwarding, proxy ARP);"
         " in a pod, the host's /proc/sys/net mounted writable (the runtime's is read-only)",
     )
-    add(
-        "resync-interval",
-        "90",
+    resync_interval: float = flag(
+        90.0,
         "linux: seconds between checks that repair routes and rules someone changed (0: never)",
+        minimum=0,
     )
-    add(
-        "failsafe-inbound-host-ports",
+    failsafe_inbound_host_ports: str = flag(
         ",".join(str(p) for p in DEFAULT_INBOUND),
         "linux: proto:port list (or none) that host endpoint policy never blocks inbound",
     )
-    add(
-        "failsafe-outbound-host-ports",
+    failsafe_outbound_host_ports: str = flag(
         ",".join(str(p) for p in DEFAULT_OUTBOUND),
         "linux: proto:port list (or none) that host endpoint policy never blocks outbound",
     )
-    add(
-        "default-endpoint-to-host-action",
-        EndpointToHostAction.DROP.value,
+    default_endpoint_to_host_action: EndpointToHostAction = flag(
+        EndpointToHostAction.DROP,
         "linux: what happens to a workload's packets to its own host once its egress policy"
         " allowed them: Drop, Return (the host's own firewall decides) or Accept",
+        text=EndpointToHostAction.DROP.value,
+        parse=_named("default-endpoint-to-host-action", EndpointToHostAction.parse),
     )
-    add(
-        "nat-outgoing-exclusions",
-        NatOutgoingExclusions.IPPOOLS_ONLY.value,
+    nat_outgoing_exclusions: NatOutgoingExclusions = flag(
+        NatOutgoingExclusions.IPPOOLS_ONLY,
         "linux: destinations a natOutgoing pool's traffic is not masqueraded to: IPPoolsOnly"
         " (addresses in a pool) or IPPoolsAndHostIPs (and every node's address)",
+        text=NatOutgoingExclusions.IPPOOLS_ONLY.value,
+        parse=_named("nat-outgoing-exclusions", NatOutgoingExclusions.parse),
     )
-    add(
-        "log-prefix",
+    log_prefix: str = flag(
         log_prefix.DEFAULT_LOG_PREFIX,
         "linux: the kernel log prefix of Log rules; %%t, %%k, %%n, %%p become the tier, the"
         " kind (np, gnp, pro), the name, the namespace/name (Calico's LogPrefix)",
+        parse=_named("log-prefix", log_prefix.check),
     )
-    d = VxlanParams()
-    add("vxlan-vni", str(d.vni), "linux: the VXLAN devices' VNI (Calico's VXLANVNI)")
-    add("vxlan-port", str(d.port), "linux: the VXLAN devices' UDP port (Calico's VXLANPort)")
-    add("vxlan-mtu", str(d.mtu), "linux: vxlan.calico's MTU; 0: the kernel's, 1450")
-    add("vxlan-mtu-v6", str(d.mtu6), "linux: vxlan-v6.calico's MTU; 0: the kernel's, 1430")
-    add(
-        "interface-prefix",
-        ",".join(DEFAULT_INTERFACE_PREFIXES),
+    vxlan_vni: int = flag(
+        _VXLAN.vni,
+        "linux: the VXLAN devices' VNI (Calico's VXLANVNI)",
+        minimum=VXLAN_LIMITS["vni"][0],
+        maximum=VXLAN_LIMITS["vni"][1],
+    )
+    vxlan_port: int = flag(
+        _VXLAN.port,
+        "linux: the VXLAN devices' UDP port (Calico's VXLANPort)",
+        minimum=VXLAN_LIMITS["port"][0],
+        maximum=VXLAN_LIMITS["port"][1],
+    )
+    vxlan_mtu: int = flag(
+        _VXLAN.mtu,
+        "linux: vxlan.calico's MTU; 0: the kernel's, 1450",
+        minimum=VXLAN_LIMITS["mtu"][0],
+        maximum=VXLAN_LIMITS["mtu"][1],
+    )
+    vxlan_mtu_v6: int = flag(
+        _VXLAN.mtu6,
+        "linux: vxlan-v6.calico's MTU; 0: the kernel's, 1430",
+        minimum=VXLAN_LIMITS["mtu6"][0],
+        maximum=VXLAN_LIMITS["mtu6"][1],
+    )
+    interface_prefix: Ownership = flag(
+        Ownership(),
         "workload interface name prefixes, comma separated: the only interfaces the agent"
         " routes to, configures and puts in workload dispatch (Calico's InterfacePrefix)",
+        text=",".join(DEFAULT_INTERFACE_PREFIXES),
+        parse=_named("interface-prefix", Ownership.parse),
     )
-    add("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
-    add("log-format", "text", "text (ISO-8601 UTC time, level, logger, message) or json")
-    add("log-summary-interval", "60", "seconds between one-line summaries in the log (0: none)")
-    add("tls-ca-file", "", "CA that signs typha's certificate (PEM)")
-    add("tls-cert-file", "", "this agent's certificate (PEM)")
-    add("tls-key-file", "", "this agent's private key (PEM)")
-    add("tls-server-name", "", "name to verify typha's certificate by")
-    add(
-        "tls-reload-interval",
-        "30",
+    log_level: str = flag("INFO", "DEBUG, INFO, WARNING or ERROR", parse=_log_level)
+    log_format: LogFormat = flag(
+        LogFormat.TEXT,
+        "text (ISO-8601 UTC time, level, logger, message) or json",
+        text="text",
+        parse=_log_format,
+    )
+    log_summary_interval: float = flag(
+        60.0, "seconds between one-line summaries in the log (0: none)", minimum=0
+    )
+    tls_ca_file: str = flag("", "CA that signs typha's certificate (PEM)")
+    tls_cert_file: str = flag("", "this agent's certificate (PEM)")
+    tls_key_file: str = flag("", "this agent's private key (PEM)")
+    tls_server_name: str = flag("", "name to verify typha's certificate by")
+    tls_reload_interval: float = flag(
+        30.0,
         "seconds between checks of the TLS files for a rotated certificate (0: never)",
+        minimum=0,
     )
-    add(
-        "upstream-stale-after",
-        "10",
+    upstream_stale_after: float = flag(
+        10.0,
         "seconds a replica may report the datastore lost before the agent moves away",
+        minimum=0,
     )
-    add(
-        "dataplane-delay",
-        "0",
+    dataplane_delay: float = flag(
+        0.0,
         "testing only: seconds each dataplane batch waits before it is programmed "
         "(blocking), to watch convergence wait for a slow node",
+        minimum=0,
     )
-    add(
-        "max-snapshot-bytes",
-        str(1 << 30),
-        "largest snapshot accepted (keys + values); a larger one is refused",
+    max_snapshot_bytes: int = flag(
+        1 << 30, "largest snapshot accepted (keys + values); a larger one is refused", minimum=1
     )
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The flags of `felix-agent`, with defaults taken from `env`."""
 
+    def help_of(name: str, help_: str) -> str:
+        calico = CALICO_SPELLINGS.get(name)
+        return (
+            f"{help_} [env {env_name(name)}" + (f", or Calico's {calico}" if calico else "") + "]"
+        )
 
-def _number(
-    ns: argparse.Namespace, flag: str, typ: type[int] | type[float], minimum: float
-) -> float:
-    """The flag's value as a number of at least `minimum`; ConfigError
-    naming the flag otherwise."""
-    raw = getattr(ns, flag.replace("-", "_"))
-    try:
-        value = typ(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--{flag}: {raw!r} is not a number") from None
-    if value != value or value < minimum:  # NaN too
-        raise ConfigError(f"--{flag}: must be at least {minimum:g}")
-    return value
-
-
-# The VXLAN flags, in VxlanParams' order, with the field each sets.
-VXLAN_FLAGS = {"vxlan-vni": "vni", "vxlan-port": "port", "vxlan-mtu": "mtu", "vxlan-mtu-v6": "mtu6"}
-
-
-def _bounded(ns: argparse.Namespace, flag: str, lo: int, hi: int) -> int:
-    """The flag's value as an integer in [lo, hi]; ConfigError naming it otherwise."""
-    value = int(_number(ns, flag, int, lo))
-    if value > hi:
-        raise ConfigError(f"--{flag}: must be at most {hi}")
-    return value
+    flags.add_flags(
+        p,
+        AgentFlags,
+        lambda name, text: envconfig.env_default(
+            env, ENV_PREFIX, name, CALICO_SPELLINGS.get(name), text
+        ),
+        help_of,
+    )
 
 
 def unknown_variables(env: Mapping[str, str], parser: argparse.ArgumentParser) -> list[str]:
@@ -265,83 +312,54 @@ def normalise_prefix(prefix: str) -> str:
 
 def agent_config(ns: argparse.Namespace) -> AgentConfig:
     """Check parsed arguments; raises ConfigError naming the bad one."""
-    for flag in ("typha", "node"):
-        if not getattr(ns, flag):
-            raise ConfigError(f"--{flag} (or {env_name(flag)}) is required")
-    parse_addresses(ns.typha)
-    host, port = parse_addresses(ns.http_listen, listen=True)[0]
-    stale = _number(ns, "upstream-stale-after", float, 0)
-    max_snapshot = int(_number(ns, "max-snapshot-bytes", int, 1))
-    resync = _number(ns, "resync-interval", float, 0)
-    summary = _number(ns, "log-summary-interval", float, 0)
-    tls_reload = _number(ns, "tls-reload-interval", float, 0)
-    delay = _number(ns, "dataplane-delay", float, 0)
-    level = str(ns.log_level).upper()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"--log-level: {ns.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-    tls = (ns.tls_ca_file, ns.tls_cert_file, ns.tls_key_file)
+    for name in ("typha", "node"):
+        if not getattr(ns, name):
+            raise ConfigError(f"--{name} (or {env_name(name)}) is required")
+    f = AgentFlags(**flags.read_flags(ns, AgentFlags, ConfigError))
+    parse_addresses(f.typha)
+    host, port = parse_addresses(f.http_listen, listen=True)[0]
+    tls = (f.tls_ca_file, f.tls_cert_file, f.tls_key_file)
     if any(tls) and not all(tls):
         # typha always asks for a client certificate: a CA alone, or a
         # certificate without one, would be a connection that never works,
         # or (no CA) one in plaintext without a word.
         raise ConfigError("--tls-ca-file, --tls-cert-file and --tls-key-file go together")
-    if ns.tls_server_name and not all(tls):
+    if f.tls_server_name and not all(tls):
         raise ConfigError("--tls-server-name needs --tls-ca-file, --tls-cert-file, --tls-key-file")
     try:
-        log_format = LogFormat(ns.log_format.lower())
-    except ValueError:
-        raise ConfigError(f"--log-format: {ns.log_format!r} is not text or json") from None
-    try:
         failsafes = Failsafes(
-            parse_ports(ns.failsafe_inbound_host_ports),
-            parse_ports(ns.failsafe_outbound_host_ports),
+            parse_ports(f.failsafe_inbound_host_ports),
+            parse_ports(f.failsafe_outbound_host_ports),
         )
     except BadFailsafePorts as exc:
         raise ConfigError(str(exc)) from None
-    try:
-        to_host = EndpointToHostAction.parse(ns.default_endpoint_to_host_action)
-    except ValueError as exc:
-        raise ConfigError(f"--default-endpoint-to-host-action: {exc}") from None
-    try:
-        exclusions = NatOutgoingExclusions.parse(ns.nat_outgoing_exclusions)
-    except ValueError as exc:
-        raise ConfigError(f"--nat-outgoing-exclusions: {exc}") from None
-    try:
-        prefix = log_prefix.check(ns.log_prefix)
-    except ValueError as exc:
-        raise ConfigError(f"--log-prefix: {exc}") from None
-    vxlan = VxlanParams(*(_bounded(ns, flag, *VXLAN_LIMITS[p]) for flag, p in VXLAN_FLAGS.items()))
-    try:
-        ownership = Ownership.parse(ns.interface_prefix)
-    except UnsafeValue as exc:
-        raise ConfigError(f"--interface-prefix: {exc}") from None
     return AgentConfig(
-        typha=ns.typha,
-        node=ns.node,
+        typha=f.typha,
+        node=f.node,
         http_host=host,
         http_port=port,
-        prefix=normalise_prefix(ns.prefix),
-        dataplane=DataplaneKind(ns.dataplane),
-        dataplane_netns=ns.dataplane_netns,
-        sysctl_root=ns.sysctl_root,
-        dataplane_delay=delay,
-        resync_interval=resync,
+        prefix=normalise_prefix(f.prefix),
+        dataplane=f.dataplane,
+        dataplane_netns=f.dataplane_netns,
+        sysctl_root=f.sysctl_root,
+        dataplane_delay=f.dataplane_delay,
+        resync_interval=f.resync_interval,
         failsafes=failsafes,
-        endpoint_to_host=to_host,
-        nat_exclusions=exclusions,
-        log_prefix=prefix,
-        vxlan=vxlan,
-        ownership=ownership,
-        log_level=level,
-        log_format=log_format,
-        log_summary_interval=summary,
-        tls_reload_interval=tls_reload,
-        tls_ca_file=ns.tls_ca_file,
-        tls_cert_file=ns.tls_cert_file,
-        tls_key_file=ns.tls_key_file,
-        tls_server_name=ns.tls_server_name,
-        upstream_stale_after=stale,
-        max_snapshot_bytes=max_snapshot,
+        endpoint_to_host=f.default_endpoint_to_host_action,
+        nat_exclusions=f.nat_outgoing_exclusions,
+        log_prefix=f.log_prefix,
+        vxlan=VxlanParams(f.vxlan_vni, f.vxlan_port, f.vxlan_mtu, f.vxlan_mtu_v6),
+        ownership=f.interface_prefix,
+        log_level=f.log_level,
+        log_format=f.log_format,
+        log_summary_interval=f.log_summary_interval,
+        tls_reload_interval=f.tls_reload_interval,
+        tls_ca_file=f.tls_ca_file,
+        tls_cert_file=f.tls_cert_file,
+        tls_key_file=f.tls_key_file,
+        tls_server_name=f.tls_server_name,
+        upstream_stale_after=f.upstream_stale_after,
+        max_snapshot_bytes=f.max_snapshot_bytes,
     )
 
 
@@ -376,13 +394,13 @@ def explicit_flags(argv: Sequence[str], env: Mapping[str, str]) -> frozenset[str
     """Which of LIVE_FLAGS the operator set: on the command line, or in the
     environment under our name or Calico's."""
     given = argparse.ArgumentParser(add_help=False)
-    for flag in LIVE_FLAGS:
-        given.add_argument(f"--{flag}", default=argparse.SUPPRESS)
+    for name in LIVE_FLAGS:
+        given.add_argument(f"--{name}", default=argparse.SUPPRESS)
     ns, _ = given.parse_known_args(list(argv))
-    out = {flag for flag in LIVE_FLAGS if hasattr(ns, flag.replace("-", "_"))}
-    for flag in LIVE_FLAGS:
-        if env_name(flag) in env or CALICO_SPELLINGS.get(flag, "") in env:
-            out.add(flag)
+    out = {name for name in LIVE_FLAGS if hasattr(ns, name.replace("-", "_"))}
+    for name in LIVE_FLAGS:
+        if env_name(name) in env or CALICO_SPELLINGS.get(name, "") in env:
+            out.add(name)
     return frozenset(out)
 
 

@@ -20,12 +20,14 @@ from runtime.errors import ConfigError
 @dataclass(frozen=True, slots=True)
 class FlagSpec:
     """How one field is a flag.  `text` is the default as a user would write
-    it (None: from the field's default); `minimum` bounds a number; `parse`
+    it (None: from the field's default); `minimum` and `maximum` bound a
+    number; `parse`
     reads the text of a field that is neither a number nor a string (raising
     ConfigError); `required` flags have no default; `choices` limit the text."""
 
     help: str
     minimum: float | None = None
+    maximum: float | None = None
     text: str | None = None
     parse: Callable[[str], Any] | None = None
     required: bool = False
@@ -94,16 +96,20 @@ def number(
     raw: str,
     name: str,
     typ: type[int] | type[float],
-    minimum: float | None,
+    bounds: tuple[float | None, float | None],
     error: type[Exception] = ConfigError,
 ) -> float:
-    """`raw` as `typ`, at least `minimum`; raises `error` naming `--name`."""
+    """`raw` as `typ` within `bounds` (minimum, maximum; None: unbounded);
+    raises `error` naming `--name`."""
     try:
         value = typ(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         raise error(f"--{name}: {raw!r} is not a number") from None
-    if minimum is not None and value < minimum:
-        raise error(f"--{name}: must be at least {minimum:g}")
+    minimum, maximum = bounds
+    if value != value or (minimum is not None and value < minimum):  # NaN too
+        raise error(f"--{name}: must be at least {minimum if minimum is not None else 0:g}")
+    if maximum is not None and value > maximum:
+        raise error(f"--{name}: must be at most {maximum:g}")
     return value
 
 
@@ -118,10 +124,10 @@ def read_flags(
         raw = getattr(ns, fl.attr)
         if fl.spec.parse is not None:
             out[fl.attr] = fl.spec.parse(raw) if raw is not None else fl.default
-        elif fl.type is int:
-            out[fl.attr] = int(number(raw, fl.name, int, fl.spec.minimum, error))
-        elif fl.type is float:
-            out[fl.attr] = number(raw, fl.name, float, fl.spec.minimum, error)
+        elif fl.type is int or fl.type is float:
+            bounds = (fl.spec.minimum, fl.spec.maximum)
+            value = number(raw, fl.name, fl.type, bounds, error)
+            out[fl.attr] = int(value) if fl.type is int else value
         elif fl.type is str:
             out[fl.attr] = raw if raw is not None else ""
         else:  # pragma: no cover - a declaration without a way to read it
