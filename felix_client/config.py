@@ -24,7 +24,7 @@ from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from runtime import envconfig, flags
 from runtime.flags import flag
 from runtime.helpformat import DefaultsHelpFormatter
-from runtime.logformat import LogFormat
+from runtime.logformat import LogFormat, log_format_reader, log_level_reader
 from syncclient.addresses import parse_addresses
 from syncclient.errors import ConfigError
 
@@ -96,9 +96,6 @@ class AgentConfig:
     max_snapshot_bytes: int = 1 << 30
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
 def _named(flag_name: str, read: Callable[[str], T]) -> Callable[[str], T]:
     """`read`, its ValueError as a ConfigError naming `--flag_name`."""
 
@@ -109,20 +106,6 @@ def _named(flag_name: str, read: Callable[[str], T]) -> Callable[[str], T]:
             raise ConfigError(f"--{flag_name}: {exc}") from None
 
     return parse
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"--log-level: {value!r} is not one of {', '.join(LOG_LEVELS)}")
-    return level
-
-
-def _log_format(value: str) -> LogFormat:
-    try:
-        return LogFormat(value.lower())
-    except ValueError:
-        raise ConfigError(f"--log-format: {value!r} is not text or json") from None
 
 
 _VXLAN = VxlanParams()
@@ -220,12 +203,14 @@ class AgentFlags:
         text=",".join(DEFAULT_INTERFACE_PREFIXES),
         parse=_named("interface-prefix", Ownership.parse),
     )
-    log_level: str = flag("INFO", "DEBUG, INFO, WARNING or ERROR", parse=_log_level)
+    log_level: str = flag(
+        "INFO", "DEBUG, INFO, WARNING or ERROR", parse=log_level_reader(ConfigError)
+    )
     log_format: LogFormat = flag(
         LogFormat.TEXT,
         "text (ISO-8601 UTC time, level, logger, message) or json",
         text="text",
-        parse=_log_format,
+        parse=log_format_reader(ConfigError),
     )
     log_summary_interval: float = flag(
         60.0, "seconds between one-line summaries in the log (0: none)", minimum=0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 
 import orjson
@@ -16,6 +17,33 @@ class LogFormat(StrEnum):
 
     TEXT = "text"  # 2026-11-27T17:04:48.071Z INFO typha.app: message
     JSON = "json"  # {"ts": "...", "level": "INFO", "logger": "typha.app", "msg": "..."}
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level_reader(error: type[Exception]) -> Callable[[str], str]:
+    """A reader for `--log-level` (any case) raising the daemon's `error`."""
+
+    def read(value: str) -> str:
+        level = value.upper()
+        if level not in LOG_LEVELS:
+            raise error(f"--log-level: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    return read
+
+
+def log_format_reader(error: type[Exception]) -> Callable[[str], LogFormat]:
+    """A reader for `--log-format` (text or json) raising the daemon's `error`."""
+
+    def read(value: str) -> LogFormat:
+        try:
+            return LogFormat(value.lower())
+        except ValueError:
+            raise error(f"--log-format: {value!r} is not text or json") from None
+
+    return read
 
 
 def iso_utc(created: float) -> str:

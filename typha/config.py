@@ -14,7 +14,7 @@ from runtime import envconfig, flags, hostport
 from runtime.flags import flag
 from runtime.helpformat import DefaultsHelpFormatter
 from runtime.hostport import HostPort
-from runtime.logformat import LogFormat
+from runtime.logformat import LogFormat, log_format_reader, log_level_reader
 from typha.datastore.etcd_client import EtcdOptions
 from typha.errors import ConfigError
 
@@ -69,22 +69,6 @@ def _agent_address(text: str) -> HostPort:
 
 def _http_address(text: str) -> HostPort:
     return parse_hostport(text, DEFAULT_HTTP_PORT)
-
-
-def parse_log_level(value: str) -> str:
-    """`--log-level`: DEBUG, INFO, WARNING or ERROR, any case."""
-    level = value.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"--log-level: unknown level {value!r}")
-    return level
-
-
-def parse_log_format(value: str) -> LogFormat:
-    """`--log-format`: text or json."""
-    try:
-        return LogFormat(value.lower())
-    except ValueError:
-        raise ConfigError(f"--log-format: {value!r} is not text or json") from None
 
 
 def comma_set(text: str) -> frozenset[str]:
@@ -149,12 +133,14 @@ class ServeConfig:
         "before the replica counts etcd as lost",
         minimum=1.0,
     )
-    log_level: str = flag("INFO", "DEBUG, INFO, WARNING or ERROR", parse=parse_log_level)
+    log_level: str = flag(
+        "INFO", "DEBUG, INFO, WARNING or ERROR", parse=log_level_reader(ConfigError)
+    )
     log_format: LogFormat = flag(
         LogFormat.TEXT,
         "text (ISO-8601 UTC time, level, logger, message) or json",
         text="text",
-        parse=parse_log_format,
+        parse=log_format_reader(ConfigError),
     )
     log_summary_interval: float = flag(
         60.0, "seconds between one-line summaries in the log (0: none)", minimum=0.0

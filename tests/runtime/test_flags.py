@@ -22,7 +22,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Sample:
-    page_size: int = flag(100, "keys per page", minimum=1)
+    page_size: int = flag(100, "keys per page", minimum=1, maximum=1000)
     window: float = flag(0.5, "seconds to wait", minimum=0.0)
     name: str = flag("", "a name")
     pair: tuple[str, str] = flag(("a", "b"), "a pair", text="a=b", parse=_pair)
@@ -58,8 +58,11 @@ def test_the_environment_sets_the_default_and_the_flag_wins() -> None:
     ("argv", "message"),
     [
         (["--page-size", "0"], "--page-size: must be at least 1"),
+        (["--page-size", "1001"], "--page-size: must be at most 1000"),
         (["--page-size", "ten"], "--page-size: 'ten' is not a number"),
         (["--window", "-1"], "--window: must be at least 0"),
+        (["--window", "nan"], "--window: must be at least 0"),
+        (["--page-size", "1e3"], "--page-size: '1e3' is not a number"),
         (["--pair", "nope"], "--pair: 'nope' is not a=b"),
     ],
 )
