@@ -94,11 +94,9 @@ class Link:
         session = self.session
         if data:
             self._stats.bytes_received += len(data)
-            core = session.core
-            pongs = core.rtt_samples
             session.receive_data(data, now)
-            if core.rtt_samples != pongs and core.last_rtt is not None:
-                self._stats.ping_rtt.observe(core.last_rtt)
+            if (rtt := session.core.take_rtt()) is not None:
+                self._stats.ping_rtt.observe(rtt)
             self._on_received(session)
         deadline = session.next_deadline()
         if deadline is not None and now >= deadline:

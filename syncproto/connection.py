@@ -113,7 +113,7 @@ class _Core:
         # pong that arrives after other frames still gives a round trip.
         self._rtt_ping_at: float | None = None
         self.last_rtt: float | None = None  # seconds, of the latest answered ping
-        self.rtt_samples = 0  # pongs that answered our latest ping
+        self._rtt_fresh = False  # last_rtt not taken yet
         self._partial_since: float | None = None
         self._tokens = float(limits.inbound_burst)
         self._tokens_at = now
@@ -191,7 +191,14 @@ class _Core:
         if sent is not None and token == self._ping_token:
             self._rtt_ping_at = None
             self.last_rtt = now - sent
-            self.rtt_samples += 1
+            self._rtt_fresh = True
+
+    def take_rtt(self) -> float | None:
+        """The round trip of a ping answered since the last call, else None."""
+        if not self._rtt_fresh:
+            return None
+        self._rtt_fresh = False
+        return self.last_rtt
 
     def _spend(self, n: int, now: float) -> None:
         rate = self.limits.inbound_msgs_per_sec

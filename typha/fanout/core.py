@@ -318,7 +318,6 @@ class Fanout(Generic[H]):
             return actions
         stream = client.stream
         core = stream.core
-        pongs = core.rtt_samples
         try:
             hello = stream.receive_data(data, now)
         except ProtocolError as exc:
@@ -328,8 +327,8 @@ class Fanout(Generic[H]):
             )
             self._settle(client, now, actions)
             return actions
-        if core.rtt_samples != pongs and core.last_rtt is not None:
-            self.stats.ping_rtt.observe(core.last_rtt)
+        if (rtt := core.take_rtt()) is not None:
+            self.stats.ping_rtt.observe(rtt)
         self._sync(client)
         applied = stream.take_applied()
         if applied is not None and stream.streaming and client.counted:
