@@ -30,6 +30,10 @@ class Kind(Enum):
     HOST_ENDPOINT = "HostEndpoint"
     NETWORK_POLICY = "NetworkPolicy"
     GLOBAL_NETWORK_POLICY = "GlobalNetworkPolicy"
+    # Previewed, never enforced: validated and served; the agent does not
+    # turn them into rules that decide a verdict.
+    STAGED_NETWORK_POLICY = "StagedNetworkPolicy"
+    STAGED_GLOBAL_NETWORK_POLICY = "StagedGlobalNetworkPolicy"
     PROFILE = "Profile"
     FELIX_CONFIGURATION = "FelixConfiguration"
     TIER = "Tier"
@@ -43,6 +47,8 @@ V3_PLURALS: dict[str, tuple[Kind, bool]] = {
     "hostendpoints": (Kind.HOST_ENDPOINT, False),
     "networkpolicies": (Kind.NETWORK_POLICY, True),
     "globalnetworkpolicies": (Kind.GLOBAL_NETWORK_POLICY, False),
+    "stagednetworkpolicies": (Kind.STAGED_NETWORK_POLICY, True),
+    "stagedglobalnetworkpolicies": (Kind.STAGED_GLOBAL_NETWORK_POLICY, False),
     "profiles": (Kind.PROFILE, False),
     "felixconfigurations": (Kind.FELIX_CONFIGURATION, False),
     "tiers": (Kind.TIER, False),

@@ -188,6 +188,39 @@ def read_tier(spec: dict[str, Any], meta: dict[str, Any]) -> Tier:
     return Tier(order, RuleAction(action))
 
 
+class StagedAction(StrEnum):
+    """What a staged policy would do to the policy of its name once promoted."""
+
+    SET = "Set"  # create or replace it with this spec
+    DELETE = "Delete"  # remove it (the spec is empty but for its tier)
+    LEARN = "Learn"
+    IGNORE = "Ignore"
+
+
+def check_staged(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -> None:
+    """A Staged(Global)NetworkPolicy's spec, checked as Calico checks it: its
+    `stagedAction` (absent: Set); with Delete, no field but the tier; else
+    the spec of the policy it stages.  It has no model: nothing enforces it."""
+    raw = spec.get("stagedAction", StagedAction.SET.value)
+    try:
+        action = StagedAction(raw) if isinstance(raw, str) else None
+    except ValueError:
+        action = None
+    if action is None:
+        raise fail(Reason.BAD_FIELD, "spec.stagedAction", f"{raw!r:.40} is not a staged action")
+    policy_spec = {k: v for k, v in spec.items() if k != "stagedAction"}
+    if action is StagedAction.DELETE:
+        extra = sorted(
+            k for k, v in policy_spec.items() if k != "tier" and v not in (None, "", [], {})
+        )
+        if extra:
+            raise fail(
+                Reason.BAD_FIELD, f"spec.{extra[0]}", "a Delete stages no fields but the tier"
+            )
+        policy_spec = {"tier": policy_spec["tier"]} if "tier" in policy_spec else {}
+    read_policy(policy_spec, meta, global_=global_)
+
+
 def read_policy(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -> Policy:
     """A (Global)NetworkPolicy's spec."""
     sel = selector(spec.get("selector"), "spec.selector")

@@ -137,6 +137,9 @@ _NAME_PATTERNS = {
     Kind.GLOBAL_NETWORK_POLICY: re.compile(f"^({_LABEL_RE}\\.)?{_LABEL_RE}\\Z"),
     Kind.TIER: DNS_LABEL,
 }
+# A staged policy is named as the policy it would become.
+_NAME_PATTERNS[Kind.STAGED_NETWORK_POLICY] = _NAME_PATTERNS[Kind.NETWORK_POLICY]
+_NAME_PATTERNS[Kind.STAGED_GLOBAL_NETWORK_POLICY] = _NAME_PATTERNS[Kind.GLOBAL_NETWORK_POLICY]
 
 
 def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> Resource | None:
@@ -189,6 +192,8 @@ _SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], dict[str, Any]], Resource | N
     ),
     Kind.NETWORK_POLICY: lambda spec, m: policies.read_policy(spec, m, global_=False),
     Kind.GLOBAL_NETWORK_POLICY: lambda spec, m: policies.read_policy(spec, m, global_=True),
+    Kind.STAGED_NETWORK_POLICY: lambda spec, m: policies.check_staged(spec, m, global_=False),
+    Kind.STAGED_GLOBAL_NETWORK_POLICY: lambda spec, m: policies.check_staged(spec, m, global_=True),
     Kind.PROFILE: policies.read_profile,
     Kind.TIER: policies.read_tier,
 }

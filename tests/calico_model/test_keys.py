@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calico_model.keys import KeyLayout, Kind, ResourceKey
+from calico_model.keys import V3_PLURALS, KeyLayout, Kind, ResourceKey
 
 V3 = "resources/v3/projectcalico.org/"
 
@@ -60,6 +60,6 @@ names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, m
 )
 def test_key_and_parse_are_inverse(kind: Kind, name: str, ns: str, prefix: str) -> None:
     layout = KeyLayout(prefix)
-    namespaced = kind in (Kind.WORKLOAD_ENDPOINT, Kind.NETWORK_POLICY)
+    namespaced = kind in {k for k, ns in V3_PLURALS.values() if ns}
     rk = ResourceKey(kind, name, ns if namespaced else "")
     assert layout.parse(layout.key(rk)) == rk
