@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout
 from dataplane import log_prefix
@@ -24,7 +24,7 @@ from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
 from runtime import envconfig, flags
 from runtime.flags import flag
 from runtime.helpformat import DefaultsHelpFormatter
-from runtime.logformat import LogFormat, log_format_reader, log_level_reader
+from runtime.logformat import LogFormat, log_format_flag, log_level_flag, log_summary_flag
 from syncclient.addresses import parse_addresses
 from syncclient.errors import ConfigError
 
@@ -111,6 +111,12 @@ def _named(flag_name: str, read: Callable[[str], T]) -> Callable[[str], T]:
 _VXLAN = VxlanParams()
 
 
+def _vxlan_flag(field_name: str, help_: str) -> Any:
+    """A VXLAN flag: VxlanParams' default for `field_name`, within its limits."""
+    lo, hi = VXLAN_LIMITS[field_name]
+    return flag(getattr(_VXLAN, field_name), help_, minimum=lo, maximum=hi)
+
+
 @dataclass(frozen=True, slots=True)
 class AgentFlags:
     """Every `felix-agent` flag, declared once (`runtime.flags.flag`):
@@ -172,30 +178,10 @@ class AgentFlags:
         " kind (np, gnp, pro), the name, the namespace/name (Calico's LogPrefix)",
         parse=_named("log-prefix", log_prefix.check),
     )
-    vxlan_vni: int = flag(
-        _VXLAN.vni,
-        "linux: the VXLAN devices' VNI (Calico's VXLANVNI)",
-        minimum=VXLAN_LIMITS["vni"][0],
-        maximum=VXLAN_LIMITS["vni"][1],
-    )
-    vxlan_port: int = flag(
-        _VXLAN.port,
-        "linux: the VXLAN devices' UDP port (Calico's VXLANPort)",
-        minimum=VXLAN_LIMITS["port"][0],
-        maximum=VXLAN_LIMITS["port"][1],
-    )
-    vxlan_mtu: int = flag(
-        _VXLAN.mtu,
-        "linux: vxlan.calico's MTU; 0: the kernel's, 1450",
-        minimum=VXLAN_LIMITS["mtu"][0],
-        maximum=VXLAN_LIMITS["mtu"][1],
-    )
-    vxlan_mtu_v6: int = flag(
-        _VXLAN.mtu6,
-        "linux: vxlan-v6.calico's MTU; 0: the kernel's, 1430",
-        minimum=VXLAN_LIMITS["mtu6"][0],
-        maximum=VXLAN_LIMITS["mtu6"][1],
-    )
+    vxlan_vni: int = _vxlan_flag("vni", "linux: the VXLAN devices' VNI (Calico's VXLANVNI)")
+    vxlan_port: int = _vxlan_flag("port", "linux: the VXLAN devices' UDP port (Calico's VXLANPort)")
+    vxlan_mtu: int = _vxlan_flag("mtu", "linux: vxlan.calico's MTU; 0: the kernel's, 1450")
+    vxlan_mtu_v6: int = _vxlan_flag("mtu6", "linux: vxlan-v6.calico's MTU; 0: the kernel's, 1430")
     interface_prefix: Ownership = flag(
         Ownership(),
         "workload interface name prefixes, comma separated: the only interfaces the agent"
@@ -203,18 +189,9 @@ class AgentFlags:
         text=",".join(DEFAULT_INTERFACE_PREFIXES),
         parse=_named("interface-prefix", Ownership.parse),
     )
-    log_level: str = flag(
-        "INFO", "DEBUG, INFO, WARNING or ERROR", parse=log_level_reader(ConfigError)
-    )
-    log_format: LogFormat = flag(
-        LogFormat.TEXT,
-        "text (ISO-8601 UTC time, level, logger, message) or json",
-        text="text",
-        parse=log_format_reader(ConfigError),
-    )
-    log_summary_interval: float = flag(
-        60.0, "seconds between one-line summaries in the log (0: none)", minimum=0
-    )
+    log_level: str = log_level_flag(ConfigError)
+    log_format: LogFormat = log_format_flag(ConfigError)
+    log_summary_interval: float = log_summary_flag()
     tls_ca_file: str = flag("", "CA that signs typha's certificate (PEM)")
     tls_cert_file: str = flag("", "this agent's certificate (PEM)")
     tls_key_file: str = flag("", "this agent's private key (PEM)")

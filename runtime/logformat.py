@@ -8,8 +8,11 @@ import sys
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 import orjson
+
+from runtime.flags import flag
 
 
 class LogFormat(StrEnum):
@@ -44,6 +47,26 @@ def log_format_reader(error: type[Exception]) -> Callable[[str], LogFormat]:
             raise error(f"--log-format: {value!r} is not text or json") from None
 
     return read
+
+
+def log_level_flag(error: type[Exception]) -> Any:
+    """The `--log-level` field of a daemon's flag table (runtime.flags)."""
+    return flag("INFO", "DEBUG, INFO, WARNING or ERROR", parse=log_level_reader(error))
+
+
+def log_format_flag(error: type[Exception]) -> Any:
+    """The `--log-format` field of a daemon's flag table."""
+    return flag(
+        LogFormat.TEXT,
+        "text (ISO-8601 UTC time, level, logger, message) or json",
+        text="text",
+        parse=log_format_reader(error),
+    )
+
+
+def log_summary_flag() -> Any:
+    """The `--log-summary-interval` field of a daemon's flag table."""
+    return flag(60.0, "seconds between one-line summaries in the log (0: none)", minimum=0)
 
 
 def iso_utc(created: float) -> str:

@@ -11,8 +11,9 @@ A caller must:
   * feed received bytes to `receive_data`; when it returns True (the hello
     arrived) call `start` (again later while it returns False);
   * write what `next_output()` returns until it returns None, after every
-    call that may produce output, and tell `over_buffer()` the transport's
-    buffered byte count after writing;
+    call that may produce output, and tell `over_buffer()` how many bytes
+    the transport may hold unwritten (the fan-out core counts them from the
+    transport's push-back);
   * during a fan-out pass, write what `catch_up()` returns;
   * report `pause_writing(now)` / `resume_writing()` from the transport;
   * call `handle_timer(now)` once `now >= next_deadline()`;
@@ -341,8 +342,9 @@ class ServerStream:
         return core.send_frame_now(data)
 
     def over_buffer(self, buffered: int) -> bool:
-        """Tell the stream how many bytes the transport holds unwritten; True
-        (and `verdict` SLOW_CLIENT) past the limit: the peer is not reading."""
+        """Tell the stream how many bytes the transport may hold unwritten;
+        True (and `verdict` SLOW_CLIENT) past the limit: the peer is not
+        reading."""
         if buffered > self._policy.max_buffer_bytes:
             self.abort(CloseReason.SLOW_CLIENT)
             return True

@@ -14,7 +14,7 @@ from runtime import envconfig, flags, hostport
 from runtime.flags import flag
 from runtime.helpformat import DefaultsHelpFormatter
 from runtime.hostport import HostPort
-from runtime.logformat import LogFormat, log_format_reader, log_level_reader
+from runtime.logformat import LogFormat, log_format_flag, log_level_flag, log_summary_flag
 from typha.datastore.etcd_client import EtcdOptions
 from typha.errors import ConfigError
 
@@ -133,18 +133,9 @@ class ServeConfig:
         "before the replica counts etcd as lost",
         minimum=1.0,
     )
-    log_level: str = flag(
-        "INFO", "DEBUG, INFO, WARNING or ERROR", parse=log_level_reader(ConfigError)
-    )
-    log_format: LogFormat = flag(
-        LogFormat.TEXT,
-        "text (ISO-8601 UTC time, level, logger, message) or json",
-        text="text",
-        parse=log_format_reader(ConfigError),
-    )
-    log_summary_interval: float = flag(
-        60.0, "seconds between one-line summaries in the log (0: none)", minimum=0.0
-    )
+    log_level: str = log_level_flag(ConfigError)
+    log_format: LogFormat = log_format_flag(ConfigError)
+    log_summary_interval: float = log_summary_flag()
     tls_reload_interval: float = flag(
         30.0,
         "seconds between checks of the TLS files (agent port and etcd) for a rotated certificate "

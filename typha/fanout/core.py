@@ -663,12 +663,12 @@ class Fanout(Generic[H]):
         self._check_backlog(client, len(data))
 
     def _check_backlog(self, client: _Client[H], more: int) -> None:
-        """Past `max_buffer_bytes` possibly unwritten, the peer is not reading."""
+        """While the transport pushes back, what it may hold unwritten is the
+        backlog; the stream judges it against its limit (`over_buffer`)."""
         if client.stream.paused_since is None:
             return
         client.backlog += more
-        if client.backlog > self.limits.stream.max_buffer_bytes:
-            client.stream.abort(CloseReason.SLOW_CLIENT)
+        client.stream.over_buffer(client.backlog)
 
     def _abort(self, client: _Client[H], reason: CloseReason, actions: list[Action[H]]) -> None:
         level = logging.WARNING if reason is CloseReason.SLOW_CLIENT else logging.INFO
