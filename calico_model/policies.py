@@ -197,10 +197,20 @@ class StagedAction(StrEnum):
     IGNORE = "Ignore"
 
 
-def check_staged(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class StagedPolicy:
+    """A staged policy: what it would do (`action`) and, for Set, the policy
+    it would become.  Nothing enforces it; an agent counts what it would
+    decide."""
+
+    action: StagedAction
+    policy: Policy
+
+
+def check_staged(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -> StagedPolicy:
     """A Staged(Global)NetworkPolicy's spec, checked as Calico checks it: its
     `stagedAction` (absent: Set); with Delete, no field but the tier; else
-    the spec of the policy it stages.  It has no model: nothing enforces it."""
+    the spec of the policy it stages."""
     raw = spec.get("stagedAction", StagedAction.SET.value)
     try:
         action = StagedAction(raw) if isinstance(raw, str) else None
@@ -218,7 +228,7 @@ def check_staged(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -
                 Reason.BAD_FIELD, f"spec.{extra[0]}", "a Delete stages no fields but the tier"
             )
         policy_spec = {"tier": policy_spec["tier"]} if "tier" in policy_spec else {}
-    read_policy(policy_spec, meta, global_=global_)
+    return StagedPolicy(action, read_policy(policy_spec, meta, global_=global_))
 
 
 def read_policy(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -> Policy:

@@ -36,7 +36,7 @@ from calico_model.keys import (
     Kind,
     ResourceKey,
 )
-from calico_model.policies import Policy, Profile, Tier
+from calico_model.policies import Policy, Profile, StagedPolicy, Tier
 from calico_model.topology import Block, Node, Pool
 from snapshot import canonical_json
 
@@ -177,7 +177,7 @@ def _check_v3(rk: ResourceKey, value: dict[str, Any]) -> Resource | None:
 
 
 # The typed models the readers return (kinds without one return None).
-Resource = Endpoint | Policy | Profile | Tier | Node | Pool | Block
+Resource = Endpoint | Policy | StagedPolicy | Profile | Tier | Node | Pool | Block
 
 # Each takes the spec and the (checked) metadata: a few names carry rules of
 # their own (the well-known tiers, the `default` FelixConfiguration); the

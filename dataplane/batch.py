@@ -179,12 +179,36 @@ class Match:
         return " ".join(parts)
 
 
+# Policy labels of the rules that are no policy's own (names of Calico
+# resources are lower case DNS names: these cannot collide with one).
+PROFILE_TIER = "__PROFILE__"
+END_OF_TIER = "__END_OF_TIER__"
+END_OF_PROFILES = "__NO_PROFILE_MATCHED__"
+DEFAULT_RULE = "default"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RuleRef:
+    """Which rule of which policy an ACL rule is: what its verdict counter
+    counts for.  `tier` (PROFILE_TIER for a profile's rules), `policy` (the
+    namespaced name, the profile's name, or END_OF_TIER / END_OF_PROFILES),
+    `rule` (the rule's index in the policy's list for its direction, or
+    DEFAULT_RULE), and `staged`: the rule is a staged policy's, which counts
+    what it would decide and decides nothing."""
+
+    tier: str
+    policy: str
+    rule: str
+    staged: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One ACL rule: everything a dataplane needs to render it exactly.
     Protocols are IANA numbers.  `group` is the tier or profile the rule
     belongs to (a Pass skips to the first rule of another group); `origin`
-    names the policy or profile it came from."""
+    names the policy or profile it came from; `ref`, when given, is the
+    policy rule its counter counts for (a staged one only counts)."""
 
     action: Action
     protocol: int | None = None
@@ -197,6 +221,12 @@ class Rule:
     dst: Match = Match()
     group: str = ""
     origin: str = ""
+    ref: RuleRef | None = None
+
+    @property
+    def staged(self) -> bool:
+        """Whether the rule only counts what a staged policy would decide."""
+        return self.ref is not None and self.ref.staged
 
     def sets(self) -> tuple[IpSetId, ...]:
         """Every IP set the rule references."""
@@ -217,6 +247,8 @@ class Rule:
                 "dst": self.dst.to_dict() or None,
                 "group": self.group,
                 "origin": self.origin,
+                "rule": self.ref.rule if self.ref is not None else None,
+                "staged": self.staged or None,
             }
         )
 
@@ -237,7 +269,8 @@ class Rule:
         if d := str(self.dst):
             parts.append(f"to {d}")
         if self.origin:
-            parts.append(f"# {self.origin}")
+            staged = "staged " if self.staged else ""
+            parts.append(f"# {staged}{self.origin}")
         return " ".join(parts)
 
 

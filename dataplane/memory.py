@@ -18,6 +18,7 @@ from dataplane.batch import (
 )
 from dataplane.host_settings import ConfiguredSettings
 from dataplane.ownership import Gate, Ownership
+from dataplane.policy_counters import CounterKey, Reading
 
 
 class MemoryDataplane:
@@ -100,6 +101,10 @@ class MemoryDataplane:
 
     def kernel_status(self) -> dict[str, int | str]:
         """What the driver did to a kernel (nothing, for this one)."""
+        return {}
+
+    def policy_counters(self) -> dict[CounterKey, Reading]:
+        """What each policy rule matched (nothing here: no packet passes)."""
         return {}
 
     def configuration(self) -> dict[str, object]:

@@ -31,6 +31,7 @@ from felix_client.calc import Calculator
 from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.metrics import AgentCollector
 from felix_client.readiness import AgentReadiness
+from felix_client.verdict_series import DEFAULT_COUNTER_SERIES, VerdictSeries
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.histogram import Histogram
 from runtime.sockets import listening_socket
@@ -82,6 +83,7 @@ class Agent:
         dataplane: MemoryDataplane | None = None,
         prefix: str = DEFAULT_PREFIX,
         version: str = "0+unknown",
+        policy_counter_series: int = DEFAULT_COUNTER_SERIES,
     ) -> None:
         self.client = client
         self.node = node
@@ -92,6 +94,7 @@ class Agent:
             else DataplaneKind.MEMORY
         )
         self.calc = Calculator(node, prefix=prefix)
+        self.verdicts = VerdictSeries(self.dataplane.policy_counters, policy_counter_series)
         self.updates_applied = 0
         self.apply_failures = 0
         self.apply_time = Histogram()
@@ -312,7 +315,12 @@ async def run_agent(
     ) as client:
         dataplane = make_dataplane(config)
         agent = Agent(
-            client, node=config.node, dataplane=dataplane, prefix=config.prefix, version=version
+            client,
+            node=config.node,
+            dataplane=dataplane,
+            prefix=config.prefix,
+            version=version,
+            policy_counter_series=config.policy_counter_series,
         )
         runner = web.AppRunner(agent.http_app(), access_log=None)
         await runner.setup()

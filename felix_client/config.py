@@ -21,6 +21,7 @@ from dataplane.failsafe import DEFAULT_INBOUND, DEFAULT_OUTBOUND, Failsafes, par
 from dataplane.host_settings import VXLAN_LIMITS, HostSettings, VxlanParams
 from dataplane.nat_outgoing import NatOutgoingExclusions
 from dataplane.ownership import DEFAULT_INTERFACE_PREFIXES, Ownership
+from felix_client.verdict_series import DEFAULT_COUNTER_SERIES
 from runtime import envconfig, flags
 from runtime.flags import flag
 from runtime.helpformat import DefaultsHelpFormatter
@@ -94,6 +95,7 @@ class AgentConfig:
     tls_server_name: str = ""
     upstream_stale_after: float = 10.0
     max_snapshot_bytes: int = 1 << 30
+    policy_counter_series: int = DEFAULT_COUNTER_SERIES
 
 
 def _named(flag_name: str, read: Callable[[str], T]) -> Callable[[str], T]:
@@ -215,6 +217,12 @@ class AgentFlags:
     max_snapshot_bytes: int = flag(
         1 << 30, "largest snapshot accepted (keys + values); a larger one is refused", minimum=1
     )
+    policy_counter_series: int = flag(
+        DEFAULT_COUNTER_SERIES,
+        "most policy rules with verdict counter series of their own; the rest are summed"
+        " into policy __OVERFLOW__ (0: only those)",
+        minimum=0,
+    )
 
 
 def add_agent_arguments(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -322,6 +330,7 @@ def agent_config(ns: argparse.Namespace) -> AgentConfig:
         tls_server_name=f.tls_server_name,
         upstream_stale_after=f.upstream_stale_after,
         max_snapshot_bytes=f.max_snapshot_bytes,
+        policy_counter_series=f.policy_counter_series,
     )
 
 

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from dataplane import MemoryDataplane
 from felix_client.calc import Calculator
 from felix_client.calc.rules import Unenforceable
+from felix_client.verdict_series import LABELS, VerdictSeries
 from runtime.histogram import Histogram
 from runtime.metric_families import build_info, histogram_family
 from syncclient.client import SyncClient
@@ -31,6 +32,7 @@ class Agent(Protocol):
     apply_failures: int
     applied_revision: int
     apply_time: Histogram
+    verdicts: VerdictSeries
 
     def ready(self) -> bool:
         """What /readyz answers."""
@@ -129,6 +131,34 @@ COUNTERS: list[tuple[str, str, Getter]] = [
 CALC_ERRORS = tuple(f"rule_{r}" for r in Unenforceable)
 
 
+def verdict_families(verdicts: VerdictSeries) -> Iterator[Metric]:
+    """What each policy rule matched on this node (`verdict_series`)."""
+    fams = {
+        (staged, unit): CounterMetricFamily(
+            f"felix_{'staged_' if staged else ''}policy_{unit}",
+            (
+                f"{unit} a staged policy's rule matched (the verdict it would give: "
+                "it decides nothing)"
+                if staged
+                else f"{unit} a policy's or profile's rule (or a default) decided"
+            )
+            + "; past --policy-counter-series, folded into policy __OVERFLOW__",
+            labels=list(LABELS),
+        )
+        for staged in (False, True)
+        for unit in ("packets", "bytes")
+    }
+    for s in verdicts.series():
+        fams[(s.staged, "packets")].add_metric(list(s.labels), s.packets)
+        fams[(s.staged, "bytes")].add_metric(list(s.labels), s.bytes)
+    yield from fams.values()
+    yield GaugeMetricFamily(
+        "felix_policy_counters_folded",
+        "verdict counters beyond --policy-counter-series, counted in the __OVERFLOW__ series",
+        value=verdicts.folded,
+    )
+
+
 class AgentCollector(Collector):
     """Prometheus collector over one Agent."""
 
@@ -153,6 +183,7 @@ class AgentCollector(Collector):
         for reason, n in sorted(counts.items()):
             errors.add_metric([reason], n)
         yield errors
+        yield from verdict_families(agent.verdicts)
         yield histogram_family(
             "felix_apply_seconds",
             "one received batch through the calculation and into the dataplane",

@@ -26,6 +26,7 @@ __all__ = [
     "Fabric",
     "fabric",
     "kernel_missing",
+    "named_counters",
     "nft_packets",
     "require_kernel",
     "sh",
@@ -40,12 +41,29 @@ def nft_packets(ns: str, what: str, having: str = "") -> int:
     wl_source`, ...) whose statements include `having` (`drop`, `log`;
     every rule if empty)."""
     doc = json.loads(sh(ns, "nft", "-j", "list", *what.split()).stdout)
+    named = named_counters(ns)
     total = 0
     for obj in doc["nftables"]:
         exprs = obj.get("rule", {}).get("expr", [])
         if not having or any(having in e for e in exprs):
-            total += sum(e["counter"]["packets"] for e in exprs if "counter" in e)
+            for e in exprs:
+                if "counter" in e:
+                    c = e["counter"]
+                    # A policy rule counts into a named counter (shared).
+                    total += named[c][0] if isinstance(c, str) else c["packets"]
     return total
+
+
+def named_counters(ns: str) -> dict[str, tuple[int, int]]:
+    """The named counters of the agent's table in `ns`: (packets, bytes) by name."""
+    res = sh(ns, "nft", "-j", "list", "counters", "table", "inet", "felix_typha", check=False)
+    if res.returncode != 0:
+        return {}
+    return {
+        c["name"]: (c["packets"], c["bytes"])
+        for obj in json.loads(res.stdout)["nftables"]
+        if (c := obj.get("counter"))
+    }
 
 
 def require_kernel() -> None:

@@ -45,6 +45,7 @@ from dataplane.linux.routes import RouteTable
 from dataplane.linux.vxlan import Vxlan
 from dataplane.memory import MemoryDataplane
 from dataplane.ownership import Ownership
+from dataplane.policy_counters import CounterKey, Reading
 from runtime.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ RTMGRP_IPV6_IFADDR = 0x100
 class _Affected:
     chains: set[str] = field(default_factory=set)
     sets: set[str] = field(default_factory=set)
+    counters: set[str] = field(default_factory=set)
     maps: bool = False
 
 
@@ -65,6 +67,7 @@ def _restrict(m: M.NftModel, a: _Affected) -> M.NftModel:
     out = M.NftModel(table=m.table)
     out.chains = {n: m.chains[n] for n in a.chains if n in m.chains}
     out.sets = {n: m.sets[n] for n in a.sets if n in m.sets}
+    out.counters = {n: m.counters[n] for n in a.counters if n in m.counters}
     if a.maps:
         out.maps = {k: dict(v) for k, v in m.maps.items()}
     return out
@@ -275,7 +278,7 @@ class LinuxDataplane(MemoryDataplane):
             self.kernel_stats["unsafe_members"] += len(unsafe)
             self._rl.log(logging.ERROR, "member", "IP set members left out: %s", unsafe[0])
         for ck in batch.chains_del | batch.chains_set.keys():
-            a.chains |= self._replace_chain(m, ck, batch.chains_set.get(ck))
+            self._replace_chain(m, ck, batch.chains_set.get(ck), a)
         if batch.chains_set or batch.chains_del or batch.endpoints_set or batch.endpoints_del:
             if _by_address(self.endpoints):
                 self._refresh_addresses()
@@ -290,10 +293,10 @@ class LinuxDataplane(MemoryDataplane):
         if batch.hosts_set or batch.hosts_del:
             a.sets |= self._set_hosts(m)
         if batch.configured is not None:
-            a.chains |= self._reconfigure(m, batch.configured)
+            a.chains |= self._reconfigure(m, batch.configured, a)
         return a
 
-    def _reconfigure(self, m: M.NftModel, configured: ConfiguredSettings) -> set[str]:
+    def _reconfigure(self, m: M.NftModel, configured: ConfiguredSettings, a: _Affected) -> set[str]:
         """Apply a changed FelixConfiguration: the base chains rebuilt with
         the settings now in force, in the batch's one transaction.  Returns
         the chains rewritten (none if nothing in force changed)."""
@@ -319,9 +322,9 @@ class LinuxDataplane(MemoryDataplane):
         before, self._in_force = self._in_force, in_force
         if in_force != before:
             log.info("settings in force: %s", in_force.to_dict())
-        changed = set()
+        changed: set[str] = set()
         if in_force.log_template() != before.log_template():
-            changed |= self._rerender_logging(m)
+            self._rerender_logging(m, a)
         if in_force.vxlan() != before.vxlan():
             self._vxlan.params = in_force.vxlan()
             self._vxlan_changed = True
@@ -335,22 +338,21 @@ class LinuxDataplane(MemoryDataplane):
             nat_excludes_hosts=in_force.nat_excludes_hosts(),
         )
 
-    def _rerender_logging(self, m: M.NftModel) -> set[str]:
+    def _rerender_logging(self, m: M.NftModel, a: _Affected) -> None:
         """The endpoint chains with a Log rule, rendered again with the
-        prefix now in force; returns the chains rewritten."""
-        out: set[str] = set()
+        prefix now in force (recorded in `a`)."""
         for ck, rules in self.chains.items():
             if any(r.action is Action.LOG for r in rules):
-                out |= self._replace_chain(m, ck, rules)
-        return out
+                self._replace_chain(m, ck, rules, a)
 
     def _replace_chain(
-        self, m: M.NftModel, ck: ChainKey, rules: tuple[Rule, ...] | None
-    ) -> set[str]:
+        self, m: M.NftModel, ck: ChainKey, rules: tuple[Rule, ...] | None, a: _Affected
+    ) -> None:
         """Remove endpoint chain `ck` (and its group chains) from the model
         and, unless `rules` is None, render it again with the settings in
-        force; returns the chain names before and after."""
-        names = M.chain_names(m, ck)
+        force; records in `a` the chains and counters before and after."""
+        a.chains |= M.chain_names(m, ck)
+        a.counters |= M.chain_counters_in(m, ck)
         M.remove_chain(m, ck)
         self._unrenderable.pop(f"chain {ck}", None)
         if rules is not None:
@@ -358,7 +360,8 @@ class LinuxDataplane(MemoryDataplane):
             if why is not None:
                 self._unrenderable[f"chain {ck}"] = why
                 self._rl.log(logging.ERROR, "chain", "chain %s drops all: %s", ck, why)
-        return names | M.chain_names(m, ck)
+        a.chains |= M.chain_names(m, ck)
+        a.counters |= M.chain_counters_in(m, ck)
 
     @property
     def in_force(self) -> HostSettings:
@@ -502,6 +505,11 @@ class LinuxDataplane(MemoryDataplane):
                 p.sets[n] = d.sets[n]
             else:
                 p.sets.pop(n, None)
+        for n in a.counters:
+            if n in d.counters:
+                p.counters[n] = d.counters[n]
+            else:
+                p.counters.pop(n, None)
         if a.maps:
             p.maps = {k: dict(v) for k, v in d.maps.items()}
 
@@ -574,6 +582,25 @@ class LinuxDataplane(MemoryDataplane):
         except DataplaneError:
             return M.NftModel(table=False)  # no table yet
         return M.from_kernel_json(json.loads(out))
+
+    def policy_counters(self) -> dict[CounterKey, Reading]:
+        """What each policy rule matched on this node so far: every named
+        counter of the table, read in one libnftables call (on the kernel
+        thread, between batches), by what it counts.  Empty if the table
+        cannot be read."""
+        return self._thread.call(self._read_counters)
+
+    def _read_counters(self) -> dict[CounterKey, Reading]:
+        try:
+            out = self._nft.run_json(f"list counters table inet {R.TABLE}")
+        except DataplaneError:
+            return {}
+        keys = self._desired.counters
+        return {
+            key: reading
+            for name, reading in M.counters_from_json(json.loads(out)).items()
+            if (key := keys.get(name)) is not None
+        }
 
     def kernel_status(self) -> dict[str, int | str]:
         """Counters for /status: kernel writes, resyncs, repairs, errors,

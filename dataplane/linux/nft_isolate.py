@@ -3,8 +3,9 @@
 A batch is one nftables transaction, all or nothing.  If the kernel refuses
 it, `commit_isolated` applies the same change again one object at a time,
 in an order where everything an object refers to comes before it: sets,
-then endpoint group chains, endpoint chains, the all-interfaces chains,
-the dispatch maps, the base chains, and last what is removed.  An object
+new counters, then endpoint group chains, endpoint chains, the all-interfaces chains,
+the dispatch maps, the base chains, and last what is removed (counters
+after the rules that used them).  An object
 the kernel still refuses is left out alone:
 
 * a set stays as the kernel had it (chains that use it then fail, below);
@@ -36,7 +37,9 @@ def _order(name: str, new: M.NftModel, old: M.NftModel) -> int:
         return 4  # a base chain refers to maps and the all-interfaces chains
     if name.startswith("any_"):
         return 2
-    return 0 if name.count("_") > 1 else 1  # `e_<hash>_<i>` groups before `e_<hash>`
+    # A chain before those that jump to it: `e_<hash>_<i>_<j>` (a staged
+    # policy's) before its group `e_<hash>_<i>`, before `e_<hash>`.
+    return -name.count("_")
 
 
 def _changed_chains(old: M.NftModel, new: M.NftModel) -> list[str]:
@@ -66,6 +69,11 @@ def commit_isolated(
         target.table = new.table
         if kind == "maps":
             target.maps = {k: dict(v) for k, v in new.maps.items()}
+        elif kind == "counters":
+            # Adding `new`'s first (chains count into them), removing the
+            # others last (a counter a rule uses cannot go).
+            gone = name == "remove"
+            target.counters = dict(new.counters) if gone else {**base.counters, **new.counters}
         elif kind == "set":
             _take(target.sets, new.sets, name)
         elif chain is not None:
@@ -86,6 +94,7 @@ def commit_isolated(
             step("set", name)
         except DataplaneError as exc:
             refused[f"set {name}"] = str(exc)
+    step("counters", "add")
     chains = _changed_chains(old, new)
     maps_at = next((i for i, n in enumerate(chains) if _order(n, new, old) >= 4), len(chains))
     for i, name in enumerate(chains):
@@ -105,6 +114,7 @@ def commit_isolated(
         step("maps", "")
     for name in (n for n in changed_sets if n not in new.sets):
         step("set", name)
+    step("counters", "remove")
     return base, refused, written
 
 

@@ -25,14 +25,19 @@ from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_render as R
 from dataplane.log_prefix import DEFAULT_LOG_PREFIX
 from dataplane.ownership import Ownership
+from dataplane.policy_counters import CounterKey, Reading, chain_counters
 
 
 @dataclass(frozen=True, slots=True)
 class ChainDef:
-    """One chain: its declaration (hook, if any) and its rules as (comment, text)."""
+    """One chain: its declaration (hook, if any) and its rules as (comment,
+    text); an endpoint chain also names the counters its own and its group
+    chains' rules count into (not part of what compares: the comments are
+    hashes of the text, which names them)."""
 
     decl: str
     rules: tuple[tuple[str, str], ...]
+    counters: frozenset[str] = field(default=frozenset(), compare=False)
 
     def comments(self) -> tuple[str, ...]:
         """What identifies the rules in the kernel."""
@@ -47,6 +52,11 @@ class NftModel:
     sets: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
     maps: dict[str, dict[str, str]] = field(default_factory=dict)
     table: bool = True
+    # Named counters, with what each counts (None: read from the kernel).
+    counters: dict[str, CounterKey | None] = field(default_factory=dict)
+    # How many endpoint chains count into each (kept by set_chain and
+    # remove_chain: a counter goes when the last chain using it goes).
+    counter_refs: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> NftModel:
         """A copy that can change independently."""
@@ -55,6 +65,8 @@ class NftModel:
             dict(self.sets),
             {k: dict(v) for k, v in self.maps.items()},
             self.table,
+            dict(self.counters),
+            dict(self.counter_refs),
         )
 
 
@@ -188,17 +200,23 @@ REFUSED_CHAIN = ["counter drop"]
 def set_chain(
     m: NftModel, ck: ChainKey, rules: tuple[Rule, ...], log_prefix: str = DEFAULT_LOG_PREFIX
 ) -> str | None:
-    """Put one endpoint chain (and its group chains) into the model.  A
-    chain with a rule that cannot be rendered exactly becomes a drop;
-    returns why, or None."""
+    """Put one endpoint chain (and its group chains) into the model, where
+    there is none (`remove_chain` first), with the counters its rules count
+    into.  A chain with a rule that cannot be rendered exactly becomes a
+    drop; returns why, or None."""
     try:
         bodies = R.chain_bodies(ck, rules, log_prefix)
     except UnsafeValue as exc:
         name = R.chain_name(ck)
         m.chains[name] = chain_def(name, "", REFUSED_CHAIN)
         return str(exc)
-    for name, stmts in bodies:
-        m.chains[name] = chain_def(name, "", stmts)
+    counters = chain_counters(rules, ck.direction)
+    for name, key in counters.items():
+        m.counters[name] = key
+        m.counter_refs[name] = m.counter_refs.get(name, 0) + 1
+    for i, (name, stmts) in enumerate(bodies):
+        c = chain_def(name, "", stmts)
+        m.chains[name] = ChainDef(c.decl, c.rules, frozenset(counters)) if i == 0 else c
     return None
 
 
@@ -208,8 +226,22 @@ def chain_names(m: NftModel, ck: ChainKey) -> set[str]:
     return {n for n in m.chains if n == prefix or n.startswith(prefix + "_")}
 
 
+def chain_counters_in(m: NftModel, ck: ChainKey) -> frozenset[str]:
+    """The counters an endpoint chain in the model counts into."""
+    c = m.chains.get(R.chain_name(ck))
+    return c.counters if c is not None else frozenset()
+
+
 def remove_chain(m: NftModel, ck: ChainKey) -> None:
-    """Remove one endpoint chain and its group chains from the model."""
+    """Remove one endpoint chain and its group chains from the model, and
+    the counters no other chain counts into."""
+    for name in chain_counters_in(m, ck):
+        left = m.counter_refs.get(name, 0) - 1
+        if left > 0:
+            m.counter_refs[name] = left
+        else:
+            m.counter_refs.pop(name, None)
+            m.counters.pop(name, None)
     for name in chain_names(m, ck):
         del m.chains[name]
 
@@ -325,6 +357,7 @@ def diff(old: NftModel, new: NftModel) -> list[str]:
     for name in new.maps:
         if name not in old.maps:
             out.append(f"add map {t} {name} {{ type ifname : verdict; }}")
+    out += [f"add counter {t} {n}" for n in sorted(new.counters.keys() - old.counters.keys())]
     changed = [
         n
         for n, c in new.chains.items()
@@ -355,6 +388,8 @@ def diff(old: NftModel, new: NftModel) -> list[str]:
             out.append(f"delete element {t} {name} {{ {', '.join(sorted(gone_m))} }}")
     out += [f"delete set {t} {n}" for n in old.sets if n not in new.sets]
     out += [f"delete map {t} {n}" for n in old.maps if n not in new.maps]
+    # Last: a counter a rule still uses cannot be deleted.
+    out += [f"delete counter {t} {n}" for n in sorted(old.counters.keys() - new.counters.keys())]
     return out
 
 
@@ -400,6 +435,8 @@ def from_kernel_json(doc: dict[str, Any]) -> NftModel:
                 R.set_spec_of_kernel(s),
                 frozenset(_elem(e, by_ifname) for e in s.get("elem", [])),
             )
+        elif "counter" in obj:
+            m.counters[obj["counter"]["name"]] = None
         elif "map" in obj:
             mp = obj["map"]
             m.maps[mp["name"]] = {
@@ -410,6 +447,16 @@ def from_kernel_json(doc: dict[str, Any]) -> NftModel:
     for name, comments in rules.items():
         m.chains[name] = ChainDef(decls.get(name, ""), tuple((c, "") for c in comments))
     return m
+
+
+def counters_from_json(doc: dict[str, Any]) -> dict[str, Reading]:
+    """The named counters as `nft -j list counters` reports them."""
+    out = {}
+    for obj in doc.get("nftables", []):
+        c = obj.get("counter") if isinstance(obj, dict) else None
+        if isinstance(c, dict) and isinstance(c.get("name"), str):
+            out[c["name"]] = Reading(int(c.get("packets", 0)), int(c.get("bytes", 0)))
+    return out
 
 
 def _types(s: dict[str, Any]) -> list[str]:

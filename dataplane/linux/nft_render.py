@@ -19,7 +19,11 @@ ever touched.  The layout:
 
 An Allow sets the accept bit of the packet mark and returns; the endpoint
 chain returns as soon as the bit is set, so the base chain goes on to the
-next endpoint's chain; a Deny drops.  Every rule has a counter.
+next endpoint's chain; a Deny drops.  Every rule has a counter: a policy's
+or profile's rule counts into its policy rule's named counter
+(`policy_counters`), shared by every chain that holds the rule.  A staged
+policy's rules sit in a chain of their own, jumped to where the policy
+would be once promoted: each counts and returns, deciding nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from dataplane.endpoint_to_host import EndpointToHostAction
 from dataplane.failsafe import Failsafes, ProtoPort
 from dataplane.log_prefix import DEFAULT_LOG_PREFIX, expand
 from dataplane.ownership import Ownership
+from dataplane.policy_counters import counter_name, rule_counter
 
 TABLE = "felix_typha"
 ACCEPT_MARK = 0x10000
@@ -155,10 +160,14 @@ def _positive_port_variants(m: Match, which: str, family: int) -> list[str]:
     return variants
 
 
-def rule_statements(rule: Rule, family: int, log_prefix: str) -> list[str]:
+def rule_statements(
+    rule: Rule, family: int, log_prefix: str, counter: str = "counter"
+) -> list[str]:
     """The nft rule bodies for one rule (more than one when its ports are
-    alternatives that one nft rule cannot express).  Raises UnsafeValue if a
-    field is not exactly what its type allows."""
+    alternatives that one nft rule cannot express), counting with `counter`
+    (a statement).  A staged rule only counts, then returns from its
+    policy's chain.  Raises UnsafeValue if a field is not exactly what its
+    type allows."""
     head: list[str] = []
     if rule.protocol is not None:
         head.append(f"meta l4proto {protocol(rule.protocol)}")
@@ -183,11 +192,11 @@ def rule_statements(rule: Rule, family: int, log_prefix: str) -> list[str]:
         not_icmp = [expr] if rule.protocol is not None else [f"meta l4proto != {icmp}", expr]
     src = _side(rule.src, "s", family)
     dst = _side(rule.dst, "d", family)
-    verdict = _verdict(rule.action, log_prefix)
+    verdict = "return" if rule.staged else _verdict(rule.action, log_prefix)
     src_v = _positive_port_variants(rule.src, "s", family) or [""]
     dst_v = _positive_port_variants(rule.dst, "d", family) or [""]
     # Log continues: its counter comes first so the rule reads as it acts.
-    tail = [verdict, "counter"] if rule.action is Action.LOG else ["counter", verdict]
+    tail = [verdict, counter] if rule.action is Action.LOG else [counter, verdict]
     common = [*head, *src, *dst]
     groups = [[a for a in g if a] for g in (not_icmp, src_v, dst_v)]
     if sum(len(g) > 1 for g in groups) > 1:
@@ -249,22 +258,66 @@ def _groups(rules: tuple[Rule, ...]) -> list[tuple[str, list[Rule]]]:
     return groups
 
 
+def _runs(rules: list[Rule]) -> list[list[Rule]]:
+    """A group's rules cut where staged and enforced rules, or two staged
+    policies, meet: each staged policy's rules are one run."""
+    runs: list[list[Rule]] = []
+    for r in rules:
+        last = runs[-1][-1] if runs else None
+        if (
+            last is not None
+            and last.staged == r.staged
+            and (
+                not r.staged
+                or (last.ref is not None and r.ref is not None and last.ref.policy == r.ref.policy)
+            )
+        ):
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return runs
+
+
+def counter_statement(rule: Rule, direction: Direction) -> str:
+    """How a rule counts: into its policy rule's named counter, or its own."""
+    key = rule_counter(rule, direction)
+    return f'counter name "{counter_name(key)}"' if key is not None else "counter"
+
+
 def chain_bodies(
     ck: ChainKey, rules: tuple[Rule, ...], log_prefix: str = DEFAULT_LOG_PREFIX
 ) -> list[tuple[str, list[str]]]:
     """The endpoint chain and its group chains: (name, rule bodies) each.
-    A group is a chain of its own so that Pass is a `return` from it; a Log
-    rule's prefix is `log_prefix` expanded for it.  Raises UnsafeValue if a
-    rule cannot be rendered exactly."""
+    A group is a chain of its own so that Pass is a `return` from it; a
+    staged policy's rules are a chain of their own inside their group's, so
+    that its first match ends its counting and nothing else; a Log rule's
+    prefix is `log_prefix` expanded for it.  Raises UnsafeValue if a rule
+    cannot be rendered exactly."""
     name = chain_name(ck)
     main: list[str] = []
     out: list[tuple[str, list[str]]] = []
-    for i, (group, grules) in enumerate(_groups(rules)):
-        stmts = [
+
+    def statements(rs: list[Rule]) -> list[str]:
+        return [
             s
-            for r in grules
-            for s in rule_statements(r, ck.family, expand(log_prefix, r.origin, r.group))
+            for r in rs
+            for s in rule_statements(
+                r,
+                ck.family,
+                expand(log_prefix, r.origin, r.group),
+                counter_statement(r, ck.direction),
+            )
         ]
+
+    for i, (group, grules) in enumerate(_groups(rules)):
+        stmts: list[str] = []
+        for j, run in enumerate(_runs(grules)):
+            if not run[0].staged:
+                stmts += statements(run)
+                continue
+            staged = f"{name}_{i}_{j}"
+            out.append((staged, statements(run)))
+            stmts.append(f"jump {staged}")
         if not group:
             main += stmts
             continue

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from calico_model.errors import InvalidValue
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind, ResourceKey
-from calico_model.policies import Policy, Profile, Tier
+from calico_model.policies import Policy, Profile, StagedAction, StagedPolicy, Tier
 from calico_model.validation import Resource, check_resource
 from dataplane.batch import DataplaneBatch, PoolInfo, Route, Vtep
 from felix_client.calc.dispatcher import Dispatcher, Handler
@@ -64,6 +64,8 @@ class Calculator:
             (Kind.IP_POOL, self._on_pool),
             (Kind.NETWORK_POLICY, self._on_policy),
             (Kind.GLOBAL_NETWORK_POLICY, self._on_policy),
+            (Kind.STAGED_NETWORK_POLICY, self._on_staged_policy),
+            (Kind.STAGED_GLOBAL_NETWORK_POLICY, self._on_staged_policy),
             (Kind.PROFILE, self._on_profile),
             (Kind.TIER, self._on_tier),
             (Kind.FELIX_CONFIGURATION, self._on_felix_config),
@@ -152,6 +154,18 @@ class Calculator:
     def _on_policy(self, key: str, _: ResourceKey, __: Value, model: Resource | None) -> None:
         pol = PolicyDef.of(model) if isinstance(model, Policy) else None
         if pol is not None:
+            self._count(key, pol.problems)
+        self.policy.set_policy(key, pol)
+
+    def _on_staged_policy(
+        self, key: str, _: ResourceKey, __: Value, model: Resource | None
+    ) -> None:
+        """A staged policy that would set a policy counts what that policy
+        would decide; one that would delete one, or is Learn or Ignore, has
+        nothing to count."""
+        pol = None
+        if isinstance(model, StagedPolicy) and model.action is StagedAction.SET:
+            pol = PolicyDef.of(model.policy, staged=True)
             self._count(key, pol.problems)
         self.policy.set_policy(key, pol)
 

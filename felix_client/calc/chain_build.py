@@ -15,6 +15,12 @@ that runs out gives no verdict.  That is exactly Felix's layout:
   The last two never end a tier with Deny and never consult profiles: what
   they do not decide goes on to the normal chains.
 
+A staged policy sits in its tier where it would be once promoted (just
+before a policy of the same name): its rules count what it would decide and
+decide nothing.  In a tier where no enforced policy governs the direction,
+each staged policy also counts what would meet the tier's end, as it would
+if it were promoted alone.
+
 Each chain exists per IP family; a rule that cannot match in a family is not
 in that family's chain (rules.RuleSpec.for_family).
 """
@@ -24,7 +30,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from dataplane.batch import Action, ChainKey, Direction, IpSetId, Rule, Stage
+from dataplane.batch import (
+    DEFAULT_RULE,
+    END_OF_PROFILES,
+    END_OF_TIER,
+    PROFILE_TIER,
+    Action,
+    ChainKey,
+    Direction,
+    IpSetId,
+    Rule,
+    RuleRef,
+    Stage,
+)
 from felix_client.calc.model import Endpoint
 from felix_client.calc.policy_defs import PolicyDef, ProfileDef, TierDef, tier_of, tier_sort_key
 
@@ -80,15 +98,24 @@ def _chain(
     profiles: dict[str, ProfileDef],
 ) -> tuple[Rule, ...]:
     rules: list[Rule] = []
+    ends_in_deny = stage in (Stage.NORMAL, Stage.FORWARD)
     for name, tier, pols in tiers:
         governing = [p for p in pols if p.rules(direction) is not None]
         if not governing:
             continue
+        enforced = any(not p.staged for p in governing)
+        tier_denies = ends_in_deny and tier.default_action is Action.DENY
         for pol in governing:
             rules.extend(pol.rules_for(direction, family))
-        if stage in (Stage.NORMAL, Stage.FORWARD) and tier.default_action is Action.DENY:
-            rules.append(Rule(Action.DENY, group=name, origin=f"end of tier {name}"))
-    if stage is Stage.FORWARD and not tiers:
+            if pol.staged and tier_denies and not enforced:
+                # Promoted, it would be the tier's only policy here: what it
+                # does not match would meet the tier's end.
+                ref = RuleRef(name, pol.name, DEFAULT_RULE, staged=True)
+                rules.append(Rule(Action.DENY, group=name, origin=f"end of tier {name}", ref=ref))
+        if enforced and tier_denies:
+            ref = RuleRef(name, END_OF_TIER, DEFAULT_RULE)
+            rules.append(Rule(Action.DENY, group=name, origin=f"end of tier {name}", ref=ref))
+    if stage is Stage.FORWARD and not any(not p.staged for _, _, ps in tiers for p in ps):
         rules.append(Rule(Action.ALLOW, origin="no applyOnForward policy: forwarding allowed"))
     if stage is Stage.NORMAL:
         for pname in ep.profiles:
@@ -96,7 +123,8 @@ def _chain(
             if prof is None:
                 continue
             rules.extend(prof.rules_for(direction, family))
-        rules.append(Rule(Action.DENY, origin="end of profiles"))
+        ref = RuleRef(PROFILE_TIER, END_OF_PROFILES, DEFAULT_RULE)
+        rules.append(Rule(Action.DENY, origin="end of profiles", ref=ref))
     return tuple(rules)
 
 

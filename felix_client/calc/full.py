@@ -10,7 +10,7 @@ from typing import Any
 
 from calico_model.errors import InvalidValue
 from calico_model.keys import DEFAULT_PREFIX, KeyLayout, Kind
-from calico_model.policies import Policy, Profile, Tier
+from calico_model.policies import Policy, Profile, StagedAction, StagedPolicy, Tier
 from calico_model.selector import parse as parse_selector
 from calico_model.validation import check_resource
 from dataplane.batch import (
@@ -98,6 +98,8 @@ def compute(
                     weps[key] = model
         elif isinstance(model, Policy):
             policies.append(PolicyDef.of(model))
+        elif isinstance(model, StagedPolicy) and model.action is StagedAction.SET:
+            policies.append(PolicyDef.of(model.policy, staged=True))
         elif isinstance(model, Profile):
             profiles[rk.name] = ProfileDef.of(model)
         elif isinstance(model, Tier):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from calico_model.label_maps import LabelMap, intern
 from calico_model.policies import Policy, PolicyType, Profile, RuleAction, Tier
 from calico_model.selector import All, And, Compare, Global, Has, Selector, prefixed, replace_all
-from dataplane.batch import Action, Direction, Rule
+from dataplane.batch import PROFILE_TIER, Action, Direction, Rule, RuleRef
 from felix_client.calc.model import Endpoint
 from felix_client.calc.rules import (
     NS_LABEL,
@@ -86,7 +86,7 @@ class PolicyDef:
 
     name: str  # "<namespace>/<name>" for a NetworkPolicy
     tier: str
-    sort_key: tuple[float, str]
+    sort_key: tuple[float, str, bool]
     selector: Selector
     ingress: tuple[RuleSpec, ...] | None  # None: the policy does not govern ingress
     egress: tuple[RuleSpec, ...] | None
@@ -94,6 +94,8 @@ class PolicyDef:
     pre_dnat: bool = False
     apply_on_forward: bool = False
     problems: tuple[Unenforceable, ...] = ()
+    # A staged policy's rules count what it would decide and decide nothing.
+    staged: bool = False
     # Rendered once per direction and family when parsed: chains are built
     # far more often than policies change.
     rendered: dict[tuple[Direction, int], tuple[Rule, ...]] = field(
@@ -109,8 +111,10 @@ class PolicyDef:
         return self.rendered.get((direction, family), ())
 
     @staticmethod
-    def of(pol: Policy) -> PolicyDef:
-        """Compile a policy read by `calico_model.policies.read_policy`."""
+    def of(pol: Policy, *, staged: bool = False) -> PolicyDef:
+        """Compile a policy read by `calico_model.policies.read_policy`;
+        `staged`: it is what a staged policy would make it (its rules only
+        count, and a staged Log rule, which decides nothing, is left out)."""
         ns = pol.namespace
         # No types means both directions, as Felix reads a stored policy.
         types = pol.types or _BOTH_TYPES
@@ -129,13 +133,16 @@ class PolicyDef:
         kind = "GlobalNetworkPolicy" if not ns else "NetworkPolicy"
         tier = pol.tier or DEFAULT_TIER
         return PolicyDef(
-            rendered=_render(ingress, egress, tier),
+            rendered=_render(ingress, egress, tier, origin, staged),
             name=origin,
             tier=tier,
-            # Calico breaks order ties on "name/namespace/kind".
+            # Calico breaks order ties on "name/namespace/kind"; a staged
+            # policy sits just before the policy it would replace, where it
+            # would be once promoted.
             sort_key=(
                 pol.order if pol.order is not None else math.inf,
                 f"{pol.name}/{ns}/{kind}",
+                not staged,
             ),
             selector=_policy_selector(pol),
             ingress=ingress,
@@ -144,16 +151,27 @@ class PolicyDef:
             pre_dnat=pol.pre_dnat,
             apply_on_forward=pol.apply_on_forward,
             problems=tuple(problems),
+            staged=staged,
         )
 
 
 def _render(
-    ingress: tuple[RuleSpec, ...] | None, egress: tuple[RuleSpec, ...] | None, group: str
+    ingress: tuple[RuleSpec, ...] | None,
+    egress: tuple[RuleSpec, ...] | None,
+    group: str,
+    name: str,
+    staged: bool = False,
+    tier: str | None = None,
 ) -> dict[tuple[Direction, int], tuple[Rule, ...]]:
+    """Each direction's rules per family, each counting for its own RuleRef
+    (`tier`, default `group`, and `name`)."""
     out: dict[tuple[Direction, int], tuple[Rule, ...]] = {}
+    label = group if tier is None else tier
     for direction, specs in ((Direction.INGRESS, ingress), (Direction.EGRESS, egress)):
+        kept = [s for s in specs or () if not (staged and s.action is Action.LOG)]
+        refs = [RuleRef(label, name, str(s.index), staged) for s in kept]
         for family in (4, 6):
-            rules = (spec.for_family(family, group) for spec in specs or ())
+            rules = (s.for_family(family, group, ref) for s, ref in zip(kept, refs, strict=True))
             out[(direction, family)] = tuple(r for r in rules if r is not None)
     return out
 
@@ -211,7 +229,7 @@ class ProfileDef:
         ingress = compile_rules(prof.ingress, "", origin, problems)
         egress = compile_rules(prof.egress, "", origin, problems)
         return ProfileDef(
-            rendered=_render(ingress, egress, origin),
+            rendered=_render(ingress, egress, origin, prof.name, tier=PROFILE_TIER),
             name=prof.name,
             ingress=ingress,
             egress=egress,

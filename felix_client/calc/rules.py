@@ -51,7 +51,7 @@ from calico_model.selector import (
     prefixed,
     replace_all,
 )
-from dataplane.batch import Action, IpSetId, Match, Rule
+from dataplane.batch import Action, IpSetId, Match, Rule, RuleRef
 from felix_client.calc.model import IPNet
 
 NS_LABEL = "projectcalico.org/namespace"
@@ -184,9 +184,11 @@ class RuleSpec:
     src: SideSpec
     dst: SideSpec
     origin: str
+    index: int = 0  # its position in the policy's rules for its direction
 
-    def for_family(self, family: int, group: str) -> Rule | None:
-        """The rule in one family's chain, or None if it cannot match there."""
+    def for_family(self, family: int, group: str, ref: RuleRef | None = None) -> Rule | None:
+        """The rule in one family's chain (counting for `ref`), or None if it
+        cannot match there."""
         if self.ip_version is not None and self.ip_version != family:
             return None
         if self.protocol == (ICMPV6 if family == 4 else ICMP):
@@ -207,10 +209,11 @@ class RuleSpec:
             dst=dst,
             group=group,
             origin=self.origin,
+            ref=ref,
         )
 
 
-def compile_rule(rule: PolicyRule, namespace: str, origin: str) -> RuleSpec:
+def compile_rule(rule: PolicyRule, namespace: str, origin: str, index: int = 0) -> RuleSpec:
     """One rule; raises _Skip (with the reason) if it must match nothing."""
     if rule.http:
         raise _Skip(Unenforceable.HTTP)
@@ -224,6 +227,7 @@ def compile_rule(rule: PolicyRule, namespace: str, origin: str) -> RuleSpec:
         src=compile_side(rule.source, namespace),
         dst=compile_side(rule.destination, namespace),
         origin=origin,
+        index=index,
     )
 
 
@@ -236,9 +240,9 @@ def compile_rules(
     """A rule list; rules that must match nothing are left out and their
     reasons appended to `problems`."""
     out = []
-    for r in rules:
+    for i, r in enumerate(rules):
         try:
-            out.append(compile_rule(r, namespace, origin))
+            out.append(compile_rule(r, namespace, origin, i))
         except _Skip as skip:
             problems.append(skip.reason)
     return tuple(out)

@@ -1,5 +1,5 @@
 """Staged policies: validated as Calico validates them and served, never
-enforced (the agent's tables are the same with or without them)."""
+enforced (the agent's tables gain rules that only count)."""
 
 from __future__ import annotations
 
@@ -76,16 +76,18 @@ def test_a_staged_key_without_its_namespace_is_refused() -> None:
     assert exc.value.reason.value == "bad_key"
 
 
-def test_a_staged_deny_all_changes_nothing_a_node_enforces() -> None:
+def test_a_staged_deny_all_only_adds_rules_that_count() -> None:
     state = dict(seed_cluster(3, 3))
     before = compute(state, "node-0")
-    for ns in ("default", ""):
+    for ns in ("shop", ""):
         key, raw = staged(DENY_ALL, ns=ns)
-        state[key] = validate(key, raw, "/calico/").canonical
+        state[key] = orjson.loads(validate(key, raw, "/calico/").canonical)
     after = compute(state, "node-0")
     assert before.chains
-    assert (after.chains, after.routes, after.ipsets) == (
-        before.chains,
-        before.routes,
-        before.ipsets,
-    )
+    assert (after.routes, after.ipsets) == (before.routes, before.ipsets)
+    enforced = {ck: tuple(r for r in rules if not r.staged) for ck, rules in after.chains.items()}
+    assert enforced == before.chains
+    # Every workload chain of the namespace counts what the namespaced one
+    # would deny; every chain what the global one would.
+    staged_rules = [r for rules in after.chains.values() for r in rules if r.staged]
+    assert {r.origin for r in staged_rules} >= {"deny-all", "shop/deny-all"}
