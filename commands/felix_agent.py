@@ -3,10 +3,12 @@
     felix-agent --typha H:P[,H:P...] --node NAME [--http-listen H:P] [--prefix /calico/]
                 [--dataplane memory|linux] [--dataplane-netns PATH] [--resync-interval S]
     felix-agent compute --node NAME [--prefix /calico/] [FILE]
+    felix-agent explain FROM TO [--protocol P] [--port N] [--kernel] [-o text|json]
 
 Every flag of the first form is also an env var FELIX_<FLAG>.  `compute` reads
 a state (one JSON object `{key: value}`, stdin by default) and prints the
 node's tables as JSON: `{"routes": [...], "ipsets": {...}, "chains": {...}}`.
+`explain` says which policy rule decides a packet (commands.explain).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import orjson
 import uvloop
 
+from commands.explain import explain_command
 from commands.version import package_version
 from dataplane.errors import KernelUnavailable
 from felix_client.agent import run_agent
@@ -98,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:1] == ["compute"]:
             return compute_tables(args[1:])
+        if args[:1] == ["explain"]:
+            return explain_command(args[1:])
         config = parse_agent_args(args, os.environ)
         configure_logging(config.log_level, config.log_format)
         for name in unknown_variables(os.environ, agent_parser(os.environ)):

@@ -187,14 +187,14 @@ END_OF_PROFILES = "__NO_PROFILE_MATCHED__"
 DEFAULT_RULE = "default"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class RuleRef:
+class RuleRef(NamedTuple):
     """Which rule of which policy an ACL rule is: what its verdict counter
     counts for.  `tier` (PROFILE_TIER for a profile's rules), `policy` (the
     namespaced name, the profile's name, or END_OF_TIER / END_OF_PROFILES),
     `rule` (the rule's index in the policy's list for its direction, or
     DEFAULT_RULE), and `staged`: the rule is a staged policy's, which counts
-    what it would decide and decides nothing."""
+    what it would decide and decides nothing.  A tuple: the scrape hashes
+    and compares thousands of them."""
 
     tier: str
     policy: str

@@ -14,15 +14,15 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dataplane.batch import Action, Direction, Rule, RuleRef
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class CounterKey:
+class CounterKey(NamedTuple):
     """What one verdict counter counts: a policy rule in one direction with
-    its action (for a staged rule, the action it would take)."""
+    its action (for a staged rule, the action it would take).  A tuple, as
+    RuleRef."""
 
     ref: RuleRef
     direction: Direction
@@ -34,8 +34,7 @@ class CounterKey:
         return (r.tier, r.policy, r.rule, str(self.direction), str(self.action))
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One counter's totals since it was created."""
 
     packets: int

@@ -99,14 +99,16 @@ class VerdictSeries:
         self._own &= readings.keys()
         for key in [k for k in self._folded_last if k not in readings]:
             del self._folded_last[key]
+        # New counters take free places in a stable order; known ones keep
+        # theirs (sorting every counter on every scrape would cost more
+        # than reading them).
+        for key in sorted(k for k in readings if k not in self._own and k not in self._folded_last):
+            if len(self._own) < self.limit:
+                self._own.add(key)
+            else:
+                self._folded_last[key] = Reading(0, 0)
         out: list[Series] = []
-        for key in sorted(readings):
-            reading = readings[key]
-            if key not in self._own and key not in self._folded_last:
-                if len(self._own) < self.limit:
-                    self._own.add(key)
-                else:
-                    self._folded_last[key] = Reading(0, 0)
+        for key, reading in readings.items():
             if key in self._own:
                 out.append(Series(key.labels(), key.ref.staged, reading.packets, reading.bytes))
                 continue

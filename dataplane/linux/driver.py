@@ -39,6 +39,8 @@ from dataplane.linux.links import (
     configure_host,
     configure_workload_interface,
 )
+from dataplane.linux.nft_counters import read_counters
+from dataplane.linux.nft_eval import Table, table_of
 from dataplane.linux.nft_isolate import commit_isolated
 from dataplane.linux.nft_lib import Nft
 from dataplane.linux.routes import RouteTable
@@ -585,22 +587,30 @@ class LinuxDataplane(MemoryDataplane):
 
     def policy_counters(self) -> dict[CounterKey, Reading]:
         """What each policy rule matched on this node so far: every named
-        counter of the table, read in one libnftables call (on the kernel
+        counter of the table, read in one netlink dump (on the kernel
         thread, between batches), by what it counts.  Empty if the table
         cannot be read."""
         return self._thread.call(self._read_counters)
 
     def _read_counters(self) -> dict[CounterKey, Reading]:
         try:
-            out = self._nft.run_json(f"list counters table inet {R.TABLE}")
+            found = read_counters(R.TABLE)
         except DataplaneError:
             return {}
         keys = self._desired.counters
-        return {
-            key: reading
-            for name, reading in M.counters_from_json(json.loads(out)).items()
-            if (key := keys.get(name)) is not None
-        }
+        return {key: r for name, r in found.items() if (key := keys.get(name)) is not None}
+
+    def kernel_table(self) -> tuple[Table, dict[str, CounterKey]]:
+        """The table as the kernel holds it now (one libnftables call, on
+        the kernel thread), for `nft_eval`, with what each named counter
+        counts.  Raises DataplaneError if it cannot be read."""
+
+        def read() -> tuple[Table, dict[str, CounterKey]]:
+            out = self._nft.run_json(f"list table inet {R.TABLE}", numeric=True)
+            names = {n: k for n, k in self._desired.counters.items() if k is not None}
+            return table_of(json.loads(out)), names
+
+        return self._thread.call(read)
 
     def kernel_status(self) -> dict[str, int | str]:
         """Counters for /status: kernel writes, resyncs, repairs, errors,

@@ -15,6 +15,8 @@ from dataplane.errors import DataplaneError, KernelUnavailable
 _LIB_NAMES = ("libnftables.so.1", "libnftables.so")
 NFT_CTX_DEFAULT = 0
 NFT_CTX_OUTPUT_JSON = 1 << 4
+# Protocols, priorities, symbols (ICMP types...) and times as numbers.
+NFT_CTX_OUTPUT_NUMERIC_ALL = (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
 
 
 def _load() -> ctypes.CDLL:
@@ -63,11 +65,13 @@ class Nft:
             raise DataplaneError(f"nft refused the transaction: {err.strip()[:2000]}")
         return out
 
-    def run_json(self, command: str) -> str:
-        """Run a listing command with JSON output (`nft -j`).  Raises
-        DataplaneError if nft refused it (e.g. the table does not exist)."""
+    def run_json(self, command: str, *, numeric: bool = False) -> str:
+        """Run a listing command with JSON output (`nft -j`; `numeric`: every
+        value as a number, `nft -j -n`).  Raises DataplaneError if nft
+        refused it (e.g. the table does not exist)."""
         flags = self._lib.nft_ctx_output_get_flags(self._ctx)
-        self._lib.nft_ctx_output_set_flags(self._ctx, flags | NFT_CTX_OUTPUT_JSON)
+        extra = NFT_CTX_OUTPUT_NUMERIC_ALL if numeric else 0
+        self._lib.nft_ctx_output_set_flags(self._ctx, flags | NFT_CTX_OUTPUT_JSON | extra)
         try:
             return self.run(command)
         finally:

@@ -25,7 +25,7 @@ from dataplane.failsafe import Failsafes
 from dataplane.linux import nft_render as R
 from dataplane.log_prefix import DEFAULT_LOG_PREFIX
 from dataplane.ownership import Ownership
-from dataplane.policy_counters import CounterKey, Reading, chain_counters
+from dataplane.policy_counters import CounterKey, chain_counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,16 +447,6 @@ def from_kernel_json(doc: dict[str, Any]) -> NftModel:
     for name, comments in rules.items():
         m.chains[name] = ChainDef(decls.get(name, ""), tuple((c, "") for c in comments))
     return m
-
-
-def counters_from_json(doc: dict[str, Any]) -> dict[str, Reading]:
-    """The named counters as `nft -j list counters` reports them."""
-    out = {}
-    for obj in doc.get("nftables", []):
-        c = obj.get("counter") if isinstance(obj, dict) else None
-        if isinstance(c, dict) and isinstance(c.get("name"), str):
-            out[c["name"]] = Reading(int(c.get("packets", 0)), int(c.get("bytes", 0)))
-    return out
 
 
 def _types(s: dict[str, Any]) -> list[str]:

@@ -3,10 +3,14 @@ kernel), and their series with the cardinality limit."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from dataplane import Action, ChainKey, Direction, Match, Rule
 from dataplane.batch import RuleRef
+from dataplane.errors import DataplaneError
+from dataplane.linux import nft_counters as NC
 from dataplane.linux import nft_model as M
 from dataplane.linux import nft_render as R
 from dataplane.policy_counters import CounterKey, Reading, counter_name
@@ -88,7 +92,7 @@ def test_two_staged_policies_in_a_row_are_two_chains() -> None:
     assert f"{R.chain_name(A)}_0_1" in bodies
 
 
-def test_a_kernel_listing_gives_the_counters_by_name() -> None:
+def test_a_kernel_listing_gives_the_counter_names() -> None:
     doc = {
         "nftables": [
             {"metainfo": {"version": "1.0.6"}},
@@ -104,7 +108,6 @@ def test_a_kernel_listing_gives_the_counters_by_name() -> None:
             {"rule": {"chain": "e_x", "comment": "k", "expr": [{"counter": "c_1"}]}},
         ]
     }
-    assert M.counters_from_json(doc) == {"c_1": Reading(3, 252)}
     assert M.from_kernel_json(doc).counters == {"c_1": None}
 
 
@@ -191,3 +194,30 @@ def test_the_kernel_is_read_once_per_interval_however_many_scrape() -> None:
     now[0] += 1.5
     assert vs.series()[0].packets == 2
     assert len(calls) == 2
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _msg(kind: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
+
+
+def test_a_counter_dump_is_parsed_to_the_end_and_an_error_is_raised() -> None:
+    data = 0x8000 | NC.NFTA_OBJ_DATA  # with the nested flag, as the kernel sends it
+    counter = _nla(NC.NFTA_COUNTER_BYTES, struct.pack(">Q", 252)) + _nla(
+        NC.NFTA_COUNTER_PACKETS, struct.pack(">Q", 3)
+    )
+    body = struct.pack("=BBH", 1, 0, 0) + _nla(NC.NFTA_OBJ_TABLE, b"felix_typha\0")
+    body += _nla(NC.NFTA_OBJ_NAME, b"c_1\0") + _nla(data, counter)
+    newobj = (NC.NFNL_SUBSYS_NFTABLES << 8) | NC.NFT_MSG_NEWOBJ
+    out: dict[str, Reading] = {}
+    assert not NC.parse(_msg(newobj, body), out)
+    assert NC.parse(_msg(NC.NLMSG_DONE, b"\0" * 4), out)
+    assert out == {"c_1": Reading(3, 252)}
+    with pytest.raises(DataplaneError, match="No such file"):
+        NC.parse(_msg(NC.NLMSG_ERROR, struct.pack("=i", -2)), {})
+    with pytest.raises(DataplaneError, match="malformed"):
+        NC.parse(struct.pack("=IHHII", 4, 0, 0, 0, 0), {})

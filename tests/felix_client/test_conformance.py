@@ -27,6 +27,9 @@ from dataplane import (
     MemoryDataplane,
     Stage,
 )
+from dataplane.rule_eval import trace_chain
+from dataplane.trace import Packet as TracePacket
+from dataplane.trace import Verdict
 from felix_client.calc.calculator import Calculator
 from felix_client.calc.full import Tables, compute
 from tests.felix_client.verdict import Packet, verdict
@@ -167,7 +170,13 @@ class Net:
     def decide(
         self, ep: str, d: Direction, pkt: Packet, family: int = 4, **kw: Any
     ) -> Action | None:
-        return verdict(self.chain(ep, d, family, **kw), pkt, self.sets)
+        chain = self.chain(ep, d, family, **kw)
+        expected = verdict(chain, pkt, self.sets)
+        # The product's own evaluator (what `felix-agent explain` uses) agrees.
+        traced = trace_chain(chain, d, TracePacket(**vars(pkt)), self.sets)
+        assert traced.verdict == (Verdict.ALLOW if expected is ALLOW else Verdict.DENY)
+        assert (traced.decided is None) == (expected is None)
+        return expected
 
     def members(self, selector: str, family: int = 4) -> set[str]:
         return self.sets[IpSetId(family, str(parse(selector)))]
