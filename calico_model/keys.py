@@ -30,10 +30,11 @@ class Kind(Enum):
     HOST_ENDPOINT = "HostEndpoint"
     NETWORK_POLICY = "NetworkPolicy"
     GLOBAL_NETWORK_POLICY = "GlobalNetworkPolicy"
-    # Previewed, never enforced: validated and served; the agent does not
-    # turn them into rules that decide a verdict.
+    # Previewed, never enforced: validated and served; the agent counts what
+    # they would decide and never lets them decide a verdict.
     STAGED_NETWORK_POLICY = "StagedNetworkPolicy"
     STAGED_GLOBAL_NETWORK_POLICY = "StagedGlobalNetworkPolicy"
+    STAGED_KUBERNETES_NETWORK_POLICY = "StagedKubernetesNetworkPolicy"
     PROFILE = "Profile"
     FELIX_CONFIGURATION = "FelixConfiguration"
     TIER = "Tier"
@@ -49,6 +50,7 @@ V3_PLURALS: dict[str, tuple[Kind, bool]] = {
     "globalnetworkpolicies": (Kind.GLOBAL_NETWORK_POLICY, False),
     "stagednetworkpolicies": (Kind.STAGED_NETWORK_POLICY, True),
     "stagedglobalnetworkpolicies": (Kind.STAGED_GLOBAL_NETWORK_POLICY, False),
+    "stagedkubernetesnetworkpolicies": (Kind.STAGED_KUBERNETES_NETWORK_POLICY, True),
     "profiles": (Kind.PROFILE, False),
     "felixconfigurations": (Kind.FELIX_CONFIGURATION, False),
     "tiers": (Kind.TIER, False),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from calico_model import k8s_policy
 from calico_model.addresses import Net
 from calico_model.errors import Reason
 from calico_model.fields import (
@@ -207,17 +208,23 @@ class StagedPolicy:
     policy: Policy
 
 
+def _staged_action(spec: dict[str, Any]) -> StagedAction:
+    raw = spec.get("stagedAction", StagedAction.SET.value)
+    try:
+        return StagedAction(raw) if isinstance(raw, str) else _no_action(raw)
+    except ValueError:
+        return _no_action(raw)
+
+
+def _no_action(raw: Any) -> StagedAction:
+    raise fail(Reason.BAD_FIELD, "spec.stagedAction", f"{raw!r:.40} is not a staged action")
+
+
 def check_staged(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -> StagedPolicy:
     """A Staged(Global)NetworkPolicy's spec, checked as Calico checks it: its
     `stagedAction` (absent: Set); with Delete, no field but the tier; else
     the spec of the policy it stages."""
-    raw = spec.get("stagedAction", StagedAction.SET.value)
-    try:
-        action = StagedAction(raw) if isinstance(raw, str) else None
-    except ValueError:
-        action = None
-    if action is None:
-        raise fail(Reason.BAD_FIELD, "spec.stagedAction", f"{raw!r:.40} is not a staged action")
+    action = _staged_action(spec)
     policy_spec = {k: v for k, v in spec.items() if k != "stagedAction"}
     if action is StagedAction.DELETE:
         extra = sorted(
@@ -229,6 +236,22 @@ def check_staged(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -
             )
         policy_spec = {"tier": policy_spec["tier"]} if "tier" in policy_spec else {}
     return StagedPolicy(action, read_policy(policy_spec, meta, global_=global_))
+
+
+def check_staged_kubernetes(spec: dict[str, Any], meta: dict[str, Any]) -> StagedPolicy:
+    """A StagedKubernetesNetworkPolicy: its `stagedAction` and a Kubernetes
+    NetworkPolicy spec (a Delete: nothing else), which becomes the Calico
+    policy Calico makes of it (`k8s_policy`), named `knp.default.<name>`."""
+    action = _staged_action(spec)
+    k8s_spec = {k: v for k, v in spec.items() if k != "stagedAction"}
+    if action is StagedAction.DELETE:
+        extra = sorted(k for k, v in k8s_spec.items() if v not in (None, "", [], {}))
+        if extra:
+            raise fail(Reason.BAD_FIELD, f"spec.{extra[0]}", "a Delete stages no fields")
+        k8s_spec = {}
+    converted = k8s_policy.calico_spec(k8s_spec)
+    named = {**meta, "name": k8s_policy.calico_name(meta["name"])}
+    return StagedPolicy(action, read_policy(converted, named, global_=False))
 
 
 def read_policy(spec: dict[str, Any], meta: dict[str, Any], *, global_: bool) -> Policy:

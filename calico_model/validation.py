@@ -194,6 +194,7 @@ _SPEC_CHECKS: dict[Kind, Callable[[dict[str, Any], dict[str, Any]], Resource | N
     Kind.GLOBAL_NETWORK_POLICY: lambda spec, m: policies.read_policy(spec, m, global_=True),
     Kind.STAGED_NETWORK_POLICY: lambda spec, m: policies.check_staged(spec, m, global_=False),
     Kind.STAGED_GLOBAL_NETWORK_POLICY: lambda spec, m: policies.check_staged(spec, m, global_=True),
+    Kind.STAGED_KUBERNETES_NETWORK_POLICY: policies.check_staged_kubernetes,
     Kind.PROFILE: policies.read_profile,
     Kind.TIER: policies.read_tier,
 }

@@ -66,6 +66,7 @@ class Calculator:
             (Kind.GLOBAL_NETWORK_POLICY, self._on_policy),
             (Kind.STAGED_NETWORK_POLICY, self._on_staged_policy),
             (Kind.STAGED_GLOBAL_NETWORK_POLICY, self._on_staged_policy),
+            (Kind.STAGED_KUBERNETES_NETWORK_POLICY, self._on_staged_policy),
             (Kind.PROFILE, self._on_profile),
             (Kind.TIER, self._on_tier),
             (Kind.FELIX_CONFIGURATION, self._on_felix_config),

@@ -163,3 +163,25 @@ def test_a_staged_policy_behind_an_enforced_allow_counts_only_what_reaches_it(
     assert packets(got, staged=True, rule="default") == 0  # an enforced policy is in the tier
     assert packets(got, policy="allow-unlabelled", action=Action.ALLOW) == 2
     assert packets(got, policy="__END_OF_TIER__", action=Action.DENY) == 1
+
+
+def test_a_staged_kubernetes_policy_counts_under_calicos_name(cluster: Cluster) -> None:
+    key, c = wep("c", "n1", C_IP, "shared")
+    c["metadata"]["labels"]["projectcalico.org/orchestrator"] = "k8s"  # a Kubernetes pod
+    isolate = (
+        f"{V3}/stagedkubernetesnetworkpolicies/default/isolate-c",
+        {
+            "kind": "StagedKubernetesNetworkPolicy",
+            "metadata": {"name": "isolate-c", "namespace": "default"},
+            "spec": {
+                "podSelector": {"matchLabels": {"group": "shared"}},
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}],
+            },
+        },
+    )
+    cluster.change([(key, c), isolate])
+    assert pings(cluster, "a", 2) == [True] * 2  # A is no client: it would be denied
+    got = counts(cluster)
+    assert packets(got, staged=True, policy="default/knp.default.isolate-c", rule="default") == 2
+    assert packets(got, staged=True, rule="0") == 0
+    assert packets(got, staged=False, action=Action.DENY) == 0
