@@ -10,7 +10,8 @@ default FELIX_HTTP_LISTEN or 127.0.0.1:9099), which answers from the tables
 it computed, or with `--kernel` from the ruleset the kernel holds.  The
 second computes the node's tables from a state file (`{key: value}`, as
 `felix-agent compute` reads) and answers from them, no agent needed.
-Exit status: 0 explained, 2 a query that cannot be answered, 3 no agent.
+Exit status: 0 explained, 2 a query that cannot be answered (or a state
+file that cannot be read), 3 no agent.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from commands.state_file import read_state
 from dataplane.memory import MemoryDataplane
 from dataplane.trace import TraceError
 from felix_client.calc import Calculator
@@ -82,18 +83,12 @@ def _ask_agent(agent: str, q: Query) -> dict[str, Any]:
 
 def _from_state(ns: argparse.Namespace, q: Query) -> dict[str, Any]:
     """Explained over tables computed from a state file.  Raises
-    TraceError, ConfigError or OSError."""
+    TraceError or ConfigError."""
     if not ns.node:
         raise ConfigError("--state needs --node")
     if q.kernel:
         raise ConfigError("--kernel asks a running agent; it does not go with --state")
-    raw = sys.stdin.buffer.read() if ns.state == "-" else Path(ns.state).read_bytes()
-    try:
-        state = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"{ns.state} is not JSON: {exc}") from None
-    if not isinstance(state, dict):
-        raise ConfigError(f"{ns.state} must be one JSON object {{key: value}}")
+    state = read_state(ns.state)
     calc = Calculator(ns.node, prefix=normalise_prefix(ns.prefix))
     dp = MemoryDataplane()
     dp.apply(calc.apply(list(state.items())))

@@ -20,13 +20,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 import uvloop
 
 from commands.explain import explain_command
+from commands.state_file import read_state
 from commands.version import package_version
 from dataplane.errors import KernelUnavailable
 from felix_client.agent import run_agent
@@ -65,17 +65,9 @@ def compute_tables(argv: Sequence[str]) -> int:
     p.add_argument("file", nargs="?", default="-", help="state as one JSON object (- = stdin)")
     ns = p.parse_args(argv)
     try:
-        raw = sys.stdin.buffer.read() if ns.file == "-" else Path(ns.file).read_bytes()
-    except OSError as exc:
-        print(f"felix-agent compute: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    try:
-        state = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        print(f"felix-agent compute: input is not JSON: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(state, dict):
-        print("felix-agent compute: input must be one JSON object {key: value}", file=sys.stderr)
+        state = read_state(ns.file)
+    except ConfigError as exc:
+        print(f"felix-agent compute: {exc}", file=sys.stderr)
         return 2
     tables = compute(state, ns.node, prefix=normalise_prefix(ns.prefix))
     out: dict[str, Any] = {

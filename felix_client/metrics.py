@@ -152,6 +152,11 @@ def verdict_families(verdicts: VerdictSeries) -> Iterator[Metric]:
         fams[(s.staged, "packets")].add_metric(list(s.labels), s.packets)
         fams[(s.staged, "bytes")].add_metric(list(s.labels), s.bytes)
     yield from fams.values()
+    yield CounterMetricFamily(
+        "felix_verdict_read_failures",
+        "scrapes that could not read the verdict counters (answered with the last read)",
+        value=verdicts.read_failures,
+    )
     yield GaugeMetricFamily(
         "felix_policy_counters_folded",
         "verdict counters beyond --policy-counter-series, counted in the __OVERFLOW__ series",

@@ -17,7 +17,8 @@ thousands of series per node: `limit` bounds them.
 * The folded series of Allow and Deny exist from the start, at zero.
 
 The kernel is read at most once per `min_interval` seconds, however many
-scrapers ask: a scrape in between is answered from the last read.
+scrapers ask: a scrape in between is answered from the last read, and so
+is one whose read fails (counted in `read_failures`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dataplane.batch import Action, Direction
+from dataplane.errors import DataplaneError
 from dataplane.policy_counters import CounterKey, Reading
 
 OVERFLOW = "__OVERFLOW__"
@@ -78,6 +80,7 @@ class VerdictSeries:
         self._last: list[Series] = []
         self._read_at: float | None = None
         self.reads = 0
+        self.read_failures = 0
 
     @property
     def folded(self) -> int:
@@ -91,7 +94,15 @@ class VerdictSeries:
             return self._last
         self._read_at = now
         self.reads += 1
-        self._last = self.update(self._read())
+        try:
+            readings = self._read()
+        except DataplaneError:
+            # The table is not there yet, or the kernel refused the dump:
+            # the series stay as they were (they would not be truthful
+            # empty), and the failure is counted.
+            self.read_failures += 1
+            return self._last
+        self._last = self.update(readings)
         return self._last
 
     def update(self, readings: dict[CounterKey, Reading]) -> list[Series]:

@@ -588,15 +588,12 @@ class LinuxDataplane(MemoryDataplane):
     def policy_counters(self) -> dict[CounterKey, Reading]:
         """What each policy rule matched on this node so far: every named
         counter of the table, read in one netlink dump (on the kernel
-        thread, between batches), by what it counts.  Empty if the table
-        cannot be read."""
+        thread, between batches), by what it counts.  Raises
+        DataplaneError if the table cannot be read (not there yet)."""
         return self._thread.call(self._read_counters)
 
     def _read_counters(self) -> dict[CounterKey, Reading]:
-        try:
-            found = read_counters(R.TABLE)
-        except DataplaneError:
-            return {}
+        found = read_counters(R.TABLE)
         keys = self._desired.counters
         return {key: r for name, r in found.items() if (key := keys.get(name)) is not None}
 

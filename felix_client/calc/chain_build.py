@@ -27,6 +27,7 @@ in that family's chain (rules.RuleSpec.for_family).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -113,8 +114,7 @@ def _chain(
                 ref = RuleRef(name, pol.name, DEFAULT_RULE, staged=True)
                 rules.append(Rule(Action.DENY, group=name, origin=f"end of tier {name}", ref=ref))
         if enforced and tier_denies:
-            ref = RuleRef(name, END_OF_TIER, DEFAULT_RULE)
-            rules.append(Rule(Action.DENY, group=name, origin=f"end of tier {name}", ref=ref))
+            rules.append(_tier_end(name))
     if stage is Stage.FORWARD and not any(not p.staged for _, _, ps in tiers for p in ps):
         rules.append(Rule(Action.ALLOW, origin="no applyOnForward policy: forwarding allowed"))
     if stage is Stage.NORMAL:
@@ -123,9 +123,22 @@ def _chain(
             if prof is None:
                 continue
             rules.extend(prof.rules_for(direction, family))
-        ref = RuleRef(PROFILE_TIER, END_OF_PROFILES, DEFAULT_RULE)
-        rules.append(Rule(Action.DENY, origin="end of profiles", ref=ref))
+        rules.append(_PROFILES_END)
     return tuple(rules)
+
+
+# The defaults, made once: every chain of every endpoint ends with them.
+_PROFILES_END = Rule(
+    Action.DENY,
+    origin="end of profiles",
+    ref=RuleRef(PROFILE_TIER, END_OF_PROFILES, DEFAULT_RULE),
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _tier_end(tier: str) -> Rule:
+    ref = RuleRef(tier, END_OF_TIER, DEFAULT_RULE)
+    return Rule(Action.DENY, group=tier, origin=f"end of tier {tier}", ref=ref)
 
 
 def ipsets_of(rules: Iterable[Rule]) -> set[IpSetId]:

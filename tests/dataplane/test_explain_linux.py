@@ -10,10 +10,7 @@ only group b); A, B and C are on node n1, E on n2.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from dataplane.batch import Action, Direction
 from dataplane.policy_counters import CounterKey
@@ -21,7 +18,6 @@ from dataplane.trace import Packet, Verdict, packet
 from felix_client.explain import Explanation, explain_computed, explain_kernel
 from tests.dataplane.test_linux_dataplane import PODS, V3, Cluster, wep
 from tests.dataplane.test_policy_counters_linux import ALLOW_REST, DENY_BLOCKED, policy
-from tests.netns import fabric
 
 ICMP, TCP = 1, 6
 
@@ -48,16 +44,6 @@ SECURITY = [
         },
     ),
 ]
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    with fabric() as f:
-        c = Cluster(f)
-        try:
-            yield c
-        finally:
-            c.close()
 
 
 def explain_both(cluster: Cluster, node: str, pk: Packet) -> Explanation:

@@ -9,7 +9,6 @@ with a veth as the CNI plugin would make them.  Probes are real packets
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -176,16 +175,6 @@ def test_ipip_mode_works_or_says_why_it_cannot() -> None:
             assert cluster.reach("a", "e")
         finally:
             cluster.close()
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    with fabric() as f:
-        c = Cluster(f)
-        try:
-            yield c
-        finally:
-            c.close()
 
 
 @pytest.mark.parametrize("vxlan", [False, True], ids=["routed", "vxlan"])

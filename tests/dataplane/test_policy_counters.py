@@ -221,3 +221,18 @@ def test_a_counter_dump_is_parsed_to_the_end_and_an_error_is_raised() -> None:
         NC.parse(_msg(NC.NLMSG_ERROR, struct.pack("=i", -2)), {})
     with pytest.raises(DataplaneError, match="malformed"):
         NC.parse(struct.pack("=IHHII", 4, 0, 0, 0, 0), {})
+
+
+def test_a_failed_read_keeps_the_last_series_and_is_counted() -> None:
+    answers: list[dict[CounterKey, Reading] | None] = [readings(2, packets=4), None]
+
+    def read() -> dict[CounterKey, Reading]:
+        got = answers.pop(0)
+        if got is None:
+            raise DataplaneError("no such table")
+        return got
+
+    vs = VerdictSeries(read, limit=10, min_interval=0)
+    first = vs.series()
+    assert vs.series() == first
+    assert vs.read_failures == 1

@@ -9,16 +9,12 @@ E on n2.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from dataplane.batch import Action, Direction
 from dataplane.policy_counters import CounterKey, Reading
 from felix_client.verdict_series import VerdictSeries
 from tests.dataplane.test_linux_dataplane import PODS, V3, Cluster, wep
-from tests.netns import fabric
 
 C_IP = PODS["c"][1]
 BLOCKED = wep("a", "n1", PODS["a"][1], "shared", role="blocked")
@@ -47,16 +43,6 @@ ALLOW_REST = {
     "types": ["Ingress"],
     "ingress": [{"action": "Allow"}],
 }
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    with fabric() as f:
-        c = Cluster(f)
-        try:
-            yield c
-        finally:
-            c.close()
 
 
 def counts(cluster: Cluster, node: str = "n1") -> dict[CounterKey, Reading]:
