@@ -74,7 +74,7 @@ def _ask_agent(agent: str, q: Query) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=30) as resp:
             body = resp.read()
     except urllib.error.HTTPError as exc:
-        if exc.code == 400:
+        if exc.code in (400, 429):  # a query it cannot answer; busy
             raise TraceError(json.loads(exc.read()).get("error", "refused")) from None
         raise OSError(f"the agent answered {exc.code}") from None
     out: dict[str, Any] = orjson.loads(body)

@@ -27,17 +27,16 @@ from calico_model.keys import DEFAULT_PREFIX
 from dataplane import MemoryDataplane
 from dataplane.batch import DataplaneBatch
 from dataplane.linux.driver import LinuxDataplane
-from dataplane.trace import TraceError
 from felix_client.calc import Calculator
 from felix_client.config import AgentConfig, DataplaneKind
-from felix_client.explain import Query, explain
+from felix_client.explain.route import explain_handler
 from felix_client.metrics import AgentCollector
 from felix_client.readiness import AgentReadiness
 from felix_client.verdict_series import DEFAULT_COUNTER_SERIES, VerdictSeries
 from runtime.errors import ConfigError as RuntimeConfigError
 from runtime.histogram import Histogram
 from runtime.sockets import listening_socket
-from runtime.status_http import json_response, status_app
+from runtime.status_http import status_app
 from runtime.tls import ReloadingContext
 from syncclient.client import SyncClient
 from syncclient.client_stats import ClientStats
@@ -286,23 +285,15 @@ class Agent:
     def http_app(self) -> web.Application:
         """The aiohttp application for the agent's status port: the status
         routes (/status, /livez, /readyz, /metrics), /dump and /explain
-        (felix_client.explain: `from`, `to`, `protocol`, `port`, ...; 400
-        with `error` if it cannot be answered)."""
+        (felix_client.explain.route)."""
 
         async def dump(_: web.Request) -> web.Response:
             return web.Response(text=self.dump())
 
-        async def explain_route(request: web.Request) -> web.Response:
-            try:
-                q = Query.of(request.query)
-                ex = explain(q, self.node, self.calc.policy.endpoints.eps, self.dataplane)
-            except TraceError as exc:
-                return json_response({"error": str(exc)}, status=400)
-            return json_response({**ex.to_dict(), "text": ex.text()})
-
         app = status_app(self)
         app.router.add_get("/dump", dump)
-        app.router.add_get("/explain", explain_route)
+        eps = self.calc.policy.endpoints
+        app.router.add_get("/explain", explain_handler(self.node, lambda: eps.eps, self.dataplane))
         return app
 
 

@@ -19,6 +19,7 @@ from commands.felix_agent import main
 from dataplane.trace import TraceError, packet
 from felix_client.calc.calculator import Calculator
 from felix_client.explain import Query, pod_of, resolve
+from felix_client.explain.route import ExplainGate
 from tests.cluster import put_items
 from tests.conftest import Proc, http_json, start_felix_agent, start_typha, wait_until
 from tests.dataplane.test_linux_dataplane import STATE
@@ -154,3 +155,21 @@ def test_an_icmp_packet_without_a_type_is_an_echo_request() -> None:
         packet("10.0.0.1", "10.0.0.2", 1).icmp_type,
         packet("fd00::1", "fd00::2", 58).icmp_type,
     ) == (8, 128)
+
+
+def test_one_explanation_at_a_time_and_a_kernel_one_at_most_each_second() -> None:
+    now = [10.0]
+    gate = ExplainGate(clock=lambda: now[0])
+    q = Query("10.0.0.1", "10.0.0.2")
+    kq = Query("10.0.0.1", "10.0.0.2", kernel=True)
+    assert gate.refusal(q) is None
+    assert "running" in (gate.refusal(q) or "")  # the first has not finished
+    gate.done()
+    assert gate.refusal(kq) is None
+    gate.done()
+    now[0] += 0.5
+    assert "per 1 s" in (gate.refusal(kq) or "")
+    assert gate.refusal(q) is None  # the computed tables are not rate limited
+    gate.done()
+    now[0] += 0.6
+    assert gate.refusal(kq) is None
