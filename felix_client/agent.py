@@ -30,7 +30,7 @@ from dataplane.linux.driver import LinuxDataplane
 from felix_client.calc import Calculator
 from felix_client.config import AgentConfig, DataplaneKind
 from felix_client.explain.route import explain_handler
-from felix_client.metrics import AgentCollector
+from felix_client.metrics import AgentCollector, verdict_refresher
 from felix_client.readiness import AgentReadiness
 from felix_client.verdict_series import DEFAULT_COUNTER_SERIES, VerdictSeries
 from runtime.errors import ConfigError as RuntimeConfigError
@@ -290,7 +290,7 @@ class Agent:
         async def dump(_: web.Request) -> web.Response:
             return web.Response(text=self.dump())
 
-        app = status_app(self)
+        app = status_app(self, verdict_refresher(self.verdicts))
         app.router.add_get("/dump", dump)
         eps = self.calc.policy.endpoints
         app.router.add_get("/explain", explain_handler(self.node, lambda: eps.eps, self.dataplane))

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import (
@@ -131,8 +132,28 @@ COUNTERS: list[tuple[str, str, Getter]] = [
 CALC_ERRORS = tuple(f"rule_{r}" for r in Unenforceable)
 
 
+def verdict_refresher(verdicts: VerdictSeries) -> Callable[[], Awaitable[None]]:
+    """What to await before a scrape: the verdict counters read in a worker
+    thread if due (tens of ms with thousands of them, which would hold the
+    event loop), one read at a time; a scrape meanwhile gets the last."""
+    reading = False
+
+    async def refresh() -> None:
+        nonlocal reading
+        if reading or not verdicts.due():
+            return
+        reading = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, verdicts.refresh)
+        finally:
+            reading = False
+
+    return refresh
+
+
 def verdict_families(verdicts: VerdictSeries) -> Iterator[Metric]:
-    """What each policy rule matched on this node (`verdict_series`)."""
+    """What each policy rule matched on this node (`verdict_series`), as
+    its last refresh left them."""
     fams = {
         (staged, unit): CounterMetricFamily(
             f"felix_{'staged_' if staged else ''}policy_{unit}",
@@ -148,7 +169,7 @@ def verdict_families(verdicts: VerdictSeries) -> Iterator[Metric]:
         for staged in (False, True)
         for unit in ("packets", "bytes")
     }
-    for s in verdicts.series():
+    for s in verdicts.current():
         fams[(s.staged, "packets")].add_metric(list(s.labels), s.packets)
         fams[(s.staged, "bytes")].add_metric(list(s.labels), s.bytes)
     yield from fams.values()

@@ -18,7 +18,9 @@ thousands of series per node: `limit` bounds them.
 
 The kernel is read at most once per `min_interval` seconds, however many
 scrapers ask: a scrape in between is answered from the last read, and so
-is one whose read fails (counted in `read_failures`).
+is one whose read fails (counted in `read_failures`).  The agent refreshes
+in a worker thread before a scrape (`refresh`) and formats what it read
+(`current`) on its event loop.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class VerdictSeries:
             for a in (Action.ALLOW, Action.DENY)
             for staged in (False, True)
         }
-        self._last: list[Series] = []
+        self._last: list[Series] = self.update({})
         self._read_at: float | None = None
         self.reads = 0
         self.read_failures = 0
@@ -87,12 +89,17 @@ class VerdictSeries:
         """How many counters are folded into the OVERFLOW series now."""
         return len(self._folded_last)
 
-    def series(self) -> list[Series]:
-        """The series now (from the last read if it is recent)."""
-        now = self._clock()
-        if self._read_at is not None and now - self._read_at < self._min_interval:
-            return self._last
-        self._read_at = now
+    def due(self) -> bool:
+        """Whether `refresh` would read the kernel now."""
+        return self._read_at is None or self._clock() - self._read_at >= self._min_interval
+
+    def refresh(self) -> None:
+        """Read the counters if the last read is older than `min_interval`.
+        It may run in another thread than `current`'s caller, one call at
+        a time: it replaces the series in one assignment."""
+        if not self.due():
+            return
+        self._read_at = self._clock()
         self.reads += 1
         try:
             readings = self._read()
@@ -101,8 +108,16 @@ class VerdictSeries:
             # the series stay as they were (they would not be truthful
             # empty), and the failure is counted.
             self.read_failures += 1
-            return self._last
+            return
         self._last = self.update(readings)
+
+    def current(self) -> list[Series]:
+        """The series as the last refresh left them."""
+        return self._last
+
+    def series(self) -> list[Series]:
+        """The series now (from the last read if it is recent)."""
+        self.refresh()
         return self._last
 
     def update(self, readings: dict[CounterKey, Reading]) -> list[Series]:

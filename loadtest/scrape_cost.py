@@ -12,9 +12,11 @@ CPU, which includes the kernel's side of the netlink dump):
 * `read`: the counters read from the kernel in one libnftables call and
   mapped to what they count (LinuxDataplane.policy_counters);
 * `series`: that, turned into series under the default limit (1,000) and
-  with no limit reached (every counter its own series);
-* `exposition`: the whole verdict part of /metrics as Prometheus text,
-  with its size.
+  with no limit reached (every counter its own series): what the agent
+  does in a worker thread before a scrape;
+* `exposition`: the verdict part of /metrics formatted as Prometheus text
+  from those series, with its size: what the scrape does on the agent's
+  event loop.
 
 The namespace is removed at the end.  Writes loadtest/results/scrape_cost.json.
 """

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -31,9 +32,13 @@ def json_response(obj: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
 
 
-def status_app(source: StatusSource) -> web.Application:
+def status_app(
+    source: StatusSource, before_metrics: Callable[[], Awaitable[None]] | None = None
+) -> web.Application:
     """An aiohttp application with the four status routes; the caller may
-    add routes, then runs it."""
+    add routes, then runs it.  `before_metrics` is awaited before each
+    /metrics answer (to refresh, off the event loop, what costs too much
+    to read on it)."""
 
     async def livez(_: web.Request) -> web.Response:
         return json_response({"live": True})
@@ -46,6 +51,8 @@ def status_app(source: StatusSource) -> web.Application:
         return json_response(source.status())
 
     async def metrics(_: web.Request) -> web.Response:
+        if before_metrics is not None:
+            await before_metrics()
         return web.Response(
             body=generate_latest(source.registry),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
