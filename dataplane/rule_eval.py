@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from dataplane.batch import Action, Direction, IpSetId, Match, Rule
 from dataplane.policy_counters import rule_counter
-from dataplane.trace import ChainTrace, Packet, Step, TraceError, Verdict
+from dataplane.trace import BY_NAME, ChainTrace, Packet, Step, TraceError, Verdict
 
 _IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -53,13 +53,10 @@ def _named_member(text: str) -> tuple[str, int, int]:
     addr, _, rest = text.partition(",")
     proto, _, port = rest.partition(":")
     try:
-        number = _PROTOCOLS[proto] if proto in _PROTOCOLS else int(proto)
+        number = BY_NAME[proto] if proto in BY_NAME else int(proto)
         return str(ipaddress.ip_address(addr)), number, int(port)
     except ValueError:
         raise TraceError(f"named port member {text!r:.60} is not ip,proto:port") from None
-
-
-_PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "icmpv6": 58}
 
 
 def _in_ranges(port: int | None, ranges: tuple[str, ...]) -> bool:

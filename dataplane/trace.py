@@ -17,8 +17,9 @@ from dataplane.errors import DataplaneError
 from dataplane.policy_counters import CounterKey
 
 ICMP = {4: 1, 6: 58}
-_PORTED = frozenset({6, 17, 132, 136})  # TCP, UDP, SCTP, UDP-Lite
-_BY_NAME = {name: number for number, name in PROTOCOL_NAMES.items()}
+# Protocol names as nftables and named-port members spell them, to numbers.
+BY_NAME = {name: number for number, name in PROTOCOL_NAMES.items()}
+PORTED = frozenset(BY_NAME[n] for n in ("tcp", "udp", "sctp", "udplite"))
 
 
 class TraceError(DataplaneError):
@@ -75,8 +76,8 @@ def protocol_number(text: str) -> int:
     """`tcp`, `UDP`, `icmp`, `icmpv6`, `sctp`, `udplite` or a number 0-255.
     Raises TraceError."""
     t = text.strip().lower()
-    if t in _BY_NAME:
-        return _BY_NAME[t]
+    if t in BY_NAME:
+        return BY_NAME[t]
     if t.isascii() and t.isdigit() and int(t) <= 255:
         return int(t)
     raise TraceError(f"{text!r:.40} is not a protocol (a name such as tcp, or 0-255)")
@@ -110,13 +111,13 @@ def packet(
         if value is not None and not 0 <= value <= hi:
             raise TraceError(f"the {name} must be 0-{hi}")
     icmp = protocol == ICMP[a.version]
-    if (port is not None or sport is not None) and protocol not in _PORTED:
+    if (port is not None or sport is not None) and protocol not in PORTED:
         raise TraceError("ports need a protocol that has them (tcp, udp, sctp, udplite)")
     if (icmp_type is not None or icmp_code is not None) and not icmp:
         raise TraceError(f"an ICMP type needs protocol {'icmp' if a.version == 4 else 'icmpv6'}")
     if icmp and icmp_type is None:
         icmp_type, icmp_code = (8 if a.version == 4 else 128), 0
-    if protocol in _PORTED and sport is None and port is not None:
+    if protocol in PORTED and sport is None and port is not None:
         sport = 40000  # an ephemeral port: rules on source ports are rare
     return Packet(str(a), str(b), protocol, sport, port, icmp_type, icmp_code)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from dataplane.linux import nft_render as R
 from dataplane.policy_counters import CounterKey
-from dataplane.trace import ICMP, ChainTrace, Packet, Step, TraceError, Verdict
+from dataplane.trace import BY_NAME, ICMP, PORTED, ChainTrace, Packet, Step, TraceError, Verdict
 
 _MAX_DEPTH = 16  # chains nest three deep; a loop in a broken table ends here
 
@@ -57,9 +57,6 @@ def table_of(doc: dict[str, Any]) -> Table:
 class _Fail(Exception):
     """A match's dependency does not hold (an IPv6 field of an IPv4
     packet, a TCP port of a UDP one): the rule does not match."""
-
-
-_PORT_PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136}
 
 
 class _Run:
@@ -110,8 +107,8 @@ class _Run:
                 return pk.icmp_type
             if fld == "code":
                 return pk.icmp_code
-        elif proto == "th" or proto in _PORT_PROTOCOLS:
-            if proto != "th" and pk.protocol != _PORT_PROTOCOLS[proto]:
+        elif proto == "th" or (proto in BY_NAME and BY_NAME[proto] in PORTED):
+            if proto != "th" and pk.protocol != BY_NAME[proto]:
                 raise _Fail
             if fld in ("sport", "dport"):
                 port = pk.sport if fld == "sport" else pk.dport

@@ -38,14 +38,12 @@ def resolve(name: str, endpoints: Mapping[str, Endpoint]) -> list[str]:
     return sorted(out)
 
 
-def address_of(
-    name: str, endpoints: Mapping[str, Endpoint], family: int | None = None
-) -> tuple[str, str | None]:
-    """(address, endpoint key or None) for a source or destination given as
-    an address or a name; a name's address of `family` (else its first).
-    Raises TraceError if it names no endpoint or several."""
+def address_of(name: str, endpoints: Mapping[str, Endpoint], family: int | None = None) -> str:
+    """The address of a source or destination given as an address or a
+    name; a name's address of `family` (else its first).  Raises
+    TraceError if it names no endpoint or several."""
     try:
-        return str(ipaddress.ip_address(name)), None
+        return str(ipaddress.ip_address(name))
     except ValueError:
         pass
     keys = resolve(name, endpoints)
@@ -56,4 +54,4 @@ def address_of(
     nets = [n for n in endpoints[keys[0]].nets if family is None or n.version == family]
     if not nets:
         raise TraceError(f"{keys[0]} has no IPv{family or ''} address")
-    return nets[0].address, keys[0]
+    return nets[0].address

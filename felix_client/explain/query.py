@@ -66,8 +66,8 @@ class Query:
 
 def packet_of(q: Query, endpoints: Mapping[str, Endpoint]) -> Packet:
     """The packet a query describes, names resolved.  Raises TraceError."""
-    src, _ = address_of(q.src, endpoints)
-    dst, _ = address_of(q.dst, endpoints, ipaddress.ip_address(src).version)
+    src = address_of(q.src, endpoints)
+    dst = address_of(q.dst, endpoints, ipaddress.ip_address(src).version)
     return packet(
         src,
         dst,
